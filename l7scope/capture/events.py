@@ -57,6 +57,18 @@ class ConnectionClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """One direction ended: a read returned 0 (kernel) or a FIN arrived (capture).
+
+    ``egress`` False: the remote end stopped sending. Close-delimited messages end here.
+    """
+
+    conn_id: int
+    egress: bool
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
 class DataChunk:
     """Bytes moved by one syscall (or a piece of one), or reassembled bytes of one TCP direction.
 
@@ -89,4 +101,4 @@ class DataChunk:
         return self.length - len(self.data)
 
 
-CaptureEvent = ConnectionOpened | ConnectionClosed | DataChunk
+CaptureEvent = ConnectionOpened | ConnectionClosed | StreamEnded | DataChunk

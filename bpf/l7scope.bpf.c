@@ -1,0 +1,666 @@
+// SPDX-License-Identifier: GPL-2.0
+/* l7scope kernel side: syscall tracepoints that copy TCP socket payload into a ring buffer.
+ *
+ * Theory of operation
+ * -------------------
+ * sys_enter_<io syscall>: if the caller is traced (not the agent, pid/comm filters) and the fd is
+ *   a TCP socket (task -> files -> fdt -> fd[] -> file -> inode is a socket -> sock, family
+ *   AF_INET/AF_INET6, protocol TCP), remember the call in `active` keyed by thread: entry time,
+ *   the sock, and where the bytes live (a buffer, an iovec array, or nothing for byte-count-only
+ *   syscalls such as sendfile and sendmmsg).
+ * sys_exit_<io syscall>: with a positive result, look the sock up in `conns` (creating it for a
+ *   connection that predates the agent), read its TCP stream position (write_seq after a send,
+ *   copied_seq after a receive, minus the result), and emit the bytes as DATA records of at most
+ *   L7_CHUNK bytes each, up to cfg.max_payload per syscall; what is not copied is still covered
+ *   by a last record with data_len 0 so that user space sees an exact known-length hole.
+ *   A read returning 0 emits EOF (peer closed).
+ * Protocol inference: a connection starts UNKNOWN; each message whose first bytes are not an
+ *   HTTP/1 start line, the HTTP/2 preface or a plausible HTTP/2 frame bumps a counter, and after
+ *   cfg.max_checks such messages the connection is OTHER. Only HTTP connections carry payload;
+ *   the others still send byte counts (flag PAYLOAD_SUPPRESSED).
+ * connect/accept/accept4 exits enter the socket with its role (client/server) and emit OPEN;
+ *   sock:inet_sock_set_state to TCP_CLOSE emits CLOSE and forgets the socket.
+ * Every lost record (ring buffer full, in-flight table full, unreadable memory) is counted in
+ *   the per-CPU `stats` array, which the agent reads and reports.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "l7scope.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+#define TCP_CLOSE_STATE 7
+
+char LICENSE[] SEC("license") = "GPL";
+
+_Static_assert(__builtin_offsetof(struct l7_event, data) == L7_EVENT_HDR_LEN, "wire header");
+
+const volatile struct l7_config cfg = {
+	.max_payload = 65536,
+	.max_checks = 8,
+};
+
+enum shape { SHAPE_BUF = 1, SHAPE_IOV = 2, SHAPE_BYTES = 3, SHAPE_MMSG = 4, SHAPE_FD = 5 };
+
+struct active_call {
+	__u64 ts_enter;
+	__u64 sk;
+	__u64 ptr;   /* user buffer, iovec array or mmsghdr array */
+	__u32 count; /* iovec count or mmsghdr count */
+	__s32 fd;
+	__u8 syscall;
+	__u8 shape;
+};
+
+struct conn_info {
+	__u64 conn_id;
+	__u8 role;
+	__u8 klass;
+	__u8 checks;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct active_call);
+} active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_info);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[L7_COMM_LEN]);
+	__type(value, __u8);
+} comm_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, L7_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_event);
+} scratch SEC(".maps");
+
+__u64 next_conn_id = 1;
+
+static __always_inline void count(__u32 stat, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+	if (v)
+		*v += n;
+}
+
+/* ---- who is traced ---- */
+
+static __always_inline int traced(__u32 tgid)
+{
+	if (tgid == cfg.self_tgid)
+		return 0;
+	if (cfg.filter_pids && !bpf_map_lookup_elem(&pid_filter, &tgid))
+		return 0;
+	if (cfg.filter_comms) {
+		char comm[L7_COMM_LEN] = {};
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (!bpf_map_lookup_elem(&comm_filter, comm))
+			return 0;
+	}
+	return 1;
+}
+
+/* ---- fd -> TCP sock, by CO-RE reads ---- */
+
+static __always_inline struct sock *tcp_sock_of_fd(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || BPF_CORE_READ(sock, type) != 1)
+		return NULL;
+	return sk;
+}
+
+static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int fresh)
+{
+	__u64 key = (__u64)sk;
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+
+	if (ci && !fresh)
+		return ci;
+	struct conn_info nci = {};
+	nci.conn_id = ((__u64)(cfg.self_tgid & 0xfffff) << 32) |
+		      (__sync_fetch_and_add(&next_conn_id, 1) & 0xffffffff);
+	nci.role = role;
+	bpf_map_update_elem(&conns, &key, &nci, BPF_ANY);
+	count(L7_STAT_CONNS_CREATED, 1);
+	return bpf_map_lookup_elem(&conns, &key);
+}
+
+/* ---- record header ---- */
+
+static __always_inline void fill_addrs(struct l7_event *ev, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	ev->family = family;
+	ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__builtin_memset(ev->laddr, 0, 16);
+		__builtin_memset(ev->raddr, 0, 16);
+		bpf_core_read(ev->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ev->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+static __always_inline struct l7_event *header(__u8 kind, struct sock *sk, struct conn_info *ci,
+					       __u64 ts_enter, __s32 fd, __u8 sc)
+{
+	__u32 zero = 0;
+	struct l7_event *ev = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!ev)
+		return NULL;
+	ev->ts_enter = ts_enter;
+	ev->ts_exit = bpf_ktime_get_ns();
+	ev->conn_id = ci->conn_id;
+	ev->tgid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->fd = fd;
+	ev->seq = 0;
+	ev->total_len = 0;
+	ev->chunk_off = 0;
+	ev->chunk_len = 0;
+	ev->data_len = 0;
+	ev->kind = kind;
+	ev->direction = 0;
+	ev->syscall = sc;
+	ev->role = ci->role;
+	ev->flags = 0;
+	fill_addrs(ev, sk);
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	return ev;
+}
+
+static __always_inline void output(struct l7_event *ev, __u32 data_len)
+{
+	if (data_len > L7_CHUNK)
+		data_len = L7_CHUNK;
+	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len, 0))
+		count(L7_STAT_RINGBUF_FULL, 1);
+	else
+		count(L7_STAT_EVENTS, 1);
+}
+
+/* ---- protocol inference ---- */
+
+static __always_inline int h2_frame_plausible(const __u8 *b, __u32 total)
+{
+	__u32 len = ((__u32)b[0] << 16) | ((__u32)b[1] << 8) | b[2];
+	__u8 type = b[3];
+
+	if ((b[5] & 0x80) || type > 9 || len > 16384 * 4)
+		return 0;
+	switch (type) {
+	case 2: return len == 5;               /* PRIORITY */
+	case 3: return len == 4;               /* RST_STREAM */
+	case 4: return len % 6 == 0;           /* SETTINGS */
+	case 6: return len == 8;               /* PING */
+	case 7: return len >= 8;               /* GOAWAY */
+	case 8: return len == 4;               /* WINDOW_UPDATE */
+	default: return len + 9 <= total || total >= 9 + 256;
+	}
+}
+
+static __always_inline int looks_http(const __u8 *b, __u32 total)
+{
+	__u32 w = ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
+
+	switch (w) {
+	case 0x47455420: /* "GET " */
+	case 0x504f5354: /* "POST" */
+	case 0x50555420: /* "PUT " */
+	case 0x48454144: /* "HEAD" */
+	case 0x44454c45: /* "DELE" */
+	case 0x50415443: /* "PATC" */
+	case 0x4f505449: /* "OPTI" */
+	case 0x434f4e4e: /* "CONN" */
+	case 0x54524143: /* "TRAC" */
+	case 0x48545450: /* "HTTP" */
+	case 0x50524920: /* "PRI " */
+		return 1;
+	}
+	return total >= 9 && h2_frame_plausible(b, total);
+}
+
+/* Decide whether this message's payload goes to user space (updates the class). */
+static __always_inline int want_payload(struct conn_info *ci, __u64 first, __u32 first_len,
+					__u32 total)
+{
+	__u8 b[16] = {};
+
+	if (cfg.capture_all || ci->klass == L7_CLASS_HTTP)
+		return 1;
+	if (ci->klass == L7_CLASS_OTHER)
+		return 0;
+	if (first_len > sizeof(b))
+		first_len = sizeof(b);
+	if (first_len < 4 || bpf_probe_read_user(b, first_len & 0xf, (void *)first) < 0) {
+		if (first_len >= 4)
+			count(L7_STAT_READ_FAULTS, 1);
+		/* too short to tell: keep payload but do not decide */
+		return first_len > 0 && first_len < 4;
+	}
+	if (looks_http(b, total)) {
+		ci->klass = L7_CLASS_HTTP;
+		return 1;
+	}
+	if (++ci->checks >= cfg.max_checks)
+		ci->klass = L7_CLASS_OTHER;
+	return 0;
+}
+
+/* ---- payload emission: one step = one record from the current buffer segment ---- */
+
+struct emit_ctx {
+	__u64 iov;      /* iovec array (SHAPE_IOV) */
+	__u64 base;     /* current segment */
+	__u64 seg_len;
+	__u64 seg_off;
+	__u32 iov_idx;
+	__u32 iov_cnt;
+	__u32 done;     /* bytes emitted */
+	__u32 budget;   /* bytes to copy: min(result, max_payload) */
+};
+
+static __always_inline int next_segment(struct emit_ctx *c)
+{
+	struct iovec iv = {};
+
+	if (c->seg_off < c->seg_len)
+		return 1;
+	if (!c->iov || c->iov_idx >= c->iov_cnt)
+		return 0;
+	if (bpf_probe_read_user(&iv, sizeof(iv), (void *)(c->iov + c->iov_idx * sizeof(iv))))
+		return 0;
+	c->iov_idx++;
+	c->base = (__u64)iv.iov_base;
+	c->seg_len = iv.iov_len;
+	c->seg_off = 0;
+	return 1;
+}
+
+static long emit_step(__u32 index, void *arg)
+{
+	struct emit_ctx *c = arg;
+	__u32 zero = 0;
+	struct l7_event *ev;
+	__u64 n;
+
+	if (c->done >= c->budget || !next_segment(c))
+		return 1;
+	if (c->seg_off >= c->seg_len)
+		return 0; /* empty iovec: move on */
+	ev = bpf_map_lookup_elem(&scratch, &zero);
+	if (!ev)
+		return 1;
+	n = c->seg_len - c->seg_off;
+	if (n > c->budget - c->done)
+		n = c->budget - c->done;
+	if (n > L7_CHUNK)
+		n = L7_CHUNK;
+	n &= (2 * L7_CHUNK - 1);
+	if (n > L7_CHUNK)
+		return 1;
+	if (bpf_probe_read_user(ev->data, n, (void *)(c->base + c->seg_off))) {
+		count(L7_STAT_READ_FAULTS, 1);
+		return 1;
+	}
+	ev->chunk_off = c->done;
+	ev->chunk_len = n;
+	ev->data_len = n;
+	output(ev, n);
+	c->done += n;
+	c->seg_off += n;
+	return 0;
+}
+
+static __always_inline void emit_data(struct active_call *ac, struct sock *sk, __u32 result,
+				      __u8 direction)
+{
+	struct conn_info *ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct emit_ctx c = {};
+	struct l7_event *ev;
+	__u32 seq_end;
+	__u64 first = 0, first_len = 0;
+
+	if (!ci)
+		return;
+	ev = header(L7_KIND_DATA, sk, ci, ac->ts_enter, ac->fd, ac->syscall);
+	if (!ev)
+		return;
+	seq_end = direction == L7_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq)
+					       : BPF_CORE_READ(tp, copied_seq);
+	ev->seq = seq_end - result;
+	ev->total_len = result;
+	ev->direction = direction;
+
+	if (ac->shape == SHAPE_BUF) {
+		c.base = ac->ptr;
+		c.seg_len = result;
+		first = ac->ptr;
+		first_len = result;
+	} else if (ac->shape == SHAPE_IOV) {
+		struct iovec iv = {};
+		c.iov = ac->ptr;
+		c.iov_cnt = ac->count;
+		if (!bpf_probe_read_user(&iv, sizeof(iv), (void *)ac->ptr)) {
+			first = (__u64)iv.iov_base;
+			first_len = iv.iov_len < result ? iv.iov_len : result;
+		}
+	}
+	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
+		if (want_payload(ci, first, first_len, result)) {
+			c.budget = result < cfg.max_payload ? result : cfg.max_payload;
+			bpf_loop(L7_MAX_STEPS, emit_step, &c, 0);
+		} else {
+			ev->flags |= L7_FLAG_PAYLOAD_SUPPRESSED;
+			count(L7_STAT_BYTES_SUPPRESSED, result);
+		}
+	}
+	if (c.done < result) {
+		/* what was not copied: one record covering the exact hole */
+		ev = bpf_map_lookup_elem(&scratch, &(__u32){0});
+		if (!ev)
+			return;
+		if (!(ev->flags & L7_FLAG_PAYLOAD_SUPPRESSED)) {
+			ev->flags |= L7_FLAG_TRUNCATED;
+			count(L7_STAT_BYTES_NOT_CAPTURED, result - c.done);
+		}
+		ev->chunk_off = c.done;
+		ev->chunk_len = result - c.done;
+		ev->data_len = 0;
+		output(ev, 0);
+	}
+}
+
+/* ---- syscall entry: remember the call ---- */
+
+static __always_inline void remember(int fd, __u64 ptr, __u32 cnt, __u8 sc, __u8 shape)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call ac = {};
+	struct sock *sk;
+
+	if (!traced(id >> 32))
+		return;
+	sk = tcp_sock_of_fd(fd);
+	if (!sk)
+		return;
+	ac.ts_enter = bpf_ktime_get_ns();
+	ac.sk = (__u64)sk;
+	ac.ptr = ptr;
+	ac.count = cnt;
+	ac.fd = fd;
+	ac.syscall = sc;
+	ac.shape = shape;
+	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
+		count(L7_STAT_ACTIVE_FULL, 1);
+}
+
+static __always_inline void remember_msg(int fd, __u64 msg, __u8 sc)
+{
+	struct user_msghdr mh = {};
+
+	if (bpf_probe_read_user(&mh, sizeof(mh), (void *)msg))
+		return;
+	remember(fd, (__u64)mh.msg_iov, mh.msg_iovlen, sc, SHAPE_IOV);
+}
+
+/* ---- syscall exit: emit ---- */
+
+static __always_inline void finish(long ret, __u8 direction)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
+	struct sock *sk;
+
+	if (!ac)
+		return;
+	sk = (struct sock *)ac->sk;
+	if (ret > 0) {
+		if (ac->shape == SHAPE_MMSG) {
+			/* bytes only: the sum of msg_len over the first messages */
+			__u32 total = 0, n = ret > 8 ? 8 : ret;
+			for (__u32 i = 0; i < 8; i++) {
+				__u32 len = 0;
+				if (i >= n)
+					break;
+				bpf_probe_read_user(&len, sizeof(len),
+						    (void *)(ac->ptr + i * sizeof(struct mmsghdr) +
+							     __builtin_offsetof(struct mmsghdr, msg_len)));
+				total += len;
+			}
+			ret = total;
+			ac->shape = SHAPE_BYTES;
+		}
+		if (ret > 0)
+			emit_data(ac, sk, (__u32)ret, direction);
+	} else if (ret == 0 && direction == L7_DIR_INGRESS && ac->shape != SHAPE_MMSG) {
+		__u64 key = (__u64)sk;
+		struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+		if (ci && ci->klass == L7_CLASS_HTTP) {
+			struct l7_event *ev = header(L7_KIND_EOF, sk, ci, ac->ts_enter, ac->fd,
+						     ac->syscall);
+			if (ev) {
+				ev->direction = direction;
+				output(ev, 0);
+			}
+		}
+	}
+	bpf_map_delete_elem(&active, &id);
+}
+
+#define ARG(i) (ctx->args[i])
+
+#define IO_PROBES(name, sc, shape_expr, dir)                                            \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
+	{                                                                               \
+		shape_expr;                                                             \
+		return 0;                                                               \
+	}                                                                               \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                      \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
+	{                                                                               \
+		finish(ctx->ret, dir);                                                  \
+		return 0;                                                               \
+	}
+
+IO_PROBES(read, L7_SYS_READ, remember(ARG(0), ARG(1), 0, L7_SYS_READ, SHAPE_BUF), L7_DIR_INGRESS)
+IO_PROBES(write, L7_SYS_WRITE, remember(ARG(0), ARG(1), 0, L7_SYS_WRITE, SHAPE_BUF), L7_DIR_EGRESS)
+IO_PROBES(recvfrom, L7_SYS_RECVFROM, remember(ARG(0), ARG(1), 0, L7_SYS_RECVFROM, SHAPE_BUF),
+	  L7_DIR_INGRESS)
+IO_PROBES(sendto, L7_SYS_SENDTO, remember(ARG(0), ARG(1), 0, L7_SYS_SENDTO, SHAPE_BUF),
+	  L7_DIR_EGRESS)
+IO_PROBES(readv, L7_SYS_READV, remember(ARG(0), ARG(1), ARG(2), L7_SYS_READV, SHAPE_IOV),
+	  L7_DIR_INGRESS)
+IO_PROBES(writev, L7_SYS_WRITEV, remember(ARG(0), ARG(1), ARG(2), L7_SYS_WRITEV, SHAPE_IOV),
+	  L7_DIR_EGRESS)
+IO_PROBES(recvmsg, L7_SYS_RECVMSG, remember_msg(ARG(0), ARG(1), L7_SYS_RECVMSG), L7_DIR_INGRESS)
+IO_PROBES(sendmsg, L7_SYS_SENDMSG, remember_msg(ARG(0), ARG(1), L7_SYS_SENDMSG), L7_DIR_EGRESS)
+IO_PROBES(recvmmsg, L7_SYS_RECVMMSG, remember(ARG(0), ARG(1), ARG(2), L7_SYS_RECVMMSG, SHAPE_MMSG),
+	  L7_DIR_INGRESS)
+IO_PROBES(sendmmsg, L7_SYS_SENDMMSG, remember(ARG(0), ARG(1), ARG(2), L7_SYS_SENDMMSG, SHAPE_MMSG),
+	  L7_DIR_EGRESS)
+IO_PROBES(sendfile64, L7_SYS_SENDFILE, remember(ARG(0), 0, 0, L7_SYS_SENDFILE, SHAPE_BYTES),
+	  L7_DIR_EGRESS)
+
+/* ---- connection lifecycle ---- */
+
+static __always_inline void opened(int fd, __u8 role, __u8 sc, __u64 ts_enter)
+{
+	struct sock *sk = tcp_sock_of_fd(fd);
+	struct conn_info *ci;
+	struct l7_event *ev;
+
+	if (!sk)
+		return;
+	ci = conn_of(sk, role, 1);
+	if (!ci)
+		return;
+	ev = header(L7_KIND_OPEN, sk, ci, ts_enter, fd, sc);
+	if (ev)
+		output(ev, 0);
+}
+
+static __always_inline void remember_fd(int fd, __u8 sc)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call ac = {};
+
+	if (!traced(id >> 32))
+		return;
+	ac.ts_enter = bpf_ktime_get_ns();
+	ac.fd = fd;
+	ac.syscall = sc;
+	ac.shape = SHAPE_FD;
+	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
+		count(L7_STAT_ACTIVE_FULL, 1);
+}
+
+static __always_inline void finish_open(long ret, __u8 role)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
+
+	if (!ac || ac->shape != SHAPE_FD)
+		return;
+	if (role == L7_ROLE_CLIENT && (ret == 0 || ret == -EINPROGRESS))
+		opened(ac->fd, role, ac->syscall, ac->ts_enter);
+	else if (role == L7_ROLE_SERVER && ret >= 0)
+		opened((int)ret, role, ac->syscall, ac->ts_enter);
+	bpf_map_delete_elem(&active, &id);
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	remember_fd(ARG(0), L7_SYS_CONNECT);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_open(ctx->ret, L7_ROLE_CLIENT);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int enter_accept(struct trace_event_raw_sys_enter *ctx)
+{
+	remember_fd(ARG(0), L7_SYS_ACCEPT);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_open(ctx->ret, L7_ROLE_SERVER);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int enter_accept4(struct trace_event_raw_sys_enter *ctx)
+{
+	remember_fd(ARG(0), L7_SYS_ACCEPT4);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	finish_open(ctx->ret, L7_ROLE_SERVER);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	__u64 key = (__u64)ctx->skaddr;
+	struct conn_info *ci;
+	struct l7_event *ev;
+	__u32 zero = 0;
+
+	if (ctx->newstate != TCP_CLOSE_STATE || ctx->protocol != IPPROTO_TCP)
+		return 0;
+	ci = bpf_map_lookup_elem(&conns, &key);
+	if (!ci)
+		return 0;
+	ev = bpf_map_lookup_elem(&scratch, &zero);
+	if (ev) {
+		__builtin_memset(ev, 0, L7_EVENT_HDR_LEN);
+		ev->ts_enter = ev->ts_exit = bpf_ktime_get_ns();
+		ev->conn_id = ci->conn_id;
+		ev->kind = L7_KIND_CLOSE;
+		ev->syscall = L7_SYS_STATE;
+		ev->role = ci->role;
+		output(ev, 0);
+	}
+	bpf_map_delete_elem(&conns, &key);
+	return 0;
+}

@@ -1,0 +1,98 @@
+/* l7scope: the one wire format shared by the kernel programs and user space.
+ *
+ * Every ring-buffer record is a struct l7_event header followed by data_len payload bytes.
+ * User space (l7scope/capture/wire.py) mirrors this layout with struct.unpack; keep them equal.
+ */
+#ifndef L7SCOPE_H
+#define L7SCOPE_H
+
+#define L7_CHUNK 4096          /* payload bytes in one record (power of two) */
+#define L7_MAX_STEPS 32        /* records one syscall may emit (iovec steps included) */
+#define L7_COMM_LEN 16
+
+enum l7_kind {
+	L7_KIND_DATA = 1,   /* bytes moved by a syscall (or a chunk of them) */
+	L7_KIND_OPEN = 2,   /* connect() / accept() completed on a TCP socket */
+	L7_KIND_CLOSE = 3,  /* the socket reached TCP_CLOSE */
+	L7_KIND_EOF = 4,    /* a read returned 0: the peer closed its side */
+};
+
+enum l7_direction {
+	L7_DIR_EGRESS = 1,  /* written by the local process */
+	L7_DIR_INGRESS = 2, /* read by the local process */
+};
+
+enum l7_role {
+	L7_ROLE_UNKNOWN = 0,
+	L7_ROLE_CLIENT = 1,
+	L7_ROLE_SERVER = 2,
+};
+
+enum l7_syscall {
+	L7_SYS_READ = 1, L7_SYS_WRITE, L7_SYS_READV, L7_SYS_WRITEV, L7_SYS_RECVFROM, L7_SYS_SENDTO,
+	L7_SYS_RECVMSG, L7_SYS_SENDMSG, L7_SYS_RECVMMSG, L7_SYS_SENDMMSG, L7_SYS_SENDFILE,
+	L7_SYS_CONNECT, L7_SYS_ACCEPT, L7_SYS_ACCEPT4, L7_SYS_CLOSE, L7_SYS_STATE,
+};
+
+/* flags */
+#define L7_FLAG_PAYLOAD_SUPPRESSED 0x01 /* connection not (yet) recognised as HTTP: bytes only */
+#define L7_FLAG_TRUNCATED 0x02          /* part of the syscall's bytes were not captured */
+#define L7_FLAG_NO_SEQ 0x04             /* seq is not meaningful (not a tcp_sock read) */
+
+/* connection classes kept per socket in the kernel */
+enum l7_class {
+	L7_CLASS_UNKNOWN = 0,
+	L7_CLASS_HTTP = 1,
+	L7_CLASS_OTHER = 2,
+};
+
+/* per-CPU counters (index into the stats map) */
+enum l7_stat {
+	L7_STAT_EVENTS = 0,          /* records written to the ring buffer */
+	L7_STAT_RINGBUF_FULL,        /* records lost: ring buffer had no room */
+	L7_STAT_ACTIVE_FULL,         /* syscalls lost: in-flight table full */
+	L7_STAT_BYTES_NOT_CAPTURED,  /* payload bytes beyond the capture limit */
+	L7_STAT_BYTES_SUPPRESSED,    /* payload bytes of non-HTTP connections (counted only) */
+	L7_STAT_CONNS_CREATED,       /* sockets entered in the connection table */
+	L7_STAT_READ_FAULTS,         /* user memory that could not be read */
+	L7_STAT_MAX,
+};
+
+struct l7_config {
+	__u32 self_tgid;        /* the agent itself: never traced */
+	__u32 max_payload;      /* payload bytes captured per syscall */
+	__u8 filter_pids;       /* only tgids in pid_filter */
+	__u8 filter_comms;      /* only comms in comm_filter */
+	__u8 capture_all;       /* skip in-kernel protocol inference: payload of every connection */
+	__u8 max_checks;        /* unrecognised messages before a connection is classed OTHER */
+};
+
+struct l7_event {
+	__u64 ts_enter;   /* CLOCK_MONOTONIC ns at syscall entry */
+	__u64 ts_exit;    /* ... at syscall exit */
+	__u64 conn_id;    /* stable per socket, survives fd reuse */
+	__u32 tgid;
+	__u32 tid;
+	__s32 fd;
+	__u32 seq;        /* TCP stream position of this record's first byte */
+	__u32 total_len;  /* bytes moved by the whole syscall */
+	__u32 chunk_off;  /* offset of this record within them */
+	__u32 chunk_len;  /* stream bytes this record covers (>= data_len) */
+	__u16 data_len;   /* payload bytes that follow */
+	__u8 kind;        /* enum l7_kind */
+	__u8 direction;   /* enum l7_direction */
+	__u8 syscall;     /* enum l7_syscall */
+	__u8 role;        /* enum l7_role */
+	__u8 family;      /* AF_INET or AF_INET6 */
+	__u8 flags;
+	__u16 lport;      /* host order */
+	__u16 rport;      /* host order */
+	__u8 laddr[16];   /* IPv4 in the first 4 bytes */
+	__u8 raddr[16];
+	char comm[L7_COMM_LEN];
+	__u8 data[L7_CHUNK];
+};
+
+#define L7_EVENT_HDR_LEN 112
+
+#endif /* L7SCOPE_H */

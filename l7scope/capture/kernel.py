@@ -1,0 +1,168 @@
+"""The kernel capture source: environment checks, load/attach, ring-buffer reading, counters.
+
+Lifecycle (libbpf-bootstrap shape): check -> open -> configure (.rodata knobs, map sizes,
+autoload only tracepoints this kernel has) -> load -> attach -> poll ... -> close. One cleanup
+path: KernelCapture.close(), also used when any step fails.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from l7scope.capture import libbpf
+from l7scope.capture.wire import STATS, WireDecoder
+
+TRACEFS = "/sys/kernel/tracing"
+BPFFS = "/sys/fs/bpf"
+BTF = "/sys/kernel/btf/vmlinux"
+
+# struct l7_config in bpf/l7scope.h
+CONFIG = struct.Struct("<IIBBBB")
+
+
+class CaptureUnavailable(RuntimeError):
+    """The kernel capture cannot run here; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelOptions:
+    pids: tuple[int, ...] = ()
+    comms: tuple[str, ...] = ()
+    max_payload: int = 65536
+    ringbuf_bytes: int = 16 << 20
+    capture_all: bool = False  # payload of every TCP connection, not only HTTP-looking ones
+    max_checks: int = 8
+
+
+def object_path() -> str:
+    override = os.environ.get("L7SCOPE_BPF_OBJECT")
+    if override:
+        return override
+    return str(resources.files("l7scope").joinpath("bpf/l7scope.bpf.o"))
+
+
+def _mount(fstype: str, target: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                           ctypes.c_void_p]
+    if libc.mount(fstype.encode(), target.encode(), fstype.encode(), 0, None) != 0:
+        e = ctypes.get_errno()
+        if e != errno.EBUSY:
+            raise CaptureUnavailable(f"cannot mount {fstype} at {target}: {os.strerror(e)}")
+
+
+def check_environment() -> None:
+    """Raise CaptureUnavailable with one clear line when the agent cannot run; mount what's missing."""
+    if os.geteuid() != 0:
+        raise CaptureUnavailable("l7scope run needs root (CAP_BPF, CAP_PERFMON): run it with sudo")
+    if not os.path.exists(BTF):
+        raise CaptureUnavailable(f"kernel BTF not found at {BTF}: the kernel needs CONFIG_DEBUG_INFO_BTF=y")
+    try:
+        lockdown = Path("/sys/kernel/security/lockdown").read_text()
+        if "[confidentiality]" in lockdown:
+            raise CaptureUnavailable("kernel lockdown is 'confidentiality': BPF cannot read memory here")
+    except OSError:
+        pass
+    if not os.path.isdir(os.path.join(TRACEFS, "events")):
+        _mount("tracefs", TRACEFS)
+        if not os.path.isdir(os.path.join(TRACEFS, "events")):
+            raise CaptureUnavailable(f"tracefs is missing at {TRACEFS} and could not be mounted")
+    if os.path.isdir(BPFFS) and not os.path.ismount(BPFFS):
+        _mount("bpf", BPFFS)
+    if not os.path.exists(object_path()):
+        raise CaptureUnavailable(f"BPF object {object_path()} is missing: run `make install`")
+
+
+def _tracepoint_exists(section: str) -> bool:
+    # "tracepoint/syscalls/sys_enter_read" -> events/syscalls/sys_enter_read
+    parts = section.split("/")
+    if len(parts) != 3 or parts[0] not in ("tracepoint", "tp"):
+        return True
+    return os.path.isdir(os.path.join(TRACEFS, "events", parts[1], parts[2]))
+
+
+class KernelCapture:
+    """Loads and attaches the programs; poll() returns decoded capture events."""
+
+    def __init__(self, options: KernelOptions, debug_print=None):
+        check_environment()
+        self.options = options
+        self.decoder = WireDecoder()
+        self.missing_tracepoints: list[str] = []
+        self._obj = None
+        self._rb = None
+        log: list[str] = []
+        libbpf.set_print(debug_print or (lambda lvl, text: log.append(text) if lvl <= 1 else None))
+        try:
+            self._open_and_attach(options)
+        except libbpf.LibbpfError as e:
+            self.close()
+            hint = log[-1].strip() if log else ""
+            if e.errno == errno.EPERM:
+                raise CaptureUnavailable(f"BPF load refused (EPERM): {hint or e}") from None
+            raise CaptureUnavailable(f"{e}{': ' + hint if hint else ''}") from None
+
+    def _open_and_attach(self, o: KernelOptions) -> None:
+        obj = self._obj = libbpf.BpfObject(object_path())
+        obj.write_initial_value(".rodata", CONFIG.pack(
+            os.getpid(), max(0, o.max_payload), 1 if o.pids else 0, 1 if o.comms else 0,
+            1 if o.capture_all else 0, max(1, min(255, o.max_checks))))
+        obj.set_max_entries("events", _pow2(o.ringbuf_bytes))
+        progs = obj.programs()
+        for prog, name, section in progs:
+            if not _tracepoint_exists(section):
+                obj.set_autoload(prog, False)
+                self.missing_tracepoints.append(section)
+        obj.load()
+        self._fill_filters(o)
+        for prog, name, section in progs:
+            if section not in self.missing_tracepoints:
+                obj.attach(prog, name)
+        self._rb = libbpf.RingBuffer(obj.map_fd("events"))
+        self._stats_fd = obj.map_fd("stats")
+        self._ncpu = libbpf.possible_cpus()
+
+    def _fill_filters(self, o: KernelOptions) -> None:
+        pid_fd = self._obj.map_fd("pid_filter")
+        for pid in o.pids:
+            libbpf.map_update(pid_fd, struct.pack("<I", pid), b"\x01")
+        comm_fd = self._obj.map_fd("comm_filter")
+        for comm in o.comms:
+            libbpf.map_update(comm_fd, comm.encode()[:15].ljust(16, b"\0"), b"\x01")
+
+    def poll(self, timeout_ms: int = 100) -> list:
+        decode = self.decoder.decode
+        return [ev for ev in map(decode, self._rb.poll(timeout_ms)) if ev is not None]
+
+    def drain(self) -> list:
+        decode = self.decoder.decode
+        return [ev for ev in map(decode, self._rb.drain()) if ev is not None]
+
+    def counters(self) -> dict[str, int]:
+        """Kernel-side counters summed over CPUs, plus undecodable records."""
+        out = {}
+        for i, name in enumerate(STATS):
+            raw = libbpf.map_lookup(self._stats_fd, struct.pack("<I", i), 8 * self._ncpu)
+            out[name] = sum(struct.unpack(f"<{self._ncpu}Q", raw)) if raw else 0
+        out["malformed_records"] = self.decoder.malformed
+        return out
+
+    def close(self) -> None:
+        if self._rb is not None:
+            self._rb.close()
+            self._rb = None
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+
+def _pow2(n: int) -> int:
+    p = 4096
+    while p < n:
+        p <<= 1
+    return p

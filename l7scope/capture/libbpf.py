@@ -1,0 +1,231 @@
+"""A thin ctypes binding to the system libbpf (libbpf.so.1), just the calls the agent needs.
+
+Why ctypes on the system library: libbpf is the reference loader (CO-RE relocation, BTF,
+ring buffers) and Debian ships it; ctypes needs no compiler and no extra Python package at run
+time, so `make install` stays small and the agent runs wherever libbpf1 is installed. Each call
+here is a plain function; errors come back as LibbpfError with errno text.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+
+_SAMPLE_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_PRINT_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class LibbpfError(OSError):
+    pass
+
+
+def _load_library() -> ctypes.CDLL:
+    for name in ("libbpf.so.1", ctypes.util.find_library("bpf") or ""):
+        if not name:
+            continue
+        try:
+            return ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+    raise LibbpfError(errno.ENOENT, "libbpf.so.1 not found (install Debian package libbpf1)")
+
+
+_lib: ctypes.CDLL | None = None
+
+
+def lib() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        _lib = _load_library()
+        _declare(_lib)
+    return _lib
+
+
+def _declare(L: ctypes.CDLL) -> None:
+    vp, cp, i, u32, sz = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_size_t
+    sigs = {
+        "bpf_object__open_file": (vp, [cp, vp]),
+        "bpf_object__load": (i, [vp]),
+        "bpf_object__close": (None, [vp]),
+        "bpf_object__find_map_by_name": (vp, [vp, cp]),
+        "bpf_object__next_program": (vp, [vp, vp]),
+        "bpf_object__next_map": (vp, [vp, vp]),
+        "bpf_program__name": (cp, [vp]),
+        "bpf_program__section_name": (cp, [vp]),
+        "bpf_program__set_autoload": (i, [vp, ctypes.c_bool]),
+        "bpf_program__attach": (vp, [vp]),
+        "bpf_link__destroy": (i, [vp]),
+        "bpf_map__fd": (i, [vp]),
+        "bpf_map__name": (cp, [vp]),
+        "bpf_map__set_max_entries": (i, [vp, u32]),
+        "bpf_map__initial_value": (vp, [vp, ctypes.POINTER(sz)]),
+        "bpf_map_lookup_elem": (i, [i, vp, vp]),
+        "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
+        "ring_buffer__new": (vp, [i, _SAMPLE_CB, vp, vp]),
+        "ring_buffer__poll": (i, [vp, i]),
+        "ring_buffer__consume": (i, [vp]),
+        "ring_buffer__free": (None, [vp]),
+        "libbpf_set_print": (vp, [vp]),
+        "libbpf_num_possible_cpus": (i, []),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(L, name)
+        fn.restype = res
+        fn.argtypes = args
+
+
+def _err(what: str, code: int | None = None) -> LibbpfError:
+    code = abs(code) if code else ctypes.get_errno() or errno.EINVAL
+    return LibbpfError(code, f"{what}: {os.strerror(code)}")
+
+
+_print_keep = None
+
+
+def set_print(callback) -> None:
+    """Route libbpf's messages: callback(level:int, text:str), or None to silence them.
+
+    libbpf passes a printf format and a va_list; we format with the C library's vsnprintf.
+    """
+    global _print_keep
+    libc = ctypes.CDLL(None)
+    vsnprintf = libc.vsnprintf
+    vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+
+    def _cb(level, fmt, args):
+        if callback is not None:
+            buf = ctypes.create_string_buffer(2048)
+            vsnprintf(buf, len(buf), fmt, args)
+            callback(level, buf.value.decode(errors="replace"))
+        return 0
+
+    _print_keep = _PRINT_CB(_cb)
+    lib().libbpf_set_print(ctypes.cast(_print_keep, ctypes.c_void_p))
+
+
+class BpfObject:
+    """open -> configure (rodata, map sizes, autoload) -> load -> attach -> close."""
+
+    def __init__(self, path: str):
+        L = lib()
+        self._obj = L.bpf_object__open_file(path.encode(), None)
+        if not self._obj:
+            raise _err(f"opening {path}")
+        self._links: list[int] = []
+
+    def programs(self) -> list[tuple[int, str, str]]:
+        L, out, prog = lib(), [], None
+        while True:
+            prog = L.bpf_object__next_program(self._obj, prog)
+            if not prog:
+                return out
+            out.append((prog, L.bpf_program__name(prog).decode(),
+                        L.bpf_program__section_name(prog).decode()))
+
+    def map(self, name: str) -> int:
+        L, m = lib(), None
+        found = L.bpf_object__find_map_by_name(self._obj, name.encode())
+        if found:
+            return found
+        while True:  # internal maps carry an object-name prefix ("l7scope_.rodata")
+            m = L.bpf_object__next_map(self._obj, m)
+            if not m:
+                raise LibbpfError(errno.ENOENT, f"map {name} not in object")
+            if L.bpf_map__name(m).decode().endswith(name):
+                return m
+
+    def set_max_entries(self, map_name: str, n: int) -> None:
+        rc = lib().bpf_map__set_max_entries(self.map(map_name), n)
+        if rc:
+            raise _err(f"sizing map {map_name}", rc)
+
+    def write_initial_value(self, map_name: str, data: bytes, offset: int = 0) -> None:
+        size = ctypes.c_size_t(0)
+        ptr = lib().bpf_map__initial_value(self.map(map_name), ctypes.byref(size))
+        if not ptr or offset + len(data) > size.value:
+            raise LibbpfError(errno.EINVAL, f"{map_name}: initial value too small")
+        ctypes.memmove(ptr + offset, data, len(data))
+
+    def set_autoload(self, prog: int, on: bool) -> None:
+        lib().bpf_program__set_autoload(prog, on)
+
+    def load(self) -> None:
+        rc = lib().bpf_object__load(self._obj)
+        if rc:
+            raise _err("loading BPF programs", rc)
+
+    def attach(self, prog: int, name: str) -> None:
+        link = lib().bpf_program__attach(prog)
+        if not link:
+            raise _err(f"attaching {name}")
+        self._links.append(link)
+
+    def map_fd(self, name: str) -> int:
+        return lib().bpf_map__fd(self.map(name))
+
+    def close(self) -> None:
+        L = lib()
+        for link in self._links:
+            L.bpf_link__destroy(link)
+        self._links.clear()
+        if self._obj:
+            L.bpf_object__close(self._obj)
+            self._obj = None
+
+
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value_size)
+    if lib().bpf_map_lookup_elem(fd, k, v):
+        return None
+    return v.raw
+
+
+def map_update(fd: int, key: bytes, value: bytes) -> None:
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value, len(value))
+    if lib().bpf_map_update_elem(fd, k, v, 0):
+        raise _err("updating map")
+
+
+def possible_cpus() -> int:
+    n = lib().libbpf_num_possible_cpus()
+    return n if n > 0 else os.cpu_count() or 1
+
+
+class RingBuffer:
+    """Reads records in batches: poll() returns the raw records that arrived (copied)."""
+
+    def __init__(self, map_fd: int):
+        self._batch: list[bytes] = []
+        string_at = ctypes.string_at
+        append = self._batch.append
+
+        def _sample(_ctx, data, size):
+            append(string_at(data, size))
+            return 0
+
+        self._cb = _SAMPLE_CB(_sample)
+        self._rb = lib().ring_buffer__new(map_fd, self._cb, None, None)
+        if not self._rb:
+            raise _err("creating ring buffer reader")
+
+    def poll(self, timeout_ms: int) -> list[bytes]:
+        rc = lib().ring_buffer__poll(self._rb, timeout_ms)
+        if rc < 0 and -rc != errno.EINTR:
+            raise _err("polling ring buffer", rc)
+        out = self._batch[:]
+        self._batch.clear()
+        return out
+
+    def drain(self) -> list[bytes]:
+        lib().ring_buffer__consume(self._rb)
+        out = self._batch[:]
+        self._batch.clear()
+        return out
+
+    def close(self) -> None:
+        if self._rb:
+            lib().ring_buffer__free(self._rb)
+            self._rb = None
