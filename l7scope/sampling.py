@@ -1,0 +1,237 @@
+"""Sampling of slow and failing exchanges: rules, reasons, and a bounded top-N per pair.
+
+Theory of operation
+-------------------
+Every finished Exchange is offered to the Sampler. It picks one rule by the request path
+(query string removed): each rule with a ``uri_regex`` is tried with ``re.search`` and the LAST
+one that matches wins; when none matches the default rule (the one without a regex) applies;
+with no default rule the exchange is not sampled.
+
+The rule then gives at most one reason, in priority order:
+
+    5xx         status 500-599                      (when_5xx)
+    grpc_error  gRPC status present and non-zero    (when_5xx: a failed call, like a 5xx)
+    4xx         status 400-499                      (when_4xx)
+    slow        duration >= min_duration_ms
+
+An exchange with a reason competes for a place in its process pair's list for that reason:
+"slowest" (slow), "status_4xx" (4xx) or "status_5xx" (5xx and grpc_error). Each list is a
+min-heap of at most ``top_n`` entries ordered by duration, so every list keeps the slowest
+calls of its kind for the interval; on a tie the earlier call stays. ``offer`` returns the
+SampledExchange when it took a place (a later, slower call may still displace it) and None
+otherwise. ``drain()`` hands over all lists, sorted slowest first, and starts a new interval.
+
+The raw request/response text (start line, headers, rendered body, trailers) is built only
+for exchanges that take a place, with credentials redacted, and truncated to the rule's
+``max_*_bytes``. ``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import re
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from l7scope.config import SamplingConfig, SamplingRule
+from l7scope.exchange import Exchange
+from l7scope.protocols.message import HttpMessage
+from l7scope.redact import Redactor
+
+PairKey = Hashable
+MAX_PAIRS = 10_000  # bound on process pairs tracked per interval
+
+
+@dataclass(frozen=True, slots=True)
+class SampledExchange:
+    exchange: Exchange
+    reason: str  # "5xx" | "grpc_error" | "4xx" | "slow"
+    rule: SamplingRule
+    request_raw: bytes | None
+    response_raw: bytes | None
+    request_complete: bool
+    response_complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TopN:
+    """One process pair's sampled exchanges for an interval, slowest first in each list."""
+
+    slowest: tuple[SampledExchange, ...]
+    status_4xx: tuple[SampledExchange, ...]
+    status_5xx: tuple[SampledExchange, ...]
+
+    def all(self) -> tuple[SampledExchange, ...]:
+        return self.status_5xx + self.status_4xx + self.slowest
+
+
+_LIST_OF_REASON = {"5xx": 2, "grpc_error": 2, "4xx": 1, "slow": 0}
+
+
+def _process_name(comm: str | None, pid: int | None) -> str:
+    return f"{comm or '?'}({pid})" if pid is not None else (comm or "?")
+
+
+def _host(addr: str | None) -> str:
+    if not addr:
+        return "?"
+    host = addr.rsplit(":", 1)[0] if ":" in addr else addr
+    return host.strip("[]")
+
+
+def default_pair_key(ex: Exchange) -> tuple[str, str, str]:
+    """(client, server, protocol) display names, as PairMetrics names them.
+
+    The observing process is "comm(pid)"; the other end is "pid(N)" when it is a local traced
+    process (its comm is not in the record), else the remote address: "ip" for a client and
+    "ip:port" for a server. Records from packet captures (no side) use local as the client.
+    """
+    peer_client = f"pid({ex.peer_pid})" if ex.peer_pid is not None else _host(ex.remote)
+    peer_server = f"pid({ex.peer_pid})" if ex.peer_pid is not None else (ex.remote or "?")
+    if ex.side == "server":
+        return peer_client, _process_name(ex.comm, ex.pid), ex.protocol
+    if ex.side == "client":
+        return _process_name(ex.comm, ex.pid), peer_server, ex.protocol
+    return _host(ex.local), ex.remote or "?", ex.protocol
+
+
+class _Rules:
+    """An immutable, compiled rule set (swapped whole on reconfigure)."""
+
+    __slots__ = ("top_n", "matching", "default")
+
+    def __init__(self, config: SamplingConfig):
+        self.top_n = config.top_n
+        self.matching: list[tuple[re.Pattern, SamplingRule]] = []
+        self.default: SamplingRule | None = None
+        for rule in config.rules:
+            if rule.uri_regex is None:
+                self.default = rule
+            else:
+                self.matching.append((rule.pattern or re.compile(rule.uri_regex), rule))
+
+    def select(self, path: str | None) -> SamplingRule | None:
+        target = (path or "").split("?", 1)[0]
+        chosen = self.default
+        for pattern, rule in self.matching:
+            if pattern.search(target):
+                chosen = rule  # the last matching rule wins
+        return chosen
+
+
+def sample_reason(ex: Exchange, rule: SamplingRule) -> str | None:
+    status = ex.status
+    if rule.when_5xx and status is not None and 500 <= status <= 599:
+        return "5xx"
+    if rule.when_5xx and ex.grpc_status not in (None, 0):
+        return "grpc_error"
+    if rule.when_4xx and status is not None and 400 <= status <= 499:
+        return "4xx"
+    if ex.duration_ns >= rule.min_duration_ms * 1_000_000:
+        return "slow"
+    return None
+
+
+class Sampler:
+    def __init__(self, sampling_config: SamplingConfig, *,
+                 pair_key: Callable[[Exchange], PairKey] = default_pair_key,
+                 redactor: Redactor | None = None, max_pairs: int = MAX_PAIRS):
+        self._rules = _Rules(sampling_config)
+        self._pair_key = pair_key
+        self._redactor = redactor or Redactor()
+        self._max_pairs = max_pairs
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        # pair -> three heaps of (duration_ns, -seq, SampledExchange|None)
+        self._heaps: dict[PairKey, tuple[list, list, list]] = {}
+        self.counters: dict[str, int] = {"offered": 0, "kept": 0, "not_kept": 0,
+                                         "dropped_pair_limit": 0, "skipped_incomplete": 0}
+
+    def reconfigure(self, sampling_config: SamplingConfig) -> None:
+        self._rules = _Rules(sampling_config)  # one reference assignment: atomic
+
+    def offer(self, exchange: Exchange) -> SampledExchange | None:
+        rules = self._rules
+        self.counters["offered"] += 1
+        rule = rules.select(exchange.path)
+        reason = sample_reason(exchange, rule) if rule is not None else None
+        if reason is None:
+            return None
+        sampled = self._build(exchange, reason, rule)
+        if sampled is None:
+            self.counters["skipped_incomplete"] += 1
+            return None
+        if not self._admit(self._pair_key(exchange), _LIST_OF_REASON[reason],
+                           exchange.duration_ns, sampled, rules.top_n):
+            self.counters["not_kept"] += 1
+            return None
+        self.counters["kept"] += 1
+        return sampled
+
+    def _admit(self, key: PairKey, which: int, duration: int, sampled: SampledExchange,
+               top_n: int) -> bool:
+        entry = (duration, -next(self._seq), sampled)
+        with self._lock:
+            lists = self._heaps.get(key)
+            if lists is None:
+                if len(self._heaps) >= self._max_pairs:
+                    self.counters["dropped_pair_limit"] += 1
+                    return False
+                lists = self._heaps[key] = ([], [], [])
+            heap = lists[which]
+            if len(heap) < top_n:
+                heapq.heappush(heap, entry)
+                return True
+            if duration > heap[0][0]:
+                heapq.heapreplace(heap, entry)
+                return True
+            return False
+
+    def drain(self) -> dict[PairKey, TopN]:
+        with self._lock:
+            heaps, self._heaps = self._heaps, {}
+        top_n = self._rules.top_n
+        return {key: TopN(*(_slowest_first(h, top_n) for h in lists))
+                for key, lists in heaps.items()}
+
+    def _build(self, ex: Exchange, reason: str, rule: SamplingRule) -> SampledExchange | None:
+        s = rule.settings
+        req_complete = ex.request is not None and ex.request.complete
+        resp_complete = ex.response is not None and ex.response.complete
+        if s.require_complete_request and not req_complete:
+            return None
+        if s.require_complete_response and not resp_complete:
+            return None
+        req_raw = (self.raw_text(ex.request, s.max_request_bytes)
+                   if s.capture_request and ex.request is not None else None)
+        resp_raw = (self.raw_text(ex.response, s.max_response_bytes)
+                    if s.capture_response and ex.response is not None else None)
+        return SampledExchange(ex, reason, rule, req_raw, resp_raw, req_complete,
+                               resp_complete)
+
+    def raw_text(self, msg: HttpMessage, limit: int) -> bytes:
+        """The message rebuilt as text, credentials redacted, at most ``limit`` bytes."""
+        lines = [_start_line(msg)]
+        lines += [f"{k}: {v}" for k, v in self._redactor.redact_headers(msg.headers)
+                  if not k.startswith(":")]
+        text = "\r\n".join(lines) + "\r\n\r\n"
+        text += self._redactor.render_body(msg.headers, msg.body, msg.body_len)
+        if msg.trailers:
+            text += "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
+                                     self._redactor.redact_headers(msg.trailers))
+        return text.encode("utf-8", "replace")[:limit]
+
+
+def _start_line(msg: HttpMessage) -> str:
+    version = msg.version or "HTTP/1.1"
+    if msg.is_request:
+        return f"{msg.method or '?'} {msg.path or '?'} {version}"
+    # status-line = HTTP-version SP status-code SP [ reason-phrase ]  (RFC 9112 section 4);
+    # the reason phrase is not captured, so none is invented.
+    return f"{version} {msg.status if msg.status is not None else '?'} "
+
+
+def _slowest_first(heap: list, top_n: int) -> tuple[SampledExchange, ...]:
+    ordered = sorted(heap, key=lambda e: (-e[0], -e[1]))[:top_n]
+    return tuple(e[2] for e in ordered)
