@@ -29,9 +29,12 @@ connection, or may have lost bytes. Its rules:
   a lower bound (unknown names) or a maximum that is larger than the peer's only keeps more old
   entries than the peer has; the peer's table stays a prefix of ours, so alignment never breaks,
   and the peer never references the surplus.
-* The table heals on its own: once it holds only exactly known entries whose total size leaves
-  no room for one more entry (size + 32 > maximum), or after a size update to 0, the peer can
-  hold no entry we did not learn, and the table is complete again.
+* The table heals on its own: once the (lower-bound) size of what we learned leaves no room
+  for one more entry (size + 32 > maximum), or after a size update to 0, the peer can hold no
+  entry whose insertion we did not see, and the table is complete again. Entries with unknown
+  names still answer "unknown" until evicted. An encoder that inserts every new value of a
+  header by referencing the name of its previous entry carries an unknown name forward for as
+  long as that chain lasts; the name becomes known when the peer sends it literally again.
 * Evidence of desynchronisation (a size update above the maximum, bad Huffman or padding, an
   index past the table in complete mode, an integer overflow, a truncated representation)
   resets: the learned table is cleared and marked not complete, the block's headers are dropped
@@ -377,7 +380,8 @@ class ObserverDecoder(Decoder):
         self.resets += 1
 
     def _check_healed(self) -> None:
-        # Healing: only exactly-sized entries, and no room left for any older peer entry.
-        if (not self._complete and not self._unknown_entries
-                and self._size + ENTRY_OVERHEAD > self._capacity):
+        # Healing: our (lower-bound) size leaves no room for any entry inserted before we
+        # started, so the peer's table holds only insertions we saw (some names may still be
+        # unknown: those entries keep answering "unknown" until evicted).
+        if not self._complete and self._size + ENTRY_OVERHEAD > self._capacity:
             self._complete = True
