@@ -1,0 +1,75 @@
+"""Shared builders for the sampling, span-event and exporter tests."""
+from __future__ import annotations
+
+from l7scope.config import SamplingConfig, SamplingRule
+from l7scope.exchange import Exchange, TraceContext
+from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS, Histogram, PairMetrics
+from l7scope.protocols.message import HttpMessage
+from l7scope.sampling import Sampler
+
+WALL_OFFSET_NS = 1_700_000_000_000_000_000  # wall = mono + offset in these tests
+B3_TRACE = TraceContext(provider="zipkin", trace_id="80f198ee56343ba864fe8b2a57d3eff7",
+                        span_id="e457b5a2e4d86bd1", parent_span_id="05e3ac9a4f6e3b90",
+                        sampled=True)
+W3C_TRACE = TraceContext(provider="w3c", trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+                         span_id="00f067aa0ba902b7", sampled=True)
+SW8_TRACE = TraceContext(provider="skywalking", trace_id="trace-1.2.3", span_id="2",
+                         sampled=True, segment_id="segment-9")
+
+
+def mono_to_wall_ns(mono_ns: int) -> int:
+    return mono_ns + WALL_OFFSET_NS
+
+
+def make_exchange(*, path="/api/users?id=1", status=200, duration_ms=10.0, side="server",
+                  trace=B3_TRACE, grpc_status=None, start_ns=5_000_000_000,
+                  request_body=b"", response_body=b'{"ok":true}',
+                  request_headers=(("Host", "svc"), ("Authorization", "Bearer s3cret")),
+                  response_headers=(("Content-Type", "application/json"),),
+                  response_complete=True, protocol="http1", pid=42, comm="api",
+                  peer_pid=None) -> Exchange:
+    end_ns = start_ns + int(duration_ms * 1_000_000)
+    request = HttpMessage(is_request=True, start_ns=start_ns, end_ns=start_ns + 1000,
+                          wire_bytes=120, headers=tuple(request_headers), method="GET",
+                          path=path, authority="svc", version="HTTP/1.1", body=request_body,
+                          body_len=len(request_body))
+    response = HttpMessage(is_request=False, start_ns=end_ns - 2000, end_ns=end_ns,
+                           wire_bytes=80, headers=tuple(response_headers), status=status,
+                           version="HTTP/1.1", body=response_body,
+                           body_len=len(response_body), complete=response_complete)
+    return Exchange(
+        protocol=protocol, side=side, pid=pid, comm=comm, local="10.1.0.2:8080",
+        remote="10.1.0.3:51234", peer_pid=peer_pid, conn_id=7, stream_id=None, method="GET",
+        path=path, authority="svc", status=status, grpc_status=grpc_status,
+        request_bytes=120, response_bytes=80, start_ns=start_ns, end_ns=end_ns,
+        time="2023-11-14T22:13:25.000000Z", trace=trace, request_id=None, tls=False,
+        partial=False, notes=(), request=request, response=response)
+
+
+def sample(ex: Exchange, rule: SamplingRule | None = None):
+    """The SampledExchange the default-configured sampler makes of ``ex``."""
+    config = SamplingConfig(rules=(rule or SamplingRule(min_duration_ms=0),))
+    sampled = Sampler(config).offer(ex)
+    assert sampled is not None
+    return sampled
+
+
+def histogram(bounds, values) -> Histogram:
+    counts = [0] * (len(bounds) + 1)
+    for v in values:
+        counts[next((i for i, b in enumerate(bounds) if v <= b), len(bounds))] += 1
+    return Histogram(tuple(bounds), tuple(counts), float(sum(values)), len(values))
+
+
+def make_pair_metrics(*, client="curl(100)", server="nginx(200)", requests=3,
+                      statuses=(("200", 2), ("503", 1)), sizes=(100, 300, 5000),
+                      durations_ms=(0.4, 3, 700), start_ns=WALL_OFFSET_NS,
+                      end_ns=WALL_OFFSET_NS + 10_000_000_000) -> PairMetrics:
+    return PairMetrics(
+        protocol="http1", client=client, server=server, client_pid=100, server_pid=200,
+        interval_start_ns=start_ns, interval_end_ns=end_ns, requests=requests,
+        status_counts=tuple(statuses), errors=1,
+        request_bytes=histogram(SIZE_BYTES_BOUNDS, sizes),
+        response_bytes=histogram(SIZE_BYTES_BOUNDS, [s * 2 for s in sizes]),
+        client_duration_ms=histogram(DURATION_MS_BOUNDS, ()),
+        server_duration_ms=histogram(DURATION_MS_BOUNDS, durations_ms))
