@@ -1,0 +1,220 @@
+"""The connection table: per-connection state between capture events and protocol analyzers.
+
+Theory of operation
+-------------------
+A connection is keyed by conn_id. It is created by ConnectionOpened (connect/accept seen:
+role known, seen from its start) or lazily by the first DataChunk of a connection that
+predates the capture (role maybe unknown, not seen from start). Each direction has a
+StreamPosition that turns chunks into ("data", bytes) and ("skip", n) pieces.
+
+Until a protocol is known, each data piece is offered to detect(): an HTTP/1 start line or the
+HTTP/2 preface or plausible HTTP/2 frames pick the analyzer (and, when the role is unknown,
+tell which end is the client). Pieces before that are dropped; after `max_undetected`
+unrecognised messages the connection is marked "other" and ignored. ProtocolSwitched from the
+HTTP/1 analyzer switches to HTTP/2 (h2c) or marks the connection "other" (tunnel, websocket).
+
+Connection end: ConnectionClosed, a StreamEnded (the peer closed), idle expiry or LRU
+eviction (max_connections) all call the analyzer's eof(), so nothing pending is lost.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from l7scope.capture.events import (
+    ConnectionClosed, ConnectionOpened, DataChunk, Endpoint, Role, StreamEnded,
+)
+from l7scope.conn.stream import StreamPosition
+from l7scope.protocols.message import AnalyzerLimits, ProtocolSwitched
+
+OTHER = "other"
+
+
+@dataclass(slots=True)
+class Connection:
+    conn_id: int
+    role: Role = Role.UNKNOWN
+    local: Endpoint | None = None
+    remote: Endpoint | None = None
+    pid: int | None = None
+    comm: str | None = None
+    tls: bool = False
+    seen_from_start: bool = False
+    last_ts: int = 0
+    protocol: str | None = None
+    analyzer: object | None = None
+    undetected: int = 0
+    egress_pos: StreamPosition = field(default_factory=StreamPosition)
+    ingress_pos: StreamPosition = field(default_factory=StreamPosition)
+
+    def client_is_local(self) -> bool:
+        if self.role is Role.CLIENT:
+            return True
+        if self.role is Role.SERVER:
+            return False
+        return _guess_client_is_local(self.local, self.remote)
+
+
+def _guess_client_is_local(local: Endpoint | None, remote: Endpoint | None) -> bool:
+    """Role by ports when nothing else tells: the ephemeral (higher) port is the client's."""
+    if not local or not remote:
+        return True
+    lp, rp = local[1], remote[1]
+    if (lp >= 32768) != (rp >= 32768):
+        return lp >= 32768
+    return lp > rp
+
+
+def _make_analyzer(protocol: str, limits: AnalyzerLimits, seen_from_start: bool):
+    if protocol == "http1":
+        from l7scope.protocols.http1 import Http1Analyzer
+
+        return Http1Analyzer(limits)
+    from l7scope.protocols.http2 import Http2Analyzer
+
+    return Http2Analyzer(limits, seen_from_start=seen_from_start)
+
+
+class ConnectionTable:
+    """handle(event) -> [(connection, analyzer event), ...]; bounded by max_connections."""
+
+    def __init__(self, limits: AnalyzerLimits | None = None, max_connections: int = 16384,
+                 idle_timeout_ns: int = 300 * 10**9, max_undetected: int = 16):
+        from l7scope.protocols.detect import detect
+
+        self._detect = detect
+        self.limits = limits or AnalyzerLimits()
+        self.max_connections = max_connections
+        self.idle_timeout_ns = idle_timeout_ns
+        self.max_undetected = max_undetected
+        self.conns: OrderedDict[int, Connection] = OrderedDict()
+        self.counters = {"connections_evicted": 0, "connections_expired": 0,
+                         "bytes_before_detection": 0, "connections_other": 0}
+
+    # -- events -----------------------------------------------------------------------------
+
+    def handle(self, ev) -> list:
+        if type(ev) is DataChunk:
+            return self._data(ev)
+        if type(ev) is ConnectionOpened:
+            return self._opened(ev)
+        if type(ev) is ConnectionClosed:
+            conn = self.conns.pop(ev.conn_id, None)
+            return self._finish(conn, ev.ts) if conn else []
+        if type(ev) is StreamEnded:
+            conn = self.conns.get(ev.conn_id)
+            if conn is None or conn.analyzer is None:
+                return []
+            out = self._finish(conn, ev.ts)
+            conn.analyzer, conn.protocol = None, None
+            return out
+        return []
+
+    def _opened(self, ev: ConnectionOpened) -> list:
+        out = []
+        old = self.conns.pop(ev.conn_id, None)
+        if old is not None:
+            out = self._finish(old, ev.ts)
+        conn = Connection(ev.conn_id, role=ev.role, local=ev.local, remote=ev.remote, pid=ev.pid,
+                          comm=ev.comm, seen_from_start=True, last_ts=ev.ts)
+        return out + self._insert(conn, ev.ts)
+
+    def _insert(self, conn: Connection, ts: int) -> list:
+        out = []
+        while len(self.conns) >= self.max_connections:
+            _, victim = self.conns.popitem(last=False)
+            self.counters["connections_evicted"] += 1
+            out += self._finish(victim, ts)
+        self.conns[conn.conn_id] = conn
+        return out
+
+    def _conn_for(self, ev: DataChunk) -> tuple[Connection, list]:
+        conn = self.conns.get(ev.conn_id)
+        if conn is not None:
+            self.conns.move_to_end(ev.conn_id)
+            if conn.role is Role.UNKNOWN and ev.role is not Role.UNKNOWN:
+                conn.role = ev.role
+            return conn, []
+        conn = Connection(ev.conn_id, role=ev.role, local=ev.local, remote=ev.remote, pid=ev.pid,
+                          comm=ev.comm, tls=ev.tls, last_ts=ev.ts)
+        return conn, self._insert(conn, ev.ts)
+
+    def _data(self, ev: DataChunk) -> list:
+        conn, out = self._conn_for(ev)
+        conn.last_ts = ev.ts
+        if conn.protocol == OTHER:
+            return out
+        pos = conn.egress_pos if ev.egress else conn.ingress_pos
+        for kind, value in pos.place(ev.seq, ev.data, ev.length):
+            if conn.analyzer is None:
+                if kind == "skip" or not self._start(conn, value, ev.egress):
+                    self.counters["bytes_before_detection"] += value if kind == "skip" else len(value)
+                    if conn.protocol == OTHER:
+                        return out
+                    continue
+            from_client = ev.egress == conn.client_is_local()
+            a = conn.analyzer
+            events = a.feed(from_client, value, ev.ts) if kind == "data" else a.skip(from_client, value, ev.ts)
+            out += self._route(conn, events, ev.ts)
+            if conn.protocol == OTHER:
+                break
+        return out
+
+    def _start(self, conn: Connection, data: bytes, egress: bool) -> bool:
+        protocol, sender_is_client = self._detect(data)
+        if protocol is None:
+            conn.undetected += 1
+            if conn.undetected >= self.max_undetected:
+                conn.protocol = OTHER
+                self.counters["connections_other"] += 1
+            return False
+        if conn.role is Role.UNKNOWN and sender_is_client is not None:
+            conn.role = Role.CLIENT if sender_is_client == egress else Role.SERVER
+        conn.protocol = protocol
+        conn.analyzer = _make_analyzer(protocol, self.limits, conn.seen_from_start)
+        return True
+
+    def _route(self, conn: Connection, events: list, ts: int) -> list:
+        out = []
+        for e in events:
+            if type(e) is ProtocolSwitched:
+                if e.to == "h2c":
+                    conn.protocol = "http2"
+                    conn.analyzer = _make_analyzer("http2", self.limits, True)
+                else:
+                    conn.protocol, conn.analyzer = OTHER, None
+                    self.counters["connections_other"] += 1
+            out.append((conn, e))
+        return out
+
+    def _finish(self, conn: Connection, ts: int) -> list:
+        if conn.analyzer is None:
+            return []
+        return [(conn, e) for e in conn.analyzer.eof(ts)]
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def expire(self, now_ns: int) -> list:
+        out = []
+        while self.conns:
+            conn_id, conn = next(iter(self.conns.items()))
+            if now_ns - conn.last_ts < self.idle_timeout_ns:
+                break
+            del self.conns[conn_id]
+            self.counters["connections_expired"] += 1
+            out += self._finish(conn, now_ns)
+        return out
+
+    def close_all(self, ts: int) -> list:
+        out = []
+        while self.conns:
+            _, conn = self.conns.popitem(last=False)
+            out += self._finish(conn, ts)
+        return out
+
+    def gap_counters(self) -> dict[str, int]:
+        gaps = overlap = 0
+        for c in self.conns.values():
+            gaps += c.egress_pos.gap_bytes + c.ingress_pos.gap_bytes
+            overlap += c.egress_pos.overlap_bytes + c.ingress_pos.overlap_bytes
+        return {"stream_gap_bytes_open": gaps, "stream_overlap_bytes_open": overlap}

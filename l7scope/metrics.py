@@ -1,0 +1,136 @@
+"""Aggregates Exchange records into per-process-pair metrics over fixed intervals.
+
+Theory of operation
+-------------------
+Each record names the observing process (pid/comm) and, when the other end is a traced local
+process, that peer (peer_pid/peer comm). A pair is (client name, server name, protocol):
+local processes are "comm(pid)", a remote client is its IP, a remote server "ip:port" (client
+ports are ephemeral: naming clients by port would make a series per connection).
+
+When both ends are traced, each request produces two records. To count every request once,
+requests, statuses and sizes come from the server's record when the server is traced, else from
+the client's; each side's record feeds its own duration histogram (client_duration_ms from
+client records, server_duration_ms from server records). Packet captures (side None) count the
+request and feed both durations.
+
+Bounded: at most `max_pairs` pairs per interval; records beyond land in one "(overflow)" pair
+and are counted.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from l7scope.exchange import Exchange
+from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS, Histogram, PairMetrics
+
+
+@dataclass(slots=True)
+class _Hist:
+    bounds: tuple
+    counts: list = None
+    sum: float = 0.0
+    count: int = 0
+
+    def __post_init__(self):
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, v: float) -> None:
+        self.counts[bisect_left(self.bounds, v)] += 1
+        self.sum += v
+        self.count += 1
+
+    def freeze(self) -> Histogram:
+        return Histogram(tuple(self.bounds), tuple(self.counts), self.sum, self.count)
+
+
+@dataclass(slots=True)
+class _Pair:
+    client_pid: int | None
+    server_pid: int | None
+    requests: int = 0
+    errors: int = 0
+    statuses: dict = field(default_factory=dict)
+    req_size: _Hist = field(default_factory=lambda: _Hist(SIZE_BYTES_BOUNDS))
+    resp_size: _Hist = field(default_factory=lambda: _Hist(SIZE_BYTES_BOUNDS))
+    client_dur: _Hist = field(default_factory=lambda: _Hist(DURATION_MS_BOUNDS))
+    server_dur: _Hist = field(default_factory=lambda: _Hist(DURATION_MS_BOUNDS))
+
+
+def process_name(comm: str | None, pid: int | None) -> str:
+    return f"{comm or '?'}({pid})"
+
+
+def _ip_of(endpoint: str | None) -> str:
+    if not endpoint:
+        return "?"
+    host = endpoint.rsplit(":", 1)[0]
+    return host.strip("[]")
+
+
+def pair_of(ex: Exchange, peer_comm: str | None = None) -> tuple[str, str, int | None, int | None]:
+    """(client name, server name, client pid, server pid) for a record."""
+    me = process_name(ex.comm, ex.pid) if ex.pid is not None else None
+    peer = process_name(peer_comm, ex.peer_pid) if ex.peer_pid is not None else None
+    if ex.side == "server":
+        return (peer or _ip_of(ex.remote)), me, ex.peer_pid, ex.pid
+    if ex.side == "client":
+        return me, (peer or ex.remote or "?"), ex.pid, ex.peer_pid
+    return _ip_of(ex.local), ex.remote or "?", None, None  # capture: local is the client
+
+
+def is_error(ex: Exchange) -> bool:
+    if ex.status is None:
+        return True
+    if ex.grpc_status not in (None, 0):
+        return True
+    return ex.status >= 500
+
+
+class MetricsAggregator:
+    def __init__(self, max_pairs: int = 4096):
+        self.max_pairs = max_pairs
+        self.overflow_records = 0
+        self._pairs: dict[tuple, _Pair] = {}
+
+    def record(self, ex: Exchange, peer_comm: str | None = None) -> None:
+        client, server, cpid, spid = pair_of(ex, peer_comm)
+        key = (client, server, ex.protocol)
+        p = self._pairs.get(key)
+        if p is None:
+            if len(self._pairs) >= self.max_pairs:
+                self.overflow_records += 1
+                key = ("(overflow)", "(overflow)", ex.protocol)
+                p = self._pairs.get(key)
+            if p is None:
+                p = self._pairs[key] = _Pair(cpid, spid)
+        ms = ex.duration_ns / 1e6
+        counts_request = ex.side != "client" or ex.peer_pid is None
+        if counts_request:
+            p.requests += 1
+            status = str(ex.status) if ex.status is not None else "none"
+            p.statuses[status] = p.statuses.get(status, 0) + 1
+            p.errors += is_error(ex)
+            p.req_size.observe(ex.request_bytes)
+            if ex.status is not None:
+                p.resp_size.observe(ex.response_bytes)
+        if ex.status is None:
+            return
+        if ex.side in ("client", None):
+            p.client_dur.observe(ms)
+        if ex.side in ("server", None):
+            p.server_dur.observe(ms)
+
+    def snapshot(self, start_wall_ns: int, end_wall_ns: int) -> list[PairMetrics]:
+        """The interval's metrics, then a fresh interval."""
+        out = []
+        for (client, server, proto), p in sorted(self._pairs.items()):
+            out.append(PairMetrics(
+                protocol=proto, client=client, server=server, client_pid=p.client_pid,
+                server_pid=p.server_pid, interval_start_ns=start_wall_ns,
+                interval_end_ns=end_wall_ns, requests=p.requests,
+                status_counts=tuple(sorted(p.statuses.items())), errors=p.errors,
+                request_bytes=p.req_size.freeze(), response_bytes=p.resp_size.freeze(),
+                client_duration_ms=p.client_dur.freeze(), server_duration_ms=p.server_dur.freeze()))
+        self._pairs = {}
+        return out
