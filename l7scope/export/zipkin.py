@@ -9,9 +9,10 @@ the BatchingQueue turns a batch into a JSON list of spans (zipkin2 ``Span`` mode
 it to ``url`` (Content-Type application/json).
 
 A span uses the captured ids: ``traceId``, ``id`` = the captured span id, ``parentId`` when
-the header carried one. ``kind`` is CLIENT or SERVER from the side that observed the call; a
-SERVER span is marked ``shared`` since it reuses the caller's span id. ``timestamp`` and
-``duration`` are microseconds since the epoch (duration at least 1). Each span-attached event
+the header carried one. ``name`` is the lowercase method (for gRPC the method path).
+``kind`` is CLIENT or SERVER from the side that observed the call; a SERVER span is marked
+``shared`` since it reuses the caller's span id. ``timestamp`` is microseconds since the
+epoch and ``duration`` microseconds (at least 1). Each span-attached event
 becomes two annotations, "Start <event>" and "Finished <event>"; a value that repeats in one
 span gets a "-2", "-3"... suffix. The event tags become span tags prefixed by the direction
 ("request.data_content"), next to http.method, http.path, http.status_code.
@@ -98,9 +99,11 @@ class ZipkinExporter:
 
 
 def span_name(ex: Exchange) -> str:
-    """Lowercase method and the path without its query string, e.g. "get /api/users"."""
-    path = (ex.path or "").split("?", 1)[0]
-    return f"{(ex.method or 'unknown').lower()} {path}".strip()[:200]
+    """The lowercase method, e.g. "get": names are lookup labels and must stay low-cardinality
+    (the path, which embeds ids, goes to the http.path tag). gRPC: the method path."""
+    if ex.protocol == "grpc" and ex.path:
+        return ex.path.split("?", 1)[0][:200]
+    return (ex.method or "unknown").lower()
 
 
 def _endpoint(addr: str | None, service: str | None) -> dict:

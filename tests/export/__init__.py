@@ -73,3 +73,62 @@ def make_pair_metrics(*, client="curl(100)", server="nginx(200)", requests=3,
         response_bytes=histogram(SIZE_BYTES_BOUNDS, [s * 2 for s in sizes]),
         client_duration_ms=histogram(DURATION_MS_BOUNDS, ()),
         server_duration_ms=histogram(DURATION_MS_BOUNDS, durations_ms))
+
+
+# --- receivers and waiting ---------------------------------------------------------------
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+
+def wait_for(predicate, timeout_s: float = 10.0) -> None:
+    """Poll until predicate() is true; fail the test when it never becomes true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HttpReceiver:
+    """Records POSTs on 127.0.0.1:<ephemeral>; ``hold`` blocks handlers until released."""
+
+    def __init__(self, status: int = 202):
+        self.posts: list[tuple[str, dict, bytes]] = []
+        self.status = status
+        self.hold = threading.Event()
+        self.hold.set()
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.arrived.set()
+                receiver.hold.wait(30)
+                receiver.posts.append((self.path, dict(self.headers), body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.hold.set()
+        self.server.shutdown()
+        self.server.server_close()
