@@ -1,0 +1,256 @@
+"""HTTP/1.x analyzer for one connection: reads both directions and pairs requests with responses.
+
+Theory of operation
+-------------------
+Two ``MessageReader``s (l7scope/protocols/http1_message.py) read the client and the server
+byte streams; this module is their ``MessageSink`` and owns the pairing.
+
+HTTP/1.1 answers requests in order (RFC 9112 9.3.2: "A server MUST send its responses to
+those requests in the same order that the requests were received"), so pairing is a FIFO
+queue ``_awaiting`` of requests whose head was seen and whose final response was not. A
+request enters the queue when its head is parsed (so a response can learn that it answers a
+HEAD or CONNECT while the request body may still be arriving) and an exchange is emitted once
+both the request has ended and its response is known:
+
+    request head parsed   -> push entry                  (oldest dropped past max_pending)
+    request ended         -> entry.request_done; emit if already answered
+    final response ended  -> pop oldest entry, answer it; emit if its request ended
+    1xx (not 101)         -> ignored: an interim response is not the answer
+    101 / 2xx to CONNECT  -> emit, ProtocolSwitched, stop both readers
+    response, queue empty -> ExchangeParsed(request=None, notes=("request not seen",))
+    eof                   -> close-delimited response ends; queue flushed with "no response"
+
+Holes (``skip``) that lose the framing are the one place where pairing needs a guess:
+  * server side: the response to the oldest waiting request began inside the hole, and any
+    number of later ones may have too, so every waiting request is flushed as
+    "response lost in gap" (never paired with a later, wrong response);
+  * client side: the hole began a request (or several). The entry of the cut request, or a
+    placeholder when nothing of it was seen, becomes *absorbing*: it answers the next
+    response, and further responses before any new request is seen are reported with
+    request=None and "request lost in gap". A new request ends the absorption (or, when the
+    placeholder has not yet been answered, turns it into an ordinary entry: pipelining).
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+from l7scope.protocols.http1_message import (
+    KNOWN_METHODS, MessageBuilder, MessageReader, REQUEST_LINE,
+)
+from l7scope.protocols.message import (
+    AnalyzerEvent, AnalyzerLimits, ExchangeParsed, HttpMessage, ParseError, ProtocolSwitched,
+)
+
+_METHOD_SP = re.compile(b"(?:" + b"|".join(re.escape(m.encode()) for m in KNOWN_METHODS)
+                        + rb") [\x21-\x7e\x80-\xff]")
+_STATUS_START = re.compile(rb"HTTP/1\.[0-9] [0-9]{3}(?:[ \r\n]|\Z)")
+
+
+def looks_like_request(data: bytes) -> bool:
+    """``data`` begins with a known method, SP and a request-target; if the first line is whole
+    it must be a complete HTTP/1.x request-line."""
+    if _METHOD_SP.match(data) is None:
+        return False
+    nl = data.find(b"\n")
+    if nl < 0:
+        parts = data.split(b" ")
+        return len(parts) < 3 or (len(parts) == 3 and b"HTTP/1.0".startswith(parts[2][:7]))
+    line = data[:nl - 1] if data[nl - 1:nl] == b"\r" else data[:nl]
+    return REQUEST_LINE.fullmatch(line.decode("latin-1")) is not None
+
+
+def looks_like_response(data: bytes) -> bool:
+    """``data`` begins with "HTTP/1.<digit> <3 digits>" followed by SP, CR, LF or nothing."""
+    return _STATUS_START.match(data) is not None
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """A request waiting for (or holding) its response."""
+
+    method: str | None  # None when the request itself was lost in a hole
+    request: HttpMessage | None = None
+    request_done: bool = False
+    answered: bool = False
+    response: HttpMessage | None = None
+    notes: tuple[str, ...] = ()
+    absorbing: bool = False  # stands for requests lost in a client-side hole
+    absorbed: int = 0
+    absorb_notes: tuple[str, ...] = ()
+
+
+class Http1Analyzer:
+    """Sans-IO HTTP/1.x analyzer for one connection (both directions, in observed order)."""
+
+    protocol = "http1"
+
+    def __init__(self, limits: AnalyzerLimits | None = None) -> None:
+        self.limits = limits or AnalyzerLimits()
+        self.stopped = False
+        self.dropped_pending = 0  # requests dropped past limits.max_pending
+        self.interim_responses = 0  # 1xx other than 101
+        self.parse_errors = 0
+        self._client = MessageReader(True, self.limits, self)
+        self._server = MessageReader(False, self.limits, self)
+        self._awaiting: deque[_Pending] = deque()
+        self._reading: _Pending | None = None  # entry of the request being read
+        self._events: list[AnalyzerEvent] = []
+        self._closed = False
+
+    # -- the analyzer contract
+
+    def feed(self, from_client: bool, data: bytes, ts: int) -> list[AnalyzerEvent]:
+        (self._client if from_client else self._server).feed(data, ts)
+        return self._take_events()
+
+    def skip(self, from_client: bool, length: int, ts: int) -> list[AnalyzerEvent]:
+        if length > 0:
+            (self._client if from_client else self._server).skip(length, ts)
+        return self._take_events()
+
+    def eof(self, ts: int) -> list[AnalyzerEvent]:
+        if not self._closed:
+            self._closed = True
+            self._server.eof(ts)  # a close-delimited or cut response pairs first
+            self._client.eof(ts)
+            self._flush_awaiting(("no response",))
+        return self._take_events()
+
+    @property
+    def ignored_bytes(self) -> int:
+        """Bytes after a protocol switch or eof, which are not HTTP/1."""
+        return self._client.ignored_bytes + self._server.ignored_bytes
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "dropped_pending": self.dropped_pending,
+            "interim_responses": self.interim_responses,
+            "parse_errors": self.parse_errors,
+            "ignored_bytes": self.ignored_bytes,
+            "discarded_bytes": self._client.discarded_bytes + self._server.discarded_bytes,
+            "lost_heads": self._client.lost_heads + self._server.lost_heads,
+        }
+
+    def _take_events(self) -> list[AnalyzerEvent]:
+        events = self._events
+        if events:
+            self._events = []
+        else:
+            events = []
+        return events
+
+    # -- MessageSink: what the readers report
+
+    def message_started(self, reader: MessageReader, msg: MessageBuilder) -> None:
+        if reader.is_request:
+            self._request_started(msg)
+
+    def message_finished(self, reader: MessageReader, msg: MessageBuilder) -> None:
+        if reader.is_request:
+            self._request_finished(msg.build())
+        else:
+            self._response_finished(msg)
+
+    def request_method(self) -> str | None:
+        entry = self._awaiting[0] if self._awaiting else None
+        if entry is None or (entry.absorbing and entry.absorbed):
+            return None
+        return entry.method
+
+    def parse_error(self, reader: MessageReader, code: str, detail: str) -> None:
+        self.parse_errors += 1
+        self._events.append(ParseError(code, detail, reader.is_request, reader.ts))
+
+    def sync_lost(self, reader: MessageReader, had_message: bool) -> None:
+        if reader.is_request:
+            self._client_sync_lost(had_message)
+        else:
+            self._flush_awaiting(("response lost in gap",))
+
+    # -- pairing
+
+    def _request_started(self, msg: MessageBuilder) -> None:
+        tail = self._awaiting[-1] if self._awaiting else None
+        if tail is not None and tail.absorbing:
+            if tail.absorbed:
+                self._awaiting.pop()  # its lost requests were answered; this one is new
+            else:
+                tail.absorbing = False  # pipelined: the lost request is answered first
+        entry = _Pending(msg.method)
+        self._awaiting.append(entry)
+        self._reading = entry
+        if len(self._awaiting) > max(1, self.limits.max_pending):
+            self.dropped_pending += 1
+            self._answer(self._awaiting.popleft(), None, ("dropped: too many pending requests",))
+
+    def _request_finished(self, request: HttpMessage) -> None:
+        entry, self._reading = self._reading, None
+        if entry is None:  # cannot happen: every finished request was started
+            return
+        entry.request, entry.request_done = request, True
+        if entry.answered:
+            self._emit(entry)
+
+    def _response_finished(self, msg: MessageBuilder) -> None:
+        status = msg.status or 0
+        # RFC 9110 15.2: "A client MUST be able to parse one or more 1xx responses received
+        # prior to a final response, even if the client does not expect one."
+        if 100 <= status < 200 and status != 101:
+            self.interim_responses += 1
+            return
+        response = msg.build()
+        entry = self._awaiting[0] if self._awaiting else None
+        if entry is None:
+            self._events.append(ExchangeParsed("http1", None, response,
+                                               notes=("request not seen",)))
+        elif entry.absorbing and entry.absorbed:
+            entry.absorbed += 1
+            self._events.append(ExchangeParsed("http1", None, response,
+                                               notes=("request lost in gap",)))
+        elif entry.absorbing:
+            entry.absorbed = 1
+            self._answer(entry, response, entry.absorb_notes)
+        else:
+            self._answer(self._awaiting.popleft(), response, ())
+        if msg.switch_to is not None or status == 101:
+            self._switch(msg, entry)
+
+    def _switch(self, msg: MessageBuilder, entry: _Pending | None) -> None:
+        to = msg.switch_to
+        if to is None:  # 101 without Upgrade: fall back to what the client asked for
+            asked = entry.request.header("upgrade") if entry and entry.request else None
+            to = (asked or "unknown").split(",")[0].strip().lower()
+        self._events.append(ProtocolSwitched(to, self._server.ts))
+        self.stopped = True
+        self._client.stop()
+        self._flush_awaiting(("no response",))
+
+    def _answer(self, entry: _Pending, response: HttpMessage | None,
+                notes: tuple[str, ...]) -> None:
+        entry.answered, entry.response, entry.notes = True, response, notes
+        if entry.request_done:
+            self._emit(entry)
+
+    def _emit(self, entry: _Pending) -> None:
+        self._events.append(ExchangeParsed("http1", entry.request, entry.response,
+                                           notes=entry.notes))
+
+    def _flush_awaiting(self, notes: tuple[str, ...]) -> None:
+        while self._awaiting:
+            entry = self._awaiting.popleft()
+            if (entry.absorbing and entry.absorbed) or (entry.request_done and not entry.request):
+                continue  # already reported, or nothing of the request was ever seen
+            self._answer(entry, None, notes)
+
+    def _client_sync_lost(self, had_message: bool) -> None:
+        tail = self._awaiting[-1] if self._awaiting else None
+        if tail is not None and tail.absorbing:
+            return  # already standing for lost requests
+        if had_message and tail is not None and tail.request_done and not tail.answered \
+                and tail.request is not None and tail.request.partial:
+            tail.absorbing = True  # the cut request; more may hide in the same hole
+            return
+        self._awaiting.append(_Pending(None, request_done=True, absorbing=True,
+                                       absorb_notes=("request lost in gap",)))

@@ -1,0 +1,697 @@
+"""Read HTTP/1.x messages from one direction of a connection (RFC 9112).
+
+Theory of operation
+-------------------
+A ``MessageReader`` owns one direction's byte stream (client->server carries requests,
+server->client carries responses). It is a state machine whose every move is an entry of
+``TRANSITIONS`` (state, step) -> next state:
+
+    HEAD --no body / 1xx / HEAD--> HEAD
+    HEAD --Content-Length--> LENGTH_BODY --last byte--> HEAD
+    HEAD --chunked--> CHUNK_SIZE --size>0--> CHUNK_DATA --> CHUNK_DATA_END --CRLF--> CHUNK_SIZE
+                      CHUNK_SIZE --size 0--> TRAILERS --empty line--> HEAD
+    HEAD --response with no length--> CLOSE_BODY            (ends at eof)
+    HEAD --101 / 2xx to CONNECT--> STOPPED                   (no longer HTTP/1)
+    framing state --invalid bytes or a hole--> RESYNC --plausible start line--> HEAD
+    any state --eof--> STOPPED
+
+Each state has one handler ``(buf, pos) -> (step | None, new_pos)``; None means "need more
+bytes". A step missing from the table for the current state is a bug here (KeyError).
+
+Buffering: feed() works on one ``bytes`` object (carried-over bytes + new data) with an index.
+Bodies are consumed as they arrive (only the first ``body_capture`` bytes are copied), so the
+only bytes carried to the next feed are an incomplete header block (<= max_header_bytes), an
+incomplete chunk-size line (<= MAX_CHUNK_LINE) or trailer block, or, in RESYNC, the short tail
+that could still begin a start line. Holes (skip) inside a body are counted as body bytes;
+a hole anywhere else loses the framing and sends the reader to RESYNC.
+
+The reader knows nothing about pairing: it tells a ``MessageSink`` (the analyzer) when a head
+is parsed, when a message ends, when bytes are invalid and when a hole lost its place, and asks
+it for the method of the request a response answers (HEAD and CONNECT change the body rules).
+"""
+from __future__ import annotations
+
+import enum
+import re
+from typing import Protocol
+
+from l7scope.protocols.message import AnalyzerLimits, HttpMessage
+
+MAX_CHUNK_LINE = 4096  # chunk-size line incl. extensions
+MAX_SYNC_LINE = 8192  # longest request line found again after garbage
+_TCHAR = r"!#$%&'*+.^_`|~0-9A-Za-z-"
+
+# Methods accepted when looking for a request after garbage (RFC 9110 9, WebDAV, others).
+KNOWN_METHODS = (
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "REPORT",
+    "MKCALENDAR", "MKACTIVITY", "CHECKOUT", "MERGE", "BIND", "UNBIND", "REBIND", "ACL",
+    "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PURGE", "LINK", "UNLINK",
+)
+_METHODS_RE = "|".join(re.escape(m) for m in KNOWN_METHODS).encode()
+
+# RFC 9112 3: request-line = method SP request-target SP HTTP-version
+REQUEST_LINE = re.compile(rf"([{_TCHAR}]+) ([\x21-\x7e\x80-\xff]+) (HTTP/1\.[0-9])")
+# RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
+# (the SP before an empty reason-phrase is sometimes left out; we accept that)
+STATUS_LINE = re.compile(r"(HTTP/1\.[0-9]) ([0-9]{3})(?: .*)?")
+# RFC 9112 5: field-line = field-name ":" OWS field-value OWS
+FIELD_LINE = re.compile(rf"^([{_TCHAR}]+):[ \t]*([^\r\n]*)\r?\n", re.M)  # OWS after: see below
+REQUEST_SYNC = re.compile(rb"(?:" + _METHODS_RE + rb") [\x21-\x7e\x80-\xff]+ HTTP/1\.[0-9]\r?\n")
+RESPONSE_SYNC = re.compile(rb"HTTP/1\.[0-9] [1-5][0-9]{2} ")
+_METHOD_PREFIX = re.compile(rf"[{_TCHAR}]{{1,32}}(?: |\Z)".encode())
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CR, _LF = 13, 10
+
+
+class State(enum.IntEnum):  # IntEnum: hashed in C, the tables are looked up per message
+    HEAD = 1
+    LENGTH_BODY = 2
+    CHUNK_SIZE = 3
+    CHUNK_DATA = 4
+    CHUNK_DATA_END = 5
+    TRAILERS = 6
+    CLOSE_BODY = 7
+    RESYNC = 8
+    STOPPED = 9
+
+
+class Step(enum.IntEnum):
+    MESSAGE_DONE = 101
+    BODY_BY_LENGTH = 102
+    BODY_CHUNKED = 103
+    BODY_UNTIL_CLOSE = 104
+    SWITCHED = 105
+    CHUNK_STARTED = 106
+    LAST_CHUNK = 107
+    CHUNK_DATA_DONE = 108
+    CHUNK_CLOSED = 109
+    INVALID = 110
+    HOLE = 111
+    SYNCED = 112
+    CLOSED = 113
+
+
+S, T = State, Step
+TRANSITIONS: dict[tuple[State, Step], State] = {
+    (S.HEAD, T.MESSAGE_DONE): S.HEAD,
+    (S.HEAD, T.BODY_BY_LENGTH): S.LENGTH_BODY,
+    (S.HEAD, T.BODY_CHUNKED): S.CHUNK_SIZE,
+    (S.HEAD, T.BODY_UNTIL_CLOSE): S.CLOSE_BODY,
+    (S.HEAD, T.SWITCHED): S.STOPPED,
+    (S.HEAD, T.INVALID): S.RESYNC,
+    (S.HEAD, T.HOLE): S.RESYNC,
+    (S.LENGTH_BODY, T.MESSAGE_DONE): S.HEAD,
+    (S.CHUNK_SIZE, T.CHUNK_STARTED): S.CHUNK_DATA,
+    (S.CHUNK_SIZE, T.LAST_CHUNK): S.TRAILERS,
+    (S.CHUNK_SIZE, T.INVALID): S.RESYNC,
+    (S.CHUNK_SIZE, T.HOLE): S.RESYNC,
+    (S.CHUNK_DATA, T.CHUNK_DATA_DONE): S.CHUNK_DATA_END,
+    (S.CHUNK_DATA_END, T.CHUNK_CLOSED): S.CHUNK_SIZE,
+    (S.CHUNK_DATA_END, T.INVALID): S.RESYNC,
+    (S.CHUNK_DATA_END, T.HOLE): S.RESYNC,
+    (S.TRAILERS, T.MESSAGE_DONE): S.HEAD,
+    (S.TRAILERS, T.INVALID): S.RESYNC,
+    (S.TRAILERS, T.HOLE): S.RESYNC,
+    (S.RESYNC, T.SYNCED): S.HEAD,
+    (S.RESYNC, T.HOLE): S.RESYNC,
+    **{(state, T.CLOSED): S.STOPPED for state in State},
+}
+BODY_STATES = (S.LENGTH_BODY, S.CHUNK_DATA, S.CLOSE_BODY)
+del S, T
+
+
+class MessageBuilder:
+    """A message being read; ``build()`` freezes it into an HttpMessage."""
+
+    __slots__ = ("is_request", "start_ns", "end_ns", "wire_bytes", "method", "path", "version",
+                 "status", "headers", "trailers", "authority", "upgrade", "content_lengths",
+                 "transfer_codings", "body", "body_len", "capture_left", "notes", "complete",
+                 "switch_to")
+
+    def __init__(self, is_request: bool, start_ns: int, capture: int) -> None:
+        self.is_request = is_request
+        self.start_ns = self.end_ns = start_ns
+        self.wire_bytes = self.body_len = 0
+        self.method = self.path = self.version = self.authority = self.upgrade = None
+        self.status: int | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.trailers: list[tuple[str, str]] = []
+        self.content_lengths: list[str] | None = None
+        self.transfer_codings: list[str] | None = None
+        self.body = b""
+        self.capture_left = capture
+        self.notes: list[str] = []
+        self.complete = True
+        self.switch_to: str | None = None
+
+    def take_body(self, buf: bytes, pos: int, count: int, ts: int) -> None:
+        self.body_len += count
+        self.wire_bytes += count
+        self.end_ns = ts
+        if self.capture_left > 0:
+            keep = min(count, self.capture_left)
+            self.body += buf[pos:pos + keep]
+            self.capture_left -= keep
+
+    def take_hole(self, count: int, ts: int) -> None:
+        """Body bytes that were not captured: counted, and the captured prefix ends here."""
+        self.body_len += count
+        self.wire_bytes += count
+        self.end_ns = ts
+        self.capture_left = 0
+
+    def fail(self, note: str) -> None:
+        self.complete = False
+        self.notes.append(note)
+
+    def build(self) -> HttpMessage:
+        return HttpMessage(
+            is_request=self.is_request, start_ns=self.start_ns, end_ns=self.end_ns,
+            wire_bytes=self.wire_bytes, headers=tuple(self.headers), method=self.method,
+            path=self.path, authority=self.authority, status=self.status, version=self.version,
+            trailers=tuple(self.trailers), body=self.body, body_len=self.body_len,
+            complete=self.complete, notes=tuple(self.notes))
+
+
+class MessageSink(Protocol):
+    """What a reader reports to (the analyzer)."""
+
+    def message_started(self, reader: MessageReader, msg: MessageBuilder) -> None: ...
+    def message_finished(self, reader: MessageReader, msg: MessageBuilder) -> None: ...
+    def request_method(self) -> str | None: ...
+    def parse_error(self, reader: MessageReader, code: str, detail: str) -> None: ...
+    def sync_lost(self, reader: MessageReader, had_message: bool) -> None: ...
+
+
+# ---------------------------------------------------------------- head parsing (pure functions)
+
+def parse_start_line(line: str, is_request: bool, msg: MessageBuilder) -> tuple[str, str] | None:
+    """Fill method/path/version or version/status; return (error code, detail) if invalid."""
+    if line.endswith("\r"):
+        line = line[:-1]
+    if is_request:
+        m = REQUEST_LINE.fullmatch(line)
+        if m is None:
+            return "bad_request_line", repr(line[:64])
+        msg.method, msg.path, msg.version = m.groups()
+        return None
+    m = STATUS_LINE.fullmatch(line)
+    if m is None:
+        return "bad_status_line", repr(line[:64])
+    status = int(m[2])
+    # RFC 9110 15: "All valid status codes are within the range of 100 to 599, inclusive."
+    if not 100 <= status <= 599:
+        return "bad_status_code", repr(line[:64])
+    msg.version, msg.status = m[1], status
+    return None
+
+
+def parse_field_section(text: str, max_fields: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """Field lines, each ending in LF -> ([(name, value)], notes). Names kept as sent."""
+    fields = FIELD_LINE.findall(text)
+    notes: list[str] = []
+    if len(fields) != text.count("\n"):
+        fields, notes = _parse_odd_field_lines(text)
+    elif " \r\n" in text or "\t\r\n" in text or " \n" in text or "\t\n" in text:
+        # rare: OWS after a value (substring tests are cheaper than one more regex pass)
+        fields = [(name, value.rstrip(" \t")) for name, value in fields]
+    if len(fields) > max_fields:
+        notes.append(f"{len(fields) - max_fields} header fields over limit dropped")
+    return fields, notes
+
+
+def _parse_odd_field_lines(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    fields: list[tuple[str, str]] = []
+    bad = 0
+    for line in text.split("\n")[:-1]:
+        if line.endswith("\r"):
+            line = line[:-1]
+        if line[:1] in (" ", "\t") and fields:
+            # RFC 9112 5.2: "A user agent that receives an obs-fold in a response message
+            # ... MUST replace each received obs-fold with one or more SP octets"
+            name, value = fields[-1]
+            fields[-1] = (name, (value + " " + line.strip(" \t")).strip(" \t"))
+            continue
+        m = FIELD_LINE.match(line + "\n")
+        if m is None:
+            bad += 1  # RFC 9112 5.1: no whitespace between field name and colon, etc.
+            continue
+        fields.append((m[1], m[2].rstrip(" \t")))
+    return fields, [f"{bad} malformed field lines ignored"] if bad else []
+
+
+def read_fields(msg: MessageBuilder, text: str, limits: AnalyzerLimits) -> None:
+    fields, notes = parse_field_section(text, limits.max_headers)
+    msg.notes += notes
+    for name, value in fields:
+        key = name.lower()
+        if key == "content-length":
+            msg.content_lengths = (msg.content_lengths or []) + [value]
+        elif key == "transfer-encoding":
+            msg.transfer_codings = (msg.transfer_codings or []) + [value]
+        elif key == "host" and msg.is_request and msg.authority is None:
+            msg.authority = value
+        elif key == "upgrade" and msg.upgrade is None:
+            msg.upgrade = value
+    msg.headers = fields[:limits.max_headers]
+
+
+# ---------------------------------------------------------------- body framing (RFC 9112 6.3)
+
+Framing = tuple[Step, int, tuple[str, str] | None]  # (step, body length, (code, bad value))
+
+def request_framing(msg: MessageBuilder) -> Framing:
+    """How the body of a request is delimited."""
+    return _framing_from_fields(msg)
+
+
+def response_framing(msg: MessageBuilder, request_method: str | None) -> Framing:
+    status = msg.status or 0
+    if status == 101:
+        # RFC 9110 15.2.2: "the server will switch protocols to those defined by the response's
+        # Upgrade header field immediately after the empty line that terminates the 101"
+        msg.switch_to = (msg.upgrade or "").split(",")[0].strip().lower() or None
+        return Step.SWITCHED, 0, None
+    # RFC 9112 6.3 (1): "Any response to a HEAD request and any response with a 1xx
+    # (Informational), 204 (No Content), or 304 (Not Modified) status code is always terminated
+    # by the first empty line after the header fields, regardless of the header fields present
+    # in the message, and thus cannot contain a message body or trailer section."
+    if request_method == "HEAD" or status < 200 or status in (204, 304):
+        return Step.MESSAGE_DONE, 0, None
+    # RFC 9112 6.3 (2): "Any 2xx (Successful) response to a CONNECT request implies that the
+    # connection will become a tunnel immediately after the empty line that concludes the header
+    # fields. A client MUST ignore any Content-Length or Transfer-Encoding header fields"
+    if request_method == "CONNECT" and 200 <= status < 300:
+        msg.switch_to = "tunnel"
+        return Step.SWITCHED, 0, None
+    return _framing_from_fields(msg)
+
+
+def _framing_from_fields(msg: MessageBuilder) -> Framing:
+    if msg.transfer_codings is not None:
+        codings = [c.strip().lower() for v in msg.transfer_codings for c in v.split(",")]
+        # RFC 9112 6.3 (3): "If a message is received with both a Transfer-Encoding and a
+        # Content-Length header field, the Transfer-Encoding overrides the Content-Length."
+        # (4): "If a Transfer-Encoding header field is present and the chunked transfer coding
+        # is the final encoding, the message body length is determined by reading and decoding
+        # the chunked data until the transfer coding indicates the data is complete."
+        if codings[-1] == "chunked":
+            return Step.BODY_CHUNKED, 0, None
+        # (4): "If a Transfer-Encoding header field is present in a response and the chunked
+        # transfer coding is not the final encoding, the message body length is determined by
+        # reading the connection until it is closed by the server. If [...] in a request [...]
+        # the server MUST respond with the 400 (Bad Request) status code"
+        if not msg.is_request:
+            return Step.BODY_UNTIL_CLOSE, 0, None
+        return Step.INVALID, 0, ("invalid_transfer_encoding", ", ".join(codings))
+    if msg.content_lengths is not None:
+        length = parse_content_length(msg.content_lengths)
+        # RFC 9112 6.3 (5): "If a message is received without Transfer-Encoding and with an
+        # invalid Content-Length header field, then the message framing is invalid"
+        if length is None:
+            return Step.INVALID, 0, ("invalid_content_length", ", ".join(msg.content_lengths))
+        # (6): "If a valid Content-Length header field is present without Transfer-Encoding,
+        # its decimal value defines the expected message body length in octets."
+        return (Step.BODY_BY_LENGTH, length, None) if length else (Step.MESSAGE_DONE, 0, None)
+    # (7): "If this is a request message and none of the above are true, then the message body
+    # length is zero (no message body is present)."
+    if msg.is_request:
+        return Step.MESSAGE_DONE, 0, None
+    # (8): "Otherwise, this is a response message without a declared message body length, so
+    # the message body length is determined by the number of octets received prior to the
+    # server closing the connection."
+    return Step.BODY_UNTIL_CLOSE, 0, None
+
+
+def parse_content_length(values: list[str]) -> int | None:
+    """One decimal length, or None when invalid or conflicting.
+
+    RFC 9110 8.6: a recipient of a list like "42, 42" "MAY either reject the message as invalid
+    or replace that invalid field value with a single instance of the decimal value, as long as
+    all members are identical"; we do the latter, also across repeated fields.
+    """
+    if len(values) == 1 and values[0].isdigit() and values[0].isascii() and len(values[0]) < 19:
+        return int(values[0])  # the usual case
+    members = {m.strip() for v in values for m in v.split(",")}
+    if len(members) != 1:
+        return None
+    text = members.pop()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
+
+
+def find_block_end(buf: bytes, start: int) -> tuple[int, int]:
+    """(index of the LF ending the last field line, index after the empty line) or (-1, -1).
+
+    RFC 9112 2.2: "a recipient MAY recognize a single LF as a line terminator and ignore any
+    preceding CR", so the block ends at LF CRLF or at LF LF, whichever comes first.
+    """
+    crlf = buf.find(b"\n\r\n", start)
+    bare = buf.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(buf))
+    if bare >= 0:
+        return bare, bare + 2
+    if crlf >= 0:
+        return crlf, crlf + 3
+    return -1, -1
+
+
+def start_line_prefix_plausible(prefix: bytes, is_request: bool) -> bool:
+    """Could these first bytes (no LF yet) begin a request-line / status-line?"""
+    if is_request:
+        return _METHOD_PREFIX.match(prefix[:33]) is not None
+    return b"HTTP/1.".startswith(prefix[:7])
+
+
+# ---------------------------------------------------------------- the per-direction reader
+
+class MessageReader:
+    """Reads one direction's messages; see the theory of operation at the top of this module."""
+
+    def __init__(self, is_request: bool, limits: AnalyzerLimits, sink: MessageSink) -> None:
+        self.is_request = is_request
+        self.limits = limits
+        self.sink = sink
+        self.state = State.HEAD
+        self.ts = 0
+        self.discarded_bytes = 0  # dropped while looking for a start line
+        self.ignored_bytes = 0  # arrived after the protocol switched or the connection ended
+        self.lost_heads = 0  # incomplete heads too short to say what message they began
+        self._buf = b""
+        self._buf_ts = 0  # ts of the feed that carried _buf[0]
+        self._carried = 0  # how many bytes of the current buffer came from earlier feeds
+        self._scanned = 0  # bytes of an incomplete head already searched for its end
+        self._start_line_ok = False
+        self._msg: MessageBuilder | None = None
+        self._remaining = 0  # body or chunk-data bytes still expected
+        self._sync = REQUEST_SYNC if is_request else RESPONSE_SYNC
+
+    # -- input
+
+    def feed(self, data: bytes, ts: int) -> None:
+        self.ts = ts
+        if self.state is State.STOPPED:
+            self.ignored_bytes += len(data)
+            return
+        if self._buf:
+            buf, self._carried = self._buf + data, len(self._buf)
+        else:
+            buf, self._carried, self._buf_ts = data, 0, ts
+        pos, end = 0, len(buf)
+        while pos < end:
+            step, pos = _HANDLERS[self.state](self, buf, pos)
+            if step is None:
+                break
+            self._advance(step)
+            if self.state is State.STOPPED:
+                self.ignored_bytes += end - pos
+                pos = end
+        self._keep(buf, pos)
+
+    def skip(self, length: int, ts: int) -> None:
+        """A hole of ``length`` bytes: counted as body where the body is, else framing is lost."""
+        self.ts = ts
+        while length > 0:
+            if self.state is State.STOPPED:
+                self.ignored_bytes += length
+                return
+            if self.state in BODY_STATES:
+                length = self._skip_body(length)
+                continue
+            self._lose_sync_in_hole()
+            return
+
+    def eof(self, ts: int) -> None:
+        state = self.state
+        if state is State.CLOSE_BODY:
+            self._finish()  # RFC 9112 6.3 (8): the body ends when the server closes
+        elif state is State.HEAD and self._buf:
+            self._abandon_head(self._buf, "truncated at eof")
+        elif state not in (State.HEAD, State.RESYNC, State.STOPPED):
+            self._finish("truncated at eof")
+        self._close()
+
+    def stop(self) -> None:
+        """The other direction switched protocols: end any message and ignore later bytes."""
+        if self.state in (State.HEAD, State.RESYNC, State.STOPPED):
+            if self.state is State.HEAD and self._buf:
+                self._abandon_head(self._buf, "protocol switched mid-message")
+        elif self.state is not State.CLOSE_BODY:
+            self._finish("protocol switched mid-message")
+        else:
+            self._finish()
+        self._close()
+
+    # -- moving through the table
+
+    def _advance(self, step: Step) -> None:
+        state = TRANSITIONS[self.state, step]
+        if state is State.HEAD or state is State.RESYNC:
+            self._scanned = 0
+            self._start_line_ok = False
+        self.state = state
+
+    def _close(self) -> None:
+        self.ignored_bytes += len(self._buf)
+        self._buf = b""
+        self._advance(Step.CLOSED)
+
+    def _keep(self, buf: bytes, pos: int) -> None:
+        if pos >= len(buf):
+            self._buf = b""
+            return
+        if pos >= self._carried:
+            self._buf_ts = self.ts
+        self._buf = buf[pos:]
+
+    def _finish(self, failure: str | None = None) -> Step:
+        msg, self._msg = self._msg, None
+        if failure is not None:
+            msg.fail(failure)
+        self.sink.message_finished(self, msg)
+        return Step.MESSAGE_DONE
+
+    def _invalid(self, code: str, detail: str, new_pos: int) -> tuple[Step, int]:
+        self.sink.parse_error(self, code, detail)
+        return Step.INVALID, new_pos
+
+    # -- HEAD
+
+    def _read_head(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        end = len(buf)
+        # RFC 9112 2.2: "a server that is expecting to receive and parse a request-line SHOULD
+        # ignore at least one empty line (CRLF) received prior to the request-line."
+        while buf[pos] == _CR or buf[pos] == _LF:
+            pos += 1
+            if pos == end:
+                return None, pos
+        last_lf, head_end = find_block_end(buf, pos + max(0, self._scanned - 2))
+        if head_end < 0:
+            if not self._start_line_ok and not self._check_start_line(buf, pos):
+                return self._invalid(self._bad_start_code(), repr(buf[pos:pos + 64]), pos + 1)
+            if end - pos > self.limits.max_header_bytes:
+                return self._head_too_large(buf, pos, end)
+            self._scanned = end - pos
+            return None, pos
+        if head_end - pos > self.limits.max_header_bytes:
+            return self._head_too_large(buf, pos, head_end)
+        text = buf[pos:last_lf + 1].decode("latin-1")
+        nl = text.find("\n")
+        msg = MessageBuilder(self.is_request, self._ts_at(pos), self.limits.body_capture)
+        error = parse_start_line(text[:nl], self.is_request, msg)
+        if error is not None:
+            return self._invalid(*error, pos + 1)
+        read_fields(msg, text[nl + 1:], self.limits)
+        msg.wire_bytes = head_end - pos
+        msg.end_ns = self.ts
+        self._msg = msg
+        return self._begin_body(msg), head_end
+
+    def _ts_at(self, pos: int) -> int:
+        return self._buf_ts if pos < self._carried else self.ts
+
+    def _bad_start_code(self) -> str:
+        return "bad_request_line" if self.is_request else "bad_status_line"
+
+    def _check_start_line(self, buf: bytes, pos: int) -> bool:
+        """Reject garbage early, before a whole header block has been buffered."""
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            return start_line_prefix_plausible(buf[pos:pos + 40], self.is_request)
+        probe = MessageBuilder(self.is_request, 0, 0)
+        if parse_start_line(buf[pos:nl].decode("latin-1"), self.is_request, probe) is not None:
+            return False
+        self._start_line_ok = True
+        return True
+
+    def _head_too_large(self, buf: bytes, pos: int, skip_to: int) -> tuple[Step, int]:
+        self.sink.parse_error(self, "header_too_large",
+                              f"header block over {self.limits.max_header_bytes} bytes")
+        self._abandon_head(buf[pos:pos + self.limits.max_header_bytes], "headers too large",
+                           with_fields=False, start_ns=self._ts_at(pos))
+        return Step.INVALID, skip_to
+
+    def _abandon_head(self, head: bytes, note: str, with_fields: bool = True,
+                      start_ns: int | None = None) -> bool:
+        """A head cut short: report a partial message if its start line is whole and valid."""
+        nl = head.find(b"\n")
+        msg = MessageBuilder(self.is_request, self._buf_ts if start_ns is None else start_ns, 0)
+        if nl < 0 or parse_start_line(head[:nl].decode("latin-1"), self.is_request, msg):
+            self.lost_heads += 1
+            return False
+        if with_fields:
+            complete_lines = head[nl + 1:head.rfind(b"\n") + 1].decode("latin-1")
+            read_fields(msg, complete_lines, self.limits)
+        msg.wire_bytes = len(head)
+        msg.end_ns = self.ts
+        msg.fail(note)
+        if self.is_request:
+            self.sink.message_started(self, msg)
+        self.sink.message_finished(self, msg)
+        return True
+
+    def _begin_body(self, msg: MessageBuilder) -> Step:
+        if self.is_request:
+            self.sink.message_started(self, msg)
+            step, length, problem = request_framing(msg)
+        else:
+            step, length, problem = response_framing(msg, self.sink.request_method())
+        if step is Step.INVALID:
+            code, value = problem
+            self.sink.parse_error(self, code, repr(value[:64]))
+            self._finish(code.replace("_", " "))  # e.g. "invalid content length"
+            return Step.INVALID
+        if step is Step.MESSAGE_DONE or step is Step.SWITCHED:
+            self._finish()
+        self._remaining = length
+        return step
+
+    # -- bodies
+
+    def _read_length_body(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        take = min(self._remaining, len(buf) - pos)
+        self._msg.take_body(buf, pos, take, self.ts)
+        self._remaining -= take
+        if self._remaining:
+            return None, pos + take
+        return self._finish(), pos + take
+
+    def _read_chunk_data(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        take = min(self._remaining, len(buf) - pos)
+        self._msg.take_body(buf, pos, take, self.ts)
+        self._remaining -= take
+        return (None if self._remaining else Step.CHUNK_DATA_DONE), pos + take
+
+    def _read_close_body(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        self._msg.take_body(buf, pos, len(buf) - pos, self.ts)
+        return None, len(buf)
+
+    def _read_chunk_size(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+        #               last-chunk = 1*("0") [ chunk-ext ] CRLF
+        nl = buf.find(b"\n", pos, pos + MAX_CHUNK_LINE)
+        if nl < 0:
+            if len(buf) - pos >= MAX_CHUNK_LINE:
+                return self._bad_chunking("bad_chunk_size", "chunk-size line too long", pos)
+            return None, pos
+        # RFC 9112 7.1.1: "A recipient MUST ignore unrecognized chunk extensions."
+        size_text = buf[pos:nl].split(b";", 1)[0].strip(b" \t\r")
+        if _CHUNK_SIZE.fullmatch(size_text) is None:
+            return self._bad_chunking("bad_chunk_size", repr(buf[pos:min(nl, pos + 64)]), pos)
+        self._msg.wire_bytes += nl + 1 - pos
+        self._msg.end_ns = self.ts
+        self._remaining = int(size_text, 16)
+        return (Step.CHUNK_STARTED if self._remaining else Step.LAST_CHUNK), nl + 1
+
+    def _read_chunk_data_end(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        if buf.startswith(b"\r\n", pos) or buf[pos] == _LF:
+            size = 2 if buf[pos] == _CR else 1
+            self._msg.wire_bytes += size
+            self._msg.end_ns = self.ts
+            return Step.CHUNK_CLOSED, pos + size
+        if pos + 1 == len(buf) and buf[pos] == _CR:
+            return None, pos
+        return self._bad_chunking("bad_chunk_data", "chunk data not followed by CRLF", pos)
+
+    def _read_trailers(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        # RFC 9112 7.1.2: trailer-section = *( field-line CRLF ), then the final CRLF
+        msg = self._msg
+        if buf.startswith(b"\r\n", pos) or buf[pos] == _LF:
+            size = 2 if buf[pos] == _CR else 1
+            msg.wire_bytes += size
+            msg.end_ns = self.ts
+            return self._finish(), pos + size
+        if pos + 1 == len(buf) and buf[pos] == _CR:
+            return None, pos
+        last_lf, block_end = find_block_end(buf, pos)
+        if block_end < 0:
+            if len(buf) - pos > self.limits.max_header_bytes:
+                return self._bad_chunking("header_too_large", "trailer section too large", pos)
+            return None, pos
+        fields, notes = parse_field_section(buf[pos:last_lf + 1].decode("latin-1"),
+                                            self.limits.max_headers)
+        msg.trailers = fields[:self.limits.max_headers]
+        msg.notes += notes
+        msg.wire_bytes += block_end - pos
+        msg.end_ns = self.ts
+        return self._finish(), block_end
+
+    def _bad_chunking(self, code: str, detail: str, pos: int) -> tuple[Step, int]:
+        self.sink.parse_error(self, code, detail)
+        self._finish("invalid chunked framing")
+        return Step.INVALID, pos
+
+    # -- garbage and holes
+
+    def _resync(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
+        m = self._sync.search(buf, pos)
+        if m is not None:
+            self.discarded_bytes += m.start() - pos
+            return Step.SYNCED, m.start()
+        if self.is_request:  # a request line candidate has no LF yet
+            keep = max(pos, buf.rfind(b"\n", pos) + 1, len(buf) - MAX_SYNC_LINE)
+        else:
+            keep = max(pos, len(buf) - len(b"HTTP/1.1 200"))
+        self.discarded_bytes += keep - pos
+        return None, keep
+
+    def _skip_body(self, length: int) -> int:
+        msg = self._msg
+        if self.state is State.CLOSE_BODY:
+            msg.take_hole(length, self.ts)
+            return 0
+        take = min(length, self._remaining)
+        msg.take_hole(take, self.ts)
+        self._remaining -= take
+        if not self._remaining:
+            self._advance(self._finish() if self.state is State.LENGTH_BODY
+                          else Step.CHUNK_DATA_DONE)
+        return length - take
+
+    def _lose_sync_in_hole(self) -> None:
+        state, had_message = self.state, False
+        if state is State.HEAD and self._buf:
+            had_message = self._abandon_head(self._buf, "gap in headers")
+        elif state is State.TRAILERS:
+            self._finish("gap in trailers")
+            had_message = True
+        elif state in (State.CHUNK_SIZE, State.CHUNK_DATA_END):
+            self._finish("gap in chunked framing")
+            had_message = True
+        self.discarded_bytes += len(self._buf)
+        self._buf = b""
+        self._advance(Step.HOLE)
+        self.sink.sync_lost(self, had_message)
+
+
+_HANDLERS = {
+    State.HEAD: MessageReader._read_head,
+    State.LENGTH_BODY: MessageReader._read_length_body,
+    State.CHUNK_SIZE: MessageReader._read_chunk_size,
+    State.CHUNK_DATA: MessageReader._read_chunk_data,
+    State.CHUNK_DATA_END: MessageReader._read_chunk_data_end,
+    State.TRAILERS: MessageReader._read_trailers,
+    State.CLOSE_BODY: MessageReader._read_close_body,
+    State.RESYNC: MessageReader._resync,
+}
