@@ -35,12 +35,13 @@ _TEXT_SUFFIXES = ("+json", "+xml")
 class Redactor:
     """Redacts headers and JSON fields; one instance per configuration, immutable."""
 
-    __slots__ = ("_headers", "_fields", "_field_text_re")
+    __slots__ = ("_headers", "_fields", "_field_text_re", "_cut_value_re")
 
     def __init__(self, headers: Iterable[str] = (), json_fields: Iterable[str] = ()):
         self._headers = frozenset(SENSITIVE_HEADERS) | {h.lower() for h in headers}
         self._fields = frozenset(json_fields)
         self._field_text_re = _field_text_regex(self._fields)
+        self._cut_value_re = _cut_value_regex(self._fields)
 
     @classmethod
     def from_config(cls, redact_config) -> Redactor:
@@ -69,9 +70,9 @@ class Redactor:
         return value
 
     def _redact_json_prefix(self, text: str) -> str:
-        assert self._field_text_re is not None
+        assert self._field_text_re is not None and self._cut_value_re is not None
         out = self._field_text_re.sub(lambda m: m.group(1) + '"' + REDACTED + '"', text)
-        cut = _UNTERMINATED_TAIL(self._fields).search(out)
+        cut = self._cut_value_re.search(out)
         if cut:
             out = out[:cut.start(1)] + '"' + REDACTED + '"'
         return out
@@ -113,7 +114,9 @@ def _field_text_regex(fields: frozenset[str]) -> re.Pattern | None:
                       r'(?:"(?:[^"\\]|\\.)*"|[^\s,}\]"{\[]+)')
 
 
-def _UNTERMINATED_TAIL(fields: frozenset[str]) -> re.Pattern:
+def _cut_value_regex(fields: frozenset[str]) -> re.Pattern | None:
+    if not fields:
+        return None
     names = "|".join(re.escape(json.dumps(f)[1:-1]) for f in sorted(fields))
     # A configured name whose value was cut by the capture limit: string never closed, or
     # the prefix ends right after the colon.

@@ -217,3 +217,10 @@ def test_fuzz_never_raises(headers):
     trace, request_id = extract(headers, counters)
     assert trace is None or trace.trace_id
     assert request_id is None or len(request_id) <= 256
+
+
+def test_b3_single_header_wins_over_multi_headers():
+    trace = extract([("X-B3-TraceId", "a3ce929d0e0e4736"), ("X-B3-SpanId", "00f067aa0ba902b7"),
+                     ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1")])[0]
+    assert (trace.trace_id, trace.span_id, trace.sampled) == (
+        "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1", None)

@@ -224,7 +224,7 @@ class PrometheusExporter:
 
         server_cls = _server_class(self._host)
         self._server = server_cls((self._host, self._port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
                                         name="l7scope-prometheus", daemon=True)
         self._thread.start()
 
