@@ -1,0 +1,359 @@
+"""HTTP/2 frame splitter for one direction of a connection (RFC 9113 section 4), sans-IO.
+
+Theory of operation
+-------------------
+A direction's byte stream is the optional client connection preface followed by frames, each a
+9-octet header (24-bit length, 8-bit type, 8-bit flags, 1 reserved bit + 31-bit stream id) and
+``length`` octets of payload. The splitter is a table-driven state machine:
+
+    PREFACE  --preface matched-->  HEADER        (client direction of a connection seen from start)
+    HEADER   --9 octets-->         PAYLOAD       (or HEADER again for an empty payload)
+    PAYLOAD  --payload done-->     HEADER
+    RESYNC   --plausible header--> HEADER        (connection seen mid-way, or after a hole)
+    any      --hole outside a DATA payload / bad preface-->  RESYNC
+
+Frames are emitted whole (``Frame``), with their payload buffered up to a bound: a DATA
+payload is never buffered beyond the body prefix the analyzer keeps (its length is counted
+exactly), other payloads up to ``payload_cap`` (beyond that the frame is marked ``truncated``).
+
+A hole (``skip``) inside a DATA payload only shortens the captured prefix: sizes stay exact. A
+hole inside another payload marks that frame ``damaged`` (for a header block: the HPACK
+decoder must be told). A hole anywhere else loses the frame boundaries: the splitter emits
+``FramingLost`` and scans for a plausible frame header (``plausible_header``: known type, flags
+defined for the type, reserved bit clear, stream id and length rules of the type, length within
+the maximum frame size), confirmed by the next header when it is already buffered. The scan
+buffer is bounded; bytes dropped while scanning are counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_HEADER_LEN = 9
+DEFAULT_MAX_FRAME_SIZE = 16384  # RFC 9113 6.5.2 SETTINGS_MAX_FRAME_SIZE initial value
+MAX_FRAME_SIZE_LIMIT = (1 << 24) - 1
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0, 1, 2, 3, 4
+PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 5, 6, 7, 8, 9
+FRAME_NAMES = ("DATA", "HEADERS", "PRIORITY", "RST_STREAM", "SETTINGS", "PUSH_PROMISE", "PING",
+               "GOAWAY", "WINDOW_UPDATE", "CONTINUATION")
+
+FLAG_END_STREAM = 0x1
+FLAG_ACK = 0x1
+FLAG_END_HEADERS = 0x4
+FLAG_PADDED = 0x8
+FLAG_PRIORITY = 0x20
+
+# Flags defined per frame type (RFC 9113 section 6); used only to judge plausibility.
+DEFINED_FLAGS = {DATA: 0x09, HEADERS: 0x2D, PRIORITY: 0, RST_STREAM: 0, SETTINGS: 0x01,
+                 PUSH_PROMISE: 0x0C, PING: 0x01, GOAWAY: 0, WINDOW_UPDATE: 0, CONTINUATION: 0x04}
+# "DATA frames MUST be associated with a stream" (6.1), likewise 6.2, 6.3, 6.4, 6.6, 6.10;
+# "The stream identifier for a SETTINGS frame MUST be zero (0x00)" (6.5), likewise 6.7, 6.8.
+STREAM_REQUIRED = frozenset({DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION})
+STREAM_ZERO = frozenset({SETTINGS, PING, GOAWAY})
+FIXED_LENGTH = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame; ``payload`` is whole unless ``damaged``/``truncated`` (DATA: a prefix)."""
+
+    type: int
+    flags: int
+    stream_id: int
+    length: int  # payload length from the frame header (wire size is 9 + length)
+    payload: bytes
+    ts_start: int  # ts of the feed that carried the first header octet
+    ts_end: int  # ts of the feed that carried the last octet
+    damaged: bool = False  # a hole hit the payload
+    truncated: bool = False  # payload larger than the buffer bound; only a prefix kept
+
+
+@dataclass(frozen=True, slots=True)
+class FramingLost:
+    """Frame boundaries were lost (hole, bad preface, implausible bytes); scanning resumed."""
+
+    reason: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class FramingResumed:
+    """A plausible frame header was found after ``skipped`` octets that were discarded."""
+
+    skipped: int
+    ts: int
+
+
+SplitterEvent = Frame | FramingLost | FramingResumed
+
+
+def parse_header(header: bytes) -> tuple[int, int, int, int]:
+    """(length, type, flags, stream id) of a 9-octet frame header, reserved bit dropped."""
+    length = int.from_bytes(header[0:3], "big")
+    stream_id = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+    return length, header[3], header[4], stream_id
+
+
+def plausible_header(header: bytes, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bool:
+    """Whether 9 octets look like a frame header a conforming peer would send."""
+    length, ftype, flags, stream_id = parse_header(header)
+    if ftype not in DEFINED_FLAGS or flags & ~DEFINED_FLAGS[ftype] or header[5] & 0x80:
+        return False
+    if length > max_frame_size:
+        return False
+    if ftype in STREAM_REQUIRED and stream_id == 0:
+        return False
+    if ftype in STREAM_ZERO and stream_id != 0:
+        return False
+    if FIXED_LENGTH.get(ftype, length) != length:
+        return False
+    if ftype == SETTINGS:
+        return length % 6 == 0 and not (flags & FLAG_ACK and length)
+    if ftype == GOAWAY:
+        return length >= 8
+    return True
+
+
+def find_plausible_header(buf: bytes, max_frame_size: int, final: bool) -> int | None:
+    """Offset of the first plausible frame header confirmed by what follows, else None.
+
+    A candidate is confirmed when the next frame header is buffered and plausible too, or when
+    its frame ends exactly at the end of the buffer. When the buffer ends before the candidate
+    can be confirmed, the scan stops there (returns None) unless ``final``.
+    """
+    end = len(buf)
+    for pos in range(0, end - FRAME_HEADER_LEN + 1):
+        if not plausible_header(buf[pos:pos + FRAME_HEADER_LEN], max_frame_size):
+            continue
+        nxt = pos + FRAME_HEADER_LEN + int.from_bytes(buf[pos:pos + 3], "big")
+        if nxt == end:
+            return pos
+        if nxt + FRAME_HEADER_LEN <= end:
+            if plausible_header(buf[nxt:nxt + FRAME_HEADER_LEN], max_frame_size):
+                return pos
+            continue
+        return pos if final else None
+    return None
+
+
+# State machine of the splitter: (state, input) -> next state. A missing pair is a bug.
+PREFACE_STATE, HEADER_STATE, PAYLOAD_STATE, RESYNC_STATE = "preface", "header", "payload", "resync"
+TRANSITIONS = {
+    (PREFACE_STATE, "preface_matched"): HEADER_STATE,
+    (PREFACE_STATE, "preface_mismatch"): RESYNC_STATE,
+    (PREFACE_STATE, "hole"): RESYNC_STATE,
+    (HEADER_STATE, "header_with_payload"): PAYLOAD_STATE,
+    (HEADER_STATE, "header_empty_payload"): HEADER_STATE,
+    (HEADER_STATE, "hole"): RESYNC_STATE,
+    (PAYLOAD_STATE, "payload_done"): HEADER_STATE,
+    (PAYLOAD_STATE, "hole_in_payload"): PAYLOAD_STATE,
+    (PAYLOAD_STATE, "hole_past_payload"): RESYNC_STATE,
+    (RESYNC_STATE, "header_found"): HEADER_STATE,
+    (RESYNC_STATE, "preface_found"): HEADER_STATE,
+    (RESYNC_STATE, "hole"): RESYNC_STATE,
+}
+
+
+class FrameSplitter:
+    """Splits one direction's bytes into frames (module docstring)."""
+
+    def __init__(self, expect_preface: bool, in_sync: bool, payload_cap: int,
+                 data_capture: int, scan_cap: int = 64 * 1024) -> None:
+        if expect_preface:
+            self.state = PREFACE_STATE
+        else:
+            self.state = HEADER_STATE if in_sync else RESYNC_STATE
+        self.max_frame_size = DEFAULT_MAX_FRAME_SIZE  # raised by the peer's SETTINGS
+        self.payload_cap = payload_cap
+        self.data_capture = data_capture
+        self.scan_cap = scan_cap
+        self.scan_dropped = 0  # octets discarded while looking for a frame header
+        self._pending = bytearray()  # partial preface / frame header
+        self._scan = bytearray()
+        self._ts_start = 0
+        self._frame: tuple[int, int, int, int] | None = None  # length, type, flags, stream id
+        self._remaining = 0
+        self._payload = bytearray()
+        self._keep = 0  # payload octets to keep for the current frame
+        self._damaged = False
+
+    def _go(self, event: str) -> None:
+        self.state = TRANSITIONS[(self.state, event)]
+
+    def feed(self, data: bytes, ts: int) -> list[SplitterEvent]:
+        out: list[SplitterEvent] = []
+        self._run(bytes(data), ts, out)
+        return out
+
+    def _run(self, data: bytes, ts: int, out: list) -> None:
+        pos = 0
+        while pos < len(data):
+            if self.state == HEADER_STATE:
+                pos = self._read_header(data, pos, ts, out)
+            elif self.state == PAYLOAD_STATE:
+                pos = self._read_payload(data, pos, ts, out)
+            elif self.state == PREFACE_STATE:
+                pos = self._read_preface(data, pos, ts, out)
+            else:
+                rest = self._scan_for_header(data[pos:], ts, out, final=False)
+                if rest is None:
+                    return
+                data, pos = rest, 0
+
+    def _read_preface(self, data: bytes, pos: int, ts: int, out: list) -> int:
+        expected = PREFACE[len(self._pending):]
+        chunk = data[pos:pos + len(expected)]
+        if chunk != expected[:len(chunk)]:
+            # RFC 9113 3.4: "the connection preface starts with the string
+            # PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" - anything else is not (this part of) HTTP/2.
+            self._pending.clear()
+            out.append(FramingLost("bad connection preface", ts))
+            self._go("preface_mismatch")
+            return pos
+        self._pending += chunk
+        if len(self._pending) == len(PREFACE):
+            self._pending.clear()
+            self._go("preface_matched")
+        return pos + len(chunk)
+
+    def _read_header(self, data: bytes, pos: int, ts: int, out: list) -> int:
+        if not self._pending:
+            self._ts_start = ts
+        take = min(FRAME_HEADER_LEN - len(self._pending), len(data) - pos)
+        self._pending += data[pos:pos + take]
+        if len(self._pending) < FRAME_HEADER_LEN:
+            return pos + take
+        self._start_frame(parse_header(self._pending))
+        self._pending.clear()
+        if self._remaining:
+            self._go("header_with_payload")
+        else:
+            out.append(self._finish_frame(ts))
+            self._go("header_empty_payload")
+        return pos + take
+
+    def _start_frame(self, header: tuple[int, int, int, int]) -> None:
+        length, ftype = header[0], header[1]
+        self._frame = header
+        self._remaining = length
+        self._payload = bytearray()
+        self._damaged = False
+        if ftype == DATA:
+            self._keep = min(length, self.data_capture)
+        elif ftype in DEFINED_FLAGS:
+            self._keep = min(length, self.payload_cap)
+        else:
+            self._keep = 0  # RFC 9113 5.5: "Implementations MUST ignore ... frames of unknown types"
+
+    def _read_payload(self, data: bytes, pos: int, ts: int, out: list) -> int:
+        take = min(self._remaining, len(data) - pos)
+        room = self._keep - len(self._payload)
+        if room > 0 and not self._damaged:
+            self._payload += data[pos:pos + min(take, room)]
+        self._remaining -= take
+        if not self._remaining:
+            out.append(self._finish_frame(ts))
+            self._go("payload_done")
+        return pos + take
+
+    def _finish_frame(self, ts: int) -> Frame:
+        length, ftype, flags, stream_id = self._frame  # type: ignore[misc]
+        self._frame = None
+        truncated = ftype != DATA and ftype in DEFINED_FLAGS and length > self._keep
+        return Frame(ftype, flags, stream_id, length, bytes(self._payload), self._ts_start, ts,
+                     damaged=self._damaged, truncated=truncated)
+
+    def _scan_for_header(self, data: bytes, ts: int, out: list, final: bool) -> bytes | None:
+        """Buffer octets while lost; return the octets from a confirmed frame start, or None."""
+        self._scan += data
+        if len(self._scan) > self.scan_cap:
+            final = True  # cannot wait any longer for a candidate to be confirmed
+        if self._scan.startswith(PREFACE):
+            start = 0
+            del self._scan[:len(PREFACE)]
+        elif PREFACE.startswith(bytes(self._scan)) and not final:
+            return None  # maybe the preface of a connection that is new after all
+        else:
+            start = find_plausible_header(bytes(self._scan), self.max_frame_size, final)
+        if start is None:
+            self._drop_scanned(final)
+            return None
+        rest = bytes(self._scan[start:])
+        self.scan_dropped += start
+        out.append(FramingResumed(start, ts))
+        self._scan.clear()
+        self._go("header_found")
+        return rest
+
+    def _drop_scanned(self, final: bool) -> None:
+        """Discard octets that can no longer begin a frame header, keeping the buffer bounded."""
+        keep_from = max(0, len(self._scan) - (FRAME_HEADER_LEN - 1))
+        if not final:
+            # A candidate waiting for confirmation must stay buffered.
+            pending = find_plausible_header(bytes(self._scan), self.max_frame_size, True)
+            if pending is not None:
+                keep_from = min(keep_from, pending)
+        self.scan_dropped += keep_from
+        del self._scan[:keep_from]
+
+    def skip(self, length: int, ts: int) -> list[SplitterEvent]:
+        """A hole of ``length`` octets (lost by the capture) in this direction."""
+        out: list[SplitterEvent] = []
+        if self.state == RESYNC_STATE and self._scan:
+            rest = self._scan_for_header(b"", ts, out, final=True)
+            if rest is not None:
+                self._run(rest, ts, out)
+        if self.state == PAYLOAD_STATE and not self._skip_payload(length, ts, out):
+            return out
+        self._pending.clear()
+        self._scan.clear()
+        self._frame = None
+        out.append(FramingLost("capture gap outside a frame payload", ts))
+        self._go("hole_past_payload" if self.state == PAYLOAD_STATE else "hole")
+        return out
+
+    def _skip_payload(self, length: int, ts: int, out: list) -> int:
+        """Consume a hole inside the current payload; returns the part of it beyond the frame."""
+        self._damaged = True  # DATA: the captured prefix stops here; others: payload unusable
+        take = min(length, self._remaining)
+        self._remaining -= take
+        if self._remaining:
+            self._go("hole_in_payload")
+            return 0
+        out.append(self._finish_frame(ts))
+        if take == length:
+            self._go("payload_done")
+            return 0
+        return length - take  # the hole goes on past the frame: boundaries are lost
+
+    def finish(self, ts: int) -> list[SplitterEvent]:
+        """End of the direction: frames still waiting for confirmation are taken as they are."""
+        out: list[SplitterEvent] = []
+        if self.state == RESYNC_STATE and self._scan:
+            rest = self._scan_for_header(b"", ts, out, final=True)
+            if rest is not None:
+                self._run(rest, ts, out)
+        return out
+
+
+def looks_like_http2(data: bytes) -> bool:
+    """Whether a chunk seen first on a connection starts HTTP/2: the client preface, or a
+    plausible frame header whose length agrees with the chunk (a DATA frame may continue past
+    it) and whose successor, when present, is plausible too."""
+    if data.startswith(PREFACE) or (len(data) >= 3 and PREFACE.startswith(data)):
+        return True
+    if len(data) < FRAME_HEADER_LEN:
+        return False
+    header = data[:FRAME_HEADER_LEN]
+    if not plausible_header(header, MAX_FRAME_SIZE_LIMIT):
+        return False
+    length, ftype = int.from_bytes(header[0:3], "big"), header[3]
+    end = FRAME_HEADER_LEN + length
+    if end == len(data):
+        return True
+    if end > len(data):
+        return ftype == DATA
+    if end + FRAME_HEADER_LEN <= len(data):
+        return plausible_header(data[end:end + FRAME_HEADER_LEN], MAX_FRAME_SIZE_LIMIT)
+    return False
