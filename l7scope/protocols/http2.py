@@ -256,7 +256,8 @@ class Http2Analyzer:
         self._dirs[from_client].block = block
         if problem is not None:
             self._lose_block(from_client, problem, keep_open=True)
-            self._error("header_block", problem, from_client, frame.ts_start)
+            if not (frame.damaged or frame.truncated):  # a malformed frame, not a gap/bound
+                self._error("header_block", problem, from_client, frame.ts_start)
         if frame.flags & FLAG_END_HEADERS:
             self._complete_block(from_client, frame.ts_end)
 
