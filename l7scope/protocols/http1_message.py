@@ -39,6 +39,7 @@ from l7scope.protocols.message import AnalyzerLimits, HttpMessage
 
 MAX_CHUNK_LINE = 4096  # chunk-size line incl. extensions
 MAX_SYNC_LINE = 8192  # longest request line found again after garbage
+MAX_STAMPS = 64  # feed timestamps remembered for carried-over bytes
 _TCHAR = r"!#$%&'*+.^_`|~0-9A-Za-z-"
 
 # Methods accepted when looking for a request after garbage (RFC 9110 9, WebDAV, others).
@@ -379,8 +380,9 @@ class MessageReader:
         self.ignored_bytes = 0  # arrived after the protocol switched or the connection ended
         self.lost_heads = 0  # incomplete heads too short to say what message they began
         self._buf = b""
-        self._buf_ts = 0  # ts of the feed that carried _buf[0]
-        self._carried = 0  # how many bytes of the current buffer came from earlier feeds
+        # (offset in the buffer, ts of the feed that carried the bytes from there on); a new
+        # entry only when the ts changes, at most MAX_STAMPS (then older ones are merged)
+        self._stamps: list[tuple[int, int]] = [(0, 0)]
         self._scanned = 0  # bytes of an incomplete head already searched for its end
         self._start_line_ok = False
         self._msg: MessageBuilder | None = None
@@ -395,9 +397,13 @@ class MessageReader:
             self.ignored_bytes += len(data)
             return
         if self._buf:
-            buf, self._carried = self._buf + data, len(self._buf)
+            buf = self._buf + data
+            if self._stamps[-1][1] != ts:
+                self._stamps.append((len(self._buf), ts))
+                if len(self._stamps) > MAX_STAMPS:
+                    del self._stamps[1]
         else:
-            buf, self._carried, self._buf_ts = data, 0, ts
+            buf, self._stamps = data, [(0, ts)]
         pos, end = 0, len(buf)
         while pos < end:
             step, pos = _HANDLERS[self.state](self, buf, pos)
@@ -461,9 +467,18 @@ class MessageReader:
         if pos >= len(buf):
             self._buf = b""
             return
-        if pos >= self._carried:
-            self._buf_ts = self.ts
         self._buf = buf[pos:]
+        stamps = self._stamps
+        if len(stamps) > 1:
+            first = max(i for i, (offset, _) in enumerate(stamps) if offset <= pos)
+            self._stamps = [(0, stamps[first][1])] + [(o - pos, t) for o, t in stamps[first + 1:]]
+
+    def _ts_at(self, pos: int) -> int:
+        """ts of the feed that carried buf[pos]."""
+        for offset, ts in reversed(self._stamps):
+            if offset <= pos:
+                return ts
+        return self.ts
 
     def _finish(self, failure: str | None = None) -> Step:
         msg, self._msg = self._msg, None
@@ -488,8 +503,10 @@ class MessageReader:
                 return None, pos
         last_lf, head_end = find_block_end(buf, pos + max(0, self._scanned - 2))
         if head_end < 0:
-            if not self._start_line_ok and not self._check_start_line(buf, pos):
-                return self._invalid(self._bad_start_code(), repr(buf[pos:pos + 64]), pos + 1)
+            if not self._start_line_ok:
+                error = self._check_start_line(buf, pos)
+                if error is not None:
+                    return self._bad_start_line(error, pos)
             if end - pos > self.limits.max_header_bytes:
                 return self._head_too_large(buf, pos, end)
             self._scanned = end - pos
@@ -501,29 +518,29 @@ class MessageReader:
         msg = MessageBuilder(self.is_request, self._ts_at(pos), self.limits.body_capture)
         error = parse_start_line(text[:nl], self.is_request, msg)
         if error is not None:
-            return self._invalid(*error, pos + 1)
+            return self._bad_start_line(error, pos)
         read_fields(msg, text[nl + 1:], self.limits)
         msg.wire_bytes = head_end - pos
         msg.end_ns = self.ts
         self._msg = msg
         return self._begin_body(msg), head_end
 
-    def _ts_at(self, pos: int) -> int:
-        return self._buf_ts if pos < self._carried else self.ts
+    def _bad_start_line(self, error: tuple[str, str], pos: int) -> tuple[Step, int]:
+        self.discarded_bytes += 1  # RESYNC looks for a start line from the next byte on
+        return self._invalid(*error, pos + 1)
 
-    def _bad_start_code(self) -> str:
-        return "bad_request_line" if self.is_request else "bad_status_line"
-
-    def _check_start_line(self, buf: bytes, pos: int) -> bool:
+    def _check_start_line(self, buf: bytes, pos: int) -> tuple[str, str] | None:
         """Reject garbage early, before a whole header block has been buffered."""
         nl = buf.find(b"\n", pos)
         if nl < 0:
-            return start_line_prefix_plausible(buf[pos:pos + 40], self.is_request)
+            if start_line_prefix_plausible(buf[pos:pos + 40], self.is_request):
+                return None
+            code = "bad_request_line" if self.is_request else "bad_status_line"
+            return code, repr(buf[pos:pos + 64])
         probe = MessageBuilder(self.is_request, 0, 0)
-        if parse_start_line(buf[pos:nl].decode("latin-1"), self.is_request, probe) is not None:
-            return False
-        self._start_line_ok = True
-        return True
+        error = parse_start_line(buf[pos:nl].decode("latin-1"), self.is_request, probe)
+        self._start_line_ok = error is None
+        return error
 
     def _head_too_large(self, buf: bytes, pos: int, skip_to: int) -> tuple[Step, int]:
         self.sink.parse_error(self, "header_too_large",
@@ -536,7 +553,7 @@ class MessageReader:
                       start_ns: int | None = None) -> bool:
         """A head cut short: report a partial message if its start line is whole and valid."""
         nl = head.find(b"\n")
-        msg = MessageBuilder(self.is_request, self._buf_ts if start_ns is None else start_ns, 0)
+        msg = MessageBuilder(self.is_request, self._ts_at(0) if start_ns is None else start_ns, 0)
         if nl < 0 or parse_start_line(head[:nl].decode("latin-1"), self.is_request, msg):
             self.lost_heads += 1
             return False
