@@ -341,6 +341,13 @@ class ObserverDecoder(Decoder):
         """True when every entry the peer may reference is one we learned."""
         return self._complete
 
+    def decode(self, block: bytes) -> list[tuple[str, str]]:
+        """Strict decoding on an observer: a header naming an unlearned entry is an error."""
+        headers = self._decode_block(block)
+        if any(name is None for name, _ in headers):
+            raise HpackError("not_learned", "header names a dynamic entry never learned")
+        return headers  # type: ignore[return-value]
+
     def lost_sync(self) -> None:
         """A gap hit a header block of this direction: insertions may have been missed."""
         self._clear_learned()

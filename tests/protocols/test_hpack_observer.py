@@ -187,3 +187,12 @@ def test_fuzz_observer_never_raises(blocks, complete):
         result = decoder.decode_observed(block)
         assert isinstance(result, DecodedBlock)
         assert all(isinstance(n, str) and isinstance(v, str) for n, v in result.headers)
+
+
+def test_strict_decode_on_an_incomplete_observer_raises_instead_of_guessing():
+    import pytest
+
+    from l7scope.protocols.hpack import HpackError
+    with pytest.raises(HpackError) as info:
+        ObserverDecoder(complete=False).decode(bytes([0x82, 0xC6]))
+    assert info.value.code == "not_learned"

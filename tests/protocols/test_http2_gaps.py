@@ -160,10 +160,6 @@ def test_skip_over_frame_header_resyncs_with_parse_error():
     assert list(found[last].response.headers) == conv.responses[last].headers
 
 
-def encode_block(encoder: hpack.Encoder, headers) -> bytes:
-    return encoder.encode(headers)
-
-
 def test_hand_made_padded_priority_headers_and_continuation():
     enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
     req = get("/hand", 1) + [("x-big", "b" * 300)]
