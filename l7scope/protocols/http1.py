@@ -183,7 +183,9 @@ class Http1Analyzer:
         self._reading = entry
         if len(self._awaiting) > max(1, self.limits.max_pending):
             self.dropped_pending += 1
-            self._answer(self._awaiting.popleft(), None, ("dropped: too many pending requests",))
+            oldest = self._awaiting.popleft()
+            if _worth_reporting(oldest):
+                self._answer(oldest, None, ("dropped: too many pending requests",))
 
     def _request_finished(self, request: HttpMessage) -> None:
         entry, self._reading = self._reading, None
@@ -240,9 +242,8 @@ class Http1Analyzer:
     def _flush_awaiting(self, notes: tuple[str, ...]) -> None:
         while self._awaiting:
             entry = self._awaiting.popleft()
-            if (entry.absorbing and entry.absorbed) or (entry.request_done and not entry.request):
-                continue  # already reported, or nothing of the request was ever seen
-            self._answer(entry, None, notes)
+            if _worth_reporting(entry):
+                self._answer(entry, None, notes)
 
     def _client_sync_lost(self, had_message: bool) -> None:
         tail = self._awaiting[-1] if self._awaiting else None
@@ -254,3 +255,8 @@ class Http1Analyzer:
             return
         self._awaiting.append(_Pending(None, request_done=True, absorbing=True,
                                        absorb_notes=("request lost in gap",)))
+
+
+def _worth_reporting(entry: _Pending) -> bool:
+    """False for entries already reported, or standing for a request never seen at all."""
+    return not ((entry.absorbing and entry.absorbed) or (entry.request_done and not entry.request))
