@@ -124,8 +124,8 @@ class PacketDecoder:
             LINKTYPE_RAW: self._link_raw,
             LINKTYPE_RAW_12: self._link_raw,
             LINKTYPE_RAW_14: self._link_raw,
-            LINKTYPE_IPV4: self._link_raw,
-            LINKTYPE_IPV6: self._link_raw,
+            LINKTYPE_IPV4: lambda buf, off, end: (ETHERTYPE_IPV4, off),
+            LINKTYPE_IPV6: lambda buf, off, end: (ETHERTYPE_IPV6, off),
         }
 
     @staticmethod
