@@ -53,9 +53,9 @@ class _Truncated(Exception):
 class _ByteSource:
     """A forward-only window over a binary file; ``take(n)`` returns (buffer, offset of n bytes)."""
 
-    def __init__(self, stream: BinaryIO, chunk: int = CHUNK_BYTES) -> None:
+    def __init__(self, stream: BinaryIO, chunk: int | None = None) -> None:
         self._stream = stream
-        self._chunk = chunk
+        self._chunk = chunk or CHUNK_BYTES
         self._buf = b""
         self._pos = 0
         self._buf_file_offset = 0  # file offset of self._buf[0]
@@ -116,6 +116,7 @@ class CaptureReader:
             self.counters.setdefault(key, 0)
         self.decoder = PacketDecoder(self.counters)
         self.format: str | None = None
+        self._record_offset = 0  # file offset of the record being read, for error values
 
     def __iter__(self) -> Iterator[CaptureItem]:
         if hasattr(self._path, "read"):
@@ -159,7 +160,7 @@ class CaptureReader:
                 yield item
         except _Truncated:
             yield self._error("truncated_file", "file ends in the middle of a record",
-                              src.offset, fatal=True)
+                              self._record_offset, fatal=True)
 
     def _error(self, code: str, message: str, offset: int | None, fatal: bool = False,
                record: int | None = None) -> CaptureError:
@@ -188,7 +189,7 @@ class CaptureReader:
             return
         record = struct.Struct(order + "IIII")
         while not src.at_eof():
-            offset = src.offset
+            offset = self._record_offset = src.offset
             buf, pos = src.take(16)
             ts_sec, ts_frac, caplen, _wirelen = record.unpack_from(buf, pos)
             if caplen > MAX_RECORD_BYTES:
@@ -208,7 +209,7 @@ class CaptureReader:
         interfaces: list[_Interface] = []
         last_ts = 0
         while not src.at_eof():
-            offset = src.offset
+            offset = self._record_offset = src.offset
             buf, pos = src.take(8)
             block_type = struct.unpack_from(order + "I", buf, pos)[0]
             if block_type == PCAPNG_SHB:
