@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 Two ``MessageReader``s (l7scope/protocols/http1_message.py) read the client and the server
-byte streams; this module is their ``MessageSink`` and owns the pairing.
+byte streams; this module is their ``MessageSink``: it owns the pairing and decides how each
+body is delimited (RFC 9112 6.3, which for a response depends on the request it answers).
 
 HTTP/1.1 answers requests in order (RFC 9112 9.3.2: "A server MUST send its responses to
 those requests in the same order that the requests were received"), so pairing is a FIFO
@@ -37,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from l7scope.protocols.http1_message import (
-    KNOWN_METHODS, MessageBuilder, MessageReader, REQUEST_LINE,
+    KNOWN_METHODS, REQUEST_LINE, Framing, MessageBuilder, MessageReader, Step,
 )
 from l7scope.protocols.message import (
     AnalyzerEvent, AnalyzerLimits, ExchangeParsed, HttpMessage, ParseError, ProtocolSwitched,
@@ -64,6 +65,89 @@ def looks_like_request(data: bytes) -> bool:
 def looks_like_response(data: bytes) -> bool:
     """``data`` begins with "HTTP/1.<digit> <3 digits>" followed by SP, CR, LF or nothing."""
     return _STATUS_START.match(data) is not None
+
+
+# ---------------------------------------------------------------- body framing (RFC 9112 6.3)
+
+def request_framing(msg: MessageBuilder) -> Framing:
+    """How the body of a request is delimited."""
+    return _framing_from_fields(msg)
+
+
+def response_framing(msg: MessageBuilder, request_method: str | None) -> Framing:
+    status = msg.status or 0
+    if status == 101:
+        # RFC 9110 15.2.2: "the server will switch protocols to those defined by the response's
+        # Upgrade header field immediately after the empty line that terminates the 101"
+        msg.switch_to = (msg.upgrade or "").split(",")[0].strip().lower()  # "" if absent
+        return Step.SWITCHED, 0, None
+    # RFC 9112 6.3 (1): "Any response to a HEAD request and any response with a 1xx
+    # (Informational), 204 (No Content), or 304 (Not Modified) status code is always terminated
+    # by the first empty line after the header fields, regardless of the header fields present
+    # in the message, and thus cannot contain a message body or trailer section."
+    if request_method == "HEAD" or status < 200 or status in (204, 304):
+        return Step.MESSAGE_DONE, 0, None
+    # RFC 9112 6.3 (2): "Any 2xx (Successful) response to a CONNECT request implies that the
+    # connection will become a tunnel immediately after the empty line that concludes the header
+    # fields. A client MUST ignore any Content-Length or Transfer-Encoding header fields"
+    if request_method == "CONNECT" and 200 <= status < 300:
+        msg.switch_to = "tunnel"
+        return Step.SWITCHED, 0, None
+    return _framing_from_fields(msg)
+
+
+def _framing_from_fields(msg: MessageBuilder) -> Framing:
+    if msg.transfer_codings is not None:
+        codings = [c.strip().lower() for v in msg.transfer_codings for c in v.split(",")]
+        # RFC 9112 6.3 (3): "If a message is received with both a Transfer-Encoding and a
+        # Content-Length header field, the Transfer-Encoding overrides the Content-Length."
+        # (4): "If a Transfer-Encoding header field is present and the chunked transfer coding
+        # is the final encoding, the message body length is determined by reading and decoding
+        # the chunked data until the transfer coding indicates the data is complete."
+        if codings[-1] == "chunked":
+            return Step.BODY_CHUNKED, 0, None
+        # (4): "If a Transfer-Encoding header field is present in a response and the chunked
+        # transfer coding is not the final encoding, the message body length is determined by
+        # reading the connection until it is closed by the server. If [...] in a request [...]
+        # the server MUST respond with the 400 (Bad Request) status code"
+        if not msg.is_request:
+            return Step.BODY_UNTIL_CLOSE, 0, None
+        return Step.INVALID, 0, ("invalid_transfer_encoding", ", ".join(codings))
+    if msg.content_lengths is not None:
+        length = parse_content_length(msg.content_lengths)
+        # RFC 9112 6.3 (5): "If a message is received without Transfer-Encoding and with an
+        # invalid Content-Length header field, then the message framing is invalid"
+        if length is None:
+            return Step.INVALID, 0, ("invalid_content_length", ", ".join(msg.content_lengths))
+        # (6): "If a valid Content-Length header field is present without Transfer-Encoding,
+        # its decimal value defines the expected message body length in octets."
+        return (Step.BODY_BY_LENGTH, length, None) if length else (Step.MESSAGE_DONE, 0, None)
+    # (7): "If this is a request message and none of the above are true, then the message body
+    # length is zero (no message body is present)."
+    if msg.is_request:
+        return Step.MESSAGE_DONE, 0, None
+    # (8): "Otherwise, this is a response message without a declared message body length, so
+    # the message body length is determined by the number of octets received prior to the
+    # server closing the connection."
+    return Step.BODY_UNTIL_CLOSE, 0, None
+
+
+def parse_content_length(values: list[str]) -> int | None:
+    """One decimal length, or None when invalid or conflicting.
+
+    RFC 9110 8.6: a recipient of a list like "42, 42" "MAY either reject the message as invalid
+    or replace that invalid field value with a single instance of the decimal value, as long as
+    all members are identical"; we do the latter, also across repeated fields.
+    """
+    if len(values) == 1 and values[0].isdigit() and values[0].isascii() and len(values[0]) < 19:
+        return int(values[0])  # the usual case
+    members = {m.strip() for v in values for m in v.split(",")}
+    if len(members) != 1:
+        return None
+    text = members.pop()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
 
 
 @dataclass(slots=True, eq=False)
@@ -153,11 +237,13 @@ class Http1Analyzer:
         else:
             self._response_finished(msg)
 
-    def request_method(self) -> str | None:
+    def body_framing(self, reader: MessageReader, msg: MessageBuilder) -> Framing:
+        if reader.is_request:
+            return request_framing(msg)
         entry = self._awaiting[0] if self._awaiting else None
-        if entry is None or (entry.absorbing and entry.absorbed):
-            return None
-        return entry.method
+        answered_method = None if entry is None or (entry.absorbing and entry.absorbed) \
+            else entry.method
+        return response_framing(msg, answered_method)
 
     def parse_error(self, reader: MessageReader, code: str, detail: str) -> None:
         self.parse_errors += 1
@@ -216,12 +302,12 @@ class Http1Analyzer:
             self._answer(entry, response, entry.absorb_notes)
         else:
             self._answer(self._awaiting.popleft(), response, ())
-        if msg.switch_to is not None or status == 101:
+        if msg.switch_to is not None:  # set only for a whole 101 / 2xx-to-CONNECT head
             self._switch(msg, entry)
 
     def _switch(self, msg: MessageBuilder, entry: _Pending | None) -> None:
         to = msg.switch_to
-        if to is None:  # 101 without Upgrade: fall back to what the client asked for
+        if not to:  # 101 without Upgrade: fall back to what the client asked for
             asked = entry.request.header("upgrade") if entry and entry.request else None
             to = (asked or "unknown").split(",")[0].strip().lower()
         self._events.append(ProtocolSwitched(to, self._server.ts))

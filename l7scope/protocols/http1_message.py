@@ -27,7 +27,8 @@ a hole anywhere else loses the framing and sends the reader to RESYNC.
 
 The reader knows nothing about pairing: it tells a ``MessageSink`` (the analyzer) when a head
 is parsed, when a message ends, when bytes are invalid and when a hole lost its place, and asks
-it for the method of the request a response answers (HEAD and CONNECT change the body rules).
+it how a parsed head's body is delimited (RFC 9112 6.3 depends on the request a response
+answers: HEAD and CONNECT change the rules, and only the pairing knows that request).
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ class MessageBuilder:
         self.capture_left = capture
         self.notes: list[str] = []
         self.complete = True
-        self.switch_to: str | None = None
+        self.switch_to: str | None = None  # set by the framing of a 101 / 2xx to CONNECT
 
     def take_body(self, buf: bytes, pos: int, count: int, ts: int) -> None:
         self.body_len += count
@@ -176,11 +177,11 @@ class MessageBuilder:
 
 
 class MessageSink(Protocol):
-    """What a reader reports to (the analyzer)."""
+    """What a reader reports to (the analyzer), which also decides how a body is delimited."""
 
     def message_started(self, reader: MessageReader, msg: MessageBuilder) -> None: ...
     def message_finished(self, reader: MessageReader, msg: MessageBuilder) -> None: ...
-    def request_method(self) -> str | None: ...
+    def body_framing(self, reader: MessageReader, msg: MessageBuilder) -> Framing: ...
     def parse_error(self, reader: MessageReader, code: str, detail: str) -> None: ...
     def sync_lost(self, reader: MessageReader, had_message: bool) -> None: ...
 
@@ -258,89 +259,8 @@ def read_fields(msg: MessageBuilder, text: str, limits: AnalyzerLimits) -> None:
     msg.headers = fields[:limits.max_headers]
 
 
-# ---------------------------------------------------------------- body framing (RFC 9112 6.3)
-
-Framing = tuple[Step, int, tuple[str, str] | None]  # (step, body length, (code, bad value))
-
-def request_framing(msg: MessageBuilder) -> Framing:
-    """How the body of a request is delimited."""
-    return _framing_from_fields(msg)
-
-
-def response_framing(msg: MessageBuilder, request_method: str | None) -> Framing:
-    status = msg.status or 0
-    if status == 101:
-        # RFC 9110 15.2.2: "the server will switch protocols to those defined by the response's
-        # Upgrade header field immediately after the empty line that terminates the 101"
-        msg.switch_to = (msg.upgrade or "").split(",")[0].strip().lower() or None
-        return Step.SWITCHED, 0, None
-    # RFC 9112 6.3 (1): "Any response to a HEAD request and any response with a 1xx
-    # (Informational), 204 (No Content), or 304 (Not Modified) status code is always terminated
-    # by the first empty line after the header fields, regardless of the header fields present
-    # in the message, and thus cannot contain a message body or trailer section."
-    if request_method == "HEAD" or status < 200 or status in (204, 304):
-        return Step.MESSAGE_DONE, 0, None
-    # RFC 9112 6.3 (2): "Any 2xx (Successful) response to a CONNECT request implies that the
-    # connection will become a tunnel immediately after the empty line that concludes the header
-    # fields. A client MUST ignore any Content-Length or Transfer-Encoding header fields"
-    if request_method == "CONNECT" and 200 <= status < 300:
-        msg.switch_to = "tunnel"
-        return Step.SWITCHED, 0, None
-    return _framing_from_fields(msg)
-
-
-def _framing_from_fields(msg: MessageBuilder) -> Framing:
-    if msg.transfer_codings is not None:
-        codings = [c.strip().lower() for v in msg.transfer_codings for c in v.split(",")]
-        # RFC 9112 6.3 (3): "If a message is received with both a Transfer-Encoding and a
-        # Content-Length header field, the Transfer-Encoding overrides the Content-Length."
-        # (4): "If a Transfer-Encoding header field is present and the chunked transfer coding
-        # is the final encoding, the message body length is determined by reading and decoding
-        # the chunked data until the transfer coding indicates the data is complete."
-        if codings[-1] == "chunked":
-            return Step.BODY_CHUNKED, 0, None
-        # (4): "If a Transfer-Encoding header field is present in a response and the chunked
-        # transfer coding is not the final encoding, the message body length is determined by
-        # reading the connection until it is closed by the server. If [...] in a request [...]
-        # the server MUST respond with the 400 (Bad Request) status code"
-        if not msg.is_request:
-            return Step.BODY_UNTIL_CLOSE, 0, None
-        return Step.INVALID, 0, ("invalid_transfer_encoding", ", ".join(codings))
-    if msg.content_lengths is not None:
-        length = parse_content_length(msg.content_lengths)
-        # RFC 9112 6.3 (5): "If a message is received without Transfer-Encoding and with an
-        # invalid Content-Length header field, then the message framing is invalid"
-        if length is None:
-            return Step.INVALID, 0, ("invalid_content_length", ", ".join(msg.content_lengths))
-        # (6): "If a valid Content-Length header field is present without Transfer-Encoding,
-        # its decimal value defines the expected message body length in octets."
-        return (Step.BODY_BY_LENGTH, length, None) if length else (Step.MESSAGE_DONE, 0, None)
-    # (7): "If this is a request message and none of the above are true, then the message body
-    # length is zero (no message body is present)."
-    if msg.is_request:
-        return Step.MESSAGE_DONE, 0, None
-    # (8): "Otherwise, this is a response message without a declared message body length, so
-    # the message body length is determined by the number of octets received prior to the
-    # server closing the connection."
-    return Step.BODY_UNTIL_CLOSE, 0, None
-
-
-def parse_content_length(values: list[str]) -> int | None:
-    """One decimal length, or None when invalid or conflicting.
-
-    RFC 9110 8.6: a recipient of a list like "42, 42" "MAY either reject the message as invalid
-    or replace that invalid field value with a single instance of the decimal value, as long as
-    all members are identical"; we do the latter, also across repeated fields.
-    """
-    if len(values) == 1 and values[0].isdigit() and values[0].isascii() and len(values[0]) < 19:
-        return int(values[0])  # the usual case
-    members = {m.strip() for v in values for m in v.split(",")}
-    if len(members) != 1:
-        return None
-    text = members.pop()
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        return None
-    return int(text)
+# (step, body length, (error code, bad value) when the framing is invalid)
+Framing = tuple[Step, int, tuple[str, str] | None]
 
 
 def find_block_end(buf: bytes, start: int) -> tuple[int, int]:
@@ -571,9 +491,7 @@ class MessageReader:
     def _begin_body(self, msg: MessageBuilder) -> Step:
         if self.is_request:
             self.sink.message_started(self, msg)
-            step, length, problem = request_framing(msg)
-        else:
-            step, length, problem = response_framing(msg, self.sink.request_method())
+        step, length, problem = self.sink.body_framing(self, msg)
         if step is Step.INVALID:
             code, value = problem
             self.sink.parse_error(self, code, repr(value[:64]))

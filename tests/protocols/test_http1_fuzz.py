@@ -69,6 +69,28 @@ def test_random_bytes_and_holes_never_raise(ops):
     check_invariants(events, client, server)
 
 
+FRAGMENTS = [b"GET / HTTP/1.1\r\n", b"HEAD /h HTTP/1.1\r\n", b"CONNECT h:1 HTTP/1.1\r\n",
+             b"POST /p HTTP/1.0\r\n", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 101 Switching\r\n",
+             b"HTTP/1.1 100 Continue\r\n", b"HTTP/1.0 204 \r\n", b"HTTP/1.1 304 NM\r\n",
+             b"Content-Length: 3\r\n", b"Content-Length: 2, 3\r\n",
+             b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: gzip\r\n",
+             b"Upgrade: websocket\r\n", b"Host: h\r\n", b"\r\n", b"\n", b"0\r\n", b"5;e=1\r\n",
+             b"abc", b"X: y\r\n", b" folded\r\n", b"\x00\xff", b"zz\r\n"]
+fragment_ops = st.lists(st.tuples(st.booleans(), st.one_of(
+    st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=8).map(b"".join),
+    st.integers(1, 40))), max_size=25)
+
+
+@FUZZ
+@given(fragment_ops, st.sampled_from([None, AnalyzerLimits(max_header_bytes=48, max_headers=1,
+                                                           body_capture=2, max_pending=1)]))
+def test_http_shaped_fragments_never_raise(ops, limits):
+    events = feed_ops(ops, limits)
+    client = b"".join(b for c, b in ops if c and isinstance(b, bytes))
+    server = b"".join(b for c, b in ops if not c and isinstance(b, bytes))
+    check_invariants(events, client, server)
+
+
 # -- valid streams built from parts
 
 def request_strategy():

@@ -229,3 +229,41 @@ def test_every_event_is_a_known_type():
     script = [C(b"\xffjunk\r\n"), S(b"HTTP/1.1 200 OK\r\n\r\n"), GAP_C(3), GAP_S(5)]
     events, _ = run(script)
     assert events and all(isinstance(e, (ExchangeParsed, ParseError)) for e in events)
+
+
+def test_hole_in_headers_hiding_another_request():
+    script = [C(b"GET /cut HTTP/1.1\r\nHo"), GAP_C(200), S(ok(b"cut")), S(ok(b"hidden")),
+              C(CURL_GET % 3), S(ok(b"three"))]
+    events = run_all_ways(script)
+    assert [(e.request and e.request.path, e.response.body, e.notes)
+            for e in exchanges(events)] == [
+        ("/cut", b"cut", ()),
+        (None, b"hidden", ("request lost in gap",)),
+        ("/items?id=3", b"three", ())]
+
+
+def test_chunk_size_line_over_limit_is_an_error():
+    resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + b"e" * 5000 + b"\r\nx\r\n"
+    events = run_all_ways([C(CURL_GET % 1), S(resp + b"0\r\n\r\n"), C(CURL_GET % 2), S(ok(b"2"))])
+    assert errors(events) == [("bad_chunk_size", False)]
+    first, second = exchanges(events)
+    assert (first.response.partial, second.request.path, second.response.body) == (
+        True, "/items?id=2", b"2")
+
+
+def test_hole_in_101_headers_does_not_switch():
+    req = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    script = [C(req), S(b"HTTP/1.1 101 Switching Protocols\r\nUpgr"), GAP_S(30),
+              S(b"\x81\x05hello"), C(b"\x81\x85\x00\x00\x00\x00hello")]
+    events, analyzer = run(script)
+    assert not analyzer.stopped
+    (ex,) = exchanges(events)
+    assert (ex.request.path, ex.response.status, ex.response.notes) == (
+        "/ws", 101, ("gap in headers",))
+    assert errors(events) == [("bad_request_line", True)]
+
+
+def test_101_without_upgrade_header_uses_the_requested_protocol():
+    req = b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"
+    events = run_all_ways([C(req), S(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")])
+    assert events[1].to == "h2c"
