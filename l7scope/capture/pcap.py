@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from l7scope.capture.events import CaptureEvent
 from l7scope.capture.packet import CaptureError, Packet, PacketDecoder
+from l7scope.capture.tcp_reassembly import TcpReassembler
 
 CHUNK_BYTES = 1 << 20
 MAX_RECORD_BYTES = 16 << 20  # larger than any real frame or block; beyond it the length is garbage
@@ -331,7 +332,8 @@ def read_capture(path: str | os.PathLike[str] | BinaryIO,
     return iter(CaptureReader(path, counters))
 
 
-def pcap_events(path: str | os.PathLike[str] | BinaryIO, *, reassembler: object | None = None,
+def pcap_events(path: str | os.PathLike[str] | BinaryIO, *,
+                reassembler: TcpReassembler | None = None,
                 on_error: Callable[[CaptureError], None] | None = None,
                 counters: dict[str, int] | None = None) -> Iterator[CaptureEvent]:
     """The pipeline's entry for capture files: reassembled ConnectionOpened/DataChunk/Closed events.
@@ -340,10 +342,7 @@ def pcap_events(path: str | os.PathLike[str] | BinaryIO, *, reassembler: object 
     way). At the end every connection still open is flushed: pending holes are declared and a
     ConnectionClosed is emitted for it.
     """
-    from l7scope.capture.tcp_reassembly import TcpReassembler
-
     tcp = reassembler if reassembler is not None else TcpReassembler()
-    assert isinstance(tcp, TcpReassembler)
     last_ts: int | None = None
     for item in read_capture(path, counters):
         if isinstance(item, CaptureError):
