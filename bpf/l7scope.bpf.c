@@ -54,8 +54,10 @@ struct active_call {
 	__u64 ptr;   /* user buffer, iovec array or mmsghdr array */
 	__u32 count; /* iovec count or mmsghdr count */
 	__s32 fd;
+	__u32 seq;   /* TCP stream position at entry */
 	__u8 syscall;
 	__u8 shape;
+	__u8 has_seq;
 };
 
 struct conn_info {
@@ -83,6 +85,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct conn_info);
 } conns SEC(".maps");
+
+/* threads whose first syscall exit since attach was seen: only that exit can belong to a call
+ * that entered before the programs were attached */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} seen_threads SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -392,9 +403,15 @@ static __always_inline void emit_data(struct active_call *ac, struct sock *sk, _
 	ev = header(L7_KIND_DATA, sk, ci, ac->ts_enter, ac->fd, ac->syscall);
 	if (!ev)
 		return;
-	seq_end = direction == L7_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq)
-					       : BPF_CORE_READ(tp, copied_seq);
-	ev->seq = seq_end - result;
+	if (ac->has_seq) {
+		/* the position before the call: exact even when a read also consumed the FIN,
+		 * which advances copied_seq by one more */
+		ev->seq = ac->seq;
+	} else {
+		seq_end = direction == L7_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq)
+						       : BPF_CORE_READ(tp, copied_seq);
+		ev->seq = seq_end - result;
+	}
 	ev->total_len = result;
 	ev->direction = direction;
 
@@ -439,47 +456,109 @@ static __always_inline void emit_data(struct active_call *ac, struct sock *sk, _
 
 /* ---- syscall entry: remember the call ---- */
 
-static __always_inline void remember(int fd, __u64 ptr, __u32 cnt, __u8 sc, __u8 shape)
+/* Fill a call record for a traced TCP socket; 0 when the call is not ours. */
+static __always_inline int describe(struct active_call *ac, int fd, __u64 ptr, __u32 cnt, __u8 sc,
+				    __u8 shape, __u8 dir, int at_entry)
+{
+	struct tcp_sock *tp;
+	struct sock *sk;
+
+	if (!traced(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	sk = tcp_sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	tp = (struct tcp_sock *)sk;
+	ac->ts_enter = bpf_ktime_get_ns();
+	ac->sk = (__u64)sk;
+	ac->ptr = ptr;
+	ac->count = cnt;
+	ac->fd = fd;
+	ac->syscall = sc;
+	ac->shape = shape;
+	ac->has_seq = at_entry;
+	if (at_entry)
+		ac->seq = dir == L7_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	return 1;
+}
+
+static __always_inline void remember(int fd, __u64 ptr, __u32 cnt, __u8 sc, __u8 shape, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct active_call ac = {};
-	struct sock *sk;
 
-	if (!traced(id >> 32))
+	if (!describe(&ac, fd, ptr, cnt, sc, shape, dir, 1))
 		return;
-	sk = tcp_sock_of_fd(fd);
-	if (!sk)
-		return;
-	ac.ts_enter = bpf_ktime_get_ns();
-	ac.sk = (__u64)sk;
-	ac.ptr = ptr;
-	ac.count = cnt;
-	ac.fd = fd;
-	ac.syscall = sc;
-	ac.shape = shape;
 	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
 		count(L7_STAT_ACTIVE_FULL, 1);
 }
 
-static __always_inline void remember_msg(int fd, __u64 msg, __u8 sc)
+static __always_inline __u64 msg_iov(__u64 msg, __u32 *cnt)
 {
 	struct user_msghdr mh = {};
 
 	if (bpf_probe_read_user(&mh, sizeof(mh), (void *)msg))
-		return;
-	remember(fd, (__u64)mh.msg_iov, mh.msg_iovlen, sc, SHAPE_IOV);
+		return 0;
+	*cnt = mh.msg_iovlen;
+	return (__u64)mh.msg_iov;
+}
+
+static __always_inline void remember_msg(int fd, __u64 msg, __u8 sc, __u8 dir)
+{
+	__u32 cnt = 0;
+	__u64 iov = msg_iov(msg, &cnt);
+
+	if (iov)
+		remember(fd, iov, cnt, sc, SHAPE_IOV, dir);
+}
+
+/* A call that entered before the programs were attached (a server blocked in read() on an
+ * idle keep-alive connection): its arguments are still in the saved user registers. Tried
+ * once per thread, on its first exit without an entry record. */
+static __always_inline int recover(struct active_call *ac, __u8 sc, __u8 shape, __u8 dir)
+{
+#if defined(__TARGET_ARCH_x86)
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u8 one = 1;
+	struct pt_regs *regs;
+	__u64 a0, a1, a2;
+	__u32 cnt = 0;
+
+	if (bpf_map_lookup_elem(&seen_threads, &tid))
+		return 0;
+	bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
+	if (shape == SHAPE_MMSG)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	a0 = BPF_CORE_READ(regs, di);
+	a1 = BPF_CORE_READ(regs, si);
+	a2 = BPF_CORE_READ(regs, dx);
+	if (sc == L7_SYS_RECVMSG || sc == L7_SYS_SENDMSG) {
+		a1 = msg_iov(a1, &cnt);
+		if (!a1)
+			return 0;
+		a2 = cnt;
+	}
+	return describe(ac, (int)a0, a1, (__u32)a2, sc, shape, dir, 0);
+#else
+	return 0;
+#endif
 }
 
 /* ---- syscall exit: emit ---- */
 
-static __always_inline void finish(long ret, __u8 direction)
+static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
+	struct active_call recovered = {};
 	struct sock *sk;
 
-	if (!ac)
-		return;
+	if (!ac) {
+		if (ret <= 0 || !recover(&recovered, sc, shape, direction))
+			return;
+		ac = &recovered;
+	}
 	sk = (struct sock *)ac->sk;
 	if (ret > 0) {
 		if (ac->shape == SHAPE_MMSG) {
@@ -516,38 +595,40 @@ static __always_inline void finish(long ret, __u8 direction)
 
 #define ARG(i) (ctx->args[i])
 
-#define IO_PROBES(name, sc, shape_expr, dir)                                            \
+#define IO_PROBES(name, sc, shape, enter_expr, dir)                                     \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
 	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
 	{                                                                               \
-		shape_expr;                                                             \
+		enter_expr;                                                             \
 		return 0;                                                               \
 	}                                                                               \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                      \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
 	{                                                                               \
-		finish(ctx->ret, dir);                                                  \
+		finish(ctx->ret, dir, sc, shape);                                       \
 		return 0;                                                               \
 	}
 
-IO_PROBES(read, L7_SYS_READ, remember(ARG(0), ARG(1), 0, L7_SYS_READ, SHAPE_BUF), L7_DIR_INGRESS)
-IO_PROBES(write, L7_SYS_WRITE, remember(ARG(0), ARG(1), 0, L7_SYS_WRITE, SHAPE_BUF), L7_DIR_EGRESS)
-IO_PROBES(recvfrom, L7_SYS_RECVFROM, remember(ARG(0), ARG(1), 0, L7_SYS_RECVFROM, SHAPE_BUF),
-	  L7_DIR_INGRESS)
-IO_PROBES(sendto, L7_SYS_SENDTO, remember(ARG(0), ARG(1), 0, L7_SYS_SENDTO, SHAPE_BUF),
-	  L7_DIR_EGRESS)
-IO_PROBES(readv, L7_SYS_READV, remember(ARG(0), ARG(1), ARG(2), L7_SYS_READV, SHAPE_IOV),
-	  L7_DIR_INGRESS)
-IO_PROBES(writev, L7_SYS_WRITEV, remember(ARG(0), ARG(1), ARG(2), L7_SYS_WRITEV, SHAPE_IOV),
-	  L7_DIR_EGRESS)
-IO_PROBES(recvmsg, L7_SYS_RECVMSG, remember_msg(ARG(0), ARG(1), L7_SYS_RECVMSG), L7_DIR_INGRESS)
-IO_PROBES(sendmsg, L7_SYS_SENDMSG, remember_msg(ARG(0), ARG(1), L7_SYS_SENDMSG), L7_DIR_EGRESS)
-IO_PROBES(recvmmsg, L7_SYS_RECVMMSG, remember(ARG(0), ARG(1), ARG(2), L7_SYS_RECVMMSG, SHAPE_MMSG),
-	  L7_DIR_INGRESS)
-IO_PROBES(sendmmsg, L7_SYS_SENDMMSG, remember(ARG(0), ARG(1), ARG(2), L7_SYS_SENDMMSG, SHAPE_MMSG),
-	  L7_DIR_EGRESS)
-IO_PROBES(sendfile64, L7_SYS_SENDFILE, remember(ARG(0), 0, 0, L7_SYS_SENDFILE, SHAPE_BYTES),
-	  L7_DIR_EGRESS)
+#define IN L7_DIR_INGRESS
+#define OUT L7_DIR_EGRESS
+IO_PROBES(read, L7_SYS_READ, SHAPE_BUF, remember(ARG(0), ARG(1), 0, L7_SYS_READ, SHAPE_BUF, IN), IN)
+IO_PROBES(write, L7_SYS_WRITE, SHAPE_BUF, remember(ARG(0), ARG(1), 0, L7_SYS_WRITE, SHAPE_BUF, OUT), OUT)
+IO_PROBES(recvfrom, L7_SYS_RECVFROM, SHAPE_BUF,
+	  remember(ARG(0), ARG(1), 0, L7_SYS_RECVFROM, SHAPE_BUF, IN), IN)
+IO_PROBES(sendto, L7_SYS_SENDTO, SHAPE_BUF,
+	  remember(ARG(0), ARG(1), 0, L7_SYS_SENDTO, SHAPE_BUF, OUT), OUT)
+IO_PROBES(readv, L7_SYS_READV, SHAPE_IOV,
+	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_READV, SHAPE_IOV, IN), IN)
+IO_PROBES(writev, L7_SYS_WRITEV, SHAPE_IOV,
+	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_WRITEV, SHAPE_IOV, OUT), OUT)
+IO_PROBES(recvmsg, L7_SYS_RECVMSG, SHAPE_IOV, remember_msg(ARG(0), ARG(1), L7_SYS_RECVMSG, IN), IN)
+IO_PROBES(sendmsg, L7_SYS_SENDMSG, SHAPE_IOV, remember_msg(ARG(0), ARG(1), L7_SYS_SENDMSG, OUT), OUT)
+IO_PROBES(recvmmsg, L7_SYS_RECVMMSG, SHAPE_MMSG,
+	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_RECVMMSG, SHAPE_MMSG, IN), IN)
+IO_PROBES(sendmmsg, L7_SYS_SENDMMSG, SHAPE_MMSG,
+	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_SENDMMSG, SHAPE_MMSG, OUT), OUT)
+IO_PROBES(sendfile64, L7_SYS_SENDFILE, SHAPE_BYTES,
+	  remember(ARG(0), 0, 0, L7_SYS_SENDFILE, SHAPE_BYTES, OUT), OUT)
 
 /* ---- connection lifecycle ---- */
 
@@ -587,7 +668,18 @@ static __always_inline void finish_open(long ret, __u8 role)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
 
-	if (!ac || ac->shape != SHAPE_FD)
+	if (!ac) {
+		/* an accept() blocked since before attach: the new fd is the result */
+		__u32 tid = (__u32)id;
+		__u8 one = 1;
+		if (role != L7_ROLE_SERVER || ret < 0 || bpf_map_lookup_elem(&seen_threads, &tid))
+			return;
+		bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
+		if (traced(id >> 32))
+			opened((int)ret, role, L7_SYS_ACCEPT4, bpf_ktime_get_ns());
+		return;
+	}
+	if (ac->shape != SHAPE_FD)
 		return;
 	if (role == L7_ROLE_CLIENT && (ret == 0 || ret == -EINPROGRESS))
 		opened(ac->fd, role, ac->syscall, ac->ts_enter);

@@ -12,7 +12,7 @@ import time
 
 from l7scope.config import Config, ConfigError, load_config
 from l7scope.exchange import WallClock
-from l7scope.metrics import MetricsAggregator
+from l7scope.metrics import MetricsAggregator, pair_of
 from l7scope.pipeline import JsonlSink, Pipeline
 from l7scope.redact import Redactor
 from l7scope.sampling import Sampler
@@ -53,7 +53,7 @@ class Outputs:
         self.metrics = MetricsAggregator()
         self.interval_ns = int((args.metrics_interval or config.metrics_interval_s) * 1e9)
         self.interval_start: int | None = None
-        self.sampler = Sampler(config.sampling, redactor=self.redactor)
+        self.sampler = Sampler(config.sampling, redactor=self.redactor, pair_key=self._pair_key)
         self.exporters = self._exporters(config)
         self.prometheus = None
         if args.metrics_listen:
@@ -70,22 +70,26 @@ class Outputs:
 
             self.summary = LiveSummary()
 
+    def _pair_key(self, ex) -> tuple[str, str, str]:
+        client, server, _, _ = pair_of(ex, self._pipeline().peer_comm(ex))
+        return client, server, ex.protocol
+
     def _exporters(self, config: Config) -> list:
         out, ex = [], config.exporters
         to_wall = self.clock.offset_ns.__add__
-        kw = dict(service_name=config.service_name, redactor=self.redactor)
         if ex.zipkin:
             from l7scope.export.zipkin import ZipkinExporter
 
-            out.append(ZipkinExporter(ex.zipkin, to_wall, **kw))
+            out.append(ZipkinExporter(ex.zipkin, to_wall, redactor=self.redactor))
         if ex.otlp:
             from l7scope.export.otlp import OtlpExporter
 
-            out.append(OtlpExporter(ex.otlp, to_wall, **kw))
+            out.append(OtlpExporter(ex.otlp, to_wall, service_name=config.service_name,
+                                    redactor=self.redactor))
         if ex.skywalking:
             from l7scope.export.skywalking import SkyWalkingExporter
 
-            out.append(SkyWalkingExporter(ex.skywalking, to_wall, **kw))
+            out.append(SkyWalkingExporter(ex.skywalking, to_wall, redactor=self.redactor))
         for e in out:
             e.start()
         return out
@@ -101,11 +105,7 @@ class Outputs:
         self.metrics.record(ex, peer_comm)
         if self.summary is not None:
             self.summary.observe(ex, peer_comm)
-        sampled = self.sampler.offer(ex)
-        if sampled is not None:
-            for e in self.exporters:
-                if hasattr(e, "export_events"):
-                    e.export_events([sampled])
+        self.sampler.offer(ex)
 
     def tick(self, now_wall_ns: int, counters_fn) -> None:
         if self.interval_start is None:
@@ -129,7 +129,10 @@ class Outputs:
                 sink.write(_top_n_record(key, lists, self.redactor))
             sink.write({"kind": "agent_counters", "time_ns": now_wall_ns, **counters})
             sink.flush()
+        sampled = [s for lists in top.values() for s in lists.all()]
         for e in self.exporters:
+            if sampled:
+                e.export_events(sampled)
             if hasattr(e, "export_metrics"):
                 e.export_metrics(snapshot)
         if self.prometheus is not None:

@@ -48,6 +48,7 @@ class InterfaceSource:
 
         try:
             self.capture = LiveCapture(interface)
+            self.capture.open()
         except OSError as e:
             from l7scope.agent import UserError
 
@@ -73,7 +74,7 @@ class InterfaceSource:
 
     def counters(self) -> dict[str, int]:
         out = {f"tcp_{k}": v for k, v in self.tcp.counters.items()}
-        out.update({f"afpacket_{k}": v for k, v in self.capture.stats().items()})
+        out.update({f"afpacket_{k}": v for k, v in self.capture.statistics().items()})
         out["capture_errors"] = self.errors
         return out
 

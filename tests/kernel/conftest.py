@@ -159,6 +159,7 @@ def python_server():
 
 
 NGINX_CONF = """
+user root;
 worker_processes 1;
 daemon off;
 pid {tmp}/nginx.pid;
