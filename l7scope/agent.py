@@ -227,7 +227,12 @@ def run_live(args) -> int:
     pipeline: Pipeline | None = None
     show_summary = sys.stdout.isatty() and not args.no_summary and "-" not in args.output
     outputs = Outputs(args, config, clock, lambda: pipeline, show_summary)
-    pipeline = Pipeline(clock=clock, observers=[outputs], capture_mode=bool(args.interface))
+    from l7scope.conn.listeners import ListeningPorts
+    from l7scope.conn.table import ConnectionTable
+
+    table = ConnectionTable(listening=None if args.interface else ListeningPorts())
+    pipeline = Pipeline(table=table, clock=clock, observers=[outputs],
+                        capture_mode=bool(args.interface))
     what = f"pids {args.pid}" if args.pid else f"commands {args.comm}" if args.comm else "all processes"
     print(f"l7scope: capturing HTTP/1.x, HTTP/2 and gRPC traffic of {what}"
           + (f" on {args.interface}" if args.interface else "") + " (Ctrl-C stops)",

@@ -25,9 +25,11 @@ from l7scope.capture.events import (
     ConnectionClosed, ConnectionOpened, DataChunk, Endpoint, Role, StreamEnded,
 )
 from l7scope.conn.stream import StreamPosition
+from l7scope.protocols.detect import NEED_MORE
 from l7scope.protocols.message import AnalyzerLimits, ProtocolSwitched
 
 OTHER = "other"
+NEED = "need_more"
 
 
 @dataclass(slots=True)
@@ -44,6 +46,9 @@ class Connection:
     protocol: str | None = None
     analyzer: object | None = None
     undetected: int = 0
+    pending: bytes = b""  # bytes of one direction held until detect() decides
+    pending_egress: bool = False
+    pending_ts: int = 0
     egress_pos: StreamPosition = field(default_factory=StreamPosition)
     ingress_pos: StreamPosition = field(default_factory=StreamPosition)
 
@@ -53,6 +58,16 @@ class Connection:
         if self.role is Role.SERVER:
             return False
         return _guess_client_is_local(self.local, self.remote)
+
+
+def guess_role(local: Endpoint | None, remote: Endpoint | None, listening) -> Role:
+    """Role of a socket whose connect/accept was not seen: a listening local port means server."""
+    if listening is not None and local and remote:
+        if local[1] in listening:
+            return Role.SERVER
+        if remote[1] in listening:
+            return Role.CLIENT
+    return Role.CLIENT if _guess_client_is_local(local, remote) else Role.SERVER
 
 
 def _guess_client_is_local(local: Endpoint | None, remote: Endpoint | None) -> bool:
@@ -79,7 +94,7 @@ class ConnectionTable:
     """handle(event) -> [(connection, analyzer event), ...]; bounded by max_connections."""
 
     def __init__(self, limits: AnalyzerLimits | None = None, max_connections: int = 16384,
-                 idle_timeout_ns: int = 300 * 10**9, max_undetected: int = 16):
+                 idle_timeout_ns: int = 300 * 10**9, max_undetected: int = 16, listening=None):
         from l7scope.protocols.detect import detect
 
         self._detect = detect
@@ -87,6 +102,7 @@ class ConnectionTable:
         self.max_connections = max_connections
         self.idle_timeout_ns = idle_timeout_ns
         self.max_undetected = max_undetected
+        self.listening = listening  # container of local listening ports (kernel path), or None
         self.conns: OrderedDict[int, Connection] = OrderedDict()
         self.counters = {"connections_evicted": 0, "connections_expired": 0,
                          "bytes_before_detection": 0, "connections_other": 0}
@@ -147,11 +163,18 @@ class ConnectionTable:
         pos = conn.egress_pos if ev.egress else conn.ingress_pos
         for kind, value in pos.place(ev.seq, ev.data, ev.length):
             if conn.analyzer is None:
-                if kind == "skip" or not self._start(conn, value, ev.egress):
-                    self.counters["bytes_before_detection"] += value if kind == "skip" else len(value)
+                if kind == "skip":
+                    self._drop_pending(conn, value)
+                    continue
+                ts = conn.pending_ts if conn.pending and conn.pending_egress == ev.egress else ev.ts
+                value = self._detect_start(conn, value, ev.egress, ev.ts)
+                if value is None:
                     if conn.protocol == OTHER:
                         return out
                     continue
+                events = conn.analyzer.feed(ev.egress == conn.client_is_local(), value, ts)
+                out += self._route(conn, events, ev.ts)
+                continue
             from_client = ev.egress == conn.client_is_local()
             a = conn.analyzer
             events = a.feed(from_client, value, ev.ts) if kind == "data" else a.skip(from_client, value, ev.ts)
@@ -160,16 +183,44 @@ class ConnectionTable:
                 break
         return out
 
+    def _drop_pending(self, conn: Connection, extra: int = 0) -> None:
+        self.counters["bytes_before_detection"] += len(conn.pending) + extra
+        conn.pending = b""
+
+    def _detect_start(self, conn: Connection, data: bytes, egress: bool, ts: int) -> bytes | None:
+        """Returns the bytes to feed once the protocol is known (pending ones first), else None."""
+        if conn.pending and conn.pending_egress != egress:
+            self._drop_pending(conn)  # the other direction spoke: the held bytes never completed
+        if conn.pending:
+            data = conn.pending + data
+        else:
+            conn.pending_ts = ts
+        conn.pending, conn.pending_egress = b"", egress
+        if self._start(conn, data, egress):
+            return data
+        if conn.protocol is NEED:
+            conn.protocol = None
+            conn.pending = data
+        else:
+            self.counters["bytes_before_detection"] += len(data)
+        return None
+
     def _start(self, conn: Connection, data: bytes, egress: bool) -> bool:
         protocol, sender_is_client = self._detect(data)
+        if protocol == NEED_MORE:
+            conn.protocol = NEED
+            return False
         if protocol is None:
             conn.undetected += 1
             if conn.undetected >= self.max_undetected:
                 conn.protocol = OTHER
                 self.counters["connections_other"] += 1
             return False
-        if conn.role is Role.UNKNOWN and sender_is_client is not None:
-            conn.role = Role.CLIENT if sender_is_client == egress else Role.SERVER
+        if conn.role is Role.UNKNOWN:
+            if sender_is_client is not None:
+                conn.role = Role.CLIENT if sender_is_client == egress else Role.SERVER
+            else:
+                conn.role = guess_role(conn.local, conn.remote, self.listening)
         conn.protocol = protocol
         conn.analyzer = _make_analyzer(protocol, self.limits, conn.seen_from_start)
         return True

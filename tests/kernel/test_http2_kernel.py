@@ -16,7 +16,7 @@ def headers(rec: dict, key: str) -> dict[str, str]:
 
 
 def side(recs, s):
-    return sorted((r for r in recs if r["side"] == s), key=lambda r: (r["conn_id"], r["stream_id"]))
+    return sorted((r for r in recs if r["side"] == s), key=lambda r: (r["conn_id"], r["stream_id"] or 0))
 
 
 @pytest.fixture
@@ -68,9 +68,11 @@ def test_nghttp_to_nghttpd_headers_decoded_exactly(agent, nghttpd):
 def test_curl_h2c_prior_knowledge_to_nginx(agent, nginx):
     a = agent("--with-headers")
     base = f"http://127.0.0.1:{nginx.h2port}"
-    res = curl("--http2-prior-knowledge", "-H", "x-trace-me: yes please", "-o", "/dev/null",
-               f"{base}/a?x=1", "-o", "/dev/null", f"{base}/missing")
-    assert res.returncode == 0, res.stderr
+    # one call per URL: curl 7.88 fails reusing an h2c prior-knowledge connection (without
+    # the agent too); multiplexed connections are covered by nghttp, h2load and grpcio
+    for url in (f"{base}/a?x=1", f"{base}/missing"):
+        res = curl("--http2-prior-knowledge", "-H", "x-trace-me: yes please", "-o", "/dev/null", url)
+        assert res.returncode == 0, res.stderr
     recs = a.wait_for(lambda r: len(side(r, "server")) >= 2 and len(side(r, "client")) >= 2, nginx.h2port)
     for s in ("server", "client"):
         got = side(recs, s)
