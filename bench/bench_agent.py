@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -43,13 +44,28 @@ RATE_LUA = "function delay() return {delay_ms} end\n"
 
 
 def wrk(port: int, seconds: float, connections: int, lua: str | None = None) -> tuple[int, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]
+    n, rps, _ = wrk_latency(port, seconds, connections, lua)
+    return n, rps
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def wrk_latency(port: int, seconds: float, connections: int, lua: str | None = None):
+    """(requests, requests/s, {"avg": ms, "p50": ms, "p99": ms}) from one wrk run."""
+    cmd = ["wrk", "-t1", "--latency", f"-c{connections}", f"-d{int(seconds)}s",
+           f"http://127.0.0.1:{port}/"]
     if lua:
         cmd[1:1] = ["-s", lua]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     m = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return int(m.group(1)), float(rps.group(1))
+    lat = {"avg": _ms(re.search(r"Latency\s+(\S+)", out).group(1)),
+           "p50": _ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+           "p99": _ms(re.search(r"\s99%\s+(\S+)", out).group(1))}
+    return int(m.group(1)), float(rps.group(1)), lat
 
 
 def cpu_seconds(pid: int) -> float:
@@ -103,6 +119,10 @@ class AgentRun:
         return sides
 
 
+def _drops(c: dict) -> dict:
+    return {k: v for k, v in c.items() if any(w in k for w in ("full", "drop", "lost", "fault", "malformed"))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
@@ -126,25 +146,30 @@ def main() -> None:
         print(f"with agent:     {on_rps:10.0f} requests/s ({on_n} requests; overhead "
               f"{(1 - on_rps / base_rps) * 100:.1f}%); agent reported server {got['server']} "
               f"client {got['client']}; agent CPU {st['cpu_s']:.1f}s")
-        delay_ms = max(0, round(args.connections * 1000 / args.rate))
+        print(f"  drops at full speed: {_drops(st['counters'])}")
+        # rated: each connection waits 2 ms between requests; connections sized for the rate
         lua = tmp / "rate.lua"
-        lua.write_text(RATE_LUA.format(delay_ms=delay_ms))
+        lua.write_text(RATE_LUA.format(delay_ms=2))
+        conns = max(1, math.ceil(args.rate * 0.0025))
+        _, base_rated, base_lat = wrk_latency(port, args.seconds, conns, str(lua))
         agent = AgentRun(tmp, ["--comm", "nginx", "--comm", "wrk"])
-        n, rps = wrk(port, args.seconds, args.connections, str(lua))
+        n, rps, lat = wrk_latency(port, args.seconds, conns, str(lua))
         time.sleep(1)
         st = agent.stop()
         got = agent.records(port)
         per_side = 2 * n  # each request is reported by the server (nginx) and the client (wrk)
-        print(f"rated run:      {rps:10.0f} requests/s ({n} requests, {args.connections} connections)")
+        print(f"rated run:      {rps:10.0f} requests/s ({n} requests, {conns} connections); "
+              f"without agent {base_rated:.0f} requests/s")
+        print(f"  latency seen by wrk without / with agent: avg {base_lat['avg']:.3f} / "
+              f"{lat['avg']:.3f} ms, p50 {base_lat['p50']:.3f} / {lat['p50']:.3f} ms, "
+              f"p99 {base_lat['p99']:.3f} / {lat['p99']:.3f} ms")
         for side in ("server", "client"):
             print(f"  completeness {side}: {got.get(side, 0) / n * 100:.3f}% ({got.get(side, 0)}/{n})")
         print(f"  agent CPU: {st['cpu_s']:.2f}s = {st['cpu_s'] / per_side * 1000 * 1000:.1f} ms per "
               f"1,000 exchanges; {per_side / max(st['cpu_s'], 1e-9):.0f} exchanges/s per agent core "
               f"({n / max(st['cpu_s'], 1e-9):.0f} requests/s per core, both sides reported)")
         print(f"  agent peak RSS: {st['rss_mb']:.1f} MiB")
-        c = st["counters"]
-        drops = {k: v for k, v in c.items() if any(w in k for w in ("full", "drop", "lost", "fault", "malformed"))}
-        print(f"  drops: {drops}")
+        print(f"  drops: {_drops(st['counters'])}")
     finally:
         nginx.terminate()
         nginx.wait()

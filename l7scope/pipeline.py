@@ -11,10 +11,11 @@ import json
 import sys
 from collections import Counter, OrderedDict
 
-from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, Role, format_endpoint
+from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, format_endpoint
 from l7scope.conn.table import Connection, ConnectionTable
 from l7scope.exchange import Exchange, WallClock
 from l7scope.protocols.message import ExchangeParsed, HttpMessage, ParseError
+from l7scope.tracecontext import extract as extract_trace
 
 PEER_GRACE_NS = 5 * 10**9
 MAX_ENDPOINTS = 65536
@@ -29,12 +30,6 @@ def _grpc_status(resp: HttpMessage | None) -> int | None:
     return int(value.strip())
 
 
-def _extract_trace(headers, counters):
-    try:
-        from l7scope.tracecontext import extract
-    except ImportError:  # pragma: no cover - module ships with the package
-        return None, None
-    return extract(headers, counters)
 
 
 class PeerIndex:
@@ -124,10 +119,12 @@ class Pipeline:
         req, resp = ep.request, ep.response
         notes = list(ep.notes)
         for m in (req, resp):
-            if m is not None:
+            if m is not None and m.notes:
                 notes.extend(n for n in m.notes if n not in notes)
         partial = bool(notes) or any(m is not None and not m.complete for m in (req, resp))
-        local, remote = format_endpoint(conn.local), format_endpoint(conn.remote)
+        if conn.endpoint_text is None:
+            conn.endpoint_text = (format_endpoint(conn.local), format_endpoint(conn.remote))
+        local, remote = conn.endpoint_text
         if self.capture_mode:
             side, pid, comm, peer_pid = None, None, None, None
         else:
@@ -136,7 +133,7 @@ class Pipeline:
             peer_pid, _ = self.peers.peer(local, remote)
         first = req or resp
         last = resp or req
-        trace, request_id = _extract_trace(req.headers, self.trace_errors) if req else (None, None)
+        trace, request_id = extract_trace(req.headers, self.trace_errors) if req else (None, None)
         return Exchange(
             protocol=ep.protocol, side=side, pid=pid, comm=comm, local=local, remote=remote,
             peer_pid=peer_pid, conn_id=conn.conn_id, stream_id=ep.stream_id,
@@ -150,6 +147,9 @@ class Pipeline:
 
     def peer_comm(self, ex: Exchange) -> str | None:
         return self.peers.peer(ex.local, ex.remote)[1] if ex.peer_pid is not None else None
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 class JsonlSink:
@@ -166,7 +166,7 @@ class JsonlSink:
         self.write(ex.to_dict(self.with_headers, self.redact))
 
     def write(self, d: dict) -> None:
-        self._f.write(json.dumps(d, separators=(",", ":")) + "\n")
+        self._f.write(_ENCODE(d) + "\n")
         self.written += 1
 
     def flush(self) -> None:

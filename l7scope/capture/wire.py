@@ -16,6 +16,11 @@ from l7scope.capture.events import (
 HEADER = struct.Struct("<QQQIIiIIIIHBBBBBBHH16s16s16s")
 HEADER_LEN = 112
 assert HEADER.size == HEADER_LEN
+# the numeric part, decoded for every record; the endpoint part (family, flags, ports,
+# addresses, comm: bytes 58..112) repeats for every record of a socket and is decoded once
+NUMBERS = struct.Struct("<QQQIIiIIIIHBBBB")
+ENDPOINTS_AT = NUMBERS.size  # 58
+MAX_ENDPOINT_CACHE = 8192
 
 KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF = 1, 2, 3, 4
 DIR_EGRESS, DIR_INGRESS = 1, 2
@@ -49,44 +54,54 @@ def _ip_text(family: int, raw: bytes) -> str:
     return text
 
 
+ROLES = (Role.UNKNOWN, Role.CLIENT, Role.SERVER)
+
+
+def _endpoints(key: bytes) -> tuple | None:
+    """(local, remote, comm) from bytes 58..112 of a record, None for an unknown family."""
+    family, _flags, lport, rport, laddr, raddr, comm_raw = struct.unpack("<BBHH16s16s16s", key)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    comm = comm_raw.split(b"\0", 1)[0].decode(errors="replace")
+    return (_ip_text(family, laddr), lport), (_ip_text(family, raddr), rport), comm
+
+
 @dataclass(slots=True)
 class WireDecoder:
     """Turns raw records into events; counts records it cannot decode."""
 
     malformed: int = 0
-    _comm: dict[bytes, str] = field(default_factory=dict)
+    _endpoint_cache: dict[bytes, tuple] = field(default_factory=dict)
 
     def decode(self, rec: bytes) -> CaptureEvent | None:
         if len(rec) < HEADER_LEN:
             self.malformed += 1
             return None
         (ts_enter, ts_exit, conn_id, tgid, tid, fd, seq, total_len, chunk_off, chunk_len,
-         data_len, kind, direction, syscall, role, family, flags, lport, rport, laddr, raddr,
-         comm_raw) = HEADER.unpack_from(rec)
+         data_len, kind, direction, syscall, role) = NUMBERS.unpack_from(rec)
         if kind == KIND_CLOSE:
             return ConnectionClosed(conn_id=conn_id, ts=ts_exit)
-        if family not in (AF_INET, AF_INET6) or HEADER_LEN + data_len > len(rec):
+        key = rec[ENDPOINTS_AT:HEADER_LEN]
+        ends = self._endpoint_cache.get(key)
+        if ends is None:
+            ends = _endpoints(key)
+            if len(self._endpoint_cache) >= MAX_ENDPOINT_CACHE:
+                self._endpoint_cache.clear()
+            self._endpoint_cache[key] = ends
+        if ends is None or HEADER_LEN + data_len > len(rec):
             self.malformed += 1
             return None
-        comm = self._comm.get(comm_raw)
-        if comm is None:
-            comm = comm_raw.split(b"\0", 1)[0].decode(errors="replace")
-            if len(self._comm) < 4096:
-                self._comm[comm_raw] = comm
-        local = (_ip_text(family, laddr), lport)
-        remote = (_ip_text(family, raddr), rport)
+        local, remote, comm = ends
         egress = direction == DIR_EGRESS
         if kind == KIND_DATA:
             return DataChunk(
-                conn_id=conn_id, egress=egress,
-                ts=ts_enter if egress else ts_exit,
-                data=rec[HEADER_LEN:HEADER_LEN + data_len], length=chunk_len,
-                seq=(seq + chunk_off) & 0xFFFFFFFF, role=Role(role) if role < 3 else Role.UNKNOWN,
-                local=local, remote=remote, pid=tgid, tid=tid, comm=comm, fd=fd,
-                syscall=SYSCALLS.get(syscall), ts_enter=ts_enter, ts_exit=ts_exit)
+                conn_id, egress, ts_enter if egress else ts_exit,
+                rec[HEADER_LEN:HEADER_LEN + data_len], chunk_len, (seq + chunk_off) & 0xFFFFFFFF,
+                ROLES[role] if role < 3 else Role.UNKNOWN, local, remote, tgid, tid, comm, fd,
+                SYSCALLS.get(syscall), ts_enter, ts_exit)
         if kind == KIND_OPEN:
             return ConnectionOpened(
-                conn_id=conn_id, ts=ts_exit, role=Role(role) if role < 3 else Role.UNKNOWN,
+                conn_id=conn_id, ts=ts_exit, role=ROLES[role] if role < 3 else Role.UNKNOWN,
                 local=local, remote=remote, pid=tgid, comm=comm, fd=fd)
         if kind == KIND_EOF:
             return StreamEnded(conn_id=conn_id, egress=egress, ts=ts_exit)

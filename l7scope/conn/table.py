@@ -49,6 +49,7 @@ class Connection:
     pending: bytes = b""  # bytes of one direction held until detect() decides
     pending_egress: bool = False
     pending_ts: int = 0
+    endpoint_text: tuple[str | None, str | None] | None = None  # formatted once, by the pipeline
     egress_pos: StreamPosition = field(default_factory=StreamPosition)
     ingress_pos: StreamPosition = field(default_factory=StreamPosition)
 

@@ -16,13 +16,16 @@ messages they touched). An exception out of an analyzer is a bug in l7scope.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Headers = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class HttpMessage:
+class HttpMessage(NamedTuple):
     """One request or one response as seen on the wire.
+
+    Immutable like the frozen event dataclasses, but a NamedTuple: two are built per exchange
+    on the hot path and a tuple builds about six times faster than a frozen dataclass.
 
     ``wire_bytes`` counts header and body bytes as sent on the socket (HTTP/2: the frames of
     this stream, 9-byte frame headers included). ``body`` is the captured prefix of the decoded
