@@ -1,0 +1,339 @@
+"""Packet captures end to end: tcpdump records real clients and servers on lo, `l7scope pcap`
+decodes the file, and tshark decodes the same file as the reference.
+
+One module-wide recording (curl, nghttp, h2load and grpcio against nginx, nghttpd, the Python
+server and the grpc server) feeds the tshark comparison (pcap, nanosecond pcap, pcapng) and the
+damaged-capture tests (packets removed, duplicated, swapped; a cut file; a garbage file). A live
+AF_PACKET test and a 100 MB bounded-memory test use their own traffic.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from tests.kernel.conftest import APPS, Nginx, _spawn, _stop, cannot_run, curl, free_port, need_tool
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+PCAP_HEADER = 24  # pcap global header; every record then has a 16-byte header
+HTTP1_PORTS = ("python", "nginx")
+HTTP2_PORTS = ("nginx_h2c", "nghttpd", "grpc")
+
+
+def l7scope_command() -> list[str]:
+    script = Path(sys.executable).with_name("l7scope")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "l7scope.cli"]
+
+
+@dataclass
+class PcapRun:
+    returncode: int
+    records: list[dict]
+    stderr: str
+
+
+def run_pcap(path: Path, out_dir: Path, *extra: str) -> PcapRun:
+    """`l7scope pcap PATH --with-headers`; records read back from the JSON Lines output."""
+    out = out_dir / f"{path.name}.jsonl"
+    out.unlink(missing_ok=True)  # the sink appends
+    res = subprocess.run([*l7scope_command(), "pcap", str(path), "--output", f"jsonl:{out}",
+                          "--with-headers", *extra], capture_output=True, text=True, timeout=120)
+    recs = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return PcapRun(res.returncode, recs, res.stderr)
+
+
+# --- the recording -------------------------------------------------------------------------
+
+@dataclass
+class Recording:
+    pcap: Path
+    ports: dict[str, int]
+    dir: Path
+
+
+class Tcpdump:
+    """tcpdump on lo for some ports, started before the traffic and stopped once all of it is
+    in the file (a sentinel request is polled for in the written bytes)."""
+
+    def __init__(self, path: Path, ports: list[int], sentinel_port: int):
+        self.path, self.sentinel_port = path, sentinel_port
+        ports_filter = " or ".join(f"port {p}" for p in ports)
+        self.proc = subprocess.Popen(
+            [need_tool("tcpdump"), "-i", "lo", "-B", "131072", "-U", "--immediate-mode", "-n",
+             "-Z", "root", "-w", str(path), f"tcp and ({ports_filter})"],
+            stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            cannot_run(f"tcpdump did not start: {line.strip()}")
+        self.wait_for_in_file("probe-start")
+
+    def wait_for_in_file(self, marker: str, timeout: float = 15.0) -> None:
+        """Send GET /hello?MARKER to the sentinel port until its bytes are in the file."""
+        url = f"http://127.0.0.1:{self.sentinel_port}/hello?{marker}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert curl("-o", "/dev/null", url).returncode == 0
+            time.sleep(0.1)
+            if self.path.exists() and marker.encode() in self.path.read_bytes():
+                return
+        raise AssertionError(f"tcpdump never wrote {marker}")
+
+    def stop(self) -> str:
+        self.wait_for_in_file("probe-end")
+        time.sleep(0.3)  # the sentinel connection's close
+        self.proc.terminate()
+        _, summary = self.proc.communicate(timeout=20)
+        assert "\n0 packets dropped by kernel" in "\n" + summary, summary
+        return summary
+
+
+def _traffic(ports: dict[str, int], tmp: Path) -> None:
+    """Every client against every server; each step must succeed."""
+    ng, py = f"http://127.0.0.1:{ports['nginx']}", f"http://127.0.0.1:{ports['python']}"
+    keep_alive = [a for u in ("/hello", "/missing", "/error", "/static/small.txt",
+                              "/static/large.bin", "/py/hello", "/py/status/503")
+                  for a in ("-o", "/dev/null", ng + u)]
+    body = tmp / "body.json"
+    body.write_text('{"item": "' + "v" * 3000 + '"}')
+    steps = [
+        ["-H", "X-Test-Header: e2e value", *keep_alive],
+        ["-o", "/dev/null", "-H", "Content-Type: application/json", "-H",
+         "Transfer-Encoding: chunked", "--data-binary", f"@{body}", ng + "/py/echo"],
+        ["-H", "X-Test-Header: direct", *[a for u in ("/hello", "/status/404", "/status/500",
+                                                       "/chunked?n=5", "/big?bytes=200000")
+                                          for a in ("-o", "/dev/null", py + u)],
+         "--next", "-o", "/dev/null", "-d", "a=1&b=2", py + "/echo"],
+    ]
+    for args in steps:
+        res = curl(*args)
+        assert res.returncode == 0, res.stderr
+    for port, headers, paths in (
+            (ports["nghttpd"], ["x-custom: value-one", "x-request-id: req-42"],
+             ["/index.html", "/data.bin", "/nope"]),
+            (ports["nginx_h2c"], ["x-trace-me: yes please"], ["/a?x=1", "/missing"])):
+        res = subprocess.run([need_tool("nghttp"), "-n", *[a for h in headers for a in ("-H", h)],
+                              *[f"http://127.0.0.1:{port}{p}" for p in paths]],
+                             capture_output=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+    res = subprocess.run([need_tool("h2load"), "-n", "200", "-c", "2", "-m", "4",
+                          f"http://127.0.0.1:{ports['nginx_h2c']}/load"],
+                         capture_output=True, text=True, timeout=60)
+    assert "200 succeeded" in res.stdout, res.stdout
+    res = subprocess.run([sys.executable, str(APPS / "grpc_app.py"), "client",
+                          str(ports["grpc"]), "unary:4,stream:5,fail"],
+                         capture_output=True, text=True, timeout=60)
+    assert "done" in res.stdout, res.stderr
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Recording:
+    if os.geteuid() != 0:
+        cannot_run("capturing on lo needs root")
+    for tool in ("tcpdump", "tshark", "editcap", "nghttp", "nghttpd", "h2load", "curl"):
+        need_tool(tool)
+    os.environ["PATH"] += ":/usr/sbin"
+    need_tool("nginx")
+    tmp = tmp_path_factory.mktemp("pcap_e2e")
+    procs = []
+    try:
+        py = free_port()
+        procs.append(_spawn([sys.executable, str(APPS / "http_server.py"), str(py)], py))
+        nginx = Nginx(tmp / "nginx", py)
+        procs.append(nginx.proc)
+        nh = free_port()
+        root = tmp / "h2root"
+        root.mkdir()
+        (root / "index.html").write_text("nghttpd index\n")
+        (root / "data.bin").write_bytes(b"\x07" * 100_000)
+        procs.append(_spawn([need_tool("nghttpd"), "--no-tls", "-d", str(root), str(nh)], nh))
+        gr = free_port()
+        procs.append(_spawn([sys.executable, str(APPS / "grpc_app.py"), "server", str(gr)], gr))
+        ports = {"python": py, "nginx": nginx.port, "nginx_h2c": nginx.h2port, "nghttpd": nh,
+                 "grpc": gr}
+        path = tmp / "all.pcap"
+        dump = Tcpdump(path, list(ports.values()), sentinel_port=py)
+        try:
+            _traffic(ports, tmp)
+        finally:
+            dump.stop()
+    finally:
+        for p in procs:
+            _stop(p)
+    return Recording(path, ports, tmp)
+
+
+@pytest.fixture(scope="module")
+def baseline(recording) -> list[dict]:
+    run = run_pcap(recording.pcap, recording.dir)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "nothing dropped" in run.stderr, run.stderr
+    return run.records
+
+
+# --- tshark as the reference -----------------------------------------------------------------
+
+def _as_list(v) -> list:
+    return [] if v is None else v if isinstance(v, list) else [v]
+
+
+def _find(obj, key: str):
+    """First value of KEY anywhere in a tshark JSON tree."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            found = _find(v, key)
+            if found is not None:
+                return found
+    elif isinstance(obj, list):
+        for v in obj:
+            found = _find(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _header_lines(lines) -> list[tuple[str, str]]:
+    out = []
+    for line in _as_list(lines):
+        name, _, value = line.rstrip("\r\n").partition(":")
+        out.append((name, value.strip()))
+    return out
+
+
+def tshark_exchanges(path: Path, ports: dict[str, int]) -> dict:
+    """{(client port, server port): [(method, path, status, req headers, resp headers)...]}
+    for HTTP/1 (in order) and {(client port, server port, stream id): (...)} for HTTP/2."""
+    decode = [a for name in HTTP1_PORTS for a in ("-d", f"tcp.port=={ports[name]},http")]
+    decode += [a for name in HTTP2_PORTS for a in ("-d", f"tcp.port=={ports[name]},http2")]
+    res = subprocess.run(["tshark", "-n", "-r", str(path), "-o", "tcp.desegment_tcp_streams:TRUE",
+                          *decode, "-Y", "http or http2", "-T", "json", "--no-duplicate-keys",
+                          "-J", "tcp http http2"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    servers = set(ports.values())
+    h1_requests: dict = {}
+    h1_responses: dict = {}
+    h2: dict = {}
+    for packet in json.loads(res.stdout):
+        layers = packet["_source"]["layers"]
+        src, dst = int(layers["tcp"]["tcp.srcport"]), int(layers["tcp"]["tcp.dstport"])
+        conn = (src, dst) if dst in servers else (dst, src)
+        for msg in _as_list(layers.get("http")):
+            if "http.request.line" in msg or _find(msg, "http.request.method"):
+                h1_requests.setdefault(conn, []).append(
+                    (_find(msg, "http.request.method"), _find(msg, "http.request.uri"),
+                     _header_lines(msg.get("http.request.line"))))
+            elif _find(msg, "http.response.code"):
+                h1_responses.setdefault(conn, []).append(
+                    (int(_find(msg, "http.response.code")),
+                     _header_lines(msg.get("http.response.line"))))
+        for layer in _as_list(layers.get("http2")):
+            for frame in _as_list(layer.get("http2.stream")):
+                if frame.get("http2.type") not in ("1", "9"):
+                    continue  # HEADERS and CONTINUATION carry the header blocks
+                sid = int(frame["http2.streamid"])
+                entry = h2.setdefault((*conn, sid), ([], []))
+                for h in _as_list(frame.get("http2.header")):
+                    entry[0 if dst in servers else 1].append(
+                        (h["http2.header.name"], h.get("http2.header.value", "")))
+    out: dict = {}
+    for conn, reqs in h1_requests.items():
+        resps = h1_responses.get(conn, [])
+        assert len(resps) == len(reqs), (conn, reqs, resps)
+        out[conn] = [(m, u, code, rq, rs) for (m, u, rq), (code, rs) in zip(reqs, resps)]
+    for key, (req, resp) in h2.items():
+        if not req:
+            continue  # stream opened by a PRIORITY-only or server frame: no request
+        pseudo = dict(req)
+        status = dict(resp).get(":status")
+        out[key] = (pseudo.get(":method"), pseudo.get(":path"),
+                    int(status) if status else None, req, resp)
+    return out
+
+
+def our_exchanges(records: list[dict]) -> dict:
+    """Our records in the same shape as tshark_exchanges()."""
+    out: dict = {}
+    for r in sorted(records, key=lambda r: r["start_ns"]):
+        conn = (int(r["local"].rsplit(":", 1)[1]), int(r["remote"].rsplit(":", 1)[1]))
+        req = [tuple(h) for h in r.get("request_headers", [])]
+        resp = [tuple(h) for h in r.get("response_headers", [])]
+        row = (r["method"], r["path"], r["status"], req, resp)
+        if r["protocol"] == "http1":
+            out.setdefault(conn, []).append(row)
+        else:
+            assert (*conn, r["stream_id"]) not in out, r
+            out[(*conn, r["stream_id"])] = row
+    return out
+
+
+def _without_trailers(rows: list) -> list:
+    """tshark lists an HTTP/1 chunked body's trailer fields apart from the headers."""
+    return [(m, p, s, rq, [h for h in rs if h[0] != "X-Checksum"]) for m, p, s, rq, rs in rows]
+
+
+EXPECTED_HTTP1 = [  # (method, path, status): curl to nginx, nginx to the Python server, curl to it
+    ("GET", "/hello", 200), ("GET", "/missing", 404), ("GET", "/error", 500),
+    ("GET", "/static/small.txt", 200), ("GET", "/static/large.bin", 200),
+    ("GET", "/py/hello", 200), ("GET", "/hello", 200), ("GET", "/py/status/503", 503),
+    ("GET", "/status/503", 503), ("POST", "/py/echo", 200), ("POST", "/echo", 200),
+    ("GET", "/hello", 200), ("GET", "/status/404", 404), ("GET", "/status/500", 500),
+    ("GET", "/chunked?n=5", 200), ("GET", "/big?bytes=200000", 200), ("POST", "/echo", 200)]
+EXPECTED_HTTP2 = Counter({
+    ("GET", "/index.html", 200): 1, ("GET", "/data.bin", 200): 1, ("GET", "/nope", 404): 1,
+    ("GET", "/a?x=1", 200): 1, ("GET", "/missing", 404): 1, ("GET", "/load", 200): 200,
+    ("POST", "/l7scope.test.Echo/Echo", 200): 4, ("POST", "/l7scope.test.Echo/ServerStream", 200): 1,
+    ("POST", "/l7scope.test.Echo/Fail", 200): 1})
+
+
+def _convert(recording: Recording, fmt: str) -> Path:
+    if fmt == "pcap":
+        return recording.pcap
+    path = recording.dir / f"all.{fmt}"
+    if not path.exists():
+        subprocess.run(["editcap", "-F", fmt, str(recording.pcap), str(path)], check=True,
+                       capture_output=True)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "nsecpcap", "pcapng"])
+def test_every_exchange_tshark_decodes_is_decoded_identically(recording, baseline, fmt):
+    path = _convert(recording, fmt)
+    run = run_pcap(path, recording.dir)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    ours, theirs = our_exchanges(run.records), tshark_exchanges(path, recording.ports)
+    for key in theirs:
+        if len(key) == 2:  # HTTP/1: a list per connection, compared in order
+            assert _without_trailers(ours.get(key, [])) == theirs[key], key
+        else:
+            assert ours.get(key) == theirs[key], key
+    assert set(ours) == set(theirs)
+    # the traffic really is what the comparison covers
+    http1 = sorted(row[:3] for k, rows in theirs.items() if len(k) == 2 for row in rows
+                   if not row[1].startswith("/hello?probe-"))
+    assert http1 == sorted(EXPECTED_HTTP1)
+    h2 = Counter(v[:3] for k, v in theirs.items() if len(k) == 3)
+    assert h2 == EXPECTED_HTTP2
+    statuses = {(r["protocol"], r["path"]): (r["status"], r["grpc_status"]) for r in run.records}
+    assert statuses[("http1", "/error")] == (500, None)
+    assert statuses[("http1", "/py/status/503")] == (503, None)
+    assert statuses[("http2", "/nope")] == (404, None)
+    assert statuses[("grpc", "/l7scope.test.Echo/Fail")] == (200, 5)
+    assert all(not r["partial"] and r["side"] is None and r["pid"] is None for r in run.records)
+    if fmt != "pcap":  # same packets, same timestamps: the same records
+        assert run.records == baseline
