@@ -116,8 +116,16 @@ def load_config(path: str) -> Config:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     return parse_config({} if doc is None else doc)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line, "line L column C: problem" (PyYAML's own text spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    return where + problem
 
 
 def parse_config(doc: Any) -> Config:
