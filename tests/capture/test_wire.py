@@ -1,0 +1,216 @@
+"""The kernel/user contract: bpf/l7scope.h layouts vs l7scope/capture/wire.py and kernel.CONFIG,
+and decoding of hand-built ring-buffer records."""
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from l7scope.capture import kernel, wire
+from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded
+
+HEADER_H = Path(__file__).resolve().parents[2] / "bpf" / "l7scope.h"
+
+# struct l7_event fields in declaration order, one per wire.HEADER code
+EVENT_FIELDS = ("ts_enter", "ts_exit", "conn_id", "tgid", "tid", "fd", "seq", "total_len",
+                "chunk_off", "chunk_len", "data_len", "kind", "direction", "syscall", "role",
+                "family", "flags", "lport", "rport", "laddr", "raddr", "comm")
+CONFIG_FIELDS = ("self_tgid", "max_payload", "filter_pids", "filter_comms", "capture_all",
+                 "max_checks")
+CONSTANTS = ("L7_KIND_DATA", "L7_KIND_OPEN", "L7_KIND_CLOSE", "L7_KIND_EOF", "L7_DIR_EGRESS",
+             "L7_DIR_INGRESS", "L7_ROLE_UNKNOWN", "L7_ROLE_CLIENT", "L7_ROLE_SERVER",
+             "L7_FLAG_PAYLOAD_SUPPRESSED", "L7_FLAG_TRUNCATED", "L7_EVENT_HDR_LEN", "L7_STAT_MAX",
+             "L7_COMM_LEN")
+
+
+def _c_program() -> str:
+    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/types.h>",
+             f'#include "{HEADER_H}"', "int main(void) {"]
+    for struct_name, fields in (("l7_event", EVENT_FIELDS + ("data",)), ("l7_config", CONFIG_FIELDS)):
+        lines.append(f'printf("sizeof {struct_name} %zu\\n", sizeof(struct {struct_name}));')
+        for f in fields:
+            lines.append(f'printf("field {struct_name} {f} %zu %zu\\n", '
+                         f'offsetof(struct {struct_name}, {f}), '
+                         f'sizeof(((struct {struct_name} *)0)->{f}));')
+    for c in CONSTANTS:
+        lines.append(f'printf("const {c} %ld\\n", (long){c});')
+    for num, name in wire.SYSCALLS.items():
+        lines.append(f'printf("syscall {name} %ld\\n", (long)L7_SYS_{name.upper()});')
+    for i, name in enumerate(wire.STATS):
+        lines.append(f'printf("stat {name} %ld\\n", (long)L7_STAT_{name.upper()});')
+    lines += ["return 0;", "}"]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def c_layout(tmp_path_factory) -> dict:
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler")
+    d = tmp_path_factory.mktemp("layout")
+    (d / "layout.c").write_text(_c_program())
+    subprocess.run([cc, "-Wall", "-Werror", "-o", str(d / "layout"), str(d / "layout.c")],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(d / "layout")], check=True, capture_output=True, text=True).stdout
+    layout: dict = {"field": {}, "sizeof": {}, "const": {}, "syscall": {}, "stat": {}}
+    for line in out.splitlines():
+        kind, *rest = line.split()
+        if kind == "field":
+            layout["field"][rest[0], rest[1]] = (int(rest[2]), int(rest[3]))
+        else:
+            layout[kind][rest[0]] = int(rest[1])
+    return layout
+
+
+def _py_layout(st: struct.Struct, names) -> dict[str, tuple[int, int]]:
+    codes = st.format.lstrip("<")
+    out, offset, i = {}, 0, 0
+    for name in names:
+        num = ""
+        while codes[i].isdigit():
+            num += codes[i]
+            i += 1
+        size = struct.calcsize("<" + num + codes[i])
+        out[name] = (offset, size)
+        offset += size
+        i += 1
+    assert i == len(codes), "a field name per format code"
+    return out
+
+
+def test_event_header_matches_c_layout(c_layout):
+    py = _py_layout(wire.HEADER, EVENT_FIELDS)
+    assert {f: c_layout["field"]["l7_event", f] for f in EVENT_FIELDS} == py
+    assert c_layout["field"]["l7_event", "data"][0] == wire.HEADER_LEN == wire.HEADER.size
+    assert c_layout["const"]["L7_EVENT_HDR_LEN"] == wire.HEADER_LEN
+
+
+def test_config_matches_c_layout(c_layout):
+    py = _py_layout(kernel.CONFIG, CONFIG_FIELDS)
+    assert {f: c_layout["field"]["l7_config", f] for f in CONFIG_FIELDS} == py
+    assert c_layout["sizeof"]["l7_config"] == kernel.CONFIG.size
+
+
+def test_constants_match_c(c_layout):
+    c = c_layout["const"]
+    assert (c["L7_KIND_DATA"], c["L7_KIND_OPEN"], c["L7_KIND_CLOSE"], c["L7_KIND_EOF"]) == (
+        wire.KIND_DATA, wire.KIND_OPEN, wire.KIND_CLOSE, wire.KIND_EOF)
+    assert (c["L7_DIR_EGRESS"], c["L7_DIR_INGRESS"]) == (wire.DIR_EGRESS, wire.DIR_INGRESS)
+    assert (c["L7_ROLE_UNKNOWN"], c["L7_ROLE_CLIENT"], c["L7_ROLE_SERVER"]) == (
+        Role.UNKNOWN, Role.CLIENT, Role.SERVER)
+    assert (c["L7_FLAG_PAYLOAD_SUPPRESSED"], c["L7_FLAG_TRUNCATED"]) == (
+        wire.FLAG_PAYLOAD_SUPPRESSED, wire.FLAG_TRUNCATED)
+    assert c["L7_STAT_MAX"] == len(wire.STATS)
+    assert c_layout["field"]["l7_event", "comm"][1] == c["L7_COMM_LEN"] == 16
+
+
+def test_syscall_and_stat_numbers_match_c(c_layout):
+    assert c_layout["syscall"] == {name: num for num, name in wire.SYSCALLS.items()}
+    assert c_layout["stat"] == {name: i for i, name in enumerate(wire.STATS)}
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+def _addr(text: str) -> bytes:
+    ip = ipaddress.ip_address(text)
+    return ip.packed.ljust(16, b"\0")
+
+
+def rec(kind=wire.KIND_DATA, direction=wire.DIR_EGRESS, payload=b"", chunk_len=None,
+        family=wire.AF_INET, laddr="10.0.0.1", raddr="10.0.0.2", lport=45000, rport=80,
+        seq=1000, chunk_off=0, role=1, syscall=2, comm=b"curl", flags=0, data_len=None,
+        ts_enter=111, ts_exit=222, conn_id=(7 << 32) | 9, tgid=4242, tid=4243, fd=5) -> bytes:
+    header = wire.HEADER.pack(
+        ts_enter, ts_exit, conn_id, tgid, tid, fd, seq, len(payload) + chunk_off, chunk_off,
+        len(payload) if chunk_len is None else chunk_len,
+        len(payload) if data_len is None else data_len, kind, direction, syscall, role, family,
+        flags, lport, rport, _addr(laddr), _addr(raddr), comm.ljust(16, b"\0"))
+    return header + payload
+
+
+def test_decode_ipv4_egress_data():
+    d = wire.WireDecoder()
+    ev = d.decode(rec(payload=b"GET / HTTP/1.1\r\n\r\n"))
+    assert ev == DataChunk(
+        conn_id=(7 << 32) | 9, egress=True, ts=111, data=b"GET / HTTP/1.1\r\n\r\n", length=18,
+        seq=1000, role=Role.CLIENT, local=("10.0.0.1", 45000), remote=("10.0.0.2", 80),
+        pid=4242, tid=4243, comm="curl", fd=5, syscall="write", ts_enter=111, ts_exit=222)
+    assert d.malformed == 0
+
+
+def test_decode_ingress_data_times_from_syscall_exit():
+    ev = wire.WireDecoder().decode(rec(direction=wire.DIR_INGRESS, syscall=7, payload=b"x"))
+    assert (ev.egress, ev.ts, ev.syscall) == (False, 222, "recvmsg")
+
+
+def test_decode_chunk_offset_positions_and_wraps():
+    ev = wire.WireDecoder().decode(rec(seq=0xFFFFFFF0, chunk_off=0x20, payload=b"abc"))
+    assert ev.seq == 0x10
+
+
+def test_decode_known_length_hole():
+    ev = wire.WireDecoder().decode(rec(payload=b"abc", chunk_len=4096, flags=wire.FLAG_TRUNCATED))
+    assert (ev.data, ev.length, ev.missing) == (b"abc", 4096, 4093)
+
+
+def test_decode_ipv6():
+    ev = wire.WireDecoder().decode(rec(family=wire.AF_INET6, laddr="::1", raddr="2001:db8::2",
+                                       payload=b"x"))
+    assert (ev.local, ev.remote) == (("::1", 45000), ("2001:db8::2", 80))
+
+
+def test_decode_ipv4_mapped_ipv6_as_ipv4():
+    ev = wire.WireDecoder().decode(rec(family=wire.AF_INET6, laddr="::ffff:127.0.0.1",
+                                       raddr="::ffff:10.1.2.3", payload=b"x"))
+    assert (ev.local, ev.remote) == (("127.0.0.1", 45000), ("10.1.2.3", 80))
+
+
+def test_decode_comm_of_full_length_and_unknown_role():
+    ev = wire.WireDecoder().decode(rec(comm=b"abcdefghijklmnop", role=7, payload=b"x"))
+    assert (ev.comm, ev.role) == ("abcdefghijklmnop", Role.UNKNOWN)
+
+
+def test_decode_open():
+    ev = wire.WireDecoder().decode(rec(kind=wire.KIND_OPEN, role=2, syscall=14, comm=b"nginx",
+                                       laddr="10.0.0.2", raddr="10.0.0.1", lport=80, rport=45000))
+    assert ev == ConnectionOpened(conn_id=(7 << 32) | 9, ts=222, role=Role.SERVER,
+                                  local=("10.0.0.2", 80), remote=("10.0.0.1", 45000), pid=4242,
+                                  comm="nginx", fd=5)
+
+
+def test_decode_close_even_without_address_family():
+    ev = wire.WireDecoder().decode(rec(kind=wire.KIND_CLOSE, family=0))
+    assert ev == ConnectionClosed(conn_id=(7 << 32) | 9, ts=222)
+
+
+def test_decode_eof_of_each_direction():
+    d = wire.WireDecoder()
+    assert d.decode(rec(kind=wire.KIND_EOF, direction=wire.DIR_INGRESS)) == StreamEnded(
+        conn_id=(7 << 32) | 9, egress=False, ts=222)
+    assert d.decode(rec(kind=wire.KIND_EOF, direction=wire.DIR_EGRESS)).egress is True
+
+
+@pytest.mark.parametrize("record", [
+    rec(payload=b"abc")[:wire.HEADER_LEN - 1],  # header cut
+    b"",
+    rec(payload=b"abcdef")[:-1],  # payload shorter than data_len
+    rec(payload=b"x", family=0),  # DATA without an address family
+    rec(payload=b"x", family=17),
+    rec(kind=9, payload=b"x"),  # unknown kind
+    rec(kind=0),
+], ids=["header-cut", "empty", "payload-cut", "no-family", "bad-family", "kind-9", "kind-0"])
+def test_malformed_records_are_counted(record):
+    d = wire.WireDecoder()
+    assert d.decode(record) is None
+    assert d.malformed == 1
+    assert d.decode(rec(payload=b"ok")).data == b"ok"  # the next good record still decodes
+    assert d.malformed == 1
+
+
+def test_payload_beyond_data_len_is_ignored():
+    ev = wire.WireDecoder().decode(rec(payload=b"abcdef", data_len=3, chunk_len=6))
+    assert (ev.data, ev.length) == (b"abc", 6)
