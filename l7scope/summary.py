@@ -48,8 +48,9 @@ class LiveSummary:
         elapsed, self._last = now - self._last, now
         pairs = self.agg.snapshot(0, int(elapsed * 1e9))
         width = shutil.get_terminal_size((120, 30)).columns
-        rows = [f"l7scope  exchanges: {self.total}  " + "  ".join(
-            f"{k}: {v}" for k, v in counters.items() if v), "",
+        dropped = "  ".join(f"{k}: {v}" for k, v in counters.items()
+                            if v and any(w in k for w in ("full", "drop", "lost", "fault", "malformed")))
+        rows = [f"l7scope  exchanges: {self.total}  dropped: {dropped or 'none'}", "",
             f"{'CLIENT':28} {'SERVER':28} {'PROTO':6} {'REQ/S':>8} {'ERR':>5} {'P50':>8} {'P99':>8}"]
         for p in sorted(pairs, key=lambda p: -p.requests)[:20]:
             dur = p.server_duration_ms if p.server_duration_ms.count else p.client_duration_ms
