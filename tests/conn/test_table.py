@@ -477,3 +477,20 @@ def test_retransmitted_chunk_is_not_parsed_twice():
     assert [brief(e) for e in exchanges(out)] == [
         ("http1", None, "GET", "/1", 200, ()), ("http1", None, "GET", "/2", 200, ())]
     assert t.conns[1].egress_pos.overlap_bytes == len(KeepAlive(2).requests[0])
+
+
+@pytest.mark.xfail(strict=True, reason="bug: on a connection seen mid-way, a request whose lone "
+                   "HEADERS frame is under 24 octets is held undecided and dropped when the "
+                   "response (detected as HTTP/2) arrives from the other direction")
+def test_midstream_http2_small_first_request_is_kept():
+    peers = H2Peers()
+    peers.start()
+    skip = len(peers.writes)
+    sid = peers.request(get("/x"))
+    peers.respond(sid, [(":status", "200")], b"abc")
+    writes = peers.writes[skip:]
+    assert len(writes[0][1]) == 23 and writes[0][0]  # the request: one 23-octet HEADERS frame
+    t = ConnectionTable(listening={8080})
+    out = run(t, [chunk(5, c, 100 + i, d, local=CLIENT_EP, remote=SERVER_EP)
+                  for i, (c, d) in enumerate(writes)])
+    assert [brief(e) for e in exchanges(out)] == [("http2", 1, "GET", "/x", 200, ())]
