@@ -27,7 +27,8 @@ at once (it only loosens a check); the exact value when the other endpoint's SET
 seen, which is when that endpoint's encoder starts obeying it (RFC 9113 6.5.3: "Upon receiving
 a SETTINGS frame ... the recipient MUST immediately update its parameters").
 
-GOAWAY: streams above the last stream id were not processed and are flushed at once; with an
+GOAWAY: streams of the receiver above the last stream id were not processed and are flushed at
+once (a client's GOAWAY speaks of pushed streams, not of its requests); with an
 error code every open stream is flushed; with NO_ERROR streams up to the last id may still
 complete (graceful shutdown), and eof flushes what is left.
 """
@@ -366,8 +367,12 @@ class Http2Analyzer:
             return
         last_stream = int.from_bytes(frame.payload[0:4], "big") & 0x7FFFFFFF
         code = int.from_bytes(frame.payload[4:8], "big")
+        # RFC 9113 6.8: "the sender will ignore frames sent on streams initiated by the
+        # receiver if the stream has an identifier higher than the included last stream
+        # identifier" - the last id speaks of the receiver's streams only (client: odd ids).
+        receiver_parity = 0 if from_client else 1
         for open_stream in list(self._streams.values()):
-            if open_stream.stream_id > last_stream:
+            if open_stream.stream_id > last_stream and open_stream.stream_id % 2 == receiver_parity:
                 self._flush(open_stream, f"goaway: stream not processed ({error_name(code)})")
             elif code:
                 self._flush(open_stream, f"goaway: {error_name(code)}")

@@ -164,6 +164,24 @@ def test_rst_stream_goaway_and_eof():
     assert found[s3].request.complete and found[s3].response is None
 
 
+def test_client_goaway_does_not_end_the_clients_own_streams():
+    # RFC 9113 6.8: the last stream id names streams initiated by the GOAWAY's receiver; a
+    # client's GOAWAY(last=0) says no pushed stream was processed, nothing about its requests.
+    conv = Conversation()
+    sid = conv.request(get("/in-flight", 1))
+    before_response = len(conv.chunks)
+    conv.respond(sid, ok(5), b"after")
+    conv.client.close_connection(error_code=0, last_stream_id=0)
+    conv.pump()
+    goaway = conv.chunks.pop()  # h2 cannot answer after a GOAWAY: move it before the answer
+    assert goaway[0] and goaway[1][3] == 7
+    conv.chunks.insert(before_response, goaway)
+    found, errors = run(conv)
+    assert errors == []
+    assert found[sid].notes == () and found[sid].response.status == 200
+    assert found[sid].request.path == "/in-flight"
+
+
 def test_stream_reset_after_response_headers_is_incomplete():
     conv = Conversation()
     sid = conv.request(get("/partial", 1))
