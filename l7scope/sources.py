@@ -15,15 +15,19 @@ def capture_file_events(path: str):
     from l7scope.capture.pcap import pcap_events
     from l7scope.capture.tcp_reassembly import TcpReassembler
 
-    if not os.path.isfile(path):
-        from l7scope.agent import UserError
+    from l7scope.agent import UserError
 
+    if not os.path.isfile(path):
         raise UserError(f"{path}: no such capture file")
     counters: dict[str, int] = {}
     errors: list[CaptureError] = []
     tcp = TcpReassembler()
 
     def on_error(err: CaptureError) -> None:
+        if err.fatal and not err.offset:
+            # nothing of the file could be read (empty, not a capture, unsupported link type):
+            # a user error (exit 2), not an empty analysis
+            raise UserError(f"{path}: {err.message}")
         counters["capture_errors"] = counters.get("capture_errors", 0) + 1
         if len(errors) < 1:
             errors.append(err)
