@@ -137,11 +137,24 @@ def _read_string(block: bytes, pos: int) -> tuple[bytes, int]:
         raise HpackError("truncated", "string literal runs past the end of the block")
     raw = block[pos:end]
     if first & 0x80:
-        try:
-            raw = huffman_decode(raw)
-        except HuffmanError as exc:
-            raise HpackError("huffman", str(exc)) from None
+        decoded = _HUFFMAN_CACHE.get(raw)
+        if decoded is None:
+            try:
+                decoded = huffman_decode(raw)
+            except HuffmanError as exc:
+                raise HpackError("huffman", str(exc)) from None
+            if len(_HUFFMAN_CACHE) >= HUFFMAN_CACHE_SIZE:
+                _HUFFMAN_CACHE.clear()
+            _HUFFMAN_CACHE[raw] = decoded
+        raw = decoded
     return raw, end
+
+
+# Header strings repeat byte for byte across blocks (server, content-type, user-agent...):
+# decoded Huffman strings are kept, keyed by their encoded octets. Only valid encodings are
+# cached, so an error is raised every time. Bounded: cleared when full.
+HUFFMAN_CACHE_SIZE = 4096
+_HUFFMAN_CACHE: dict[bytes, bytes] = {}
 
 
 class Decoder:
