@@ -37,7 +37,6 @@ enum l7_syscall {
 /* flags */
 #define L7_FLAG_PAYLOAD_SUPPRESSED 0x01 /* connection not (yet) recognised as HTTP: bytes only */
 #define L7_FLAG_TRUNCATED 0x02          /* part of the syscall's bytes were not captured */
-#define L7_FLAG_NO_SEQ 0x04             /* seq is not meaningful (not a tcp_sock read) */
 
 /* connection classes kept per socket in the kernel */
 enum l7_class {

@@ -277,9 +277,10 @@ def _report(counters: dict) -> None:
 
 
 def run_pcap(args) -> int:
-    from l7scope.sources import capture_file_events
+    from l7scope.sources import capture_file_events, check_capture_file
 
     config = _load(args.config)
+    check_capture_file(args.file)  # before any output file is created
     clock = WallClock(offset_ns=0)
     pipeline: Pipeline | None = None
     outputs = Outputs(args, config, clock, lambda: pipeline, show_summary=False)

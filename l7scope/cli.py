@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -17,6 +18,16 @@ def _positive(value: str) -> float:
         v = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+    return v
+
+
+def _positive_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     if v <= 0:
         raise argparse.ArgumentTypeError(f"{value!r} must be positive")
     return v
@@ -45,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pid", action="append", type=int, default=[], help="trace only this pid; repeatable")
     run.add_argument("--comm", action="append", default=[], help="trace only this command name; repeatable")
     run.add_argument("--duration", type=_positive, metavar="SECONDS", help="stop after this long")
-    run.add_argument("--max-payload", type=int, default=65536, metavar="BYTES",
+    run.add_argument("--max-payload", type=_positive_int, default=65536, metavar="BYTES",
                      help="payload bytes copied per syscall (default 65536)")
-    run.add_argument("--ringbuf-mb", type=int, default=16, help="ring buffer size in MiB (default 16)")
+    run.add_argument("--ringbuf-mb", type=_positive_int, default=16,
+                     help="ring buffer size in MiB (default 16)")
     run.add_argument("--interface", metavar="IFACE",
                      help="capture packets from this interface (AF_PACKET) instead of eBPF")
     run.add_argument("--no-summary", action="store_true", help="no live table even on a terminal")

@@ -10,15 +10,25 @@ import time
 from l7scope.capture.packet import CaptureError
 
 
+def check_capture_file(path: str) -> None:
+    """UserError (one line) unless path is a readable file."""
+    from l7scope.agent import UserError
+
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such capture file")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: not a capture file (a directory or a device)")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{path}: not readable")
+
+
 def capture_file_events(path: str):
     """(events iterator, counters function) for a pcap/pcapng file; errors become counters."""
+    from l7scope.agent import UserError
     from l7scope.capture.pcap import pcap_events
     from l7scope.capture.tcp_reassembly import TcpReassembler
 
-    from l7scope.agent import UserError
-
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such capture file")
+    check_capture_file(path)
     counters: dict[str, int] = {}
     errors: list[CaptureError] = []
     tcp = TcpReassembler()

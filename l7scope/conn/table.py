@@ -167,14 +167,11 @@ class ConnectionTable:
                 if kind == "skip":
                     self._drop_pending(conn, value)
                     continue
-                ts = conn.pending_ts if conn.pending and conn.pending_egress == ev.egress else ev.ts
-                value = self._detect_start(conn, value, ev.egress, ev.ts)
-                if value is None:
-                    if conn.protocol == OTHER:
-                        return out
-                    continue
-                events = conn.analyzer.feed(ev.egress == conn.client_is_local(), value, ts)
-                out += self._route(conn, events, ev.ts)
+                for egress, data, ts in self._detect_start(conn, value, ev.egress, ev.ts):
+                    events = conn.analyzer.feed(egress == conn.client_is_local(), data, ts)
+                    out += self._route(conn, events, ev.ts)
+                if conn.protocol == OTHER:
+                    return out
                 continue
             from_client = ev.egress == conn.client_is_local()
             a = conn.analyzer
@@ -188,23 +185,27 @@ class ConnectionTable:
         self.counters["bytes_before_detection"] += len(conn.pending) + extra
         conn.pending = b""
 
-    def _detect_start(self, conn: Connection, data: bytes, egress: bool, ts: int) -> bytes | None:
-        """Returns the bytes to feed once the protocol is known (pending ones first), else None."""
+    def _detect_start(self, conn: Connection, data: bytes, egress: bool, ts: int) -> list:
+        """[(egress, bytes, ts), ...] to feed once the protocol is known (held bytes first)."""
+        held = []
         if conn.pending and conn.pending_egress != egress:
-            self._drop_pending(conn)  # the other direction spoke: the held bytes never completed
+            # the other direction spoke: its held bytes go first if this one decides
+            held = [(conn.pending_egress, conn.pending, conn.pending_ts)]
+            conn.pending = b""
         if conn.pending:
             data = conn.pending + data
-        else:
-            conn.pending_ts = ts
-        conn.pending, conn.pending_egress = b"", egress
+            ts = conn.pending_ts
+        conn.pending, conn.pending_egress, conn.pending_ts = b"", egress, ts
         if self._start(conn, data, egress):
-            return data
+            return held + [(egress, data, ts)]
+        for _, lost, _ in held:
+            self.counters["bytes_before_detection"] += len(lost)
         if conn.protocol is NEED:
             conn.protocol = None
             conn.pending = data
         else:
             self.counters["bytes_before_detection"] += len(data)
-        return None
+        return []
 
     def _start(self, conn: Connection, data: bytes, egress: bool) -> bool:
         protocol, sender_is_client = self._detect(data)
@@ -233,6 +234,12 @@ class ConnectionTable:
                 if e.to == "h2c":
                     conn.protocol = "http2"
                     conn.analyzer = _make_analyzer("http2", self.limits, True)
+                    if e.request is not None:
+                        conn.analyzer.upgraded_from(e.request)
+                    if e.remainder:
+                        out.append((conn, e))
+                        out += self._route(conn, conn.analyzer.feed(False, e.remainder, ts), ts)
+                        continue
                 else:
                     conn.protocol, conn.analyzer = OTHER, None
                     self.counters["connections_other"] += 1

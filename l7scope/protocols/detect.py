@@ -18,12 +18,15 @@ from l7scope.protocols.http2_frames import FRAME_HEADER_LEN, MAX_FRAME_SIZE_LIMI
 NEED_MORE = "need_more"
 MAX_PENDING = 16384  # bytes held while undecided
 
-_TOKEN_PREFIX = re.compile(rb"[A-Z]{1,10}\Z|[A-Z]{3,10} [^ \r\n]*\Z|[A-Z]{3,10} [^ \r\n]+ H[TP/1.]{0,7}\Z")
-_STATUS_PREFIX = b"HTTP/1."
+# a request line not yet whole: method token (M-SEARCH, UNSUBSCRIBE...), target, version
+_TOKEN_PREFIX = re.compile(
+    rb"[A-Z][A-Z-]{0,19}\Z|[A-Z][A-Z-]{2,19} [^ \r\n]*\Z|[A-Z][A-Z-]{2,19} [^ \r\n]+ H[TP/1.]{0,7}\Z")
+# a status line not yet whole: "HTTP/1.1", " ", up to three digits
+_STATUS_PREFIX = re.compile(rb"H(T(T(P(/(1(\.(\d( \d{0,3})?)?)?)?)?)?)?)?\Z")
 
 
 def _could_grow_into_http(data: bytes) -> bool:
-    if len(data) < len(_STATUS_PREFIX) and _STATUS_PREFIX.startswith(data):
+    if len(data) < 13 and _STATUS_PREFIX.match(data):
         return True
     if len(data) < 24 and PREFACE.startswith(data):
         return True
@@ -37,6 +40,12 @@ def _could_grow_into_http(data: bytes) -> bool:
     return False
 
 
+def _one_frame_with_payload(data: bytes) -> bool:
+    """Exactly one frame that carries a payload (a lone small HEADERS frame): nine plausible
+    octets alone, such as a SETTINGS ACK, could be chance."""
+    return len(data) > FRAME_HEADER_LEN and FRAME_HEADER_LEN + int.from_bytes(data[:3], "big") == len(data)
+
+
 def detect(data: bytes) -> tuple[str | None, bool | None]:
     if data.startswith(PREFACE):
         return "http2", True
@@ -44,7 +53,8 @@ def detect(data: bytes) -> tuple[str | None, bool | None]:
         return "http1", True
     if looks_like_response(data):
         return "http1", False
-    if len(data) >= 24 and looks_like_http2(data):
+    if (len(data) >= 24 or _one_frame_with_payload(data)) and not PREFACE.startswith(data) \
+            and looks_like_http2(data):
         return "http2", None
     if len(data) < MAX_PENDING and _could_grow_into_http(data):
         return NEED_MORE, None

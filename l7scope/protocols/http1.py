@@ -180,14 +180,29 @@ class Http1Analyzer:
         self._server = MessageReader(False, self.limits, self)
         self._awaiting: deque[_Pending] = deque()
         self._reading: _Pending | None = None  # entry of the request being read
+        # responses reported as "request not seen" since the last request began: a client-side
+        # hole found later (holes show when the next bytes of that direction arrive) may be
+        # where their requests were, so it needs no placeholder for them
+        self._unpaired_responses = 0
         self._events: list[AnalyzerEvent] = []
         self._closed = False
 
     # -- the analyzer contract
 
     def feed(self, from_client: bool, data: bytes, ts: int) -> list[AnalyzerEvent]:
-        (self._client if from_client else self._server).feed(data, ts)
+        reader = self._client if from_client else self._server
+        reader.feed(data, ts)
+        if reader.switched_remainder:
+            self._hand_over(reader.switched_remainder)
+            reader.switched_remainder = b""
         return self._take_events()
+
+    def _hand_over(self, remainder: bytes) -> None:
+        """Give the bytes after the switching response to whoever parses the new protocol."""
+        for i, e in enumerate(self._events):
+            if type(e) is ProtocolSwitched:
+                self._events[i] = ProtocolSwitched(e.to, e.ts, remainder, e.request)
+                self._server.ignored_bytes -= len(remainder)
 
     def skip(self, from_client: bool, length: int, ts: int) -> list[AnalyzerEvent]:
         if length > 0:
@@ -258,6 +273,7 @@ class Http1Analyzer:
     # -- pairing
 
     def _request_started(self, msg: MessageBuilder) -> None:
+        self._unpaired_responses = 0
         tail = self._awaiting[-1] if self._awaiting else None
         if tail is not None and tail.absorbing:
             if tail.absorbed:
@@ -291,6 +307,7 @@ class Http1Analyzer:
         response = msg.build()
         entry = self._awaiting[0] if self._awaiting else None
         if entry is None:
+            self._unpaired_responses += 1
             self._events.append(ExchangeParsed("http1", None, response,
                                                notes=("request not seen",)))
         elif entry.absorbing and entry.absorbed:
@@ -301,7 +318,10 @@ class Http1Analyzer:
             entry.absorbed = 1
             self._answer(entry, response, entry.absorb_notes)
         else:
-            self._answer(self._awaiting.popleft(), response, ())
+            entry = self._awaiting.popleft()
+            # a placeholder turned ordinary (a request followed the hole) still stands for a
+            # request that was never seen
+            self._answer(entry, response, entry.absorb_notes if entry.request is None else ())
         if msg.switch_to is not None:  # set only for a whole 101 / 2xx-to-CONNECT head
             self._switch(msg, entry)
 
@@ -310,7 +330,8 @@ class Http1Analyzer:
         if not to:  # 101 without Upgrade: fall back to what the client asked for
             asked = entry.request.header("upgrade") if entry and entry.request else None
             to = (asked or "unknown").split(",")[0].strip().lower()
-        self._events.append(ProtocolSwitched(to, self._server.ts))
+        request = entry.request if entry is not None else None
+        self._events.append(ProtocolSwitched(to, self._server.ts, request=request))
         self.stopped = True
         self._client.stop()
         self._flush_awaiting(("no response",))
@@ -338,6 +359,9 @@ class Http1Analyzer:
         if had_message and tail is not None and tail.request_done and not tail.answered \
                 and tail.request is not None and tail.request.partial:
             tail.absorbing = True  # the cut request; more may hide in the same hole
+            return
+        if not had_message and self._unpaired_responses:
+            self._unpaired_responses -= 1  # its response came already, as "request not seen"
             return
         self._awaiting.append(_Pending(None, request_done=True, absorbing=True,
                                        absorb_notes=("request lost in gap",)))

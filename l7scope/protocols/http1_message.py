@@ -299,6 +299,7 @@ class MessageReader:
         self.discarded_bytes = 0  # dropped while looking for a start line
         self.ignored_bytes = 0  # arrived after the protocol switched or the connection ended
         self.lost_heads = 0  # incomplete heads too short to say what message they began
+        self.switched_remainder = b""  # bytes after a switching response, in its feed
         self._buf = b""
         # (offset in the buffer, ts of the feed that carried the bytes from there on); a new
         # entry only when the ts changes, at most MAX_STAMPS (then older ones are merged)
@@ -331,6 +332,7 @@ class MessageReader:
                 break
             self._advance(step)
             if self.state is State.STOPPED:
+                self.switched_remainder = buf[pos:end]  # the new protocol's first bytes
                 self.ignored_bytes += end - pos
                 pos = end
         self._keep(buf, pos)

@@ -154,6 +154,20 @@ class Http2Analyzer:
                                  data_capture=self.limits.body_capture + 1)
         return _Direction(splitter, ObserverDecoder(complete=seen_from_start))
 
+    def upgraded_from(self, request: HttpMessage) -> None:
+        """The connection switched from HTTP/1.1 to h2c. RFC 9113 3.1 / RFC 7540 3.2: "The
+        HTTP/1.1 request that is sent prior to upgrade is assigned a stream identifier of 1";
+        the response comes on stream 1 as HTTP/2."""
+        headers = [(":method", request.method or ""), (":path", request.path or "")]
+        if request.authority is not None:
+            headers.append((":authority", request.authority))
+        headers += [(k.lower(), v) for k, v in request.headers if k.lower() != "host"]
+        msg = _Message(headers=headers, headers_seen=True, ended=True, first_ns=request.start_ns,
+                       start_ns=request.start_ns, end_ns=request.end_ns,
+                       wire_bytes=request.wire_bytes, body=bytearray(request.body),
+                       body_len=request.body_len, notes=list(request.notes))
+        self._streams[1] = _Stream(1, request=msg)
+
     # --- contract ---------------------------------------------------------------------------
 
     def feed(self, from_client: bool, data: bytes, ts: int) -> list[AnalyzerEvent]:

@@ -94,10 +94,19 @@ class ParseError:
 
 @dataclass(frozen=True, slots=True)
 class ProtocolSwitched:
-    """Upgrade / CONNECT / h2c: the analyzer stops parsing HTTP/1 on this connection."""
+    """Upgrade / CONNECT / h2c: the analyzer stops parsing HTTP/1 on this connection.
+
+    ``remainder`` holds the bytes that followed the switching response in the same feed (the
+    server's first HTTP/2 frames after a 101 to h2c), sent by the server; ``request`` is the
+    request that asked for the upgrade (with h2c it is also stream 1's request).
+    """
 
     to: str  # "websocket", "tunnel", "h2c", or the Upgrade token
     ts: int = 0
+    # how the bytes were split into feeds decides what rides along, so neither takes part in
+    # equality
+    remainder: bytes = field(default=b"", compare=False)
+    request: HttpMessage | None = field(default=None, compare=False, repr=False)
 
 
 AnalyzerEvent = ExchangeParsed | ParseError | ProtocolSwitched

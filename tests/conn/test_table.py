@@ -91,16 +91,16 @@ def test_http1_request_split_at_every_byte_is_detected():
         assert t.counters["bytes_before_detection"] == 0, cut
 
 
-def test_held_bytes_dropped_when_the_other_direction_speaks_first():
+def test_held_bytes_are_fed_when_the_other_direction_decides():
     t = ConnectionTable()
     out = run(t, [opened(), chunk(1, True, 100, b"GE"), chunk(1, False, 150, RESP),
                   chunk(1, True, 300, get_req("/b")), chunk(1, False, 400, ok_resp(b"b"))])
-    # "GE" (undecided: held) never completed before the response: its 2 bytes are dropped and
-    # counted; the response that arrived is reported without its request
+    # "GE" (undecided: held) is fed first once the response decides the protocol; the client's
+    # stream really is "GE" + "GET /b ...", so its next request line reads "GEGET"
     assert [brief(e) for e in exchanges(out)] == [
         ("http1", None, None, None, 200, ("request not seen",)),
-        ("http1", None, "GET", "/b", 200, ())]
-    assert t.counters["bytes_before_detection"] == 2
+        ("http1", None, "GEGET", "/b", 200, ())]
+    assert t.counters["bytes_before_detection"] == 0
 
 
 # -- roles ---------------------------------------------------------------------------------------
@@ -298,9 +298,6 @@ def test_h2c_upgrade_switches_to_the_http2_analyzer():
     assert t.counters["connections_other"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the HTTP/2 analyzer after h2c does not know that "
-                   "stream 1 answers the upgrade request (RFC 7540 3.2); it reports request=None "
-                   "with the note 'the stream predates the capture or a gap'")
 def test_h2c_stream_1_is_the_upgrade_request():
     t = ConnectionTable()
     out = run(t, H2cUpgrade().events(same_write=False))
@@ -308,9 +305,6 @@ def test_h2c_stream_1_is_the_upgrade_request():
     assert [brief(e) for e in stream1] == [("http2", 1, "GET", "/up", 200, ())]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: bytes after the 101 head in the same chunk are "
-                   "swallowed by the stopped HTTP/1 reader, never fed to the HTTP/2 analyzer: the "
-                   "server's SETTINGS and the stream 1 response vanish without a note")
 def test_h2c_frames_in_the_same_write_as_the_101_are_analyzed():
     t = ConnectionTable()
     out = run(t, H2cUpgrade().events(same_write=True))
@@ -448,10 +442,6 @@ def test_lost_response_record_becomes_a_skip_and_a_later_exchange_is_exact():
     assert t.conns[1].ingress_pos.gap_bytes == len(KeepAlive(4).responses[1])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a lost request record is noticed only when the next "
-                   "request arrives, after its response was already reported as 'request not "
-                   "seen'; the gap placeholder then takes the NEXT response: /3's response is "
-                   "reported with request=None and no notes, and /3 as 'no response'")
 def test_lost_request_record_then_the_next_exchange_is_exact():
     t = ConnectionTable()
     out = run(t, KeepAlive(3).events(lose_request=2))
@@ -479,9 +469,6 @@ def test_retransmitted_chunk_is_not_parsed_twice():
     assert t.conns[1].egress_pos.overlap_bytes == len(KeepAlive(2).requests[0])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: on a connection seen mid-way, a request whose lone "
-                   "HEADERS frame is under 24 octets is held undecided and dropped when the "
-                   "response (detected as HTTP/2) arrives from the other direction")
 def test_midstream_http2_small_first_request_is_kept():
     peers = H2Peers()
     peers.start()

@@ -216,15 +216,21 @@ def test_upgrade_websocket_101_switches_and_ignores_later_bytes():
     assert (ex.request.path, ex.response.status, ex.response.wire_bytes) == (
         "/chat", 101, len(resp))
     assert switched == ProtocolSwitched("websocket", 20)
-    _, analyzer = run(script)
-    assert analyzer.stopped and analyzer.ignored_bytes == 2 * len(frames) + 11
+    assert switched.request.path == "/chat"
+    events, analyzer = run(script)
+    # fed whole, the frames that followed the 101 in its feed are handed over, not ignored
+    assert events[1].remainder == frames
+    assert analyzer.stopped and analyzer.ignored_bytes == len(frames) + 11
 
 
 def test_h2c_upgrade_token():
     req = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
     resp = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
-    events = run_all_ways([C(req), S(resp + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")])
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    events = run_all_ways([C(req), S(resp + settings)])
     assert events[1] == ProtocolSwitched("h2c", 20)
+    assert events[1].request.header("upgrade") == "h2c"
+    assert run([C(req), S(resp + settings)])[0][1].remainder == settings
 
 
 def test_connect_2xx_becomes_tunnel():
