@@ -65,6 +65,7 @@ REASSEMBLY_COUNTERS = (
     "evicted_connections", "expired_connections", "packets_after_close", "stray_rst",
     "delivered_bytes", "retransmitted_bytes", "overlap_bytes", "conflicts", "gaps", "gap_bytes",
     "window_overflows", "out_of_window", "keepalives", "data_after_fin", "truncated_bytes",
+    "holes_acked",
 )
 
 
@@ -131,6 +132,22 @@ class StreamBuffer:
         self._insert(start, data, length, ts)
         out = self._drain()
         out.extend(self._enforce_window(ts))
+        return out
+
+    def acked(self, ack: int, ts: int) -> list[Piece]:
+        """The peer acknowledged every byte before ``ack`` (RFC 9293 3.4: "the value of the
+        next sequence number the sender of the segment is expecting to receive"). Bytes below
+        it that the capture lacks were delivered but not captured, and no retransmission will
+        bring them: a hole before a pending piece that the ACK covers is declared now, not when
+        the window fills, so this direction is not held back behind it."""
+        if not self.pending or self.pending[0][0] <= self.next:
+            return []
+        acked_to = self.offset_of(ack)
+        out: list[Piece] = []
+        while self.pending and self.next < self.pending[0][0] <= acked_to:
+            self.counters["holes_acked"] += 1
+            out.append(self._hole(self.pending[0][0], ts))
+            out.extend(self._drain())
         return out
 
     def force(self, ts: int) -> list[Piece]:
@@ -450,6 +467,9 @@ class TcpReassembler:
         fin = pkt.flags & FIN
         # A SYN occupies one sequence number before the first data byte (RFC 9293 3.4).
         data_seq = (pkt.seq + 1) & SEQ_MASK if pkt.flags & SYN else pkt.seq
+        other = conn.to_client if from_client else conn.to_server
+        if pkt.flags & ACK and other is not None and other.pending:
+            self._emit(conn, not from_client, other, other.acked(pkt.ack, pkt.ts_ns), out)
         if stream is None:
             if not length and not fin:
                 return  # a bare ACK does not say where this direction's stream stands

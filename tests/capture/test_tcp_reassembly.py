@@ -395,3 +395,29 @@ def test_random_drops_give_exact_holes(seed, n, isn, max_len, window):
             expected.append(piece)
     assert layout(ev, True) == expected
     assert r.counters["gap_bytes"] == sum(p for p in expected if isinstance(p, int))
+
+
+def test_hole_declared_when_the_peer_acks_past_it():
+    r = TcpReassembler()
+    ev = handshake(r, 100, 200)
+    ev += r.feed(pkt(SERVER, CLIENT, 201, payload=b"a" * 10, ack=101, ts=2_000))
+    ev += r.feed(pkt(SERVER, CLIENT, 211 + 20, payload=b"b" * 5, ack=101, ts=2_001))  # 20 lost
+    assert layout(ev, False) == [b"a" * 10]
+    # an ACK that stops inside the hole proves nothing about the bytes after it
+    ev += r.feed(pkt(CLIENT, SERVER, 101, ACK, ack=221, ts=2_002))
+    assert layout(ev, False) == [b"a" * 10]
+    # the client acknowledged past the hole: those bytes reached it, no capture will hold them
+    ev += r.feed(pkt(CLIENT, SERVER, 101, ACK, ack=236, ts=2_003))
+    assert layout(ev, False) == [b"a" * 10, 20, b"b" * 5]
+    hole = [c for c in chunks(ev, False) if not c.data][0]
+    assert (hole.seq, hole.length, hole.ts) == (211, 20, 2_003)
+    assert r.counters["holes_acked"] == 1 and r.counters["gap_bytes"] == 20
+    assert not any(isinstance(e, ConnectionClosed) for e in ev)
+
+
+def test_ack_without_pending_data_declares_nothing():
+    r = TcpReassembler()
+    ev = handshake(r, 100, 200)
+    ev += r.feed(pkt(SERVER, CLIENT, 201, payload=b"a" * 10, ack=101))
+    ev += r.feed(pkt(CLIENT, SERVER, 101, ACK, ack=5_000))  # acked far ahead, nothing waits
+    assert layout(ev, False) == [b"a" * 10] and r.counters["gaps"] == 0
