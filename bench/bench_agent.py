@@ -24,20 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/f;
-    uwsgi_temp_path {tmp}/u; scgi_temp_path {tmp}/s;
-    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "hello from the benchmark\\n"; }} }}
-}}
-"""
+BENCH_SERVER = """    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "hello from the benchmark\\n"; }} }}"""
 
 # wrk Lua: each connection waits `delay` ms between requests, which caps the rate.
 RATE_LUA = "function delay() return {delay_ms} end\n"
@@ -130,10 +117,10 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=10)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="l7bench-"))
-    from tests.kernel.conftest import free_port, wait_port
+    from tests.kernel.conftest import free_port, nginx_config, wait_port
 
     port = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
+    (tmp / "nginx.conf").write_text(nginx_config(tmp, BENCH_SERVER.format(port=port), user_root=False))
     nginx = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")])
     wait_port(port)
     try:

@@ -20,20 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_agent import AgentRun, _drops  # noqa: E402
 
-NGINX_H2_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/f;
-    uwsgi_temp_path {tmp}/u; scgi_temp_path {tmp}/s;
-    server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 "hello over h2c\\n"; }} }}
-}}
-"""
+H2_SERVER = """    server {{ listen 127.0.0.1:{port} http2; location / {{ return 200 "hello over h2c\\n"; }} }}"""
 
 
 def h2load(port: int, n: int, clients: int, streams: int, rps: float = 0) -> tuple[int, float]:
@@ -53,11 +40,11 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=10)
     ap.add_argument("--rate", type=float, default=10000, help="requests/s for the agent-on run (0: full speed)")
     args = ap.parse_args()
-    from tests.kernel.conftest import free_port, wait_port
+    from tests.kernel.conftest import free_port, nginx_config, wait_port
 
     tmp = Path(tempfile.mkdtemp(prefix="l7bench-h2-"))
     port = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_H2_CONF.format(tmp=tmp, port=port))
+    (tmp / "nginx.conf").write_text(nginx_config(tmp, H2_SERVER.format(port=port), user_root=False))
     nginx = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")])
     wait_port(port)
     try:

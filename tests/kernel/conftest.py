@@ -158,8 +158,10 @@ def python_server():
     _stop(proc)
 
 
-NGINX_CONF = """
-user root;
+def nginx_config(tmp, servers: str, user_root: bool = True) -> str:
+    """A self-contained nginx.conf (one worker, pid/logs/temp files under tmp) around `servers`."""
+    return f"""
+{"user root;" if user_root else ""}
 worker_processes 1;
 daemon off;
 pid {tmp}/nginx.pid;
@@ -168,12 +170,18 @@ events {{ worker_connections 1024; }}
 http {{
     access_log off;
     default_type text/plain;
-    keepalive_requests 100000;
+    keepalive_requests 1000000;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
+{servers}
+}}
+"""
+
+
+TEST_SERVERS = """
     server {{
         listen 127.0.0.1:{port};
         location = /hello {{ return 200 "hello from nginx\\n"; }}
@@ -188,7 +196,6 @@ http {{
         location / {{ add_header X-H2-Test nginx-h2c; return 200 "h2c ok\\n"; }}
         location = /missing {{ return 404; }}
     }}
-}}
 """
 
 
@@ -201,8 +208,9 @@ class Nginx:
         (www / "small.txt").write_text("small static file\n")
         (www / "large.bin").write_bytes(bytes(range(256)) * 1024)  # 262144 bytes, sent by sendfile
         conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, port=self.port, h2port=self.h2port,
-                                          upstream=upstream))
+        servers = TEST_SERVERS.format(tmp=tmp, port=self.port, h2port=self.h2port,
+                                      upstream=upstream)
+        conf.write_text(nginx_config(tmp, servers))
         self.proc = _spawn([need_tool("nginx"), "-c", str(conf), "-e", str(tmp / "error.log")],
                            self.port)
         wait_port(self.h2port)
