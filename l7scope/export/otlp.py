@@ -32,7 +32,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from l7scope.config import OtlpConfig
-from l7scope.export.queue import BatchingQueue, http_post
+from l7scope.export.queue import BatchingQueue, http_post, put_with_context
 from l7scope.export.zipkin import span_name
 from l7scope.metrics_types import Histogram, PairMetrics
 from l7scope.redact import Redactor
@@ -54,6 +54,11 @@ def _kv(key: str, value: str | int) -> KeyValue:
 def trace_id_bytes(hex_id: str) -> bytes:
     return bytes.fromhex(hex_id.rjust(32, "0"))
 
+
+
+def _carried(trace) -> bool:
+    """B3 and W3C contexts with a span id become OTLP spans."""
+    return trace.provider in SUPPORTED_PROVIDERS and trace.span_id is not None
 
 class OtlpExporter:
     def __init__(self, config: OtlpConfig, mono_to_wall_ns: Callable[[int], int], *,
@@ -89,14 +94,7 @@ class OtlpExporter:
         return out
 
     def export_events(self, sampled: list[SampledExchange]) -> None:
-        for s in sampled:
-            trace = s.exchange.trace
-            if trace is None:
-                self._skipped["skipped_no_context"] += 1
-            elif trace.provider not in SUPPORTED_PROVIDERS or trace.span_id is None:
-                self._skipped["skipped_unsupported_context"] += 1
-            else:
-                self._spans.put(s)
+        put_with_context(self._spans, sampled, self._skipped, _carried)
 
     def export_metrics(self, metrics: list[PairMetrics]) -> None:
         for m in metrics:

@@ -169,3 +169,16 @@ def http_post(url: str, body: bytes, content_type: str, timeout_s: float) -> int
         if 400 <= e.code < 500 and e.code not in (408, 429):
             raise PermanentSendError(f"HTTP {e.code} from {url}") from None
         raise
+
+
+def put_with_context(queue: BatchingQueue, sampled, skipped: dict[str, int], accepts) -> None:
+    """Queue the sampled exchanges whose trace context this exporter carries (``accepts``);
+    count the others as skipped_no_context / skipped_unsupported_context."""
+    for s in sampled:
+        trace = s.exchange.trace
+        if trace is None:
+            skipped["skipped_no_context"] += 1
+        elif not accepts(trace):
+            skipped["skipped_unsupported_context"] += 1
+        else:
+            queue.put(s)

@@ -31,7 +31,7 @@ from skywalking.protocol.language_agent.Tracing_pb2_grpc import (
 
 from l7scope.config import SkyWalkingConfig
 from l7scope.exchange import TraceContext
-from l7scope.export.queue import BatchingQueue
+from l7scope.export.queue import BatchingQueue, put_with_context
 from l7scope.redact import Redactor
 from l7scope.sampling import SampledExchange
 from l7scope.spanevents import SpanEvent, build_span_events
@@ -65,6 +65,11 @@ def to_attached_event(event: SpanEvent) -> SpanAttachedEvent:
         traceContext=span_reference(event.trace))
 
 
+
+def _carried(trace) -> bool:
+    """sw8 contexts, and B3 ones as SkyWalking's Zipkin reference type."""
+    return trace.provider in _REFERENCE_TYPE
+
 class SkyWalkingExporter:
     def __init__(self, config: SkyWalkingConfig, mono_to_wall_ns: Callable[[int], int], *,
                  redactor: Redactor | None = None, flush_interval_s: float = 1.0,
@@ -97,14 +102,7 @@ class SkyWalkingExporter:
         return dict(self._queue.stats(), **self._skipped)
 
     def export_events(self, sampled: list[SampledExchange]) -> None:
-        for s in sampled:
-            trace = s.exchange.trace
-            if trace is None:
-                self._skipped["skipped_no_context"] += 1
-            elif trace.provider not in _REFERENCE_TYPE:
-                self._skipped["skipped_unsupported_context"] += 1
-            else:
-                self._queue.put(s)
+        put_with_context(self._queue, sampled, self._skipped, _carried)
 
     def events_of(self, batch: list[SampledExchange]) -> list[SpanAttachedEvent]:
         return [to_attached_event(ev) for s in batch

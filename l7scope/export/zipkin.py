@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from l7scope.config import QueueSettings, ZipkinConfig
 from l7scope.exchange import Exchange
-from l7scope.export.queue import BatchingQueue, http_post
+from l7scope.export.queue import BatchingQueue, http_post, put_with_context
 from l7scope.redact import Redactor
 from l7scope.sampling import SampledExchange
 from l7scope.spanevents import SpanEvent, build_span_events
@@ -33,6 +33,11 @@ from l7scope.spanevents import SpanEvent, build_span_events
 SUPPORTED_PROVIDERS = ("zipkin", "w3c")
 _KIND = {"client": "CLIENT", "server": "SERVER"}
 
+
+
+def _carried(trace) -> bool:
+    """B3 and W3C contexts with a span id become Zipkin spans."""
+    return trace.provider in SUPPORTED_PROVIDERS and trace.span_id is not None
 
 class ZipkinExporter:
     def __init__(self, config: ZipkinConfig, mono_to_wall_ns: Callable[[int], int], *,
@@ -58,14 +63,7 @@ class ZipkinExporter:
         return dict(self._queue.stats(), **self._skipped)
 
     def export_events(self, sampled: list[SampledExchange]) -> None:
-        for s in sampled:
-            trace = s.exchange.trace
-            if trace is None:
-                self._skipped["skipped_no_context"] += 1
-            elif trace.provider not in SUPPORTED_PROVIDERS or trace.span_id is None:
-                self._skipped["skipped_unsupported_context"] += 1
-            else:
-                self._queue.put(s)
+        put_with_context(self._queue, sampled, self._skipped, _carried)
 
     def _send(self, batch: list[SampledExchange]) -> None:
         spans = [self.to_span(s) for s in batch]
