@@ -10,7 +10,7 @@ import h2.connection
 import pytest
 
 from l7scope.capture.events import (
-    ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded,
+    ConnectionClosed, ConnectionOpened, Role, StreamEnded,
 )
 from l7scope.conn.table import ConnectionTable
 from l7scope.protocols.message import ExchangeParsed, ProtocolSwitched
