@@ -134,19 +134,22 @@ static __always_inline void count(__u32 stat, __u64 n)
 
 /* ---- who is traced ---- */
 
+/* Not the agent; with filters, a process named by --pid OR by --comm. */
 static __always_inline int traced(__u32 tgid)
 {
 	if (tgid == cfg.self_tgid)
 		return 0;
-	if (cfg.filter_pids && !bpf_map_lookup_elem(&pid_filter, &tgid))
-		return 0;
+	if (!cfg.filter_pids && !cfg.filter_comms)
+		return 1;
+	if (cfg.filter_pids && bpf_map_lookup_elem(&pid_filter, &tgid))
+		return 1;
 	if (cfg.filter_comms) {
 		char comm[L7_COMM_LEN] = {};
 		bpf_get_current_comm(comm, sizeof(comm));
-		if (!bpf_map_lookup_elem(&comm_filter, comm))
-			return 0;
+		if (bpf_map_lookup_elem(&comm_filter, comm))
+			return 1;
 	}
-	return 1;
+	return 0;
 }
 
 /* ---- fd -> TCP sock, by CO-RE reads ---- */

@@ -111,13 +111,15 @@ class Outputs:
         if self.interval_start is None:
             self.interval_start = now_wall_ns
         if now_wall_ns - self.interval_start >= self.interval_ns:
-            self.flush_interval(now_wall_ns, counters_fn())
+            self.export_interval(now_wall_ns)
+            self.write_counters(now_wall_ns, counters_fn())
         if self.summary is not None:
             self.summary.maybe_draw(counters_fn())
         for sink in self.sinks:
             sink.flush()
 
-    def flush_interval(self, now_wall_ns: int, counters: dict) -> None:
+    def export_interval(self, now_wall_ns: int) -> None:
+        """The interval's pair metrics and top-N samples to the metric sinks and exporters."""
         start = self.interval_start if self.interval_start is not None else now_wall_ns
         snapshot = self.metrics.snapshot(start, now_wall_ns)
         top = self.sampler.drain()
@@ -127,8 +129,6 @@ class Outputs:
                 sink.write({"kind": "pair_metrics", **pm.to_dict()})
             for key, lists in top.items():
                 sink.write(_top_n_record(key, lists, self.redactor))
-            sink.write({"kind": "agent_counters", "time_ns": now_wall_ns, **counters})
-            sink.flush()
         sampled = [s for lists in top.values() for s in lists.all()]
         for e in self.exporters:
             if sampled:
@@ -137,6 +137,12 @@ class Outputs:
                 e.export_metrics(snapshot)
         if self.prometheus is not None:
             self.prometheus.update(snapshot)
+
+    def write_counters(self, now_wall_ns: int, counters: dict) -> None:
+        for sink in self.metric_sinks:
+            sink.write({"kind": "agent_counters", "time_ns": now_wall_ns, **counters})
+            sink.flush()
+        if self.prometheus is not None:
             self.prometheus.set_agent_counters(counters)
 
     def counters(self) -> dict[str, int]:
@@ -147,14 +153,20 @@ class Outputs:
         out["metrics_overflow_records"] = self.metrics.overflow_records
         return out
 
-    def close(self, counters: dict) -> None:
-        self.flush_interval(self._now_wall(), counters)
+    def close(self, counters_fn) -> dict:
+        """Last interval out, exporters drained and stopped, then the final counters (which
+        so include what the stop sent or dropped); returns them."""
+        now = self._now_wall()
+        self.export_interval(now)
         for e in self.exporters:
             e.stop()
+        final = counters_fn()
+        self.write_counters(now, final)
         if self.prometheus is not None:
             self.prometheus.stop()
         for sink in self.sinks + self.metric_sinks:
             sink.close()
+        return final
 
     def _now_wall(self) -> int:
         return time.time_ns() if self.clock.offset_ns else (self._pipeline().last_ts or time.time_ns())
@@ -250,8 +262,7 @@ def run_live(args) -> int:
             outputs.tick(time.time_ns(), counters)
         pipeline.feed(source.drain())
         pipeline.finish()
-        final = counters()
-        outputs.close(final)
+        final = outputs.close(counters)
     finally:
         source.close()
     _report(final)
@@ -296,8 +307,7 @@ def run_pcap(args) -> int:
             outputs.tick(pipeline.last_ts, lambda: _all_counters(pipeline, outputs, source_counters()))
     pipeline.feed(batch)
     pipeline.finish()
-    final = _all_counters(pipeline, outputs, source_counters())
-    outputs.close(final)
+    final = outputs.close(lambda: _all_counters(pipeline, outputs, source_counters()))
     if final.get("capture_errors"):
         print(f"l7scope: {args.file}: {final.get('capture_error_message', 'capture damaged')}",
               file=sys.stderr)

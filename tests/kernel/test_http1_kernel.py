@@ -217,3 +217,16 @@ def test_duration_stops_cleanly(agent, python_server):
     assert a.proc.wait(30) == 0
     assert time.monotonic() - t0 < 20
     assert any("stopped" in line for line in a.stderr)
+
+
+def test_pid_and_comm_filters_trace_either(agent, python_server):
+    port, server_pid = python_server
+    only_curl = agent("--comm", "curl")
+    either = agent("--pid", str(server_pid), "--comm", "curl")
+    assert curl("-o", "/dev/null", f"http://127.0.0.1:{port}/status/201").returncode == 0
+    recs = either.wait_for(lambda r: len(r) >= 2, port)
+    assert sorted((r["side"], r["status"]) for r in recs) == [("client", 201), ("server", 201)]
+    assert {r["pid"] for r in recs if r["side"] == "server"} == {server_pid}
+    recs = only_curl.wait_for(lambda r: len(r) >= 1, port)
+    only_curl.stop()
+    assert [(r["side"], r["comm"]) for r in only_curl.records(port)] == [("client", "curl")]
