@@ -17,13 +17,14 @@ A chunk without ``seq`` (source cannot say) is taken as contiguous.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MOD = 1 << 32
 HALF = 1 << 31
 MAX_JUMP = 1 << 30
 
 Piece = tuple[str, object]  # ("data", bytes) | ("skip", int)
+TOTALS = ("stream_gap_bytes", "stream_overlap_bytes", "stream_resyncs")
 
 
 @dataclass(slots=True)
@@ -32,6 +33,9 @@ class StreamPosition:
     gap_bytes: int = 0  # stream bytes never seen (lost records or holes)
     overlap_bytes: int = 0  # bytes seen twice and dropped
     resyncs: int = 0  # implausible jumps
+    # shared totals over every stream ("stream_gap_bytes", "stream_overlap_bytes",
+    # "stream_resyncs"), kept by the connection table for the agent's counters
+    totals: dict = field(default_factory=lambda: dict.fromkeys(TOTALS, 0), repr=False)
 
     def place(self, seq: int | None, data: bytes, length: int) -> list[Piece]:
         pieces: list[Piece] = []
@@ -41,15 +45,19 @@ class StreamPosition:
                 d -= MOD
             if d > MAX_JUMP or d < -MAX_JUMP:
                 self.resyncs += 1
+                self.totals["stream_resyncs"] += 1
             elif d > 0:
                 pieces.append(("skip", d))
                 self.gap_bytes += d
+                self.totals["stream_gap_bytes"] += d
             elif d < 0:
                 cut = -d
                 if cut >= length:
                     self.overlap_bytes += length
+                    self.totals["stream_overlap_bytes"] += length
                     return []
                 self.overlap_bytes += cut
+                self.totals["stream_overlap_bytes"] += cut
                 data = data[cut:]
                 length -= cut
                 seq = (seq + cut) % MOD

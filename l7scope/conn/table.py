@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from l7scope.capture.events import (
     ConnectionClosed, ConnectionOpened, DataChunk, Endpoint, Role, StreamEnded,
 )
+from l7scope.conn.stream import TOTALS as STREAM_TOTALS
 from l7scope.conn.stream import StreamPosition
 from l7scope.protocols.detect import NEED_MORE
 from l7scope.protocols.message import AnalyzerLimits, ProtocolSwitched
@@ -106,7 +107,8 @@ class ConnectionTable:
         self.listening = listening  # container of local listening ports (kernel path), or None
         self.conns: OrderedDict[int, Connection] = OrderedDict()
         self.counters = {"connections_evicted": 0, "connections_expired": 0,
-                         "bytes_before_detection": 0, "connections_other": 0}
+                         "bytes_before_detection": 0, "connections_other": 0,
+                         **dict.fromkeys(STREAM_TOTALS, 0)}
 
     # -- events -----------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class ConnectionTable:
         return out + self._insert(conn, ev.ts)
 
     def _insert(self, conn: Connection, ts: int) -> list:
+        conn.egress_pos.totals = conn.ingress_pos.totals = self.counters
         out = []
         while len(self.conns) >= self.max_connections:
             _, victim = self.conns.popitem(last=False)
@@ -231,6 +234,7 @@ class ConnectionTable:
         out = []
         for e in events:
             if type(e) is ProtocolSwitched:
+                self._absorb(conn.analyzer)
                 if e.to == "h2c":
                     conn.protocol = "http2"
                     conn.analyzer = _make_analyzer("http2", self.limits, True)
@@ -249,7 +253,15 @@ class ConnectionTable:
     def _finish(self, conn: Connection, ts: int) -> list:
         if conn.analyzer is None:
             return []
-        return [(conn, e) for e in conn.analyzer.eof(ts)]
+        out = [(conn, e) for e in conn.analyzer.eof(ts)]
+        self._absorb(conn.analyzer)
+        return out
+
+    def _absorb(self, analyzer) -> None:
+        """An analyzer is done: its drop counters join the table's (prefixed by protocol)."""
+        for key, value in analyzer.counters().items():
+            name = f"{analyzer.protocol}_{key}"
+            self.counters[name] = self.counters.get(name, 0) + value
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -270,10 +282,3 @@ class ConnectionTable:
             _, conn = self.conns.popitem(last=False)
             out += self._finish(conn, ts)
         return out
-
-    def gap_counters(self) -> dict[str, int]:
-        gaps = overlap = 0
-        for c in self.conns.values():
-            gaps += c.egress_pos.gap_bytes + c.ingress_pos.gap_bytes
-            overlap += c.egress_pos.overlap_bytes + c.ingress_pos.overlap_bytes
-        return {"stream_gap_bytes_open": gaps, "stream_overlap_bytes_open": overlap}

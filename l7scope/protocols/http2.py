@@ -154,6 +154,13 @@ class Http2Analyzer:
                                  data_capture=self.limits.body_capture + 1)
         return _Direction(splitter, ObserverDecoder(complete=seen_from_start))
 
+    def counters(self) -> dict[str, int]:
+        """What this connection's analysis lost or could not decode."""
+        decoders = [d.decoder for d in self._dirs.values()]
+        return {"dropped_streams": self.dropped_streams,
+                "hpack_resets": sum(d.resets for d in decoders),
+                "hpack_unknown_headers": sum(d.unknown_headers for d in decoders)}
+
     def upgraded_from(self, request: HttpMessage) -> None:
         """The connection switched from HTTP/1.1 to h2c. RFC 9113 3.1 / RFC 7540 3.2: "The
         HTTP/1.1 request that is sent prior to upgrade is assigned a stream identifier of 1";

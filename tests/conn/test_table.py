@@ -13,7 +13,7 @@ from l7scope.capture.events import (
     ConnectionClosed, ConnectionOpened, Role, StreamEnded,
 )
 from l7scope.conn.table import ConnectionTable
-from l7scope.protocols.message import ExchangeParsed, ProtocolSwitched
+from l7scope.protocols.message import AnalyzerLimits, ExchangeParsed, ProtocolSwitched
 from tests.conn.h2_peers import CLIENT_EP, SERVER_EP, H2Peers, chunk, get, pieces
 
 REQ = b"GET /a?b=1 HTTP/1.1\r\nHost: example.test\r\nUser-Agent: t\r\n\r\n"  # 58 bytes
@@ -452,11 +452,20 @@ def test_lost_request_record_then_the_next_exchange_is_exact():
         ("http1", None, "GET", "/3", 200, ())]
 
 
-def test_gap_counters_report_open_connections():
+def test_gap_bytes_are_counted():
     t = ConnectionTable()
     run(t, KeepAlive(3).events(lose_response=2))
-    assert t.gap_counters() == {"stream_gap_bytes_open": len(KeepAlive(3).responses[1]),
-                                "stream_overlap_bytes_open": 0}
+    assert (t.counters["stream_gap_bytes"], t.counters["stream_overlap_bytes"]) == (
+        len(KeepAlive(3).responses[1]), 0)
+
+
+def test_analyzer_drop_counters_join_the_table_counters_when_it_ends():
+    t = ConnectionTable(limits=AnalyzerLimits(max_pending=2))
+    pipelined = b"".join(get_req(f"/{i}") for i in range(5))
+    run(t, [opened(), chunk(1, True, 100, pipelined)])
+    assert "http1_dropped_pending" not in t.counters  # counted when the analyzer ends
+    run(t, [ConnectionClosed(1, 200)])
+    assert t.counters["http1_dropped_pending"] == 3
 
 
 def test_retransmitted_chunk_is_not_parsed_twice():
