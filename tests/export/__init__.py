@@ -1,6 +1,17 @@
 """Shared builders for the sampling, span-event and exporter tests."""
 from __future__ import annotations
 
+import contextlib
+import threading
+from concurrent import futures
+
+import grpc
+from skywalking.protocol.common.Command_pb2 import Commands
+from skywalking.protocol.language_agent.Tracing_pb2 import SpanAttachedEvent
+from skywalking.protocol.language_agent.Tracing_pb2_grpc import (
+    SpanAttachedEventReportServiceServicer, add_SpanAttachedEventReportServiceServicer_to_server,
+)
+
 from l7scope.config import SamplingConfig, SamplingRule
 from l7scope.exchange import Exchange, TraceContext
 from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS, Histogram, PairMetrics
@@ -78,7 +89,6 @@ def make_pair_metrics(*, client="curl(100)", server="nginx(200)", requests=3,
 # --- receivers and waiting ---------------------------------------------------------------
 
 import socket  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
@@ -133,3 +143,37 @@ class HttpReceiver:
         self.hold.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- a SkyWalking OAP stand-in: the real gRPC service from the protocol modules -------------
+
+class SkyWalkingCollector(SpanAttachedEventReportServiceServicer):
+    """Receives SpanAttachedEvent streams; `hold` cleared makes it hang (a slow collector)."""
+
+    def __init__(self):
+        self.streams: list[list[SpanAttachedEvent]] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.arrived = threading.Event()
+
+    def collect(self, request_iterator, context):
+        events = list(request_iterator)
+        self.arrived.set()
+        self.hold.wait(30)
+        self.streams.append(events)
+        return Commands()
+
+
+@contextlib.contextmanager
+def skywalking_collector():
+    """(collector, "127.0.0.1:port") of a running gRPC server."""
+    collector = SkyWalkingCollector()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    add_SpanAttachedEventReportServiceServicer_to_server(collector, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield collector, f"127.0.0.1:{port}"
+    finally:
+        collector.hold.set()
+        server.stop(0)

@@ -1,50 +1,21 @@
 """SkyWalking exporter against a real gRPC SpanAttachedEventReportService."""
 from __future__ import annotations
 
-import threading
-from concurrent import futures
-
-import grpc
 import pytest
-from skywalking.protocol.common.Command_pb2 import Commands
 from skywalking.protocol.language_agent.Tracing_pb2 import SpanAttachedEvent
-from skywalking.protocol.language_agent.Tracing_pb2_grpc import (
-    SpanAttachedEventReportServiceServicer, add_SpanAttachedEventReportServiceServicer_to_server,
-)
 
 from l7scope.config import QueueSettings, SkyWalkingConfig
 from l7scope.export.skywalking import SkyWalkingExporter
 from tests.export import (
     B3_TRACE, SW8_TRACE, W3C_TRACE, WALL_OFFSET_NS, free_port, make_exchange, mono_to_wall_ns,
-    sample, wait_for,
+    sample, skywalking_collector, wait_for,
 )
-
-
-class Collector(SpanAttachedEventReportServiceServicer):
-    def __init__(self):
-        self.streams: list[list[SpanAttachedEvent]] = []
-        self.hold = threading.Event()
-        self.hold.set()
-        self.arrived = threading.Event()
-
-    def collect(self, request_iterator, context):
-        events = list(request_iterator)
-        self.arrived.set()
-        self.hold.wait(30)
-        self.streams.append(events)
-        return Commands()
 
 
 @pytest.fixture
 def oap():
-    collector = Collector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    add_SpanAttachedEventReportServiceServicer_to_server(collector, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield collector, f"127.0.0.1:{port}"
-    collector.hold.set()
-    server.stop(0)
+    with skywalking_collector() as (collector, address):
+        yield collector, address
 
 
 def _exporter(address, **queue) -> SkyWalkingExporter:

@@ -11,10 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -22,13 +20,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
 from skywalking.protocol.language_agent.Tracing_pb2 import SpanAttachedEvent
-from skywalking.protocol.language_agent.Tracing_pb2_grpc import (
-    add_SpanAttachedEventReportServiceServicer_to_server,
-)
 
-from tests.export import HttpReceiver
+from tests.export import HttpReceiver, SkyWalkingCollector, skywalking_collector
 from tests.export.test_prometheus import parse_exposition
-from tests.export.test_skywalking import Collector
 from tests.kernel.conftest import APPS, _spawn, _stop, curl, free_port
 
 pytestmark = pytest.mark.kernel
@@ -58,14 +52,8 @@ def otlp():
 
 @pytest.fixture
 def oap():
-    collector = Collector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    add_SpanAttachedEventReportServiceServicer_to_server(collector, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield collector, f"127.0.0.1:{port}"
-    collector.hold.set()
-    server.stop(0)
+    with skywalking_collector() as (collector, address):
+        yield collector, address
 
 
 # Other processes on the host are traced too: what a test checks is what carries its trace ids.
@@ -92,7 +80,7 @@ def attributes(kvs) -> dict:
     return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in kvs}
 
 
-def attached_events(collector: Collector, trace_ids: set[str]) -> list[SpanAttachedEvent]:
+def attached_events(collector: SkyWalkingCollector, trace_ids: set[str]) -> list[SpanAttachedEvent]:
     return [e for stream in list(collector.streams) for e in stream
             if e.traceContext.traceId in trace_ids]
 
