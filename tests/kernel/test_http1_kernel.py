@@ -230,3 +230,66 @@ def test_pid_and_comm_filters_trace_either(agent, python_server):
     recs = only_curl.wait_for(lambda r: len(r) >= 1, port)
     only_curl.stop()
     assert [(r["side"], r["comm"]) for r in only_curl.records(port)] == [("client", "curl")]
+
+
+def test_ipv6_loopback_endpoints(agent, tmp_path):
+    import sys
+
+    from tests.kernel.conftest import _spawn, _stop
+
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "v6.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent / 'apps')!r})\n"
+        "import socket, http_server\n"
+        "class V6(http_server.ThreadingHTTPServer):\n"
+        "    address_family = socket.AF_INET6\n"
+        "V6(('::1', int(sys.argv[1])), http_server.Handler).serve_forever()\n")
+    proc = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("::1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        a = agent()
+        assert curl("-g", "-o", "/dev/null", f"http://[::1]:{port}/status/207").returncode == 0
+        recs = a.wait_for(lambda r: len(r) >= 2, port)
+    finally:
+        _stop(proc)
+    assert sorted(r["side"] for r in recs) == ["client", "server"]
+    server = [r for r in recs if r["side"] == "server"][0]
+    client = [r for r in recs if r["side"] == "client"][0]
+    assert server["local"] == f"[::1]:{port}" and client["remote"] == f"[::1]:{port}"
+    assert server["remote"] == client["local"] and client["local"].startswith("[::1]:")
+    assert (server["path"], server["status"], server["peer_pid"]) == ("/status/207", 207, client["pid"])
+
+
+def test_python_http_client_keepalive_to_nginx(agent, nginx):
+    import http.client
+
+    a = agent()
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
+    statuses = []
+    for path in ("/hello", "/missing", "/static/small.txt"):
+        conn.request("GET", path, headers={"X-Request-Id": f"py-{path}"})
+        resp = conn.getresponse()
+        resp.read()
+        statuses.append(resp.status)
+    conn.close()
+    assert statuses == [200, 404, 200]
+    recs = a.wait_for(lambda r: len(by_side(r, "server")) >= 3 and len(by_side(r, "client")) >= 3,
+                      nginx.port)
+    for side in ("server", "client"):
+        got = by_side(recs, side)
+        assert [(r["path"], r["status"], r["request_id"]) for r in got] == [
+            ("/hello", 200, "py-/hello"), ("/missing", 404, "py-/missing"),
+            ("/static/small.txt", 200, "py-/static/small.txt")], side
+        assert len({r["conn_id"] for r in got}) == 1
+    me = open("/proc/self/comm").read().strip()
+    assert {(r["comm"], r["pid"]) for r in by_side(recs, "client")} == {(me, os.getpid())}
