@@ -114,7 +114,7 @@ class Outputs:
             self.export_interval(now_wall_ns)
             self.write_counters(now_wall_ns, counters_fn())
         if self.summary is not None:
-            self.summary.maybe_draw(counters_fn())
+            self.summary.maybe_draw(counters_fn)
         for sink in self.sinks:
             sink.flush()
 

@@ -41,10 +41,12 @@ class LiveSummary:
         self.recent.append(line)
         del self.recent[: -self.keep_recent]
 
-    def maybe_draw(self, counters: dict[str, int]) -> None:
+    def maybe_draw(self, counters_fn) -> None:
+        """Redraw when `every_s` has passed; `counters_fn()` is only called then."""
         now = time.monotonic()
         if now - self._last < self.every_s:
             return
+        counters = counters_fn()
         elapsed, self._last = now - self._last, now
         pairs = self.agg.snapshot(0, int(elapsed * 1e9))
         width = shutil.get_terminal_size((120, 30)).columns
