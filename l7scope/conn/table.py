@@ -168,7 +168,8 @@ class ConnectionTable:
         for kind, value in pos.place(ev.seq, ev.data, ev.length):
             if conn.analyzer is None:
                 if kind == "skip":
-                    self._drop_pending(conn, value)
+                    # a hole behind bytes held undecided: they can no longer begin a message
+                    self._drop_pending(conn, value, ev.egress)
                     continue
                 for egress, data, ts in self._detect_start(conn, value, ev.egress, ev.ts):
                     events = conn.analyzer.feed(egress == conn.client_is_local(), data, ts)
@@ -184,9 +185,12 @@ class ConnectionTable:
                 break
         return out
 
-    def _drop_pending(self, conn: Connection, extra: int = 0) -> None:
-        self.counters["bytes_before_detection"] += len(conn.pending) + extra
-        conn.pending = b""
+    def _drop_pending(self, conn: Connection, hole: int, egress: bool) -> None:
+        """Count a hole seen before detection; held bytes of the same direction go with it."""
+        self.counters["bytes_before_detection"] += hole
+        if conn.pending and conn.pending_egress == egress:
+            self.counters["bytes_before_detection"] += len(conn.pending)
+            conn.pending = b""
 
     def _detect_start(self, conn: Connection, data: bytes, egress: bool, ts: int) -> list:
         """[(egress, bytes, ts), ...] to feed once the protocol is known (held bytes first)."""
