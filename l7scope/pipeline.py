@@ -33,11 +33,16 @@ def _grpc_status(resp: HttpMessage | None) -> int | None:
 
 
 class PeerIndex:
-    """(local, remote) endpoint text -> (pid, comm) of traced sockets, kept a little past close."""
+    """(local, remote) endpoint text -> (pid, comm) of traced sockets, kept a little past close.
+
+    Each entry remembers the connection that made it, so a closing connection removes only its
+    own entry (a newer connection on the same 4-tuple keeps its own). Bounded: MAX_ENDPOINTS.
+    """
 
     def __init__(self):
-        self._by_tuple: OrderedDict[tuple[str, str], tuple[int | None, str | None]] = OrderedDict()
-        self._by_conn: dict[int, tuple[str, str]] = {}
+        self._by_tuple: OrderedDict[tuple[str, str], tuple[int, int | None, str | None]] = \
+            OrderedDict()
+        self._by_conn: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._closing: list[tuple[int, int]] = []
 
     def learn(self, conn_id: int, local, remote, pid, comm) -> None:
@@ -45,31 +50,34 @@ class PeerIndex:
             return
         key = (format_endpoint(local), format_endpoint(remote))
         self._by_conn[conn_id] = key
-        self._by_tuple[key] = (pid, comm)
+        self._by_tuple[key] = (conn_id, pid, comm)
         self._by_tuple.move_to_end(key)
         while len(self._by_tuple) > MAX_ENDPOINTS:
             self._by_tuple.popitem(last=False)
+        while len(self._by_conn) > MAX_ENDPOINTS:  # connections never closed
+            self._by_conn.popitem(last=False)
 
     def closed(self, conn_id: int, ts: int) -> None:
         if conn_id in self._by_conn:
             self._closing.append((ts + PEER_GRACE_NS, conn_id))
 
     def peer(self, local: str | None, remote: str | None) -> tuple[int | None, str | None]:
-        return self._by_tuple.get((remote, local), (None, None))
+        entry = self._by_tuple.get((remote, local))
+        return (entry[1], entry[2]) if entry is not None else (None, None)
 
     def expire(self, now: int) -> None:
+        if not self._closing or self._closing[0][0] > now:
+            return
         keep = []
         for deadline, conn_id in self._closing:
             if deadline > now:
                 keep.append((deadline, conn_id))
                 continue
             key = self._by_conn.pop(conn_id, None)
-            if key is not None and key not in self._by_conn.values():
-                self._by_tuple.pop(key, None)
+            entry = self._by_tuple.get(key) if key is not None else None
+            if entry is not None and entry[0] == conn_id:
+                del self._by_tuple[key]
         self._closing = keep
-        if len(self._by_conn) > MAX_ENDPOINTS:  # conns never closed (capture restarts)
-            for conn_id in list(self._by_conn)[: len(self._by_conn) - MAX_ENDPOINTS]:
-                del self._by_conn[conn_id]
 
 
 class Pipeline:

@@ -332,3 +332,18 @@ def test_jsonl_with_headers_includes_pseudo_headers_and_trailers_and_empty_respo
     assert first["response_headers"] == [[":status", "200"], ["content-type", "application/grpc"],
                                          ["grpc-status", "0"]]
     assert second["response_headers"] == []
+
+
+def test_peer_index_a_closing_connection_removes_only_its_own_entry():
+    from l7scope.pipeline import PEER_GRACE_NS, PeerIndex
+
+    idx = PeerIndex()
+    a, b = ("127.0.0.1", 40000), ("127.0.0.1", 80)
+    idx.learn(1, a, b, pid=10, comm="old")
+    idx.closed(1, ts=0)
+    idx.learn(2, a, b, pid=20, comm="new")  # the 4-tuple reused before the old one expired
+    idx.expire(PEER_GRACE_NS + 1)
+    assert idx.peer("127.0.0.1:80", "127.0.0.1:40000") == (20, "new")
+    idx.closed(2, ts=PEER_GRACE_NS + 1)
+    idx.expire(2 * PEER_GRACE_NS + 2)
+    assert idx.peer("127.0.0.1:80", "127.0.0.1:40000") == (None, None)
