@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 
@@ -78,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return agent.main(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`| head`): stop quietly, as shell tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except agent.UserError as e:
         print(f"l7scope: {e}", file=sys.stderr)
         return 2

@@ -95,3 +95,33 @@ def test_entry_point_pcap_missing_file(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         2, "", "l7scope: missing.pcap: no such capture file\n")
+
+
+def test_output_pipe_closed_early_is_not_an_error(tmp_path):
+    """`l7scope pcap F --output jsonl:- | head -1`: the reader goes away; no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from tests.capture.test_pcap_reader import write_pcap
+
+    frames, cseq, sseq = [], 1000, 9000
+    for i in range(300):  # ~180 KB of JSON Lines: more than a pipe buffer holds
+        req = f"GET /item/{i} HTTP/1.1\r\nHost: shop\r\n\r\n".encode()
+        resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        frames.append(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2")
+                            / TCP(sport=40000, dport=80, seq=cseq, flags="PA") / req))
+        frames.append(bytes(Ether() / IP(src="10.0.0.2", dst="10.0.0.1")
+                            / TCP(sport=80, dport=40000, seq=sseq, flags="PA") / resp))
+        cseq, sseq = cseq + len(req), sseq + len(resp)
+    capture = tmp_path / "many.pcap"
+    capture.write_bytes(write_pcap(frames))
+    proc = subprocess.Popen([sys.executable, "-m", "l7scope.cli", "pcap", str(capture),
+                             "--output", "jsonl:-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `head -1` exiting
+    assert proc.wait(60) == 0
+    assert b'"path":"/item/0"' in first
+    assert proc.stderr.read() == b""
