@@ -238,7 +238,11 @@ def run_live(args) -> int:
         clock = WallClock()
     pipeline: Pipeline | None = None
     show_summary = sys.stdout.isatty() and not args.no_summary and "-" not in args.output
-    outputs = Outputs(args, config, clock, lambda: pipeline, show_summary)
+    try:
+        outputs = Outputs(args, config, clock, lambda: pipeline, show_summary)
+    except BaseException:
+        source.close()  # one cleanup path: nothing stays attached when an output cannot open
+        raise
     from l7scope.conn.listeners import ListeningPorts
     from l7scope.conn.table import ConnectionTable
 

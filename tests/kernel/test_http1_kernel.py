@@ -293,3 +293,18 @@ def test_python_http_client_keepalive_to_nginx(agent, nginx):
         assert len({r["conn_id"] for r in got}) == 1
     me = open("/proc/self/comm").read().strip()
     assert {(r["comm"], r["pid"]) for r in by_side(recs, "client")} == {(me, os.getpid())}
+
+
+def test_busy_metrics_listen_address_is_one_line_exit_2(tmp_path):
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "l7scope.cli", "run", "--metrics-listen",
+                              f"127.0.0.1:{port}", "--duration", "5"],
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"l7scope: --metrics-listen 127.0.0.1:{port}:")
