@@ -56,8 +56,26 @@ def _mount(fstype: str, target: str) -> None:
             raise CaptureUnavailable(f"cannot mount {fstype} at {target}: {os.strerror(e)}")
 
 
+MIN_KERNEL = (5, 17)  # bpf_loop
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    """(major, minor) of a release string such as "6.18.44-fc-v657"; (0, 0) if unreadable."""
+    release = release or os.uname().release
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
 def check_environment() -> None:
     """Raise CaptureUnavailable with one clear line when the agent cannot run; mount what's missing."""
+    version = kernel_version()
+    if version != (0, 0) and version < MIN_KERNEL:
+        raise CaptureUnavailable(
+            f"kernel {os.uname().release} is too old: l7scope run needs Linux "
+            f"{MIN_KERNEL[0]}.{MIN_KERNEL[1]} or newer (use `l7scope pcap` or --interface instead)")
     if os.geteuid() != 0:
         raise CaptureUnavailable("l7scope run needs root (CAP_BPF, CAP_PERFMON): run it with sudo")
     if not os.path.exists(BTF):
