@@ -68,10 +68,12 @@ def _ip_of(endpoint: str | None) -> str:
     return host.strip("[]")
 
 
-def pair_of(ex: Exchange, peer_comm: str | None = None) -> tuple[str, str, int | None, int | None]:
-    """(client name, server name, client pid, server pid) for a record."""
-    me = process_name(ex.comm, ex.pid) if ex.pid is not None else None
-    peer = process_name(peer_comm, ex.peer_pid) if ex.peer_pid is not None else None
+def pair_of(ex: Exchange, peer_comm: str | None = None,
+            name=process_name) -> tuple[str, str, int | None, int | None]:
+    """(client name, server name, client pid, server pid) for a record; `name(comm, pid)` names
+    local processes ("comm(pid)" by default)."""
+    me = name(ex.comm, ex.pid) if ex.pid is not None else None
+    peer = name(peer_comm, ex.peer_pid) if ex.peer_pid is not None else None
     if ex.side == "server":
         return (peer or _ip_of(ex.remote)), me, ex.peer_pid, ex.pid
     if ex.side == "client":
@@ -88,13 +90,14 @@ def is_error(ex: Exchange) -> bool:
 
 
 class MetricsAggregator:
-    def __init__(self, max_pairs: int = 4096):
+    def __init__(self, max_pairs: int = 4096, name=process_name):
         self.max_pairs = max_pairs
+        self.name = name
         self.overflow_records = 0
         self._pairs: dict[tuple, _Pair] = {}
 
     def record(self, ex: Exchange, peer_comm: str | None = None) -> None:
-        client, server, cpid, spid = pair_of(ex, peer_comm)
+        client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
         key = (client, server, ex.protocol)
         p = self._pairs.get(key)
         if p is None:

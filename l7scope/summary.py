@@ -1,7 +1,8 @@
 """The live terminal summary: a table of process pairs with rate, errors and p50/p99.
 
 It keeps its own short-interval aggregator so that the table shows the last few seconds,
-independent of the metrics interval.
+independent of the metrics interval. Rows group processes by command name (every curl, every
+nginx worker in one row); the metrics outputs keep one series per process.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class LiveSummary:
     def __init__(self, out=None, every_s: float = 2.0, recent: int = 8):
         self.out = out or sys.stdout
         self.every_s = every_s
-        self.agg = MetricsAggregator(max_pairs=512)
+        self.agg = MetricsAggregator(max_pairs=512, name=lambda comm, pid: comm or f"pid {pid}")
         self.recent: list[str] = []
         self.keep_recent = recent
         self.total = 0

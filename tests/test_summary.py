@@ -27,7 +27,7 @@ def test_table_rows_rates_errors_and_quantiles():
     assert lines[0] == "l7scope  exchanges: 5  dropped: ringbuf_full: 3"
     row = [line for line in lines if line.startswith("10.1.0.3")][0].split()
     # client (remote IP), server (this process), protocol, req/s, errors, p50, p99
-    assert row[:3] == ["10.1.0.3", "api(42)", "http1"]
+    assert row[:3] == ["10.1.0.3", "api", "http1"]
     assert 4.9 < float(row[3]) <= 5.0 and row[4] == "1"  # 5 requests over the last second
     assert row[5:] == ["5ms", "500ms"]  # median 3 ms: bucket (2.5, 5]; p99 300 ms: (250, 500]
     assert lines[-1] == "server api(42) GET /api/users?id=1 -> 503 300.0ms"
@@ -43,3 +43,11 @@ def test_counters_are_read_only_when_drawing():
 def test_nothing_dropped_says_none():
     s = LiveSummary(out=io.StringIO(), every_s=0.5)
     assert draw(s, {"events": 5, "ringbuf_full": 0})[0] == "l7scope  exchanges: 0  dropped: none"
+
+
+def test_rows_group_processes_by_command():
+    s = LiveSummary(out=io.StringIO(), every_s=0.5)
+    for pid in (100, 101, 102):  # three curl runs against one remote server
+        s.observe(make_exchange(side="client", comm="curl", pid=pid))
+    rows = [line.split()[:4] for line in draw(s, {}) if line.startswith("curl")]
+    assert rows == [["curl", "10.1.0.3:51234", "http1", "3.0"]]
