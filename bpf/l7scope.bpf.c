@@ -58,6 +58,8 @@ struct active_call {
 	__u8 syscall;
 	__u8 shape;
 	__u8 has_seq;
+	__u8 direction; /* set when the payload is emitted */
+	__u8 tls;       /* TLS plaintext from the library hooks */
 };
 
 struct conn_info {
@@ -94,6 +96,38 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } seen_threads SEC(".maps");
+
+/* TLS: a library call in progress per thread, the socket each SSL object writes to (learned
+ * from the syscalls made inside SSL_read/SSL_write), and the plaintext stream of each SSL */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 count_ptr; /* size_t * of the _ex variants, else 0 */
+	__u64 ts_enter;
+	__u8 direction;
+	__u8 syscall;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} ssl_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} ssl_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_info);
+} tls_conns SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -391,22 +425,26 @@ static long emit_step(__u32 index, void *arg)
 	return 0;
 }
 
-static __always_inline void emit_data(struct active_call *ac, struct sock *sk, __u32 result,
-				      __u8 direction)
+/* A subprogram, not inlined: the syscall and TLS paths share one verified copy. */
+static __noinline int emit_payload(struct active_call *ac, struct sock *sk, struct conn_info *ci,
+				   __u32 result)
 {
-	struct conn_info *ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u8 direction = ac->direction;
+	int tls = ac->tls;
 	struct emit_ctx c = {};
 	struct l7_event *ev;
 	__u32 seq_end;
 	__u64 first = 0, first_len = 0;
 
 	if (!ci)
-		return;
+		return 0;
 	ev = header(L7_KIND_DATA, sk, ci, ac->ts_enter, ac->fd, ac->syscall);
 	if (!ev)
-		return;
-	if (ac->has_seq) {
+		return 0;
+	if (tls) {
+		ev->flags |= L7_FLAG_TLS; /* plaintext has no TCP position: contiguous per SSL */
+	} else if (ac->has_seq) {
 		/* the position before the call: exact even when a read also consumed the FIN,
 		 * which advances copied_seq by one more */
 		ev->seq = ac->seq;
@@ -445,7 +483,7 @@ static __always_inline void emit_data(struct active_call *ac, struct sock *sk, _
 		/* what was not copied: one record covering the exact hole */
 		ev = bpf_map_lookup_elem(&scratch, &(__u32){0});
 		if (!ev)
-			return;
+			return 0;
 		if (!(ev->flags & L7_FLAG_PAYLOAD_SUPPRESSED)) {
 			ev->flags |= L7_FLAG_TRUNCATED;
 			count(L7_STAT_BYTES_NOT_CAPTURED, result - c.done);
@@ -455,9 +493,32 @@ static __always_inline void emit_data(struct active_call *ac, struct sock *sk, _
 		ev->data_len = 0;
 		output(ev, 0);
 	}
+	return 0;
+}
+
+static __always_inline void emit_data(struct active_call *ac, struct sock *sk, __u32 result,
+				      __u8 direction)
+{
+	struct conn_info *ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
+
+	if (ci) {
+		ac->direction = direction;
+		ac->tls = 0;
+		emit_payload(ac, sk, ci, result);
+	}
 }
 
 /* ---- syscall entry: remember the call ---- */
+
+/* A syscall made inside SSL_read/SSL_write names the socket of that SSL object. */
+static __always_inline void learn_ssl_socket(__u64 sk)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *sc = bpf_map_lookup_elem(&ssl_active, &id);
+
+	if (sc)
+		bpf_map_update_elem(&ssl_socks, &sc->ssl, &sk, BPF_ANY);
+}
 
 /* Fill a call record for a traced TCP socket; 0 when the call is not ours. */
 static __always_inline int describe(struct active_call *ac, int fd, __u64 ptr, __u32 cnt, __u8 sc,
@@ -482,6 +543,7 @@ static __always_inline int describe(struct active_call *ac, int fd, __u64 ptr, _
 	ac->has_seq = at_entry;
 	if (at_entry)
 		ac->seq = dir == L7_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	learn_ssl_socket(ac->sk);
 	return 1;
 }
 
@@ -757,5 +819,95 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		output(ev, 0);
 	}
 	bpf_map_delete_elem(&conns, &key);
+	return 0;
+}
+
+/* ---- TLS plaintext: uprobes on libssl's SSL_read/SSL_write (and _ex) ----
+ * Entry remembers the SSL object and buffer per thread; the syscalls made inside the call map
+ * the SSL object to its socket (learn_ssl_socket); the return copies the plaintext, as a stream
+ * of its own (conn_id per SSL object, flag TLS), with the socket's addresses and role. */
+
+static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 direction, __u8 sc, int ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call call = {};
+
+	if (!traced(id >> 32))
+		return 0;
+	call.ssl = PT_REGS_PARM1(ctx);
+	call.buf = PT_REGS_PARM2(ctx);
+	call.count_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+	call.ts_enter = bpf_ktime_get_ns();
+	call.direction = direction;
+	call.syscall = sc;
+	if (bpf_map_update_elem(&ssl_active, &id, &call, BPF_ANY))
+		count(L7_STAT_ACTIVE_FULL, 1);
+	return 0;
+}
+
+static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
+{
+	struct conn_info *ci = bpf_map_lookup_elem(&tls_conns, &ssl);
+	__u64 key = (__u64)sk;
+	struct conn_info *raw;
+
+	if (ci)
+		return ci;
+	struct conn_info nci = {};
+	nci.conn_id = ((__u64)(cfg.self_tgid & 0xfffff) << 32) |
+		      (__sync_fetch_and_add(&next_conn_id, 1) & 0xffffffff);
+	raw = bpf_map_lookup_elem(&conns, &key);
+	nci.role = raw ? raw->role : L7_ROLE_UNKNOWN;
+	bpf_map_update_elem(&tls_conns, &ssl, &nci, BPF_ANY);
+	return bpf_map_lookup_elem(&tls_conns, &ssl);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter) { return ssl_enter(ctx, L7_DIR_EGRESS, L7_SYS_SSL_WRITE, 0); }
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter) { return ssl_enter(ctx, L7_DIR_EGRESS, L7_SYS_SSL_WRITE, 1); }
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter) { return ssl_enter(ctx, L7_DIR_INGRESS, L7_SYS_SSL_READ, 0); }
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter) { return ssl_enter(ctx, L7_DIR_INGRESS, L7_SYS_SSL_READ, 1); }
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_exit)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *call = bpf_map_lookup_elem(&ssl_active, &id);
+	struct active_call ac = {};
+	int ret = (int)PT_REGS_RC(ctx); /* int: the upper half of the register is not the value */
+	__u64 n = 0, *skp;
+	struct conn_info *ci;
+
+	if (!call)
+		return 0;
+	if (call->count_ptr) {
+		if (ret == 1)
+			bpf_probe_read_user(&n, sizeof(n), (void *)call->count_ptr);
+	} else if (ret > 0) {
+		n = ret;
+	}
+	skp = n ? bpf_map_lookup_elem(&ssl_socks, &call->ssl) : NULL;
+	if (n && !skp)
+		count(L7_STAT_TLS_UNMAPPED, 1);
+	if (skp) {
+		ci = tls_conn_of(call->ssl, (struct sock *)*skp);
+		if (ci) {
+			ac.ts_enter = call->ts_enter;
+			ac.ptr = call->buf;
+			ac.fd = -1;
+			ac.syscall = call->syscall;
+			ac.shape = SHAPE_BUF;
+			ac.direction = call->direction;
+			ac.tls = 1;
+			emit_payload(&ac, (struct sock *)*skp, ci, (__u32)n);
+		}
+	}
+	bpf_map_delete_elem(&ssl_active, &id);
 	return 0;
 }

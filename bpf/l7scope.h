@@ -32,11 +32,13 @@ enum l7_syscall {
 	L7_SYS_READ = 1, L7_SYS_WRITE, L7_SYS_READV, L7_SYS_WRITEV, L7_SYS_RECVFROM, L7_SYS_SENDTO,
 	L7_SYS_RECVMSG, L7_SYS_SENDMSG, L7_SYS_RECVMMSG, L7_SYS_SENDMMSG, L7_SYS_SENDFILE,
 	L7_SYS_CONNECT, L7_SYS_ACCEPT, L7_SYS_ACCEPT4, L7_SYS_CLOSE, L7_SYS_STATE,
+	L7_SYS_SSL_READ, L7_SYS_SSL_WRITE,
 };
 
 /* flags */
 #define L7_FLAG_PAYLOAD_SUPPRESSED 0x01 /* connection not (yet) recognised as HTTP: bytes only */
 #define L7_FLAG_TRUNCATED 0x02          /* part of the syscall's bytes were not captured */
+#define L7_FLAG_TLS 0x04                /* TLS plaintext from library hooks: seq not meaningful */
 
 /* connection classes kept per socket in the kernel */
 enum l7_class {
@@ -54,6 +56,7 @@ enum l7_stat {
 	L7_STAT_BYTES_SUPPRESSED,    /* payload bytes of non-HTTP connections (counted only) */
 	L7_STAT_CONNS_CREATED,       /* sockets entered in the connection table */
 	L7_STAT_READ_FAULTS,         /* user memory that could not be read */
+	L7_STAT_TLS_UNMAPPED,        /* TLS calls whose socket was not known yet */
 	L7_STAT_MAX,
 };
 

@@ -250,8 +250,11 @@ def run_live(args) -> int:
     pipeline = Pipeline(table=table, clock=clock, observers=[outputs],
                         capture_mode=bool(args.interface))
     what = f"pids {args.pid}" if args.pid else f"commands {args.comm}" if args.comm else "all processes"
+    tls = getattr(source, "tls_library", None)
+    tls_note = "" if args.interface else (
+        f"; TLS via {tls}" if tls else f"; TLS not traced ({getattr(source, 'tls_problem', None)})")
     print(f"l7scope: capturing HTTP/1.x, HTTP/2 and gRPC traffic of {what}"
-          + (f" on {args.interface}" if args.interface else "") + " (Ctrl-C stops)",
+          + (f" on {args.interface}" if args.interface else "") + tls_note + " (Ctrl-C stops)",
           file=sys.stderr, flush=True)
     deadline = time.monotonic() + args.duration if args.duration else None
     counters = lambda: _all_counters(pipeline, outputs, source.counters())  # noqa: E731

@@ -24,6 +24,14 @@ BTF = "/sys/kernel/btf/vmlinux"
 # struct l7_config in bpf/l7scope.h
 CONFIG = struct.Struct("<IIBBBB")
 
+# TLS plaintext: libssl functions and the entry program for each; one return program for all
+LIBSSL_CANDIDATES = ("/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+                     "/lib/aarch64-linux-gnu/libssl.so.3", "/usr/lib64/libssl.so.3",
+                     "/usr/lib/libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.1.1")
+SSL_FUNCTIONS = {"SSL_write": "ssl_write_enter", "SSL_write_ex": "ssl_write_ex_enter",
+                 "SSL_read": "ssl_read_enter", "SSL_read_ex": "ssl_read_ex_enter"}
+SSL_RETURN_PROGRAM = "ssl_exit"
+
 
 class CaptureUnavailable(RuntimeError):
     """The kernel capture cannot run here; the message is one line for the user."""
@@ -37,6 +45,7 @@ class KernelOptions:
     ringbuf_bytes: int = 16 << 20
     capture_all: bool = False  # payload of every TCP connection, not only HTTP-looking ones
     max_checks: int = 8
+    tls: bool = True  # TLS plaintext through uprobes on libssl, when it is found
 
 
 def object_path() -> str:
@@ -112,6 +121,8 @@ class KernelCapture:
         self.options = options
         self.decoder = WireDecoder()
         self.missing_tracepoints: list[str] = []
+        self.tls_library: str | None = None  # the libssl hooked, None when TLS is not traced
+        self.tls_problem: str | None = None
         self._obj = None
         self._rb = None
         log: list[str] = []
@@ -139,11 +150,29 @@ class KernelCapture:
         obj.load()
         self._fill_filters(o)
         for prog, name, section in progs:
-            if section not in self.missing_tracepoints:
+            if section not in self.missing_tracepoints and not section.startswith("uprobe") \
+                    and not section.startswith("uretprobe"):
                 obj.attach(prog, name)
+        if o.tls:
+            self._attach_tls({name: prog for prog, name, _ in progs})
         self._rb = libbpf.RingBuffer(obj.map_fd("events"))
         self._stats_fd = obj.map_fd("stats")
         self._ncpu = libbpf.possible_cpus()
+
+    def _attach_tls(self, programs: dict[str, int]) -> None:
+        """Hook libssl when it is there; TLS is then traced, else the reason is kept (not fatal)."""
+        library = next((p for p in LIBSSL_CANDIDATES if os.path.exists(p)), None)
+        if library is None:
+            self.tls_problem = "libssl not found"
+            return
+        try:
+            for func, entry in SSL_FUNCTIONS.items():
+                self._obj.attach_uprobe(programs[entry], library, func, retprobe=False)
+                self._obj.attach_uprobe(programs[SSL_RETURN_PROGRAM], library, func, retprobe=True)
+        except (libbpf.LibbpfError, KeyError) as e:
+            self.tls_problem = str(e)
+            return
+        self.tls_library = library
 
     def _fill_filters(self, o: KernelOptions) -> None:
         pid_fd = self._obj.map_fd("pid_filter")

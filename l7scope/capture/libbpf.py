@@ -20,6 +20,14 @@ class LibbpfError(OSError):
     pass
 
 
+class UprobeOpts(ctypes.Structure):
+    """struct bpf_uprobe_opts of libbpf 1.1 (sz, ref_ctr_offset, bpf_cookie, retprobe, func_name)."""
+
+    _fields_ = [("sz", ctypes.c_size_t), ("ref_ctr_offset", ctypes.c_size_t),
+                ("bpf_cookie", ctypes.c_uint64), ("retprobe", ctypes.c_bool),
+                ("func_name", ctypes.c_char_p)]
+
+
 def _load_library() -> ctypes.CDLL:
     for name in ("libbpf.so.1", ctypes.util.find_library("bpf") or ""):
         if not name:
@@ -55,6 +63,7 @@ def _declare(L: ctypes.CDLL) -> None:
         "bpf_program__section_name": (cp, [vp]),
         "bpf_program__set_autoload": (i, [vp, ctypes.c_bool]),
         "bpf_program__attach": (vp, [vp]),
+        "bpf_program__attach_uprobe_opts": (vp, [vp, ctypes.c_int, cp, sz, vp]),
         "bpf_link__destroy": (i, [vp]),
         "bpf_map__fd": (i, [vp]),
         "bpf_map__name": (cp, [vp]),
@@ -159,6 +168,15 @@ class BpfObject:
         link = lib().bpf_program__attach(prog)
         if not link:
             raise _err(f"attaching {name}")
+        self._links.append(link)
+
+    def attach_uprobe(self, prog: int, binary: str, func: str, retprobe: bool) -> None:
+        """Attach to `func` of the shared library `binary` in every process (pid -1)."""
+        opts = UprobeOpts(ctypes.sizeof(UprobeOpts), 0, 0, retprobe, func.encode())
+        link = lib().bpf_program__attach_uprobe_opts(prog, -1, binary.encode(), 0,
+                                                     ctypes.byref(opts))
+        if not link:
+            raise _err(f"attaching {'uretprobe' if retprobe else 'uprobe'} {binary}:{func}")
         self._links.append(link)
 
     def map_fd(self, name: str) -> int:

@@ -20,21 +20,22 @@ assert HEADER.size == HEADER_LEN
 # addresses, comm: bytes 58..112) repeats for every record of a socket and is decoded once
 NUMBERS = struct.Struct("<QQQIIiIIIIHBBBB")
 ENDPOINTS_AT = NUMBERS.size  # 58
+FLAGS_AT = 59
 MAX_ENDPOINT_CACHE = 8192
 
 KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF = 1, 2, 3, 4
 DIR_EGRESS, DIR_INGRESS = 1, 2
 AF_INET, AF_INET6 = 2, 10
-FLAG_PAYLOAD_SUPPRESSED, FLAG_TRUNCATED = 0x01, 0x02
+FLAG_PAYLOAD_SUPPRESSED, FLAG_TRUNCATED, FLAG_TLS = 0x01, 0x02, 0x04
 
 SYSCALLS = {
     1: "read", 2: "write", 3: "readv", 4: "writev", 5: "recvfrom", 6: "sendto", 7: "recvmsg",
     8: "sendmsg", 9: "recvmmsg", 10: "sendmmsg", 11: "sendfile", 12: "connect", 13: "accept",
-    14: "accept4", 15: "close", 16: "state",
+    14: "accept4", 15: "close", 16: "state", 17: "SSL_read", 18: "SSL_write",
 }
 
 STATS = ("events", "ringbuf_full", "active_full", "bytes_not_captured", "bytes_suppressed",
-         "conns_created", "read_faults")
+         "conns_created", "read_faults", "tls_unmapped")
 
 _ip_cache: dict[bytes, str] = {}
 
@@ -94,11 +95,13 @@ class WireDecoder:
         local, remote, comm = ends
         egress = direction == DIR_EGRESS
         if kind == KIND_DATA:
+            tls = bool(rec[FLAGS_AT] & FLAG_TLS)  # plaintext: no TCP position, contiguous
             return DataChunk(
                 conn_id, egress, ts_enter if egress else ts_exit,
-                rec[HEADER_LEN:HEADER_LEN + data_len], chunk_len, (seq + chunk_off) & 0xFFFFFFFF,
+                rec[HEADER_LEN:HEADER_LEN + data_len], chunk_len,
+                None if tls else (seq + chunk_off) & 0xFFFFFFFF,
                 ROLES[role] if role < 3 else Role.UNKNOWN, local, remote, tgid, tid, comm, fd,
-                SYSCALLS.get(syscall), ts_enter, ts_exit)
+                SYSCALLS.get(syscall), ts_enter, ts_exit, tls)
         if kind == KIND_OPEN:
             return ConnectionOpened(
                 conn_id=conn_id, ts=ts_exit, role=ROLES[role] if role < 3 else Role.UNKNOWN,
