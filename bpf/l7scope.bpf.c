@@ -216,6 +216,13 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd)
 	return sk;
 }
 
+/* Unique per agent run: the agent's pid above a counter (stays below 2**53 for JSON). */
+static __always_inline __u64 new_conn_id(void)
+{
+	return ((__u64)(cfg.self_tgid & 0xfffff) << 32) |
+	       (__sync_fetch_and_add(&next_conn_id, 1) & 0xffffffff);
+}
+
 static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int fresh)
 {
 	__u64 key = (__u64)sk;
@@ -224,8 +231,7 @@ static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int
 	if (ci && !fresh)
 		return ci;
 	struct conn_info nci = {};
-	nci.conn_id = ((__u64)(cfg.self_tgid & 0xfffff) << 32) |
-		      (__sync_fetch_and_add(&next_conn_id, 1) & 0xffffffff);
+	nci.conn_id = new_conn_id();
 	nci.role = role;
 	bpf_map_update_elem(&conns, &key, &nci, BPF_ANY);
 	count(L7_STAT_CONNS_CREATED, 1);
@@ -753,47 +759,23 @@ static __always_inline void finish_open(long ret, __u8 role)
 	bpf_map_delete_elem(&active, &id);
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_fd(ARG(0), L7_SYS_CONNECT);
-	return 0;
-}
+#define OPEN_PROBES(name, sc, role)                                                       \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                       \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                            \
+	{                                                                                 \
+		remember_fd(ARG(0), sc);                                                  \
+		return 0;                                                                 \
+	}                                                                                 \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                        \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)                              \
+	{                                                                                 \
+		finish_open(ctx->ret, role);                                              \
+		return 0;                                                                 \
+	}
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int exit_connect(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_open(ctx->ret, L7_ROLE_CLIENT);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept")
-int enter_accept(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_fd(ARG(0), L7_SYS_ACCEPT);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_open(ctx->ret, L7_ROLE_SERVER);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int enter_accept4(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_fd(ARG(0), L7_SYS_ACCEPT4);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	finish_open(ctx->ret, L7_ROLE_SERVER);
-	return 0;
-}
+OPEN_PROBES(connect, L7_SYS_CONNECT, L7_ROLE_CLIENT)
+OPEN_PROBES(accept, L7_SYS_ACCEPT, L7_ROLE_SERVER)
+OPEN_PROBES(accept4, L7_SYS_ACCEPT4, L7_ROLE_SERVER)
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
@@ -854,8 +836,7 @@ static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
 	if (ci)
 		return ci;
 	struct conn_info nci = {};
-	nci.conn_id = ((__u64)(cfg.self_tgid & 0xfffff) << 32) |
-		      (__sync_fetch_and_add(&next_conn_id, 1) & 0xffffffff);
+	nci.conn_id = new_conn_id();
 	raw = bpf_map_lookup_elem(&conns, &key);
 	nci.role = raw ? raw->role : L7_ROLE_UNKNOWN;
 	bpf_map_update_elem(&tls_conns, &ssl, &nci, BPF_ANY);
