@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from l7scope.config import SamplingConfig, SamplingRule
 from l7scope.exchange import Exchange
+from l7scope.metrics import pair_of
 from l7scope.protocols.message import HttpMessage
 from l7scope.redact import Redactor
 
@@ -69,31 +70,17 @@ class TopN:
 _LIST_OF_REASON = {"5xx": 2, "grpc_error": 2, "4xx": 1, "slow": 0}
 
 
-def _process_name(comm: str | None, pid: int | None) -> str:
-    return f"{comm or '?'}({pid})" if pid is not None else (comm or "?")
-
-
-def _host(addr: str | None) -> str:
-    if not addr:
-        return "?"
-    host = addr.rsplit(":", 1)[0] if ":" in addr else addr
-    return host.strip("[]")
+def _display_name(comm: str | None, pid: int | None) -> str:
+    """"comm(pid)"; a traced peer's comm is not in the record, so it is "pid(N)"."""
+    return f"{comm}({pid})" if comm else f"pid({pid})"
 
 
 def default_pair_key(ex: Exchange) -> tuple[str, str, str]:
-    """(client, server, protocol) display names, as PairMetrics names them.
-
-    The observing process is "comm(pid)"; the other end is "pid(N)" when it is a local traced
-    process (its comm is not in the record), else the remote address: "ip" for a client and
-    "ip:port" for a server. Records from packet captures (no side) use local as the client.
-    """
-    peer_client = f"pid({ex.peer_pid})" if ex.peer_pid is not None else _host(ex.remote)
-    peer_server = f"pid({ex.peer_pid})" if ex.peer_pid is not None else (ex.remote or "?")
-    if ex.side == "server":
-        return peer_client, _process_name(ex.comm, ex.pid), ex.protocol
-    if ex.side == "client":
-        return _process_name(ex.comm, ex.pid), peer_server, ex.protocol
-    return _host(ex.local), ex.remote or "?", ex.protocol
+    """(client, server, protocol) display names, by the rules PairMetrics names pairs with
+    (metrics.pair_of): "ip" for a remote client, "ip:port" for a remote server, local as the
+    client in packet captures."""
+    client, server, _, _ = pair_of(ex, name=_display_name)
+    return client, server, ex.protocol
 
 
 class _Rules:
