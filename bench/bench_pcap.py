@@ -22,26 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp};
-    proxy_temp_path {tmp};
-    fastcgi_temp_path {tmp};
-    uwsgi_temp_path {tmp};
-    scgi_temp_path {tmp};
-    server {{
-        listen 127.0.0.1:{port};
-        root {tmp}/www;
-        keepalive_requests 100000;
-    }}
-}}
-"""
+from tests.kernel.conftest import nginx_config  # noqa: E402
+
+SERVER = "    server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}"
 
 WRK_SCRIPT = """
 local paths = {{{paths}}}
@@ -62,7 +45,7 @@ def record(path: Path, target_mb: int, port: int, max_seconds: int, small_only: 
         www.mkdir()
         (www / "small.txt").write_bytes(b"x" * 600)
         (www / "medium.bin").write_bytes(os.urandom(24_000))
-        Path(tmp, "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
+        Path(tmp, "nginx.conf").write_text(nginx_config(tmp, SERVER.format(tmp=tmp, port=port)))
         paths = ['"/small.txt"'] * 3 + ([] if small_only else ['"/medium.bin"'])
         Path(tmp, "paths.lua").write_text(WRK_SCRIPT.format(paths=", ".join(paths)))
         nginx = subprocess.Popen(["nginx", "-c", f"{tmp}/nginx.conf", "-p", tmp])

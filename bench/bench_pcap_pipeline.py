@@ -24,27 +24,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-H2_NGINX_CONF = """
-user root;
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp};
-    proxy_temp_path {tmp};
-    fastcgi_temp_path {tmp};
-    uwsgi_temp_path {tmp};
-    scgi_temp_path {tmp};
-    keepalive_requests 100000000;
-    server {{
-        listen 127.0.0.1:{port} http2;
-        location / {{ root {tmp}/www; }}
-    }}
-}}
-"""
+from tests.kernel.conftest import nginx_config  # noqa: E402
+
+H2_SERVER = "    server {{ listen 127.0.0.1:{port} http2; location / {{ root {tmp}/www; }} }}"
 
 
 def record_h2(path: Path, target_mb: int, port: int, max_seconds: int) -> None:
@@ -53,7 +35,8 @@ def record_h2(path: Path, target_mb: int, port: int, max_seconds: int) -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed")
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "nginx.conf").write_text(H2_NGINX_CONF.format(tmp=tmp, port=port))
+        Path(tmp, "nginx.conf").write_text(
+            nginx_config(tmp, H2_SERVER.format(tmp=tmp, port=port)))
         Path(tmp, "www").mkdir()
         Path(tmp, "www", "h2").write_bytes(b"h" * 4000)
         nginx = subprocess.Popen(["nginx", "-c", f"{tmp}/nginx.conf", "-p", tmp])

@@ -158,8 +158,10 @@ def python_server():
     _stop(proc)
 
 
-def nginx_config(tmp, servers: str, user_root: bool = True) -> str:
-    """A self-contained nginx.conf (one worker, pid/logs/temp files under tmp) around `servers`."""
+def nginx_config(tmp, servers: str, user_root: bool = True, access_log: str = "off",
+                 log_format: str = "") -> str:
+    """A self-contained nginx.conf (one worker, pid/logs/temp files under tmp) around `servers`;
+    `access_log`/`log_format` for the tests that count what nginx served."""
     return f"""
 {"user root;" if user_root else ""}
 worker_processes 1;
@@ -168,7 +170,8 @@ pid {tmp}/nginx.pid;
 error_log {tmp}/error.log;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    {log_format}
+    access_log {access_log};
     default_type text/plain;
     keepalive_requests 1000000;
     client_body_temp_path {tmp}/body;

@@ -24,7 +24,9 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from tests.kernel.conftest import APPS, Nginx, _spawn, _stop, cannot_run, curl, free_port, need_tool
+from tests.kernel.conftest import (
+    APPS, Nginx, _spawn, _stop, cannot_run, curl, free_port, need_tool, nginx_config,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -576,25 +578,7 @@ def test_live_interface_capture_on_lo(agent, python_server):
 
 # --- a large capture in bounded memory -------------------------------------------------------
 
-LOAD_NGINX_CONF = """
-user root;
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    log_format counted '$status $request_uri';
-    access_log {tmp}/access.log counted;
-    client_body_temp_path {tmp};
-    proxy_temp_path {tmp};
-    fastcgi_temp_path {tmp};
-    uwsgi_temp_path {tmp};
-    scgi_temp_path {tmp};
-    keepalive_requests 1000000;
-    server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}
-}}
-"""
+LOAD_SERVER = "    server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}"
 WRK_PATHS = """
 local paths = {"/small.txt", "/small.txt", "/medium.bin"}
 local i = 0
@@ -624,7 +608,9 @@ def _record_load_once(tmp: Path) -> tuple[Path, list[str], int]:
     (tmp / "www" / "medium.bin").write_bytes(random.Random(1).randbytes(24_000))
     (tmp / "paths.lua").write_text(WRK_PATHS)
     port = free_port()
-    (tmp / "nginx.conf").write_text(LOAD_NGINX_CONF.format(tmp=tmp, port=port))
+    (tmp / "nginx.conf").write_text(nginx_config(
+        tmp, LOAD_SERVER.format(tmp=tmp, port=port), access_log=f"{tmp}/access.log counted",
+        log_format="log_format counted '$status $request_uri';"))
     nginx = _spawn([shutil.which("nginx"), "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], port)
     path = tmp / "load.pcap"
     try:
