@@ -13,7 +13,8 @@ import time
 from l7scope.config import Config, ConfigError, load_config
 from l7scope.exchange import WallClock
 from l7scope.metrics import MetricsAggregator, pair_of
-from l7scope.pipeline import JsonlSink, Pipeline
+from l7scope.outputs.jsonl import JsonlSink
+from l7scope.pipeline import Pipeline
 from l7scope.redact import Redactor
 from l7scope.sampling import Sampler
 

@@ -7,8 +7,6 @@ downstream reaches back.
 """
 from __future__ import annotations
 
-import json
-import sys
 from collections import Counter, OrderedDict
 
 from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, format_endpoint
@@ -155,32 +153,3 @@ class Pipeline:
 
     def peer_comm(self, ex: Exchange) -> str | None:
         return self.peers.peer(ex.local, ex.remote)[1] if ex.peer_pid is not None else None
-
-
-_ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-
-
-class JsonlSink:
-    """Writes one Exchange (or any dict) per line to a path or '-' (stdout)."""
-
-    def __init__(self, path: str, with_headers: bool = False, redact=None):
-        self.path = path
-        self.with_headers = with_headers
-        self.redact = redact
-        self._f = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")
-        self.written = 0
-
-    def __call__(self, ex: Exchange) -> None:
-        self.write(ex.to_dict(self.with_headers, self.redact))
-
-    def write(self, d: dict) -> None:
-        self._f.write(_ENCODE(d) + "\n")
-        self.written += 1
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.flush()
-        if self._f is not sys.stdout:
-            self._f.close()

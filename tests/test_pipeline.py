@@ -11,7 +11,8 @@ from pathlib import Path
 from l7scope.capture.events import ConnectionClosed, ConnectionOpened, Role
 from l7scope.conn.table import Connection
 from l7scope.exchange import CONTRACT_FIELDS, Exchange, TraceContext, WallClock
-from l7scope.pipeline import PEER_GRACE_NS, JsonlSink, PeerIndex, Pipeline
+from l7scope.outputs.jsonl import JsonlSink
+from l7scope.pipeline import PEER_GRACE_NS, PeerIndex, Pipeline
 from l7scope.protocols.message import ExchangeParsed, HttpMessage
 from l7scope.redact import Redactor
 from tests.conn.h2_peers import H2Peers, chunk, get

@@ -1,0 +1,1 @@
+"""Outputs: sinks that receive Exchange records and interval snapshots."""
