@@ -1,0 +1,249 @@
+"""The embedded store backend: one SQLite file (Python's standard library, no install).
+
+Theory of operation
+-------------------
+All of this backend's SQL lives in this module. The file is opened in WAL mode: one writer
+connection, used only by the store's writer thread, commits each batch in one transaction,
+while the API's threads read through their own read-only connections without blocking it (a
+reader sees the last committed batch). ``auto_vacuum=INCREMENTAL`` is set before the tables
+exist, so pages freed by retention go back to the file system (``incremental_vacuum``) and
+``page_count * page_size`` is the file's size, the figure the size bound is checked against;
+the WAL is truncated after each retention pass.
+
+Every method answers one spec of queries.py with plain rows; the shaping into the API's JSON
+is done once, in queries.py / web/api.py, for every backend. Errors are sqlite3.Error or
+OSError; the writer counts them (the store never raises into the capture path).
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+
+from l7scope.outputs.store import schema
+from l7scope.outputs.store.queries import ExchangeQuery, MetricsQuery, SampleQuery
+
+_SQL_TYPE = {"int": "INTEGER", "text": "TEXT"}
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS exchanges_ts ON exchanges(ts_ns)",
+    "CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts_ns)",
+    "CREATE INDEX IF NOT EXISTS pair_metrics_ts ON pair_metrics(ts_ns)",
+    "CREATE INDEX IF NOT EXISTS agent_counters_ts ON agent_counters(ts_ns)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS processes_pid ON processes(node, pid)",
+)
+_UPSERT_PROCESS = (
+    "INSERT INTO processes VALUES (?,?,?,?,?,?,?) ON CONFLICT(node, pid) DO UPDATE SET "
+    "name=COALESCE(excluded.name, name), exe=COALESCE(excluded.exe, exe), "
+    "container_id=COALESCE(excluded.container_id, container_id), ts_ns=excluded.ts_ns")
+TABLES_BY_AGE = ("exchanges", "samples", "pair_metrics", "agent_counters")
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows for one transaction, one list per table (schema.TABLES order of columns)."""
+
+    exchanges: list = field(default_factory=list)
+    samples: list = field(default_factory=list)
+    pair_metrics: list = field(default_factory=list)
+    processes: list = field(default_factory=list)
+    agent_counters: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (len(self.exchanges) + len(self.samples) + len(self.pair_metrics)
+                + len(self.processes) + len(self.agent_counters))
+
+
+def _ddl(table: str, columns) -> str:
+    cols = ", ".join(f'"{name}" {_SQL_TYPE[kind]}' for name, kind in columns)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
+
+
+def _insert(table: str, columns) -> str:
+    return f"INSERT INTO {table} VALUES ({','.join('?' * len(columns))})"
+
+
+def create_private_file(path: str) -> None:
+    """The data directory (0700 when we create it) and the database file (0600)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
+class SqliteStore:
+    """One SQLite file. ``max_page_count`` (tests) makes the file 'full' at that many pages."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str, busy_timeout_ms: int = 250, max_page_count: int | None = None):
+        self.path = path
+        create_private_file(path)
+        self._busy_ms = busy_timeout_ms
+        self._db = sqlite3.connect(path, timeout=busy_timeout_ms / 1000,
+                                   check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before any table exists
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        for table, columns in schema.TABLES.items():
+            self._db.execute(_ddl(table, columns))
+        for sql in _INDEXES:
+            self._db.execute(sql)
+        if max_page_count is not None:
+            self._db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # --- writing (writer thread only) ------------------------------------------------------
+
+    def write(self, batch: Batch) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("exchanges", "samples", "pair_metrics", "agent_counters"):
+                rows = getattr(batch, table)
+                if rows:
+                    db.executemany(_insert(table, schema.TABLES[table]), rows)
+            if batch.processes:
+                db.executemany(_UPSERT_PROCESS, batch.processes)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def delete_before(self, ts_ns: int) -> int:
+        """Rows older than ts_ns, every table; returns how many went."""
+        deleted = 0
+        for table in TABLES_BY_AGE + ("processes",):
+            deleted += self._db.execute(f"DELETE FROM {table} WHERE ts_ns < ?", (ts_ns,)).rowcount
+        return deleted
+
+    def delete_oldest(self, fraction: float) -> int:
+        """The oldest ``fraction`` of the first non-empty table in TABLES_BY_AGE (insertion
+        order: rowids grow); returns how many rows went."""
+        for table in TABLES_BY_AGE:
+            low, high = self._db.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {table}").fetchone()
+            if low is None:
+                continue
+            upto = low + max(1, int((high - low + 1) * fraction)) - 1
+            return self._db.execute(f"DELETE FROM {table} WHERE rowid <= ?", (upto,)).rowcount
+        return 0
+
+    def reclaim(self) -> None:
+        """Freed pages back to the file system; the WAL truncated."""
+        self._db.execute("PRAGMA incremental_vacuum")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def size_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        return pages * self._db.execute("PRAGMA page_size").fetchone()[0]
+
+    def row_count(self, table: str) -> int:
+        return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    # --- reading (any thread: one read-only connection per thread) -------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                 timeout=self._busy_ms / 1000)
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+            with self._lock:
+                self._readers.append(db)
+        return db
+
+    def _rows(self, sql: str, args=()) -> list[dict]:
+        return [dict(r) for r in self._reader().execute(sql, args)]
+
+    def topology_edges(self, since_ts: int | None) -> list[dict]:
+        """Per (client, server, protocol, duration bucket): requests, errors, min/max duration.
+        Bucket -1 holds requests without a response (no duration)."""
+        where, args = _where(since_ts=since_ts)
+        return self._rows(
+            "SELECT client, server, protocol, "
+            "CASE WHEN status IS NULL THEN -1 ELSE dur_bucket END AS bucket, "
+            "SUM(weight) AS requests, SUM(weight * error) AS errors, "
+            "MIN(duration_ns) AS low, MAX(duration_ns) AS high "
+            f"FROM exchanges WHERE counted = 1{where} GROUP BY 1, 2, 3, 4", args)
+
+    def processes(self) -> list[dict]:
+        """Per process name, its most recently seen pid (SQLite: bare columns of max())."""
+        return self._rows("SELECT name, pid, exe, container_id, MAX(ts_ns) AS ts_ns "
+                          "FROM processes WHERE name IS NOT NULL GROUP BY name")
+
+    def exchanges(self, q: ExchangeQuery, since_ts: int | None, limit: int):
+        where, args = _where(since_ts, q.client, q.server, q.protocol)
+        if q.status_min is not None:
+            where, args = where + " AND status >= ?", args + [q.status_min]
+        if q.status_max is not None:
+            where, args = where + " AND status <= ?", args + [q.status_max]
+        if q.min_duration_ms is not None:
+            where, args = where + " AND duration_ns >= ?", args + [int(q.min_duration_ms * 1e6)]
+        cursor = self._reader().execute(
+            f"SELECT * FROM exchanges WHERE 1 = 1{where} ORDER BY ts_ns DESC, rowid DESC LIMIT ?",
+            args + [limit])
+        return (dict(r) for r in cursor)
+
+    def samples(self, q: SampleQuery, since_ts: int | None) -> list[dict]:
+        where, args = _where(since_ts, q.client, q.server)
+        if q.list is not None:
+            where, args = where + ' AND "list" = ?', args + [q.list]
+        order = "duration_ns DESC, ts_ns DESC" if q.list == "slow" else "ts_ns DESC, duration_ns DESC"
+        return self._rows(f"SELECT * FROM samples WHERE 1 = 1{where} ORDER BY {order}, rowid DESC "
+                          "LIMIT ?", args + [q.limit])
+
+    def metrics(self, q: MetricsQuery, t0: int, step_ns: int) -> dict[str, list[dict]]:
+        """Per time slot (t = (ts_ns - t0) // step_ns): counts, statuses and the buckets of
+        four distributions."""
+        where, args = _where(t0, q.client, q.server, q.protocol)
+        slot = f"(ts_ns - {int(t0)}) / {int(step_ns)}"
+        out = {"counts": self._rows(
+            f"SELECT {slot} AS t, SUM(weight) AS requests, SUM(weight * error) AS errors "
+            f"FROM exchanges WHERE counted = 1{where} GROUP BY 1", args)}
+        out["statuses"] = self._rows(
+            f"SELECT {slot} AS t, COALESCE(CAST(status AS TEXT), 'none') AS status, "
+            f"SUM(weight) AS n FROM exchanges WHERE counted = 1{where} GROUP BY 1, 2", args)
+        for name, column, bucket, cond in (
+                ("client_duration", "duration_ns", "dur_bucket",
+                 "(side = 'client' OR side IS NULL) AND status IS NOT NULL"),
+                ("server_duration", "duration_ns", "dur_bucket",
+                 "(side = 'server' OR side IS NULL) AND status IS NOT NULL"),
+                ("request_bytes", "request_bytes", "req_bucket", "counted = 1"),
+                ("response_bytes", "response_bytes", "resp_bucket",
+                 "counted = 1 AND status IS NOT NULL")):
+            out[name] = self._rows(
+                f"SELECT {slot} AS t, {bucket} AS bucket, SUM(weight) AS n, MIN({column}) AS low, "
+                f"MAX({column}) AS high FROM exchanges WHERE {cond}{where} GROUP BY 1, 2", args)
+        return out
+
+    def oldest_ts(self) -> int | None:
+        return self._reader().execute("SELECT MIN(ts_ns) FROM exchanges").fetchone()[0]
+
+    def newest_ts(self) -> int | None:
+        return self._reader().execute("SELECT MAX(ts_ns) FROM exchanges").fetchone()[0]
+
+    def latest_counters(self) -> tuple[int, str] | None:
+        row = self._reader().execute(
+            "SELECT ts_ns, counters FROM agent_counters ORDER BY ts_ns DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def close(self) -> None:
+        with self._lock:
+            readers, self._readers = self._readers, []
+        for db in readers:
+            db.close()
+        self._db.close()
+
+
+def _where(since_ts: int | None = None, client: str | None = None, server: str | None = None,
+           protocol: str | None = None) -> tuple[str, list]:
+    parts, args = [], []
+    for clause, value in (("ts_ns >= ?", since_ts), ("client = ?", client),
+                          ("server = ?", server), ("protocol = ?", protocol)):
+        if value is not None:
+            parts.append(f" AND {clause}")
+            args.append(value)
+    return "".join(parts), args
