@@ -16,6 +16,7 @@ OSError; the writer counts them (the store never raises into the capture path).
 """
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -66,6 +67,8 @@ def _insert(table: str, columns) -> str:
 def create_private_file(path: str) -> None:
     """The data directory (0700 when we create it) and the database file (0600)."""
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), directory)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
 
@@ -132,7 +135,8 @@ class SqliteStore:
 
     def reclaim(self) -> None:
         """Freed pages back to the file system; the WAL truncated."""
-        self._db.execute("PRAGMA incremental_vacuum")
+        # executescript steps the pragma to its end (execute() frees one page per step)
+        self._db.executescript("PRAGMA incremental_vacuum;")
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def size_bytes(self) -> int:

@@ -132,9 +132,9 @@ class StoreSink:
 
     def _run(self) -> None:
         while True:
-            stopping = self._stop.is_set()
             self._wake.wait(self._flush_every)
             self._wake.clear()
+            stopping = self._stop.is_set()  # close() sets it, then wakes us: all is written
             while self._write_some():
                 pass
             self._retention()
