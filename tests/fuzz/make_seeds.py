@@ -93,6 +93,7 @@ def analyzer_seeds(h1, h2) -> None:
     for name, conv in h1.items():
         write("http1", name, encode(0, script_ops(conv)))
         write("detect", f"h1_{name}", conv[0][1][:200])
+    write("http1", "unterminated_head", encode(0, [(1, b"GET / HTTP/1.1\r\nX: " + b"a" * 9000)]))
     write("http1", "get_small_limits", encode(1, script_ops(h1["post_json_chunked"])))
     write("http1", "get_with_hole", encode(0, [(1, h1["get"][0][1]), (2, b"\x05\x00"),
                                                (0, h1["get"][1][1])]))
@@ -161,6 +162,10 @@ def pipeline_seeds(h1, h2) -> None:
     write("pipeline", "h2c", encode(0, as_client(h1["h2c_upgrade"])))
     for name, conv in h2.items():
         write("pipeline", f"h2_{name}", encode(8, as_client(conv) + as_server(conv)))
+    head = b"GET /big HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"a" * 20000
+    write("pipeline", "h1_unterminated_heads_budget",
+          encode(4, as_client([(True, head)]) [:2] + as_client([(True, head)], 1)[:2]
+                 + as_server([(True, head)])[:1]))
     write("pipeline", "h1_idle_budget", encode(4 | 2, as_client(h1["get"])[:2]
                                                + [(128, b"")] + as_client(h1["get"], 1)))
 
@@ -230,7 +235,7 @@ def config_seeds() -> None:
 def redact_seeds() -> None:
     body = b'{"user":"ann","password":"hunter2","nested":[{"token":"t0k"}],"n":1}'
     write("redact", "json", b"password,token\0application/json\0\0/login?token=abc&x=1\0" + body)
-    write("redact", "gzip", b"password\0application/json\0gzip\0/\0" + gzip.compress(body))
+    write("redact", "gzip", b"password\0application/json\0gzip\0/\0" + gzip.compress(body, mtime=0))
     write("redact", "deflate", b"token\0application/json\0deflate\0/\0" + zlib.compress(body))
     write("redact", "plain_json", b"\0text/plain\0\0/?api_key=1\0" + body)
     write("redact", "truncated", b"secret\0application/json\0\0/p\0" + body[:30])

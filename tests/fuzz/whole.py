@@ -12,6 +12,7 @@ and (where the table accounts memory) the table within its budget after every re
 """
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -102,18 +103,26 @@ def _table(config: int) -> ConnectionTable:
 
     kw = {"limits": AnalyzerLimits(**SMALL_LIMITS) if config & 1 else AnalyzerLimits(),
           "max_connections": 2 if config & 2 else 16384}
-    table = ConnectionTable(**kw)
-    if config & 4 and hasattr(table, "max_memory"):
-        table.max_memory = 32 * 1024
-    return table
+    if config & 4 and "max_memory" in inspect.signature(ConnectionTable).parameters:
+        kw["max_memory"] = 32 * 1024
+    return ConnectionTable(**kw)
 
 
 def check_table_budget(table: ConnectionTable) -> None:
-    """Where the table keeps a memory budget (max_memory) and accounts it (memory()), the
-    accounted total is within the budget after every record."""
+    """Where the table keeps a memory budget (max_memory), after every record both its
+    running total (memory_total) and the memory its analyzers and undecided bytes really hold
+    (each analyzer's memory(), fresh) are within the budget."""
     budget = getattr(table, "max_memory", None)
-    if budget is not None:
-        check_memory(table, budget)
+    if budget is None:
+        return
+    total = getattr(table, "memory_total", None)
+    check(total is None or 0 <= total <= budget, f"table memory_total {total} over {budget}")
+    held = 0
+    for conn in table.conns.values():
+        held += len(conn.pending)
+        if conn.analyzer is not None and hasattr(conn.analyzer, "memory"):
+            held += conn.analyzer.memory()
+    check(held <= budget, f"analyzers hold {held} octets, budget {budget}")
 
 
 def watch_internal_errors(table: ConnectionTable) -> list[BaseException]:
