@@ -215,3 +215,16 @@ def test_fuzz_planted_json_secret_never_leaks(prefix, key, opener, tail):
     # the key starts a member of an object: whatever precedes it is closed off first
     doc = json.dumps(prefix) + ', "' + key + '": ' + opener + "S3CR3T" + tail
     assert "S3CR3T" not in Redactor().redact_json_text("[" + doc)
+
+
+def test_documented_default_lists_are_the_built_in_ones():
+    from pathlib import Path
+
+    from l7scope.redact import DEFAULT_BODY_FIELDS, DEFAULT_QUERY_PARAMS, SENSITIVE_HEADERS
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    section = doc[doc.index("## Redaction"):]
+    query = section[section.index("**query strings**"):section.index("**bodies**")]
+    body = section[section.index("**bodies**"):]
+    assert all(f"`{n}`" in query for n in DEFAULT_QUERY_PARAMS)
+    assert all(f"`{n}`" in body for n in DEFAULT_BODY_FIELDS)
+    assert all(f"`{n}`".lower() in section.lower() for n in SENSITIVE_HEADERS)
