@@ -227,6 +227,9 @@ class Http1Analyzer:
             self._server.eof(ts)  # a close-delimited or cut response pairs first
             self._client.eof(ts)
             self._flush_awaiting(("no response",))
+            # the readers report to nobody now (both are STOPPED): without the reader <-> sink
+            # cycle the analyzer is freed as soon as it is dropped, not by the cyclic collector
+            self._client.sink = self._server.sink = None
         return self._take_events()
 
     @property

@@ -126,3 +126,19 @@ def test_memory_of_an_idle_analyzer_is_its_fixed_part_again_after_each_exchange(
     assert a.memory() == idle
     a.feed(True, b"GET /partial HTTP/1.1\r\nX: " + b"y" * 1000, 3)
     assert idle + 1000 < a.memory() < idle + 2000
+
+
+def test_an_ended_analyzer_is_freed_when_dropped_without_the_cyclic_collector():
+    import gc
+    import weakref
+
+    a = Http1Analyzer()
+    a.feed(True, GET, 1)
+    a.eof(2)
+    ref = weakref.ref(a)
+    gc.disable()
+    try:
+        del a
+        assert ref() is None
+    finally:
+        gc.enable()
