@@ -127,11 +127,20 @@ class Redactor:
             return path
         base, hash_, fragment = path.partition("#")
         head, qmark, query = base.partition("?")
-        if qmark:
+        if qmark and self._may_hold_secret(query):
             query = _QUERY_PARAM.sub(self._param_value, query)
-        if hash_:
+        if hash_ and self._may_hold_secret(fragment):
             fragment = _QUERY_PARAM.sub(self._param_value, fragment)
         return head + qmark + query + hash_ + fragment
+
+    def _may_hold_secret(self, params: str) -> bool:
+        """False when no parameter can have a secret name: plain ASCII names, none listed
+        (the common case, checked with set lookups before any regex callback runs)."""
+        if "%" in params or "+" in params or "[" in params or not params.isascii():
+            return True
+        names = self._params
+        return any(part.partition("=")[0].lower() in names
+                   for part in params.replace(";", "&").split("&"))
 
     def _param_value(self, m: re.Match) -> str:
         secret = m.group(2) and _is_secret_param(m.group(1), self._params)

@@ -228,3 +228,19 @@ def test_documented_default_lists_are_the_built_in_ones():
     assert all(f"`{n}`" in query for n in DEFAULT_QUERY_PARAMS)
     assert all(f"`{n}`" in body for n in DEFAULT_BODY_FIELDS)
     assert all(f"`{n}`".lower() in section.lower() for n in SENSITIVE_HEADERS)
+
+
+_NAME = st.sampled_from(["token", "Token", "API_KEY", "%73ig", "a[password]", "page", "q", "x+y",
+                         "tokens", "é", "code"])
+
+
+@given(st.lists(st.tuples(_NAME, st.sampled_from(["1", "", "a b", "%41"])), max_size=6),
+       st.sampled_from(["&", ";"]), st.sampled_from(["?", "#", "?z=1#"]))
+def test_fuzz_planted_query_secret_never_leaks(params, sep, start):
+    pairs = [f"{name}={value}" for name, value in params] + ["Access_Token=S3CR3T"]
+    path = "/p" + start + sep.join(pairs)
+    out = Redactor().redact_path(path)
+    assert "S3CR3T" not in out
+    assert out.count(REDACTED) == 1 + sum(
+        1 for name, value in params if value and name.lower() in ("token", "api_key", "%73ig",
+                                                                   "a[password]", "code"))
