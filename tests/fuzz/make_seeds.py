@@ -84,6 +84,24 @@ def script_ops(conversation) -> list[tuple[int, bytes]]:
     return [(1 if from_client else 0, data) for from_client, data in conversation]
 
 
+SEED_MESSAGE_CAP = 12_000  # octets of one message kept in a seed
+
+
+def hostile_seeds() -> None:
+    """The classes of the hostile kernel test (tests/kernel/test_hostile_kernel.py), as seeds
+    of the analyzers and of the pipeline, messages cut to SEED_MESSAGE_CAP."""
+    from tests.kernel.test_hostile_kernel import PREFACE, hostile_classes
+
+    for name, conv in hostile_classes().items():
+        conv = [(c, d[:SEED_MESSAGE_CAP]) for c, d in conv]
+        slug = "hostile_" + name.strip("/").replace("^", "").replace("-", "_")
+        h2 = conv[0][1].startswith(PREFACE) or not conv[0][1][:1].isalpha()
+        write("http2" if h2 else "http1", slug, encode(2 if h2 else 0, script_ops(conv)))
+        steps = ([(3 << 3, b"")] + [(int(c), d) for c, d in conv]
+                 + [(int(not c) | 2 << 1, d) for c, d in conv] + [(4 << 3 | 64, b"")])
+        write("pipeline", slug, encode(8, steps))
+
+
 def write(target: str, name: str, data: bytes) -> None:
     (CORPUS / target).mkdir(parents=True, exist_ok=True)
     (CORPUS / target / name).write_bytes(data)
@@ -230,6 +248,8 @@ def config_seeds() -> None:
     write("config", "redact_only.yaml", b"redact:\n  json_fields: [password, token]\n")
     write("config", "flow.yaml", b"sampling: {top_n: 3, rules: [{uri_regex: '^/a'}, {}]}\n")
     write("config", "empty.yaml", b"")
+    write("config", "invalid_utf8.yaml", b"redact:\n  json_fields: [\xff\xfe]\n")
+    write("config", "deep.yaml", b"[" * 3000 + b"]" * 3000)
 
 
 def redact_seeds() -> None:
@@ -239,6 +259,8 @@ def redact_seeds() -> None:
     write("redact", "deflate", b"token\0application/json\0deflate\0/\0" + zlib.compress(body))
     write("redact", "plain_json", b"\0text/plain\0\0/?api_key=1\0" + body)
     write("redact", "truncated", b"secret\0application/json\0\0/p\0" + body[:30])
+    write("redact", "deep", b"password\0application/json\0\0/\0{\"password\":\"x\",\"d\":"
+          + b"[" * 3000 + b"]" * 3000 + b"}")
     write("redact", "form", b"\0application/x-www-form-urlencoded\0\0/f?password=x\0"
           b"user=ann&password=hunter2")
 
@@ -251,6 +273,7 @@ def main() -> None:
     hpack_seeds(h2)
     trace_seeds()
     pipeline_seeds(h1, h2)
+    hostile_seeds()
     capture_seeds(h1, h2)
     config_seeds()
     redact_seeds()
