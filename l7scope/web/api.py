@@ -11,7 +11,9 @@ error boundary of a request: a store failure is a 503, our own bug a 500 with it
 counted in ``api_internal_errors``; the listener never sees an exception.
 
 ``since`` counts back from ``now_ns()``: the wall clock for live capture; a capture-file run
-passes the time of its last packet, so "the last hour" means the file's last hour.
+passes the time of its last packet, so "the last hour" means the file's last hour. The
+topology and the metrics read the 10-second rollup (store/rollup.py): their ``since`` starts
+at the beginning of the slot it falls in, and a metrics ``step`` is whole slots.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs
 
 from l7scope.outputs.store import queries, schema
 from l7scope.outputs.store.queries import BadRequest
+from l7scope.outputs.store.rollup import SLOT_NS, SLOT_S
 
 JSON_TYPE = "application/json"
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
@@ -95,19 +98,21 @@ class Api:
     def topology(self, query: dict) -> dict:
         q = queries.parse_topology(query)
         edges: dict[tuple, dict] = {}
-        for r in self.store.topology_edges(self._since_ts(q.since_s)):
+        for r in self.store.topology_edges(_slot_floor(self._since_ts(q.since_s))):
             e = edges.setdefault((r["client"], r["server"], r["protocol"]),
-                                 {"requests": 0, "errors": 0, "buckets": []})
-            e["requests"] += r["requests"]
-            e["errors"] += r["errors"]
-            if r["bucket"] >= 0:
-                e["buckets"].append((r["bucket"], r["requests"], r["low"], r["high"]))
+                                 {"requests": 0, "errors": 0, "dur": []})
+            if r["kind"] == "status":
+                e["requests"] += r["n"]
+            elif r["kind"] == "error":
+                e["errors"] += r["n"]
+            else:
+                e["dur"].append((r["key"], r["n"], r["low"], r["high"]))
         out = []
         for (client, server, protocol), e in edges.items():
             out.append({"client": client, "server": server, "protocol": protocol,
                         "requests": e["requests"], "errors": e["errors"],
-                        "p50_ms": queries.ms(queries.quantile(e["buckets"], 0.5)),
-                        "p99_ms": queries.ms(queries.quantile(e["buckets"], 0.99))})
+                        "p50_ms": queries.ms(queries.quantile(e["dur"], 0.5)),
+                        "p99_ms": queries.ms(queries.quantile(e["dur"], 0.99))})
         out.sort(key=lambda d: (-d["requests"], d["client"], d["server"], d["protocol"]))
         ids = sorted({d["client"] for d in out} | {d["server"] for d in out})
         return {"nodes": self._nodes(ids), "edges": out}
@@ -126,9 +131,13 @@ class Api:
 
     def exchanges(self, query: dict) -> dict:
         q = queries.parse_exchanges(query)
-        limit = q.limit if q.path_regex is None else queries.MAX_CANDIDATES
-        rows = self.store.exchanges(q, self._since_ts(q.since_s), limit)
-        found, truncated = queries.regex_filter(rows, q.path_regex, q.limit)
+        since = self._since_ts(q.since_s)
+        if q.path_regex is None:
+            found, truncated = list(self.store.exchanges(q, since, q.limit)), False
+        else:  # paths first, whole rows only for the matches
+            paths = self.store.exchange_paths(q, since, queries.MAX_CANDIDATES)
+            hits, truncated = queries.regex_filter(paths, q.path_regex, q.limit)
+            found = self.store.exchanges_by_id([h["id"] for h in hits])
         return {"exchanges": [schema.exchange_from_row(r) for r in found], "truncated": truncated}
 
     def samples(self, query: dict) -> dict:
@@ -148,8 +157,10 @@ class Api:
         else:
             oldest = self.store.oldest_ts()
             t0 = min(oldest, now) if oldest is not None else now - 60 * 10**9
+        t0 = _slot_floor(t0)
         span_s = max(1e-9, (now - t0) / 1e9)
-        step_s = q.step_s or max(10, math.ceil(span_s / 120))
+        step_s = q.step_s or math.ceil(span_s / 120)
+        step_s = max(1, math.ceil(step_s / SLOT_S)) * SLOT_S  # whole slots
         slots = math.ceil(span_s / step_s)
         if slots > queries.MAX_POINTS:
             raise BadRequest(f"step: {span_s:.0f} s in steps of {step_s:g} s is {slots} points, "
@@ -179,30 +190,37 @@ class Api:
         return (json.loads(latest[1]), latest[0]) if latest else ({}, None)
 
 
-def _series(rows: dict, t0: int, step_ns: int, slots: int, step_s: float) -> list[dict]:
+_DISTRIBUTIONS = (("client_duration_ms", "dur_client", queries.ms),
+                  ("server_duration_ms", "dur_server", queries.ms),
+                  ("request_bytes", "req_bytes", None), ("response_bytes", "resp_bytes", None))
+
+
+def _series(rows: list[dict], t0: int, step_ns: int, slots: int, step_s: float) -> list[dict]:
     points = [{"t_ns": t0 + i * step_ns, "requests": 0, "errors": 0, "status": {}}
               for i in range(slots)]
-    dists = {name: [[] for _ in range(slots)] for name in
-             ("client_duration", "server_duration", "request_bytes", "response_bytes")}
-    for r in rows["counts"]:
-        if 0 <= r["t"] < slots:
-            points[r["t"]]["requests"], points[r["t"]]["errors"] = r["requests"], r["errors"]
-    for r in rows["statuses"]:
-        if 0 <= r["t"] < slots:
-            points[r["t"]]["status"][r["status"]] = r["n"]
-    for name, per_slot in dists.items():
-        for r in rows[name]:
-            if 0 <= r["t"] < slots:
-                per_slot[r["t"]].append((r["bucket"], r["n"], r["low"], r["high"]))
-    for i, p in enumerate(points):
+    buckets = [{kind: [] for _, kind, _ in _DISTRIBUTIONS} for _ in range(slots)]
+    for r in rows:
+        t, kind = r["t"], r["kind"]
+        if not 0 <= t < slots:
+            continue
+        if kind == "status":
+            points[t]["requests"] += r["n"]
+            points[t]["status"][str(r["key"]) if r["key"] else "none"] = r["n"]
+        elif kind == "error":
+            points[t]["errors"] += r["n"]
+        elif kind in buckets[t]:
+            buckets[t][kind].append((r["key"], r["n"], r["low"], r["high"]))
+    for p, b in zip(points, buckets):
         p["requests_per_s"] = round(p["requests"] / step_s, 6)
         p["errors_per_s"] = round(p["errors"] / step_s, 6)
         p["error_ratio"] = round(p["errors"] / p["requests"], 6) if p["requests"] else None
-        p["client_duration_ms"] = queries.percentiles(dists["client_duration"][i])
-        p["server_duration_ms"] = queries.percentiles(dists["server_duration"][i])
-        p["request_bytes"] = queries.percentiles(dists["request_bytes"][i], scale=_plain)
-        p["response_bytes"] = queries.percentiles(dists["response_bytes"][i], scale=_plain)
+        for name, kind, scale in _DISTRIBUTIONS:
+            p[name] = queries.percentiles(b[kind], scale=scale or _plain)
     return points
+
+
+def _slot_floor(ts_ns: int | None) -> int | None:
+    return None if ts_ns is None else ts_ns - ts_ns % SLOT_NS
 
 
 def _plain(v):

@@ -16,7 +16,8 @@ within about 4 %. Rows carry a weight (1, or N when the store kept 1 in N exchan
 and percentiles stay estimates of the whole traffic above the store's rate.
 
 ``path_regex`` is user input run against stored paths: the pattern is capped at 256
-characters, nested repetition (``(a+)+``, the catastrophic backtracking shape) is refused, it is
+characters, nested repetition (``(a+)+``, ``(a+){10}``) and repeated alternation
+(``(a|aa)+``), the catastrophic backtracking shapes, are refused, it is
 matched against at most the first 4096 characters of a path, and over at most MAX_CANDIDATES
 newest rows that pass the other filters (the answer says when it stopped there).
 """
@@ -186,7 +187,8 @@ def compile_path_regex(text: str | None) -> re.Pattern | None:
     except (re.error, RecursionError, OverflowError) as e:
         raise BadRequest(f"path_regex: not a regular expression: {e}") from None
     if _nested_repeat(parsed, inside=False):
-        raise BadRequest("path_regex: nested repetition such as (a+)+ is not allowed")
+        raise BadRequest("path_regex: nested repetition such as (a+)+ or a repeated "
+                         "alternation such as (a|aa)+ is not allowed")
     return pattern
 
 
@@ -194,19 +196,23 @@ _REPEATS = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, getattr(_sre_parse, "P
 
 
 def _nested_repeat(parsed, inside: bool) -> bool:
-    """True when a repetition (max > 1) holds another repetition: the exponential shape."""
+    """True when a repetition that may match more than once holds a repetition of variable
+    length or an alternation: the shapes that backtrack exponentially ((a+)+, (a|aa)+) or
+    polynomially ((a+){10})."""
     for op, arg in parsed:
         if op in _REPEATS:
             low, high, sub = arg
-            many = high is _sre_parse.MAXREPEAT or high > 1
-            if many and inside:
+            unbounded = high is _sre_parse.MAXREPEAT
+            if inside and (unbounded or high > low):
                 return True
-            if _nested_repeat(sub, inside or many):
+            if _nested_repeat(sub, inside or unbounded or high > 1):
                 return True
         elif op is _sre_parse.SUBPATTERN:
             if _nested_repeat(arg[-1], inside):
                 return True
         elif op is _sre_parse.BRANCH:
+            if inside:  # (a|aa)+: overlapping alternatives backtrack exponentially too
+                return True
             if any(_nested_repeat(b, inside) for b in arg[1]):
                 return True
         elif op in (_sre_parse.ASSERT, _sre_parse.ASSERT_NOT):

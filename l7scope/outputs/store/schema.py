@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Five tables, each a flat list of typed columns (``TABLES``); a backend turns them into its own
+Six tables, each a flat list of typed columns (``TABLES``); a backend turns them into its own
 DDL and keeps all of its SQL in one module. Every table carries ``ts_ns`` (wall clock, ns since
 the epoch) for retention and time filters, and ``node`` (the host name) so that many agents can
 share one ClickHouse database.
@@ -19,6 +19,9 @@ share one ClickHouse database.
                    already redacted request and response text.
     processes      pid -> name (exe and container id when the record carries them).
     agent_counters snapshots of every agent counter, as JSON.
+    pair_slots     per 10-second slot and node pair: request, status and error counts and
+                   the buckets of durations and sizes, of every exchange offered, stored or
+                   not (rollup.py); the topology and the metric charts read these.
 
 Node ids: a local process is ``proc:<name>`` (one node per process name: every worker of a
 server is one node), a remote server ``remote:<ip>:<port>``, a remote client ``remote:<ip>``
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 
 from l7scope.exchange import Exchange
 
@@ -67,6 +71,11 @@ PROCESS_COLUMNS = (
     ("container_id", "text"), ("first_seen_ns", "int"), ("ts_ns", "int"),
 )
 COUNTER_COLUMNS = (("ts_ns", "int"), ("node", "text"), ("counters", "text"))
+PAIR_SLOT_COLUMNS = (
+    ("ts_ns", "int"), ("node", "text"), ("client", "text"), ("server", "text"),
+    ("protocol", "text"), ("kind", "text"), ("key", "int"), ("n", "int"), ("low", "int"),
+    ("high", "int"),
+)
 
 TABLES = {
     "exchanges": EXCHANGE_COLUMNS,
@@ -74,7 +83,23 @@ TABLES = {
     "samples": SAMPLE_COLUMNS,
     "processes": PROCESS_COLUMNS,
     "agent_counters": COUNTER_COLUMNS,
+    "pair_slots": PAIR_SLOT_COLUMNS,
 }
+
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows for one transaction, one list per table (columns in TABLES order); pair_slots
+    rows are merged into the table (n added, low/high widened), the others inserted."""
+
+    exchanges: list = field(default_factory=list)
+    samples: list = field(default_factory=list)
+    pair_metrics: list = field(default_factory=list)
+    processes: list = field(default_factory=list)
+    agent_counters: list = field(default_factory=list)
+    pair_slots: list = field(default_factory=list)
+
 
 # The fields an API exchange carries: the contract (docs/exchange.md), the process fields of
 # turn 2, then the node ids the store adds.
@@ -119,8 +144,15 @@ def ends_of(ex: Exchange, peer_name: str | None) -> tuple[str, str]:
     return f"remote:{_ip_of(ex.local)}", f"remote:{ex.remote or '?'}"  # capture: local = client
 
 
+_HAS = frozenset(Exchange._fields)  # name, exe, container_id come with the record's turn 2
+
+
 def _name(ex: Exchange) -> str | None:
-    return getattr(ex, "name", None) or ex.comm
+    return (ex.name if "name" in _HAS else None) or ex.comm
+
+
+def _field(ex: Exchange, name: str):
+    return getattr(ex, name) if name in _HAS else None
 
 
 def counts_request(ex: Exchange) -> bool:
@@ -142,14 +174,14 @@ def _cap(text: str | None) -> str | None:
 
 
 def exchange_row(ex: Exchange, ts_ns: int, node: str, peer_name: str | None,
-                 weight: int) -> tuple:
-    client, server = ends_of(ex, peer_name)
+                 weight: int, ends: tuple[str, str] | None = None) -> tuple:
+    client, server = ends or ends_of(ex, peer_name)
     duration = ex.duration_ns
     return (
         ts_ns, node, client, server, int(counts_request(ex)), int(is_error(ex)), weight,
         bucket_of(duration, 1000), bucket_of(ex.request_bytes), bucket_of(ex.response_bytes),
-        ex.protocol, ex.side, ex.pid, ex.comm, _name(ex), getattr(ex, "exe", None),
-        getattr(ex, "container_id", None), ex.peer_pid, peer_name, ex.local, ex.remote,
+        ex.protocol, ex.side, ex.pid, ex.comm, _name(ex), _field(ex, "exe"),
+        _field(ex, "container_id"), ex.peer_pid, peer_name, ex.local, ex.remote,
         ex.conn_id, ex.stream_id, ex.method, _cap(ex.path), _cap(ex.authority), ex.status,
         ex.grpc_status, ex.request_bytes, ex.response_bytes, ex.start_ns, ex.end_ns, duration,
         ex.time, _JSON(ex.trace.to_dict()) if ex.trace else None, _cap(ex.request_id),
@@ -195,8 +227,8 @@ def _text(raw: bytes | None) -> str | None:
 def process_rows(ex: Exchange, peer_name: str | None, node: str, ts_ns: int) -> list[tuple]:
     rows = []
     if ex.pid is not None:
-        rows.append((node, ex.pid, _name(ex), getattr(ex, "exe", None),
-                     getattr(ex, "container_id", None), ts_ns, ts_ns))
+        rows.append((node, ex.pid, _name(ex), _field(ex, "exe"),
+                     _field(ex, "container_id"), ts_ns, ts_ns))
     if ex.peer_pid is not None:
         rows.append((node, ex.peer_pid, peer_name, None, None, ts_ns, ts_ns))
     return rows

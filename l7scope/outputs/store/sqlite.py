@@ -20,9 +20,9 @@ import errno
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass, field
 
 from l7scope.outputs.store import schema
+from l7scope.outputs.store.schema import Batch
 from l7scope.outputs.store.queries import ExchangeQuery, MetricsQuery, SampleQuery
 
 _SQL_TYPE = {"int": "INTEGER", "text": "TEXT"}
@@ -32,27 +32,18 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS pair_metrics_ts ON pair_metrics(ts_ns)",
     "CREATE INDEX IF NOT EXISTS agent_counters_ts ON agent_counters(ts_ns)",
     "CREATE UNIQUE INDEX IF NOT EXISTS processes_pid ON processes(node, pid)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS pair_slots_key "
+    "ON pair_slots(ts_ns, node, client, server, protocol, kind, key)",
 )
 _UPSERT_PROCESS = (
     "INSERT INTO processes VALUES (?,?,?,?,?,?,?) ON CONFLICT(node, pid) DO UPDATE SET "
     "name=COALESCE(excluded.name, name), exe=COALESCE(excluded.exe, exe), "
     "container_id=COALESCE(excluded.container_id, container_id), ts_ns=excluded.ts_ns")
-TABLES_BY_AGE = ("exchanges", "samples", "pair_metrics", "agent_counters")
-
-
-@dataclass(slots=True)
-class Batch:
-    """Rows for one transaction, one list per table (schema.TABLES order of columns)."""
-
-    exchanges: list = field(default_factory=list)
-    samples: list = field(default_factory=list)
-    pair_metrics: list = field(default_factory=list)
-    processes: list = field(default_factory=list)
-    agent_counters: list = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return (len(self.exchanges) + len(self.samples) + len(self.pair_metrics)
-                + len(self.processes) + len(self.agent_counters))
+_MERGE_SLOT = (
+    "INSERT INTO pair_slots VALUES (?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(ts_ns, node, client, server, protocol, kind, key) DO UPDATE SET "
+    "n = n + excluded.n, low = MIN(low, excluded.low), high = MAX(high, excluded.high)")
+TABLES_BY_AGE = ("exchanges", "samples", "pair_metrics", "pair_slots", "agent_counters")
 
 
 def _ddl(table: str, columns) -> str:
@@ -109,6 +100,8 @@ class SqliteStore:
                     db.executemany(_insert(table, schema.TABLES[table]), rows)
             if batch.processes:
                 db.executemany(_UPSERT_PROCESS, batch.processes)
+            if batch.pair_slots:
+                db.executemany(_MERGE_SLOT, batch.pair_slots)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -163,22 +156,22 @@ class SqliteStore:
         return [dict(r) for r in self._reader().execute(sql, args)]
 
     def topology_edges(self, since_ts: int | None) -> list[dict]:
-        """Per (client, server, protocol, duration bucket): requests, errors, min/max duration.
-        Bucket -1 holds requests without a response (no duration)."""
+        """Per (client, server, protocol, kind, key) over the slots since ``since_ts``:
+        n, low, high (kinds status, error and dur; rollup.py)."""
         where, args = _where(since_ts=since_ts)
         return self._rows(
-            "SELECT client, server, protocol, "
-            "CASE WHEN status IS NULL THEN -1 ELSE dur_bucket END AS bucket, "
-            "SUM(weight) AS requests, SUM(weight * error) AS errors, "
-            "MIN(duration_ns) AS low, MAX(duration_ns) AS high "
-            f"FROM exchanges WHERE counted = 1{where} GROUP BY 1, 2, 3, 4", args)
+            "SELECT client, server, protocol, kind, key, SUM(n) AS n, MIN(low) AS low, "
+            "MAX(high) AS high FROM pair_slots WHERE kind IN ('status', 'error', 'dur')"
+            f"{where} GROUP BY 1, 2, 3, 4, 5", args)
 
     def processes(self) -> list[dict]:
         """Per process name, its most recently seen pid (SQLite: bare columns of max())."""
         return self._rows("SELECT name, pid, exe, container_id, MAX(ts_ns) AS ts_ns "
                           "FROM processes WHERE name IS NOT NULL GROUP BY name")
 
-    def exchanges(self, q: ExchangeQuery, since_ts: int | None, limit: int):
+    def exchanges(self, q: ExchangeQuery, since_ts: int | None, limit: int,
+                  columns: str = "*"):
+        """Rows passing the filters (all but path_regex), newest first, as an iterator."""
         where, args = _where(since_ts, q.client, q.server, q.protocol)
         if q.status_min is not None:
             where, args = where + " AND status >= ?", args + [q.status_min]
@@ -187,9 +180,18 @@ class SqliteStore:
         if q.min_duration_ms is not None:
             where, args = where + " AND duration_ns >= ?", args + [int(q.min_duration_ms * 1e6)]
         cursor = self._reader().execute(
-            f"SELECT * FROM exchanges WHERE 1 = 1{where} ORDER BY ts_ns DESC, rowid DESC LIMIT ?",
-            args + [limit])
+            f"SELECT {columns} FROM exchanges WHERE 1 = 1{where} "
+            "ORDER BY ts_ns DESC, rowid DESC LIMIT ?", args + [limit])
         return (dict(r) for r in cursor)
+
+    def exchange_paths(self, q: ExchangeQuery, since_ts: int | None, limit: int):
+        """(id, path) of the rows exchanges() would give: the regex candidates."""
+        return self.exchanges(q, since_ts, limit, columns="rowid AS id, path")
+
+    def exchanges_by_id(self, ids: list[int]) -> list[dict]:
+        rows = {r["rowid"]: r for r in self._rows(
+            f"SELECT rowid, * FROM exchanges WHERE rowid IN ({','.join('?' * len(ids))})", ids)}
+        return [rows[i] for i in ids if i in rows]
 
     def samples(self, q: SampleQuery, since_ts: int | None) -> list[dict]:
         where, args = _where(since_ts, q.client, q.server)
@@ -199,35 +201,19 @@ class SqliteStore:
         return self._rows(f"SELECT * FROM samples WHERE 1 = 1{where} ORDER BY {order}, rowid DESC "
                           "LIMIT ?", args + [q.limit])
 
-    def metrics(self, q: MetricsQuery, t0: int, step_ns: int) -> dict[str, list[dict]]:
-        """Per time slot (t = (ts_ns - t0) // step_ns): counts, statuses and the buckets of
-        four distributions."""
+    def metrics(self, q: MetricsQuery, t0: int, step_ns: int) -> list[dict]:
+        """Per time slot t = (ts_ns - t0) // step_ns, kind and key: n, low, high."""
         where, args = _where(t0, q.client, q.server, q.protocol)
-        slot = f"(ts_ns - {int(t0)}) / {int(step_ns)}"
-        out = {"counts": self._rows(
-            f"SELECT {slot} AS t, SUM(weight) AS requests, SUM(weight * error) AS errors "
-            f"FROM exchanges WHERE counted = 1{where} GROUP BY 1", args)}
-        out["statuses"] = self._rows(
-            f"SELECT {slot} AS t, COALESCE(CAST(status AS TEXT), 'none') AS status, "
-            f"SUM(weight) AS n FROM exchanges WHERE counted = 1{where} GROUP BY 1, 2", args)
-        for name, column, bucket, cond in (
-                ("client_duration", "duration_ns", "dur_bucket",
-                 "(side = 'client' OR side IS NULL) AND status IS NOT NULL"),
-                ("server_duration", "duration_ns", "dur_bucket",
-                 "(side = 'server' OR side IS NULL) AND status IS NOT NULL"),
-                ("request_bytes", "request_bytes", "req_bucket", "counted = 1"),
-                ("response_bytes", "response_bytes", "resp_bucket",
-                 "counted = 1 AND status IS NOT NULL")):
-            out[name] = self._rows(
-                f"SELECT {slot} AS t, {bucket} AS bucket, SUM(weight) AS n, MIN({column}) AS low, "
-                f"MAX({column}) AS high FROM exchanges WHERE {cond}{where} GROUP BY 1, 2", args)
-        return out
+        return self._rows(
+            f"SELECT (ts_ns - ?) / ? AS t, kind, key, SUM(n) AS n, MIN(low) AS low, "
+            f"MAX(high) AS high FROM pair_slots WHERE 1 = 1{where} GROUP BY 1, 2, 3",
+            [int(t0), int(step_ns)] + args)
 
     def oldest_ts(self) -> int | None:
-        return self._reader().execute("SELECT MIN(ts_ns) FROM exchanges").fetchone()[0]
+        return self._reader().execute("SELECT MIN(ts_ns) FROM pair_slots").fetchone()[0]
 
     def newest_ts(self) -> int | None:
-        return self._reader().execute("SELECT MAX(ts_ns) FROM exchanges").fetchone()[0]
+        return self._reader().execute("SELECT MAX(ts_ns) FROM pair_slots").fetchone()[0]
 
     def latest_counters(self) -> tuple[int, str] | None:
         row = self._reader().execute(

@@ -4,16 +4,19 @@ Theory of operation
 -------------------
 The capture path calls ``sink(exchange)``; that call only counts, decides whether the record
 is stored, and appends it to a bounded queue (items and estimated bytes). It never waits for
-the store and never raises:
+the store, takes no lock (one thread calls the sink; deque.append/popleft are atomic, and the
+queued bytes are two counters each written by one thread) and never raises:
 
     rate       each second (by the record's start time) the first ``max_rate`` records are
                stored with weight 1; above that 1 in N is kept with weight N, N being the last
                second's count over the rate (at least 2); the others are counted in
-               ``store_exchanges_not_stored``. The API's counts add up the weights.
+               ``store_exchanges_not_stored`` and still queued, without their row, for the
+               rollup (rollup.py), so the topology and metric counts stay exact.
     queue      full (``max_queue_items`` or ``max_queue_bytes``) -> ``store_dropped_queue_full``.
 
 The writer thread wakes every ``flush_every_s`` (or when asked to flush), takes up to
-``batch_items`` records, builds their rows (schema.py) and writes them in one transaction.
+``batch_items`` records, builds their rows (schema.py) and their rollup and writes them in
+one transaction.
 A failed write (disk full, file unwritable or locked past the busy timeout, any backend error)
 is counted in ``store_write_errors`` and its records in ``store_dropped_write_error``; the
 thread goes on with the next batch. After its batches it runs retention (retention.py).
@@ -29,15 +32,18 @@ import socket
 import threading
 import time
 
+from l7scope.exchange import Exchange
 from l7scope.outputs.store import schema
 from l7scope.outputs.store.retention import Retention
-from l7scope.outputs.store.sqlite import Batch
+from l7scope.outputs.store.rollup import Rollup
+from l7scope.outputs.store.schema import Batch
 
 DEFAULT_MAX_RATE = 2000
 ITEM_OVERHEAD = 512  # estimated bytes of one queued record besides its path
 PROCESS_REFRESH_NS = 10 * 10**9
 MAX_PROCESS_CACHE = 10_000
 MAX_INTERVALS_QUEUED = 64
+_HAS_PEER_NAME = "peer_name" in Exchange._fields  # the record gains it in a later step
 
 
 def _display_to_name(display: str | None) -> str | None:
@@ -68,7 +74,7 @@ class StoreSink:
         self._queue: collections.deque = collections.deque()
         self._intervals: collections.deque = collections.deque()
         self._lock = threading.Lock()
-        self._queued_items = self._queued_bytes = 0
+        self._bytes_in = self._bytes_out = 0
         self._sec, self._in_sec, self._last_sec_count = None, 0, 0
         self._process_seen: dict[tuple, int] = {}
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -86,24 +92,26 @@ class StoreSink:
     # --- capture side ----------------------------------------------------------------------
 
     def __call__(self, ex) -> None:
-        weight = self._weight(ex.start_ns // 1_000_000_000)
-        if weight == 0:
-            self.c["store_exchanges_not_stored"] += 1
-            return
-        peer = getattr(ex, "peer_name", None)
+        sec = ex.start_ns // 1_000_000_000
+        if sec == self._sec and self._in_sec < self.max_rate:  # the common case, inline
+            self._in_sec += 1
+            weight = 1
+        else:
+            weight = self._weight(sec)
+            if weight == 0:  # still queued: the rollup counts every exchange
+                self.c["store_exchanges_not_stored"] += 1
+        peer = ex.peer_name if _HAS_PEER_NAME else None
         if peer is None and ex.peer_pid is not None and self._peer_name is not None:
             peer = self._peer_name(ex)
         if ex.request is not None or ex.response is not None:
             ex = ex._replace(request=None, response=None)  # bodies are not stored
-        size = ITEM_OVERHEAD + len(ex.path or "")
-        with self._lock:
-            if (self._queued_items >= self._max_items
-                    or self._queued_bytes + size > self._max_bytes):
-                self.c["store_dropped_queue_full"] += 1
-                return
-            self._queue.append((ex, peer, weight, size))
-            self._queued_items += 1
-            self._queued_bytes += size
+        size = ITEM_OVERHEAD + (len(ex.path or "") if weight else 0)
+        if (len(self._queue) >= self._max_items
+                or self._bytes_in - self._bytes_out + size > self._max_bytes):
+            self.c["store_dropped_queue_full"] += 1
+            return
+        self._bytes_in += size  # written by the capture thread only
+        self._queue.append((ex, peer, weight, size))  # deque.append is atomic
 
     def _weight(self, sec: int) -> int:
         """1 while under the rate this second; then N for one record in N, 0 for the rest."""
@@ -142,11 +150,10 @@ class StoreSink:
                 return
 
     def _take(self) -> tuple[list, list]:
+        queue = self._queue
+        items = [queue.popleft() for _ in range(min(self._batch_items, len(queue)))]
+        self._bytes_out += sum(item[3] for item in items)  # written by the writer thread only
         with self._lock:
-            n = min(self._batch_items, len(self._queue))
-            items = [self._queue.popleft() for _ in range(n)]
-            self._queued_items -= n
-            self._queued_bytes -= sum(item[3] for item in items)
             intervals = list(self._intervals)
             self._intervals.clear()
             if not items and not intervals:
@@ -160,9 +167,10 @@ class StoreSink:
         items, intervals = self._take()
         if not items and not intervals:
             return False
-        batch = Batch()
+        batch, rollup = Batch(), Rollup()
         for ex, peer, weight, _ in items:
-            self._add_exchange(batch, ex, peer, weight)
+            self._add_exchange(batch, rollup, ex, peer, weight)
+        batch.pair_slots = rollup.rows(self.node)
         for snapshot, top, counters, ts in intervals:
             self._add_interval(batch, snapshot, top, counters, ts)
         try:
@@ -176,9 +184,13 @@ class StoreSink:
         self.c["store_samples_written"] += len(batch.samples)
         return True
 
-    def _add_exchange(self, batch: Batch, ex, peer: str | None, weight: int) -> None:
+    def _add_exchange(self, batch: Batch, rollup: Rollup, ex, peer: str | None,
+                      weight: int) -> None:
         ts = self._to_wall(ex.start_ns)
-        batch.exchanges.append(schema.exchange_row(ex, ts, self.node, peer, weight))
+        ends = schema.ends_of(ex, peer)
+        rollup.add(ex, ts, *ends)
+        if weight:
+            batch.exchanges.append(schema.exchange_row(ex, ts, self.node, peer, weight, ends))
         for row in schema.process_rows(ex, peer, self.node, ts):
             key = (row[1], row[2])
             last = self._process_seen.get(key)
@@ -202,7 +214,7 @@ class StoreSink:
                                                             ts, self.node))
 
     def _sample_peer(self, key, ex) -> str | None:
-        peer = getattr(ex, "peer_name", None)
+        peer = ex.peer_name if _HAS_PEER_NAME else None
         if peer is not None or ex.peer_pid is None:
             return peer
         if isinstance(key, tuple) and len(key) == 3:
@@ -242,5 +254,5 @@ class StoreSink:
     def counters(self) -> dict[str, int]:
         out = dict(self.c)
         out.update(self.retention.counters())
-        out["store_queue_items"] = self._queued_items
+        out["store_queue_items"] = len(self._queue)
         return out

@@ -113,7 +113,10 @@ def test_rate_bound_keeps_one_in_n_with_weights(store):
     c = sink.counters()
     # second 1: 10 stored, then 1 in 2 of the other 25 (12, weight 2); second 2: 10, then 5 of 20
     assert (c["store_exchanges_written"], c["store_exchanges_not_stored"]) == (22 + 15, 13 + 15)
-    assert topology_requests(store) == (10 + 12 * 2) + (10 + 5 * 4)
+    # the stored rows stand for their weight; the rollup counts every exchange exactly
+    assert store._reader().execute("SELECT SUM(weight) FROM exchanges").fetchone()[0] == \
+        (10 + 12 * 2) + (10 + 5 * 4)
+    assert topology_requests(store) == 65
     sink.close()
 
 
@@ -178,6 +181,8 @@ def test_pair_metrics_stored_as_the_exporters_see_them(store):
 def test_retention_by_age(store):
     sink = fill_scenario(store)
     sink.close()
+    before = {t: store.row_count(t) for t in ("exchanges", "samples", "pair_metrics",
+                                              "agent_counters", "processes", "pair_slots")}
     retention = Retention(max_age_s=75)  # now = T0+120 s: rows before T0+45 s go
     retention.enforce(store, sc.NOW)
     # left: exchanges at t=50, 60, 100, 101; the gRPC sample (t=60); the counters snapshot
@@ -186,14 +191,19 @@ def test_retention_by_age(store):
     assert (store.row_count("exchanges"), store.row_count("samples"),
             store.row_count("pair_metrics"), store.row_count("agent_counters"),
             store.row_count("processes")) == (4, 1, 0, 1, 2)
-    assert retention.counters()["store_rows_deleted_age"] == 24 + 12 + 5 + 3
+    # rollup rows of the slots at 50 s (3: status, error, request size), 60 s (6: the gRPC
+    # call adds its duration, response size and client duration) and 100 s (5: no error,
+    # a server duration)
+    assert store.row_count("pair_slots") == 3 + 6 + 5
+    assert retention.counters()["store_rows_deleted_age"] == 24 + 12 + 5 + 3 + (
+        before["pair_slots"] - 14)
 
 
 def test_the_writer_runs_retention(store):
     sink = fill_scenario(store, retention=Retention(max_age_s=75, check_every_s=0))
     sink.close()
     assert store.row_count("exchanges") == 4
-    assert sink.counters()["store_rows_deleted_age"] == 44
+    assert store.row_count("pair_slots") == 14
 
 
 def test_retention_by_size_deletes_the_oldest(store):
