@@ -168,6 +168,9 @@ def next_counters(a, after: int, timeout: float = 20.0) -> tuple[dict, int]:
     bytes sent before are surely processed); (record, its number)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if a.proc.poll() is not None:
+            raise AssertionError(f"the agent stopped (exit {a.proc.returncode}): "
+                                 + "".join(a.stderr))
         recs = counter_records(a)
         if len(recs) >= after + 2:
             return recs[-1], len(recs)
@@ -193,7 +196,8 @@ def wait_line(a, text: str, start: int, timeout: float = 15.0) -> list[str]:
 # --- tests --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content", [b"redact:\n  json_fields: [\xff\xfe]\n",
-                                     b"[" * 100_000 + b"]" * 100_000])
+                                     b"[" * 100_000 + b"]" * 100_000],
+                         ids=["invalid-utf8", "deep-nesting"])
 def test_unreadable_config_at_start_is_one_line_exit_2(tmp_path, content):
     config = tmp_path / "bad.yaml"
     config.write_bytes(content)
