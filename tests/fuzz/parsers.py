@@ -11,6 +11,7 @@ or end the input.
 """
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 
 from l7scope.exchange import TraceContext
@@ -93,12 +94,26 @@ def run_analyzer(analyzer, data: bytes, limits: AnalyzerLimits) -> None:
     check_events(analyzer.eof(ts + 1), limits)
 
 
+def _with_counters(cls, shared: dict, *args, **kw):
+    """The analyzer, given the shared counters dict where it takes one."""
+    if "counters" in inspect.signature(cls).parameters:
+        kw["counters"] = shared
+    return cls(*args, **kw)
+
+
+def _check_counters(shared: dict, protocol: str) -> None:
+    for name, value in shared.items():
+        check(name.startswith(protocol + "_") and type(value) is int and value >= 0,
+              f"shared counter {name} = {value!r}")
+
+
 def http1(data: bytes) -> None:
     """HTTP/1 analyzer: config bit 0 small limits."""
     if not data:
         return
-    limits = limits_for(data[0])
-    run_analyzer(Http1Analyzer(limits), data, limits)
+    limits, shared = limits_for(data[0]), {}
+    run_analyzer(_with_counters(Http1Analyzer, shared, limits), data, limits)
+    _check_counters(shared, "http1")
 
 
 def http2(data: bytes) -> None:
@@ -106,8 +121,10 @@ def http2(data: bytes) -> None:
     mid-connection: no preface expected, HPACK tables not complete)."""
     if not data:
         return
-    limits = limits_for(data[0])
-    run_analyzer(Http2Analyzer(limits, seen_from_start=bool(data[0] & 2)), data, limits)
+    limits, shared = limits_for(data[0]), {}
+    analyzer = _with_counters(Http2Analyzer, shared, limits, seen_from_start=bool(data[0] & 2))
+    run_analyzer(analyzer, data, limits)
+    _check_counters(shared, "http2")
 
 
 # --- HPACK --------------------------------------------------------------------------------
