@@ -549,8 +549,22 @@ class Http2Analyzer:
                 if size is not None:
                     self._dirs[from_client].decoder.set_limit(*size)
             return
+        table_size = self._read_settings(frame.payload, other.splitter)
+        if table_size is not None and table_size > MAX_ACCEPTED_TABLE_SIZE:
+            self._count("hpack_table_size_clamped")
+            pending = (MAX_ACCEPTED_TABLE_SIZE, table_size)
+        else:
+            pending = None if table_size is None else (table_size, None)
+        sent = self._dirs[from_client].sent_table_sizes
+        if len(sent) >= _MAX_PENDING_SETTINGS:
+            sent.popleft()
+        sent.append(pending)
+
+    @staticmethod
+    def _read_settings(payload: bytes, other_splitter: FrameSplitter) -> int | None:
+        """SETTINGS_HEADER_TABLE_SIZE of a SETTINGS payload (the last one), else None; a valid
+        SETTINGS_MAX_FRAME_SIZE raises the frame size the other direction may use."""
         table_size = None
-        payload = frame.payload
         for offset in range(0, len(payload) - 5, 6):
             ident = int.from_bytes(payload[offset:offset + 2], "big")
             value = int.from_bytes(payload[offset + 2:offset + 6], "big")
@@ -559,16 +573,8 @@ class Http2Analyzer:
             elif ident == SETTINGS_MAX_FRAME_SIZE and \
                     DEFAULT_MAX_FRAME_SIZE <= value <= MAX_FRAME_SIZE_LIMIT:
                 # 6.5.2: "Values outside this range MUST be treated as a connection error"
-                other.splitter.max_frame_size = max(other.splitter.max_frame_size, value)
-        if table_size is not None and table_size > MAX_ACCEPTED_TABLE_SIZE:
-            self._count("hpack_table_size_clamped")
-            table_size = (MAX_ACCEPTED_TABLE_SIZE, table_size)
-        elif table_size is not None:
-            table_size = (table_size, None)
-        sent = self._dirs[from_client].sent_table_sizes
-        if len(sent) >= _MAX_PENDING_SETTINGS:
-            sent.popleft()
-        sent.append(table_size)
+                other_splitter.max_frame_size = max(other_splitter.max_frame_size, value)
+        return table_size
 
     # --- exchanges --------------------------------------------------------------------------
 

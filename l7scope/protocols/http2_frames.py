@@ -35,7 +35,7 @@ reserved bit clear, stream id zero or not as the type demands), and ``plausible_
 only those. A cursor remembers how far the buffer has been examined, so every octet is examined
 once, plus once more per feed for the one candidate waiting for its confirmation. Scanning is
 bounded too: after ``resync_limit`` octets discarded while unsynchronised (a direction's whole
-life), the splitter gives up (state ABANDONED, ``abandoned`` set, one last ``FramingLost``) and
+life; each non-conforming header is charged NOT_CONFORMING_PENALTY more), the splitter gives up (state ABANDONED, ``abandoned`` set, one last ``FramingLost``) and
 ignores everything after.
 """
 from __future__ import annotations
@@ -235,6 +235,9 @@ TRANSITIONS = {
     (ABANDONED_STATE, "hole"): ABANDONED_STATE,
 }
 DEFAULT_RESYNC_LIMIT = 256 * 1024  # octets discarded while unsynchronised before giving up
+# Charged to the resync limit for each header no conforming peer sends, so that garbage made
+# of short runs of plausible frames gives up after at most 256 such headers.
+NOT_CONFORMING_PENALTY = 1024
 GIVE_UP_REASON = "gave up: too many octets without a frame header"
 
 
@@ -254,6 +257,7 @@ class FrameSplitter:
         self.scan_cap = scan_cap
         self.resync_limit = resync_limit
         self.scan_dropped = 0  # octets discarded while looking for a frame header
+        self._resync_charge = 0  # scan_dropped + penalties, against resync_limit
         self._pending = bytearray()  # partial preface / frame header
         self._scan = bytearray()
         self._scan_pos = 0  # octets of _scan before this offset were examined and rejected
@@ -325,10 +329,10 @@ class FrameSplitter:
         if not conforming_header(self._pending):
             self._scan = self._pending[1:]  # the frame may start at any later octet
             self._scan_pos = 0
-            self.scan_dropped += 1
             self._pending = bytearray()
             out.append(FramingLost("frame header no conforming peer sends", ts))
             self._go("header_not_conforming")
+            self._count_dropped(1, ts, out, penalty=NOT_CONFORMING_PENALTY)
             return pos + take
         self._start_frame(parse_header(self._pending))
         self._pending.clear()
@@ -403,9 +407,10 @@ class FrameSplitter:
         self._scan_pos = 0
         self._count_dropped(dropped, ts, out)
 
-    def _count_dropped(self, dropped: int, ts: int, out: list) -> None:
+    def _count_dropped(self, dropped: int, ts: int, out: list, penalty: int = 0) -> None:
         self.scan_dropped += dropped
-        if self.scan_dropped > self.resync_limit:
+        self._resync_charge += dropped + penalty
+        if self._resync_charge > self.resync_limit:
             self._scan = bytearray()
             self._scan_pos = 0
             out.append(FramingLost(GIVE_UP_REASON, ts))

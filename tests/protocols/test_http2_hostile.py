@@ -362,3 +362,16 @@ def test_counters_move_when_the_drop_happens():
     counts = analyzer.counters()
     assert {f"http2_{k}": v for k, v in counts.items() if v} == \
         {k: v for k, v in shared.items() if k != "other"}
+
+
+def test_short_runs_of_frames_between_bad_headers_give_up_after_256():
+    ping = frame(6, 0, 0, b"\xff" * 8)
+    bad = frame(6, 0, 1, b"\xff" * 8)  # PING on a stream: no peer sends it
+    analyzer = Http2Analyzer()
+    events = analyzer.feed(True, PREFACE, 1)
+    for _ in range(100):
+        events += analyzer.feed(True, (ping + ping + bad) * 100, 2)
+    codes = [e.code for e in events if isinstance(e, ParseError)]
+    # each bad header charges 1 KiB (+ the octets scanned) to the 256 KiB resync limit
+    assert 100 < codes.count("framing_lost") <= 256
+    assert codes[-1] == "resync_abandoned" and analyzer.counters()["resync_abandoned"] == 1
