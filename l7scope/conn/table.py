@@ -117,10 +117,6 @@ def _make_analyzer(protocol: str, limits: AnalyzerLimits, seen_from_start: bool,
         return Http1Analyzer(limits, counters=counters)
     from l7scope.protocols.http2 import Http2Analyzer
 
-    if not hasattr(Http2Analyzer, "memory"):  # until http2.py has counters= and memory()
-        a = Http2Analyzer(limits, seen_from_start=seen_from_start)
-        a.memory = lambda: 0
-        return a
     return Http2Analyzer(limits, seen_from_start=seen_from_start, counters=counters)
 
 
