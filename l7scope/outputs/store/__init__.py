@@ -26,7 +26,8 @@ def default_data_dir() -> str:
     """/var/lib/l7scope for root, else $XDG_DATA_HOME/l7scope (~/.local/share/l7scope)."""
     if os.geteuid() == 0:
         return "/var/lib/l7scope"
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = (os.environ.get("XDG_DATA_HOME")
+            or os.path.join(os.path.expanduser("~"), ".local", "share"))
     return os.path.join(base, "l7scope")
 
 

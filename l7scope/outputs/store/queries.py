@@ -192,7 +192,8 @@ def compile_path_regex(text: str | None) -> re.Pattern | None:
     return pattern
 
 
-_REPEATS = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, getattr(_sre_parse, "POSSESSIVE_REPEAT", None)}
+_REPEATS = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT,
+            getattr(_sre_parse, "POSSESSIVE_REPEAT", None)}
 
 
 def _nested_repeat(parsed, inside: bool) -> bool:

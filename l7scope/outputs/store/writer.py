@@ -23,7 +23,8 @@ thread goes on with the next batch. After its batches it runs retention (retenti
 
 ``on_interval(snapshot, top_n_lists, counters)`` queues the interval's pair metrics, the
 sampled exchanges of its top-N lists and a counters snapshot on a small queue of its own.
-``close()`` writes what is queued and stops the thread; the store stays open for the API.
+``close()`` writes what is queued and stops the thread; the store stays open for the API, and
+an ``on_interval`` after it (the agent's final counters) is written on the caller's thread.
 """
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class StoreSink:
         self._idle = threading.Event()
         self._idle.set()
         self.last_error: str | None = None
+        self._closed = False
         self.c = {"store_exchanges_written": 0, "store_exchanges_not_stored": 0,
                   "store_dropped_queue_full": 0, "store_write_errors": 0,
                   "store_dropped_write_error": 0, "store_samples_written": 0,
@@ -116,7 +118,8 @@ class StoreSink:
     def _weight(self, sec: int) -> int:
         """1 while under the rate this second; then N for one record in N, 0 for the rest."""
         if self._sec is None or sec > self._sec:
-            self._last_sec_count = self._in_sec if self._sec is not None and sec == self._sec + 1 else 0
+            follows = self._sec is not None and sec == self._sec + 1
+            self._last_sec_count = self._in_sec if follows else 0
             self._sec, self._in_sec = sec, 0
         self._in_sec += 1
         over = self._in_sec - self.max_rate
@@ -134,6 +137,8 @@ class StoreSink:
             self._intervals.append((list(snapshot or ()), dict(top_n_lists or {}),
                                     dict(counters) if counters is not None else None,
                                     self._now()))
+        if self._closed:  # after close(): the agent's final counters, written here and now
+            self._write_some()
         self._wake.set()
 
     # --- writer thread ---------------------------------------------------------------------
@@ -246,10 +251,13 @@ class StoreSink:
         return False
 
     def close(self, timeout: float = 30.0) -> None:
+        """Everything queued is written, the thread ends; later calls write on the caller's
+        thread (the final counters snapshot), the store stays open for the API."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._closed = not self._thread.is_alive()
 
     def counters(self) -> dict[str, int]:
         out = dict(self.c)

@@ -83,6 +83,16 @@ def test_close_writes_everything_queued(store):
     assert sink.counters()["store_exchanges_written"] == 300
 
 
+def test_final_counters_after_close_are_written(store):
+    sink = sink_for(store)
+    sink(fast(1))
+    sink.close()
+    sink.on_interval((), None, {"exchanges": 1, **sink.counters()})
+    assert store.row_count("agent_counters") == 1
+    doc = Api(store).status({})
+    assert (doc["counters"]["exchanges"], doc["counters"]["store_exchanges_written"]) == (1, 1)
+
+
 def test_full_queue_is_a_counted_drop_and_capture_goes_on(store):
     sink = sink_for(store, start=False, max_queue_items=5)
     for i in range(8):
