@@ -167,6 +167,18 @@ def test_locked_store_is_counted_then_writes_resume(store):
     sink.close()
 
 
+def test_a_record_the_rows_cannot_take_is_counted_and_the_rest_written(store):
+    sink = sink_for(store)
+    sink(fast(1))
+    sink(fast(2)._replace(request_bytes=None))  # not an int: the row builder fails
+    sink(fast(3))
+    assert sink.flush()
+    c = sink.counters()
+    assert (c["store_internal_errors"], c["store_exchanges_written"]) == (1, 2)
+    assert sink.last_error.startswith("internal: TypeError")
+    sink.close()
+
+
 def fill_scenario(store, **kw) -> StoreSink:
     sink = sink_for(store, **kw)
     recs = sc.records()
