@@ -8,9 +8,8 @@ characters as themselves, "enter" (CR or LF), "backspace" (DEL or BS), "esc", "u
 or SS3 (ESC O final), ECMA-48 section 5.4: parameter bytes 0x30-0x3F, intermediate bytes
 0x20-0x2F, a final byte 0x40-0x7E. A sequence split across reads is kept (at most 16 bytes)
 and finished by the next read; an ESC that ends a read with nothing after it is the Esc key
-(a terminal sends a whole sequence in one write). A UTF-8 character split across reads is completed by
-the next. Unknown sequences and other control
-characters are dropped.
+(a terminal sends a whole sequence in one write). A UTF-8 character split across reads
+is completed by the next. Unknown sequences and other control characters are dropped.
 
 ``TerminalInput`` puts a tty in cbreak mode (no line buffering, no echo; Ctrl-C still
 raises SIGINT) and reads what is there without blocking (select with a zero timeout). The
