@@ -166,7 +166,8 @@ class ConnectionTable:
             if conn is None or conn.analyzer is None:
                 return []
             out = self._finish(conn, ev.ts)
-            conn.analyzer, conn.protocol = None, None
+            if conn.protocol != FAILED:  # a failed connection stays unfed until it closes
+                conn.analyzer, conn.protocol = None, None
             return out
         return []
 
@@ -205,10 +206,27 @@ class ConnectionTable:
         conn.last_ts = ev.ts
         if conn.protocol in _DONE:
             return out
-        try:
-            self._feed_pieces(conn, ev, out)
+        pos = conn.egress_pos if ev.egress else conn.ingress_pos
+        try:  # the one boundary for this chunk: our bug, not the agent's end
+            for kind, value in pos.place(ev.seq, ev.data, ev.length):
+                if conn.analyzer is None:
+                    if kind == "skip":
+                        # a hole behind bytes held undecided: they can no longer begin a message
+                        self._drop_pending(conn, value, ev.egress)
+                        continue
+                    for egress, data, ts in self._detect_start(conn, value, ev.egress, ev.ts):
+                        events = conn.analyzer.feed(egress == conn.client_is_local(), data, ts)
+                        out += self._route(conn, events, ev.ts)
+                else:
+                    from_client = ev.egress == conn.client_is_local()
+                    a = conn.analyzer
+                    events = a.feed(from_client, value, ev.ts) if kind == "data" \
+                        else a.skip(from_client, value, ev.ts)
+                    out += self._route(conn, events, ev.ts)
+                if conn.protocol == OTHER:
+                    break
             held = conn.analyzer.memory() if conn.analyzer is not None else 0
-        except Exception as exc:  # noqa: BLE001 - the one boundary: our bug, not the agent's end
+        except Exception as exc:  # noqa: BLE001
             self.fail(conn, exc)
             held = 0
         held += len(conn.pending)
@@ -217,28 +235,6 @@ class ConnectionTable:
         if self.memory_total > self.max_memory:
             out += self._shed(ev.ts)
         return out
-
-    def _feed_pieces(self, conn: Connection, ev: DataChunk, out: list) -> None:
-        """Place the chunk in its direction and feed the pieces; events are added to ``out``."""
-        pos = conn.egress_pos if ev.egress else conn.ingress_pos
-        for kind, value in pos.place(ev.seq, ev.data, ev.length):
-            if conn.analyzer is None:
-                if kind == "skip":
-                    # a hole behind bytes held undecided: they can no longer begin a message
-                    self._drop_pending(conn, value, ev.egress)
-                    continue
-                for egress, data, ts in self._detect_start(conn, value, ev.egress, ev.ts):
-                    events = conn.analyzer.feed(egress == conn.client_is_local(), data, ts)
-                    out += self._route(conn, events, ev.ts)
-                if conn.protocol == OTHER:
-                    return
-                continue
-            from_client = ev.egress == conn.client_is_local()
-            a = conn.analyzer
-            events = a.feed(from_client, value, ev.ts) if kind == "data" else a.skip(from_client, value, ev.ts)
-            out += self._route(conn, events, ev.ts)
-            if conn.protocol == OTHER:
-                return
 
     def fail(self, conn: Connection, exc: BaseException, protocol: str | None = None) -> None:
         """An internal error on this connection: count it, end its analysis, feed it no more."""

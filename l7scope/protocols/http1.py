@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from l7scope.protocols.http1_message import (
-    KNOWN_METHODS, REQUEST_LINE, Framing, MessageBuilder, MessageReader, Step,
+    KNOWN_METHODS, READER_COST, REQUEST_LINE, Framing, MessageBuilder, MessageReader, Step,
 )
 from l7scope.protocols.message import (
     AnalyzerEvent, AnalyzerLimits, ExchangeParsed, HttpMessage, ParseError, ProtocolSwitched,
@@ -48,7 +48,8 @@ from l7scope.protocols.wirenum import parse_decimal
 # what counters() reports, and (prefixed "http1_") what the shared counters dict receives
 COUNTERS = ("dropped_pending", "interim_responses", "parse_errors", "ignored_bytes",
             "discarded_bytes", "lost_heads")
-ANALYZER_COST = 1200  # memory(): the analyzer object, its deque and event list (tracemalloc)
+# memory(): the analyzer object, its deque and event list, and its two readers (tracemalloc)
+ANALYZER_COST = 1200 + 2 * READER_COST
 PENDING_COST = 150  # memory(): one request waiting for its response, messages aside
 
 _METHOD_SP = re.compile(b"(?:" + b"|".join(re.escape(m.encode()) for m in KNOWN_METHODS)
@@ -241,7 +242,12 @@ class Http1Analyzer:
         """Approximate bytes of state held: both readers (carried-over bytes, the message being
         read with its fields and captured body) and every request waiting for its response
         (with the messages it holds). O(pending requests), usually O(1)."""
-        n = ANALYZER_COST + self._client.memory() + self._server.memory()
+        c, s = self._client, self._server  # MessageReader.memory() of both, inlined
+        n = ANALYZER_COST + len(c._buf) + len(s._buf)
+        if c._msg is not None:
+            n += c._msg.mem + len(c._msg.body)
+        if s._msg is not None:
+            n += s._msg.mem + len(s._msg.body)
         for entry in self._awaiting:
             n += entry.mem
         reading = self._reading

@@ -389,11 +389,6 @@ class MessageReader:
             self._finish()
         self._close()
 
-    def memory(self) -> int:
-        """Approximate bytes held: carried-over bytes and the message being read."""
-        msg = self._msg
-        return READER_COST + len(self._buf) + (msg.mem + len(msg.body) if msg is not None else 0)
-
     # -- counts (per reader, and the analyzer's shared dict at the same moment)
 
     def _ignore(self, n: int) -> None:
