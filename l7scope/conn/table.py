@@ -229,11 +229,15 @@ class ConnectionTable:
         except Exception as exc:  # noqa: BLE001
             self.fail(conn, exc)
             held = 0
+        return self._account(conn, held, ev.ts, out)
+
+    def _account(self, conn: Connection, held: int, ts: int, out: list) -> list:
+        """Refresh the connection's memory figure and the total; shed over the budget."""
         held += len(conn.pending)
         self.memory_total += held - conn.memory
         conn.memory = held
         if self.memory_total > self.max_memory:
-            out += self._shed(ev.ts)
+            out += self._shed(ts)
         return out
 
     def fail(self, conn: Connection, exc: BaseException, protocol: str | None = None) -> None:
