@@ -76,4 +76,9 @@ export function nodeLabel(id) {
   return i < 0 ? id : id.slice(i + 1);
 }
 
+// plural(1, "request") -> "1 request", plural(3, "error") -> "3 errors"
+export function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 export const PROTOCOL_NAMES = { http1: "HTTP/1.x", http2: "HTTP/2", grpc: "gRPC" };

@@ -3,7 +3,7 @@
 // TCP metrics come).
 
 import { getJson } from "./api.js";
-import { h, clear, fmtNum, fmtSig, fmtRate, nodeLabel, PROTOCOL_NAMES } from "./dom.js";
+import { h, clear, fmtSig, fmtRate, nodeLabel, plural, PROTOCOL_NAMES } from "./dom.js";
 import { lineChart, statusChart } from "./charts.js";
 import { RequestsTab } from "./requests.js";
 
@@ -29,8 +29,8 @@ function protocolCharts(doc, protocol) {
   const spanS = (doc.to_ns - doc.from_ns) / 1e9;
   const pick = (side, q) => series.map((p) => (p[side] ? p[side][q] : null));
   const summary = h("p", { class: "summary", "data-testid": `summary-${protocol}` },
-    `${PROTOCOL_NAMES[protocol]}: ${requests} requests (${fmtRate(requests / spanS)}), `
-    + `${errors} errors${requests ? ` (${fmtNum((100 * errors) / requests, 1)} %)` : ""}, step ${doc.step_s} s`);
+    `${PROTOCOL_NAMES[protocol]}: ${plural(requests, "request")} (${fmtRate(requests / spanS)}), `
+    + `${plural(errors, "error")}${requests ? ` (${((100 * errors) / requests).toFixed(1)} %)` : ""}, step ${doc.step_s} s`);
   return h("section", { class: "protocol-charts", "data-testid": `charts-${protocol}` }, [
     summary,
     h("div", { class: "charts" }, [

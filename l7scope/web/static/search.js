@@ -2,7 +2,7 @@
 // (a bad regex, a status out of range) is shown as its one-line message.
 
 import { getJson } from "./api.js";
-import { h, clear, fmtMs, fmtClock, PROTOCOL_NAMES } from "./dom.js";
+import { h, clear, fmtMs, fmtClock, plural, PROTOCOL_NAMES } from "./dom.js";
 
 const FIELDS = [
   { name: "since", label: "since (s)", type: "number", placeholder: "e.g. 3600", step: "any", min: "0" },
@@ -75,7 +75,7 @@ export class SearchView {
     }
     this.status.setAttribute("data-testid", "search-status");
     const found = res.data.exchanges;
-    this.status.textContent = `${found.length} exchange${found.length === 1 ? "" : "s"}, newest first`
+    this.status.textContent = `${plural(found.length, "exchange")}, newest first`
       + (res.data.truncated ? " (the regex scan stopped at its limit: narrow the other filters)" : "");
     if (!found.length) return;
     this.results.append(h("table", { class: "grid", "data-testid": "search-table" }, [

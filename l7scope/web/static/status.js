@@ -37,7 +37,7 @@ export async function renderStatus(root) {
         h("dt", { text: "API internal errors" }), h("dd", { text: String(d.api_internal_errors) }),
       ]),
       h("p", { class: lost ? "warn" : "ok", "data-testid": "drops-summary",
-               text: lost ? `${fmtNum(lost, 0)} things lost or not kept: see Drops` : "nothing dropped" }),
+               text: lost ? `${fmtNum(lost, 0)} lost or not kept (see Drops)` : "nothing dropped" }),
       h("div", { class: "counter-tables" }, [
         counterTable("Drops", drops, "drops", "something lost or not kept (not a parse error)"),
         counterTable("Parse errors", parse, "parse-errors", "captured bytes that did not parse (nothing was lost)"),
