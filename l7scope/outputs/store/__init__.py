@@ -6,7 +6,8 @@ for the API (docs/store.md).
     sink(exchange); sink.on_interval(snapshot, top_n_lists, counters); sink.close()
 
 A backend answers the specs of queries.py with plain rows and keeps all of its SQL in one
-module (sqlite.py; a ClickHouse backend follows the same interface and logical schema).
+module: sqlite.py (the embedded file) or clickhouse.py (``clickhouse://host:8123/db``, many
+nodes into one server; docs/deploy.md), with the same interface and logical schema.
 """
 from __future__ import annotations
 
@@ -31,9 +32,12 @@ def default_data_dir() -> str:
     return os.path.join(base, "l7scope")
 
 
-def open_store(spec: str | None = None):
+def open_store(spec: str | None = None, **options):
     """A store from ``--store``: None or "" -> the default file, a path (a directory gets
-    l7scope.db inside), or "sqlite:///path". Raises StoreError with one line."""
+    l7scope.db inside), "sqlite:///path", or "clickhouse://[user[:password]@]host[:port]/db"
+    (``options`` go to ClickHouseStore). Raises StoreError with one line (never a password)."""
+    if spec and spec.startswith("clickhouse://"):
+        return _open_clickhouse(spec, **options)
     path = _path_of(spec)
     from l7scope.outputs.store.sqlite import SqliteStore
 
@@ -45,13 +49,31 @@ def open_store(spec: str | None = None):
         raise StoreError(f"store {path}: {e}") from None
 
 
+def _open_clickhouse(spec: str, **options):
+    from l7scope.outputs.store.clickhouse import ClickHouseStore
+    from l7scope.outputs.store.clickhouse_http import ClickHouseError, parse_url
+
+    try:
+        endpoint = parse_url(spec)
+    except ValueError as e:
+        raise StoreError(f"store: {e}") from None
+    store = ClickHouseStore(endpoint, **options)
+    try:
+        store.create_schema()
+    except ClickHouseError as e:
+        store.close()
+        raise StoreError(f"store {endpoint.redacted()}: {e}") from None
+    return store
+
+
 def _path_of(spec: str | None) -> str:
     if not spec:
         return os.path.join(default_data_dir(), DB_NAME)
     if spec.startswith("sqlite://"):
         spec = spec[len("sqlite://"):]
     elif "://" in spec:
-        raise StoreError(f"store {spec}: unknown kind (sqlite:///path or a file path)")
+        raise StoreError(f"store {spec.split('://', 1)[0]}://...: unknown kind "
+                         "(a file path, sqlite:///path or clickhouse://host:8123/db)")
     if os.path.isdir(spec) or spec.endswith("/"):
         return os.path.join(spec, DB_NAME)
     return spec

@@ -23,6 +23,8 @@ thread goes on with the next batch. After its batches it runs retention (retenti
 
 ``on_interval(snapshot, top_n_lists, counters)`` queues the interval's pair metrics, the
 sampled exchanges of its top-N lists and a counters snapshot on a small queue of its own.
+A backend with a buffer of its own (clickhouse.py) is given ``poll()`` after each round and
+``flush()`` at stop, and its counters join the sink's.
 ``close()`` writes what is queued and stops the thread; the store stays open for the API, and
 an ``on_interval`` after it (the agent's final counters) is written on the caller's thread.
 """
@@ -62,7 +64,7 @@ class StoreSink:
                  max_queue_bytes: int = 32 << 20, batch_items: int = 2000,
                  flush_every_s: float = 0.25, start: bool = True):
         self.store = store
-        self.node = node or socket.gethostname()
+        self.node = node or getattr(store, "node", None) or socket.gethostname()
         self._peer_name = peer_name
         if to_wall_ns is None:
             to_wall_ns = (time.time_ns() - time.monotonic_ns()).__add__
@@ -150,9 +152,16 @@ class StoreSink:
             stopping = self._stop.is_set()  # close() sets it, then wakes us: all is written
             while self._write_some():
                 pass
+            self._store_hook("flush" if stopping else "poll")
             self._retention()
             if stopping:
                 return
+
+    def _store_hook(self, name: str) -> None:
+        """A backend with a buffer of its own (ClickHouse) sends what is due; at stop, all."""
+        hook = getattr(self.store, name, None)
+        if hook is not None:
+            self._guarded(hook)
 
     def _take(self) -> tuple[list, list]:
         queue = self._queue
@@ -272,5 +281,8 @@ class StoreSink:
     def counters(self) -> dict[str, int]:
         out = dict(self.c)
         out.update(self.retention.counters())
+        backend = getattr(self.store, "counters", None)
+        if backend is not None:
+            out.update(backend())  # store_clickhouse_*: what the backend sent, retried, dropped
         out["store_queue_items"] = len(self._queue)
         return out
