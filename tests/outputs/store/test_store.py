@@ -71,7 +71,7 @@ def test_a_store_that_cannot_open_is_one_line(tmp_path):
     with pytest.raises(StoreError, match="file is not a database"):
         open_store(str(tmp_path / "junk.db"))
     with pytest.raises(StoreError, match="unknown kind"):
-        open_store("clickhouse://127.0.0.1:8123/db")
+        open_store("postgres://127.0.0.1:5432/db")
 
 
 def test_close_writes_everything_queued(store):
