@@ -219,7 +219,7 @@ def test_requests_tab_lists_the_slow_and_500_calls_with_raw_text(page, tmp_path)
     slow = page.locator("[data-testid=samples-slow] [data-testid=sample-row]")
     expect(slow).to_have_count(2)
     rows = [(r.get_attribute("data-path"), r.get_attribute("data-status"),
-             r.locator("td").nth(1).text_content(), r.locator("td").nth(5).text_content())
+             r.locator("td").nth(1).text_content(), r.locator("td").nth(4).text_content())
             for r in slow.all()]
     assert rows == [("/slow", "200", "client", "601 ms"), ("/slow", "200", "server", "600 ms")]
     fivexx = page.locator("[data-testid=samples-5xx] [data-testid=sample-row]")
@@ -394,3 +394,25 @@ def test_api_answers_the_page_reads(site):
         doc = json.loads(r.read())
     got = {(e["client"], e["server"]): (e["requests"], e["errors"]) for e in doc["edges"]}
     assert got[("proc:curl", "proc:nginx")] == (9, 1) and got[("proc:nginx", "proc:python3")] == (3, 1)
+
+
+def test_a_long_edge_gets_its_own_lane(page):
+    """A client calling a server three columns away (a browser polling the agent while
+    curl -> nginx -> python3 -> that same server) passes beside nginx and python3, not
+    behind them."""
+    got = page.evaluate("""async () => {
+        const { layout } = await import("/topology.js");
+        const ids = ["proc:Chrome", "proc:curl", "proc:nginx", "proc:python3", "remote:127.0.0.1:7070"];
+        const e = (client, server, requests) => ({ client, server, protocol: "http1", requests, errors: 0 });
+        const edges = [e("proc:Chrome", "remote:127.0.0.1:7070", 26), e("proc:curl", "proc:nginx", 6),
+                       e("proc:nginx", "proc:python3", 6), e("proc:python3", "remote:127.0.0.1:7070", 5)];
+        const { pos, routes } = layout(ids.map((id) => ({ id })), edges);
+        const at = (p) => [p.col, p.y];
+        return { nodes: Object.fromEntries(ids.map((id) => [id, at(pos.get(id))])),
+                 lane: routes.get("proc:Chrome|remote:127.0.0.1:7070|http1").map(at) };
+    }""")
+    nodes, lane = got["nodes"], got["lane"]
+    assert [c for c, _ in nodes.values()] == [0, 0, 1, 2, 3]
+    assert [c for c, _ in lane] == [1, 2]
+    assert lane[0] != nodes["proc:nginx"] and lane[1] != nodes["proc:python3"]
+    assert nodes["proc:curl"][1] == nodes["proc:nginx"][1] == nodes["proc:python3"][1]  # one line

@@ -29,8 +29,7 @@ function row(smp, selected, onPick) {
   }, [
     h("td", { title: ex.time || "", text: fmtClock(ex.time) }),
     h("td", { text: ex.side }),
-    h("td", { text: ex.method }),
-    h("td", { class: "path", title: ex.path, text: ex.path }),
+    h("td", { class: "path", title: `${ex.method} ${ex.path}`, text: `${ex.method} ${ex.path}` }),
     h("td", { text: status }),
     h("td", { class: "num", text: fmtMs(ex.duration_ns == null ? null : ex.duration_ns / 1e6) }),
   ]);
@@ -42,7 +41,7 @@ function listSection([name, title, order], result, selectedKey, onPick) {
     : !result.data.samples.length
       ? h("p", { class: "empty", text: "none sampled in this window" })
       : h("table", { class: "grid" }, [
-          h("thead", {}, h("tr", {}, ["time (UTC)", "side", "method", "path", "status", "duration"].map((t) => h("th", { text: t })))),
+          h("thead", {}, h("tr", {}, ["time (UTC)", "side", "request", "status", "duration"].map((t) => h("th", { text: t })))),
           h("tbody", {}, result.data.samples.map((smp) => row(smp, sampleKey(smp) === selectedKey, onPick))),
         ]);
   const count = result.ok ? ` (${result.data.samples.length})` : "";

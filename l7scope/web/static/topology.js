@@ -3,9 +3,10 @@
 //
 // Layout: edges are taken most requests first and kept when they close no cycle; each node's
 // column is its longest path from a node nothing calls (so curl -> nginx -> python3 reads left
-// to right); a dropped (cycle) edge is drawn as a curve below. Within a column nodes are
-// ordered by the mean row of their callers, then by id, so the picture is stable between
-// refreshes.
+// to right); a dropped (cycle) edge is drawn as a curve below. An edge across several columns
+// gets a lane (a waypoint) in each column it crosses. Within a column nodes and lanes are
+// ordered by the mean row of what links into them, then by id, so the picture is stable
+// between refreshes.
 
 import { s, h, clear, fmtMs, fmtRate, nodeLabel, PROTOCOL_NAMES } from "./dom.js";
 
@@ -52,44 +53,77 @@ function columns(nodes, edges) {
   return col;
 }
 
+// Columns hold the nodes and, for an edge that spans several columns, one waypoint per column
+// crossed (so a long edge has its own lane and never runs behind a node); each column is
+// ordered by the mean row of what links into it, then by id.
 export function layout(nodes, edges) {
   const col = columns(nodes, edges);
-  const byCol = new Map();
-  for (const n of nodes) {
-    const c = col.get(n.id);
-    if (!byCol.has(c)) byCol.set(c, []);
-    byCol.get(c).push(n.id);
+  const members = new Map();
+  const add = (c, id) => { if (!members.has(c)) members.set(c, []); members.get(c).push(id); };
+  for (const n of nodes) add(col.get(n.id), n.id);
+  const into = new Map();  // id -> ids linking into it from the column before
+  const link = (from, to) => { if (!into.has(to)) into.set(to, []); into.get(to).push(from); };
+  const via = new Map();  // edge key -> waypoint ids
+  for (const e of edges) {
+    const c0 = col.get(e.client), c1 = col.get(e.server);
+    if (c1 <= c0) continue;
+    let prev = e.client;
+    const points = [];
+    for (let c = c0 + 1; c < c1; c++) {
+      const id = `~via:${edgeKey(e)}:${c}`;  // "~" sorts after node ids
+      add(c, id);
+      points.push(id);
+      link(prev, id);
+      prev = id;
+    }
+    link(prev, e.server);
+    via.set(edgeKey(e), points);
   }
   const row = new Map();
   const pos = new Map();
   let maxRows = 0;
-  for (const c of [...byCol.keys()].sort((a, b) => a - b)) {
-    const callers = (id) => edges.filter((e) => e.server === id && row.has(e.client)).map((e) => row.get(e.client));
-    const key = (id) => { const r = callers(id); return r.length ? r.reduce((a, b) => a + b, 0) / r.length : Infinity; };
-    const ids = byCol.get(c).sort((a, b) => key(a) - key(b) || (a < b ? -1 : a > b ? 1 : 0));
+  for (const c of [...members.keys()].sort((a, b) => a - b)) {
+    const key = (id) => {
+      const r = (into.get(id) || []).filter((f) => row.has(f)).map((f) => row.get(f));
+      return r.length ? r.reduce((a, b) => a + b, 0) / r.length : Infinity;
+    };
+    const ids = members.get(c).sort((a, b) => key(a) - key(b) || (a < b ? -1 : a > b ? 1 : 0));
     ids.forEach((id, i) => {
       row.set(id, i);
       pos.set(id, { x: PAD + c * COL_W, y: PAD + i * ROW_H, col: c });
     });
     maxRows = Math.max(maxRows, ids.length);
   }
-  const ncols = byCol.size ? Math.max(...byCol.keys()) + 1 : 0;
-  return { pos, width: PAD * 2 + Math.max(0, ncols - 1) * COL_W + NODE_W,
-           height: PAD * 2 + Math.max(0, maxRows - 1) * ROW_H + NODE_H + 40 };
+  const routes = new Map([...via].map(([k, ids]) => [k, ids.map((id) => pos.get(id))]));
+  const ncols = members.size ? Math.max(...members.keys()) + 1 : 0;
+  return { pos, routes, width: PAD * 2 + Math.max(0, ncols - 1) * COL_W + NODE_W,
+           height: PAD * 2 + Math.max(0, maxRows - 1) * ROW_H + NODE_H + 72 };
 }
 
-function edgePath(a, b, offset) {
+function edgePath(a, b, offset, waypoints) {
   if (b.col > a.col) {
-    const x0 = a.x + NODE_W, y0 = a.y + NODE_H / 2 + offset, x1 = b.x, y1 = b.y + NODE_H / 2 + offset;
-    const dx = (x1 - x0) / 2;
-    return { d: `M${x0},${y0} C${x0 + dx},${y0} ${x1 - dx},${y1} ${x1},${y1}`,
-             mid: { x: (x0 + x1) / 2, y: (y0 + y1) / 2 } };
+    const mid = (p) => p.y + NODE_H / 2 + offset;
+    const stops = [[a.x + NODE_W, mid(a)]];
+    for (const w of waypoints) stops.push([w.x, mid(w)], [w.x + NODE_W, mid(w)]);
+    stops.push([b.x, mid(b)]);
+    let d = `M${stops[0][0]},${stops[0][1]}`;
+    for (let i = 1; i < stops.length; i++) {
+      const [x0, y0] = stops[i - 1], [x1, y1] = stops[i];
+      const dx = (x1 - x0) / 2;
+      d += i % 2 ? ` C${x0 + dx},${y0} ${x1 - dx},${y1} ${x1},${y1}` : ` L${x1},${y1}`;
+    }
+    const label = waypoints.length  // on the first lane, where no node is
+      ? { x: waypoints[0].x + NODE_W / 2, y: mid(waypoints[0]) + 2 }
+      : { x: (stops[0][0] + stops[1][0]) / 2, y: (stops[0][1] + stops[1][1]) / 2 };
+    return { d, mid: label };
   }
-  // same column or leftwards (a call back, or a cycle): a loop under the boxes
-  const x0 = a.x + NODE_W / 2 + offset, y0 = a.y + NODE_H, x1 = b.x + NODE_W / 2 - offset, y1 = b.y + NODE_H;
-  const dip = Math.max(y0, y1) + 36 + Math.abs(offset);
+  // same column, leftwards (a call back, or a cycle) or to itself: a loop under the boxes,
+  // its label under the loop
+  const spread = a === b ? 34 + Math.abs(offset) : offset;
+  const x0 = a.x + NODE_W / 2 + spread, y0 = a.y + NODE_H, x1 = b.x + NODE_W / 2 - spread, y1 = b.y + NODE_H;
+  const dip = Math.max(y0, y1) + 30 + Math.abs(offset);
   return { d: `M${x0},${y0} C${x0},${dip} ${x1},${dip} ${x1},${y1}`,
-           mid: { x: (x0 + x1) / 2, y: dip - 9 } };
+           mid: { x: (x0 + x1) / 2, y: dip + 30 } };
 }
 
 function edgeLabels(e, windowS) {
@@ -104,8 +138,8 @@ function describe(e, windowS) {
     + `p50 ${fmtMs(e.p50_ms)}, p99 ${fmtMs(e.p99_ms)}`;
 }
 
-function drawEdge(e, a, b, offset, ctx) {
-  const { d, mid } = edgePath(a, b, offset);
+function drawEdge(e, a, b, offset, waypoints, ctx) {
+  const { d, mid } = edgePath(a, b, offset, waypoints);
   const width = 1.5 + Math.min(5, Math.log10(1 + e.requests) * 1.5);
   const key = edgeKey(e);
   const g = s("g", {
@@ -156,7 +190,7 @@ export function renderTopology(container, doc, ctx) {
       text: "No traffic in this window yet. Requests between processes appear here within seconds." }));
     return;
   }
-  const { pos, width, height } = layout(doc.nodes, doc.edges);
+  const { pos, routes, width, height } = layout(doc.nodes, doc.edges);
   const svg = s("svg", { class: "topology", "data-testid": "topology-graph", role: "group",
                          "aria-label": "topology", width, height, viewBox: `0 0 ${width} ${height}` });
   svg.append(markers());
@@ -167,7 +201,7 @@ export function renderTopology(container, doc, ctx) {
     const k = pairCount.get(pair) || 0;
     pairCount.set(pair, k + 1);
     const offset = (k % 2 ? 1 : -1) * Math.ceil(k / 2) * 16;
-    edgesG.append(drawEdge(e, pos.get(e.client), pos.get(e.server), offset, ctx));
+    edgesG.append(drawEdge(e, pos.get(e.client), pos.get(e.server), offset, routes.get(edgeKey(e)) || [], ctx));
   }
   const nodesG = s("g", { class: "nodes" }, doc.nodes.map((n) => drawNode(n, pos.get(n.id))));
   svg.append(edgesG, nodesG);
