@@ -129,6 +129,8 @@ class HttpTransport:
         self.max_response = max_response
         self._auth = endpoint.auth_header()
         self._local = threading.local()
+        self._all: set = set()
+        self._lock = threading.Lock()
 
     def _connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -136,6 +138,8 @@ class HttpTransport:
             conn = http.client.HTTPConnection(self.endpoint.host, self.endpoint.port,
                                               timeout=self.timeout_s)
             self._local.conn = conn
+            with self._lock:
+                self._all.add(conn)
         return conn
 
     def run(self, sql: str, data: bytes | None = None) -> bytes:
@@ -168,12 +172,20 @@ class HttpTransport:
         return payload
 
     def close_local(self) -> None:
+        """This thread's connection (after an error: the next call opens a new one)."""
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
+            with self._lock:
+                self._all.discard(conn)
             conn.close()
 
-    close = close_local
+    def close(self) -> None:
+        """Every thread's connection."""
+        with self._lock:
+            conns, self._all = self._all, set()
+        for conn in conns:
+            conn.close()
 
 
 class Outbox:
