@@ -115,7 +115,8 @@ def table_row(r: RowFigures, width: int, selected: bool) -> Text:
 
 def title(view: LiveView, rows: int) -> Text:
     t = Text("l7scope live", style="bold cyan")
-    t.append(f"  {view.total} exchanges  {rows} pairs  last {view.window_s}s"
+    t.append(f"  {view.total} exchanges  {rows} pair{'' if rows == 1 else 's'}"
+             f"  last {view.window_s}s"
              f"  sort: {('rate', 'errors', 'p99')[view.sort]}")
     if view.filter:
         t.append("  filter: ")
