@@ -11,12 +11,14 @@ nodes into one server; docs/deploy.md), with the same interface and logical sche
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from l7scope.outputs.store.retention import Retention
 from l7scope.outputs.store.writer import StoreSink
 
 DB_NAME = "l7scope.db"
+PASSWORD_ENV = "L7SCOPE_CLICKHOUSE_PASSWORD"  # a clickhouse:// URL with a user and no password
 
 
 class StoreError(Exception):
@@ -35,7 +37,8 @@ def default_data_dir() -> str:
 def open_store(spec: str | None = None, **options):
     """A store from ``--store``: None or "" -> the default file, a path (a directory gets
     l7scope.db inside), "sqlite:///path", or "clickhouse://[user[:password]@]host[:port]/db"
-    (``options`` go to ClickHouseStore). Raises StoreError with one line (never a password)."""
+    (``options`` go to ClickHouseStore; a user without a password takes
+    $L7SCOPE_CLICKHOUSE_PASSWORD). Raises StoreError with one line (never a password)."""
     if spec and spec.startswith("clickhouse://"):
         return _open_clickhouse(spec, **options)
     path = _path_of(spec)
@@ -57,6 +60,10 @@ def _open_clickhouse(spec: str, **options):
         endpoint = parse_url(spec)
     except ValueError as e:
         raise StoreError(f"store: {e}") from None
+    if endpoint.user is not None and endpoint.password is None:  # kept out of argv and ps
+        password = os.environ.get(PASSWORD_ENV)
+        if password is not None:
+            endpoint = dataclasses.replace(endpoint, password=password)
     store = ClickHouseStore(endpoint, **options)
     try:
         store.create_schema()

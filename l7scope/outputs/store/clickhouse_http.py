@@ -54,6 +54,7 @@ DEFAULT_TTL_S = 24 * 3600
 MAX_RESPONSE = 64 << 20
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _RETRY_STATUS = frozenset((408, 429))
+_BAD_URL = "bad ClickHouse URL (clickhouse://[user[:password]@]host[:port]/db)"
 
 
 class ClickHouseError(StoreUnavailable):
@@ -98,9 +99,9 @@ def parse_url(spec: str) -> Endpoint:
         parts = urlsplit(spec)
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise ValueError("bad ClickHouse URL (clickhouse://[user[:password]@]host[:port]/db)") from None
+        raise ValueError(_BAD_URL) from None
     if parts.scheme != "clickhouse" or not parts.hostname:
-        raise ValueError("bad ClickHouse URL (clickhouse://[user[:password]@]host[:port]/db)")
+        raise ValueError(_BAD_URL)
     database = parts.path.strip("/") or DEFAULT_DATABASE
     if not _IDENT.fullmatch(database):
         raise ValueError(f"ClickHouse database {database[:64]!r}: letters, digits and _ only")

@@ -148,6 +148,15 @@ def test_open_store_creates_the_schema_with_basic_auth(server):
     store.close()
 
 
+def test_the_password_may_come_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("L7SCOPE_CLICKHOUSE_PASSWORD", SECRET)
+    store = open_store(f"clickhouse://alice@127.0.0.1:{server.port}/obs")
+    auth = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    assert {r["auth"] for r in server.requests} == {auth}
+    assert store.path == f"clickhouse://alice@127.0.0.1:{server.port}/obs"
+    store.close()
+
+
 def test_open_store_that_cannot_reach_or_is_refused_is_one_line(server):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
