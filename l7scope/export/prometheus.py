@@ -211,10 +211,12 @@ class PrometheusExporter:
         return self._host, self._port
 
     def _add_routes(self, listener: HttpListener) -> None:
-        listener.add_route("GET", "/metrics", self._serve)
-        listener.add_route("GET", "/", self._serve)
+        listener.add_route("GET", "/metrics", self.handle)
+        if self._owns_listener:  # a shared listener keeps "/" for its other endpoints
+            listener.add_route("GET", "/", self.handle)
 
-    def _serve(self, request: Request) -> tuple[int, str, bytes]:
+    def handle(self, request: Request) -> tuple[int, str, bytes]:
+        """The route handler: ``listener.add_route("GET", "/metrics", exporter.handle)``."""
         if request.path not in ("/metrics", "/"):
             return 404, "text/plain; charset=utf-8", b"404 Not Found\n"
         return 200, CONTENT_TYPE, self.render().encode("utf-8")

@@ -220,8 +220,12 @@ class HttpListener:
         self._accept_paused_until = 0.0
 
     def add_route(self, method: str, path_prefix: str, handler: Handler) -> None:
+        """Serve ``method`` requests under ``path_prefix``; ValueError if already routed."""
+        method = method.upper()
         with self._lock:
-            self._routes.append((method.upper(), path_prefix, handler))
+            if any(m == method and p == path_prefix for m, p, _ in self._routes):
+                raise ValueError(f"route {method} {path_prefix} is already served")
+            self._routes.append((method, path_prefix, handler))
 
     @property
     def address(self) -> tuple[str, int]:

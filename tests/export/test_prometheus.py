@@ -205,3 +205,26 @@ def test_500_slow_connections_hold_no_thread_and_scrapes_resume(exporter):
     wait_for(lambda: exporter.stats()["http_open"] == 0)
     samples, _, _ = _scrape(exporter)
     assert samples[_s("l7scope_exporter_dropped_total", reason="series_limit")] == 0
+
+
+def test_served_from_a_shared_listener():
+    from l7scope.outputs.http import HttpListener
+
+    listener = HttpListener("127.0.0.1:0")
+    listener.add_route("GET", "/api", lambda r: (200, "application/json", b"{}"))
+    exp = PrometheusExporter("127.0.0.1:0", listener=listener)
+    exp.update([make_pair_metrics()])
+    listener.start()
+    try:
+        exp.start()  # the listener is not its own: nothing to start
+        samples, _, ctype = _scrape(exp)
+        assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+        assert samples[_s("l7scope_requests_total", **PAIR)] == 3
+        exp.stop()  # nor to stop
+        assert _scrape(exp)[0] == samples
+        host, port = listener.address
+        with pytest.raises(urllib.error.HTTPError) as err:  # "/" stays the listener's
+            urllib.request.urlopen(f"http://{host}:{port}/", timeout=10)
+        assert err.value.code == 404
+    finally:
+        listener.stop()

@@ -223,3 +223,11 @@ def test_parse_head_values():
         "GET", "/a?b=1", "HTTP/1.1", (("host", "h"), ("x-y", "z")))
     with pytest.raises(HttpError):
         parse_head(b"GET /a HTTP/1.1\r\nHost : h")
+
+
+def test_a_route_is_served_once():
+    lst = HttpListener("127.0.0.1:0")
+    lst.add_route("GET", "/metrics", _hello)
+    lst.add_route("POST", "/metrics", _hello)
+    with pytest.raises(ValueError, match="GET /metrics is already served"):
+        lst.add_route("get", "/metrics", _hello)
