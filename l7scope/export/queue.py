@@ -7,7 +7,8 @@ Exporters must never slow the capture path: ``put`` never waits. When the queue 
 
 One daemon worker thread takes up to ``batch_size`` items (waiting at most
 ``flush_interval_s`` for a batch to fill) and calls ``send(batch)``. ``send`` raises on
-failure; the worker then retries (unless it raised PermanentSendError) the same batch up to ``max_retries`` times, sleeping
+failure; the worker then retries (unless it raised PermanentSendError) the same batch up to
+``max_retries`` times, sleeping
 ``backoff_initial_s * 2**attempt`` (capped by ``backoff_max_s``) between tries, and finally
 drops the batch, counting its items (``dropped_send_failed``). A slow receiver only delays the
 worker (each send is bounded by the exporter's own timeout) while the queue absorbs, then
@@ -63,7 +64,8 @@ class BatchingQueue(Generic[T]):
         self._thread: threading.Thread | None = None
         self._in_flight: list[T] | None = None  # the batch inside send; None when none
         self.last_error: str | None = None
-        self._counters = {"offered": 0, "queued": 0, "sent_items": 0, "sent_batches": 0, "send_errors": 0,
+        self._counters = {"offered": 0, "queued": 0, "sent_items": 0, "sent_batches": 0,
+                          "send_errors": 0,
                           "retries": 0, "dropped_queue_full": 0, "dropped_send_failed": 0,
                           "dropped_at_stop": 0}
 
