@@ -16,7 +16,8 @@ Bounds, each counted in ``stats()`` when it bites:
                       bursts of new ones and short requests rarely meet the cap.
     read_timeout_s    a request (head and body) must arrive whole within it, counted from
                       the accept or from the end of the previous response on a kept-alive
-                      connection (``timed_out_reading``; 408 when part of a request came).
+                      connection (``timed_out_reading``; 408 when part of a request came;
+                      ``idle_closed`` for a kept-alive connection not used again).
                       Trickling bytes does not extend it.
     write_timeout_s   a response must be taken by the client within it (``timed_out_writing``).
     max_head_bytes    request line and header fields (8 KiB; 431 ``head_too_large``).
@@ -67,8 +68,8 @@ _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
             501: "Not Implemented", 503: "Service Unavailable",
             505: "HTTP Version Not Supported"}
 _COUNTERS = ("accepted", "rejected_over_cap", "accept_errors", "requests", "bad_requests",
-             "head_too_large", "timed_out_reading", "timed_out_writing", "handler_errors",
-             "internal_errors")
+             "head_too_large", "timed_out_reading", "timed_out_writing", "idle_closed",
+             "handler_errors", "internal_errors")
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -327,6 +328,8 @@ class HttpListener:
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             if conn.writing:
                 self._count("timed_out_writing")
+            elif conn.served and not conn.buf:
+                self._count("idle_closed")  # a kept-alive connection nobody used again
             else:
                 self._count("timed_out_reading")
                 if conn.buf:

@@ -232,3 +232,13 @@ def test_a_route_is_served_once():
     lst.add_route("POST", "/metrics", _hello)
     with pytest.raises(ValueError, match="GET /metrics is already served"):
         lst.add_route("get", "/metrics", _hello)
+
+
+def test_idle_kept_alive_connection_is_closed_and_counted_apart(listener):
+    with _connect(listener) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        first = s.recv(65536)
+        assert _status_body(first) == (200, b"root")
+        assert _read_all(s) == b""  # closed after read_timeout_s without a second request
+    stats = listener.stats()
+    assert (stats["idle_closed"], stats["timed_out_reading"]) == (1, 0)
