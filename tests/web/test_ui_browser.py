@@ -416,3 +416,17 @@ def test_a_long_edge_gets_its_own_lane(page):
     assert [c for c, _ in lane] == [1, 2]
     assert lane[0] != nodes["proc:nginx"] and lane[1] != nodes["proc:python3"]
     assert nodes["proc:curl"][1] == nodes["proc:nginx"][1] == nodes["proc:python3"][1]  # one line
+
+
+def test_a_refresh_redraws_the_lists_but_keeps_the_open_sample(page):
+    """The raw text being read (or selected to copy) is not rebuilt by the 5-second poll."""
+    page.goto(page.url.split("#")[0] + "#/topology?edge=proc:curl|proc:nginx|http1&tab=requests")
+    rows = page.locator("[data-testid=samples-5xx] [data-testid=sample-row]")
+    rows.first.click()
+    page.get_by_test_id("sample-request").evaluate("el => { el.dataset.marker = 'kept'; }")
+    rows.first.evaluate("el => { el.dataset.marker = 'old'; }")
+    page.wait_for_function(  # the next poll redraws the lists: the marked row is gone
+        "() => !document.querySelector('[data-testid=sample-row][data-marker=old]')",
+        timeout=TIMEOUT_MS)
+    assert page.get_by_test_id("sample-request").get_attribute("data-marker") == "kept"
+    assert rows.first.get_attribute("aria-pressed") == "true"  # still the selected row
