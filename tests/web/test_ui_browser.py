@@ -430,3 +430,27 @@ def test_a_refresh_redraws_the_lists_but_keeps_the_open_sample(page):
         timeout=TIMEOUT_MS)
     assert page.get_by_test_id("sample-request").get_attribute("data-marker") == "kept"
     assert rows.first.get_attribute("aria-pressed") == "true"  # still the selected row
+
+
+def test_an_agent_that_stops_answering_is_said_and_the_page_stays(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    store = SqliteStore(str(tmp_path / "l7scope.db"))
+    fill(store).close()
+    base, stop = serve(Api(store, now_ns=lambda: sc.NOW))
+    w = Watched(browser, base)
+    try:
+        w.page.goto(base + "/")
+        curl_nginx = edge(w.page, "proc:curl", "proc:nginx")
+        curl_nginx.click()
+        expect(w.page.get_by_test_id("live")).to_have_class("live ok")
+        stop()
+        live = w.page.get_by_test_id("live")
+        expect(live).to_have_class("live error")
+        expect(live).to_contain_text("topology: the agent is not answering")
+        expect(curl_nginx).to_have_attribute("aria-pressed", "true")  # the last picture stays
+        expect(w.page.get_by_test_id("pair-title")).to_have_text("curl → nginx")
+        assert [e for e in w.errors if "ERR_CONNECTION_REFUSED" not in e] == []
+    finally:
+        w.close()
+        store.close()
