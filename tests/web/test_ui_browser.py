@@ -454,3 +454,17 @@ def test_an_agent_that_stops_answering_is_said_and_the_page_stays(browser, tmp_p
     finally:
         w.close()
         store.close()
+
+
+def test_a_loop_has_room_under_its_node(page):
+    """A process calling itself: its loop and label sit between it and the next box."""
+    got = page.evaluate("""async () => {
+        const { layout } = await import("/topology.js");
+        const e = (client, server) => ({ client, server, protocol: "http1", requests: 9, errors: 0 });
+        const ids = ["proc:Unknown", "proc:curl", "proc:nginx"];
+        const { pos } = layout(ids.map((id) => ({ id })), [e("proc:Unknown", "proc:Unknown"), e("proc:curl", "proc:nginx")]);
+        return ids.map((id) => [pos.get(id).col, pos.get(id).y]);
+    }""")
+    (c_self, y_self), (c_curl, y_curl), (c_nginx, _) = got
+    assert (c_self, c_curl, c_nginx) == (0, 0, 1)
+    assert y_curl - y_self >= 96 + 50  # a row, and the loop with its two label lines
