@@ -64,3 +64,20 @@ def test_cut_inside_url_password_shows_none_of_it():
 def test_cut_after_secret_flag_value_redacted():
     args, cut = parse_cmdline(nul("app", "--password", "hunter2"), max_bytes=17)
     assert cut and args == ("app", "--password", R)
+
+
+def test_random_input_never_raises():
+    import random
+
+    from l7scope.procs.cgroup import parse_cgroup
+    from l7scope.procs.procfs import parse_stat, parse_tgid
+    rng = random.Random(11)
+    alphabet = b"\0 :/=-@()\n" + bytes(range(0x20, 0x7f)) + b"\xff\xc3"
+    for _ in range(3000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 120)))
+        args, cut = parse_cmdline(raw, max_bytes=rng.randrange(1, 130))
+        assert all(isinstance(a, str) for a in args)
+        text = raw.decode("utf-8", "replace")
+        parse_cgroup(text)
+        parse_stat(text)
+        parse_tgid(text)
