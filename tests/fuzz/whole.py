@@ -19,7 +19,7 @@ import os
 import tempfile
 from types import SimpleNamespace
 
-from l7scope import agent
+from l7scope import agent, app
 from l7scope.capture import wire
 from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, StreamEnded
 from l7scope.capture.packet import CaptureError
@@ -28,6 +28,7 @@ from l7scope.capture.tcp_reassembly import TcpReassembler
 from l7scope.config import ConfigError, load_config, parse_config
 from l7scope.conn.table import ConnectionTable
 from l7scope.exchange import WallClock
+from l7scope.outputs.sinks import top_n_record
 from l7scope.pipeline import Pipeline
 from l7scope.redact import REDACTED, Redactor
 from l7scope.sampling import Sampler
@@ -93,9 +94,9 @@ class RecordScript:
         return [record(kind, conn, egress, self.ts, role=role)]
 
 
-def _args(out: str, metrics: str, with_headers: bool) -> SimpleNamespace:
-    return SimpleNamespace(output=[out], metrics_output=[metrics], with_headers=with_headers,
-                           metrics_interval=3600, metrics_listen=None)
+def _settings(out: str, metrics: str, with_headers: bool) -> app.Settings:
+    return app.Settings(command="pcap", outputs=(out,), metrics_outputs=(metrics,),
+                        with_headers=with_headers, metrics_interval_s=3600, ui=None)
 
 
 def _table(config: int) -> ConnectionTable:
@@ -171,13 +172,14 @@ def pipeline(data: bytes) -> None:
         if os.path.exists(path):
             os.unlink(path)
     decoder, script = wire.WireDecoder(), RecordScript()
-    pipe: Pipeline | None = None
-    outputs = agent.Outputs(_args(out, metrics, bool(config & 8)),
-                            parse_config(PIPELINE_CONFIG), WallClock(), lambda: pipe,
-                            show_summary=False)
-    pipe = Pipeline(table=_table(config), clock=outputs.clock, observers=[outputs])
+    cfg, clock = parse_config(PIPELINE_CONFIG), WallClock()
+    redactor = Redactor.from_config(cfg.redact)
+    outputs = app.build_outputs(_settings(out, metrics, bool(config & 8)), cfg, redactor, clock,
+                                "fuzz", lambda: script.ts)
+    pipe = Pipeline(table=_table(config), clock=clock, observers=outputs.observers())
     caught = watch_internal_errors(pipe.table)
-    counters = lambda: agent._all_counters(pipe, outputs, {"malformed": decoder.malformed})  # noqa: E731
+    source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
+    counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
     for op, arg in ops(data, 1):
         script.ts += IDLE_JUMP_NS if op >> 6 == 2 else 1_000_000
         events = [e for e in map(decoder.decode, script.records(op, arg)) if e is not None]
@@ -186,20 +188,21 @@ def pipeline(data: bytes) -> None:
             pipe.tick(script.ts)
         check_table_budget(pipe.table)
     pipe.finish()
-    _render_samples(outputs)
-    check_counters(outputs.close(counters), caught)
+    _render_samples(outputs, clock, redactor)
+    final = outputs.finish(script.ts, counters)
+    outputs.close()
+    check_counters(final, caught)
     check_output_lines(out)
     check_output_lines(metrics)
 
 
-def _render_samples(outputs) -> None:
+def _render_samples(outputs, clock, redactor) -> None:
     """What the exporters and the top-N records make of the sampled exchanges."""
     top = outputs.sampler.drain()
     for key, lists in top.items():
-        json.dumps(agent._top_n_record(key, lists, outputs.redactor))
+        json.dumps(top_n_record(key, lists))
         for sampled in lists.all():
-            for event in build_span_events(sampled, outputs.clock.offset_ns.__add__,
-                                           outputs.redactor):
+            for event in build_span_events(sampled, clock.offset_ns.__add__, redactor):
                 json.dumps(event.tags)
 
 
