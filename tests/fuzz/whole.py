@@ -4,7 +4,7 @@ outputs, capture files through TCP reassembly, the config loader, redaction.
 pipeline: the script's opcodes become struct l7_event records (capture/wire.py layout) for four
 sockets (two client sockets and the server sockets they talk to, the last one TLS): data, a
 hole, open, close, end of stream, or the argument itself taken as a whole record; the records go
-through WireDecoder and a Pipeline whose observer is the agent's own Outputs (JSON Lines with
+through WireDecoder and a Pipeline whose observer is the agent's own outputs (app.build_outputs: JSON Lines with
 headers, metrics, the sampler with redaction of JSON fields), and at the end the sampled
 exchanges are rendered as span events and top-N records. Invariant: no exception, no
 internal_error counter, every output record a JSON object with a status of three digits or null,
@@ -161,7 +161,7 @@ def check_output_lines(path: str) -> None:
 
 
 def pipeline(data: bytes) -> None:
-    """Raw records -> WireDecoder -> Pipeline -> the agent's Outputs (module docstring).
+    """Raw records -> WireDecoder -> Pipeline -> the agent's outputs (module docstring).
     Config bits: 0 small analyzer limits, 1 two connections at most, 2 a 32 KiB memory budget
     (where the table has one), 3 headers in the records."""
     if not data:
