@@ -4,9 +4,10 @@ outputs, capture files through TCP reassembly, the config loader, redaction.
 pipeline: the script's opcodes become struct l7_event records (capture/wire.py layout) for four
 sockets (two client sockets and the server sockets they talk to, the last one TLS): data, a
 hole, open, close, end of stream, or the argument itself taken as a whole record; the records go
-through WireDecoder and a Pipeline whose observer is the agent's own outputs (app.build_outputs: JSON Lines with
-headers, metrics, the sampler with redaction of JSON fields), and at the end the sampled
-exchanges are rendered as span events and top-N records. Invariant: no exception, no
+through WireDecoder and a Pipeline whose observers are the agent's own outputs as
+app.build_outputs makes them (JSON Lines with headers, metrics, the sampler with redaction of
+JSON fields), and at the end the sampled exchanges are rendered as span events and top-N
+records. Invariant: no exception, no
 internal_error counter, every output record a JSON object with a status of three digits or null,
 and (where the table accounts memory) the table within its budget after every record.
 """
