@@ -38,7 +38,8 @@ CONFIG = "redact:\n  json_fields: [password]\nsampling:\n  rules:\n    - min_dur
 # --- bytes --------------------------------------------------------------------------------
 
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    header = len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+    return header + payload
 
 
 def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
@@ -102,7 +103,8 @@ def hostile_classes() -> dict[str, list[tuple[bool, bytes]]]:
                                     (False, frame(DATA, END_STREAM, 3, b"\x00\x00\x00\x00\x01z"))],
         "/h1-status-odd-digits": [(True, b"GET /h1-status-odd-digits HTTP/1.1\r\nHost: x\r\n\r\n"),
                                   (False, h1_response(f"HTTP/1.1 {ODD_DIGITS} OK"))],
-        "/h1-status-many-digits": [(True, b"GET /h1-status-many-digits HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "/h1-status-many-digits": [(True, b"GET /h1-status-many-digits HTTP/1.1\r\n"
+                                          b"Host: x\r\n\r\n"),
                                    (False, h1_response(f"HTTP/1.1 {MANY_DIGITS} OK"))],
         "/h1-grpc-status-odd": [(True, b"GET /h1-grpc-status-odd HTTP/1.1\r\nHost: x\r\n\r\n"),
                                 (False, h1_response("HTTP/1.1 200 OK",
@@ -125,7 +127,8 @@ def hostile_classes() -> dict[str, list[tuple[bool, bytes]]]:
                                 "Content-Type: application/json\r\n", nested_json(5000)))],
         "/h2-garbage-after-preface": [(True, PREFACE + b"\xff" * (256 * 1024))],
         "/h2-table-size-2^32-1": [
-            (True, h2_client("/h2-table-size-2^32-1", settings=b"\x00\x01" + huge_table.to_bytes(4, "big"))),
+            (True, h2_client("/h2-table-size-2^32-1",
+                             settings=b"\x00\x01" + huge_table.to_bytes(4, "big"))),
             (False, frame(SETTINGS, 0, 0) + frame(SETTINGS, ACK, 0)
              + frame(HEADERS, END_HEADERS | END_STREAM, 1, table_block))],
     }
@@ -291,7 +294,8 @@ def _normal_traffic_reported_exactly(a, port: int, h2port: int) -> None:
         assert got1 == want1, (side, recs1)
         assert got2 == want2, (side, recs2)
         assert all(not r["partial"] for r in recs1 + recs2 if r["side"] == side)
-    assert {r["protocol"] for r in recs1} == {"http1"} and {r["protocol"] for r in recs2} == {"http2"}
+    assert {r["protocol"] for r in recs1} == {"http1"}
+    assert {r["protocol"] for r in recs2} == {"http2"}
     assert all(r["comm"] == "curl" for r in recs1 + recs2 if r["side"] == "client")
 
 
@@ -357,7 +361,8 @@ def test_unterminated_heads_on_16384_connections_shed_within_the_budget(agent):
         server.kill()
         server.wait()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert final.get("connections_shed_memory", 0) > 0 and final.get("bytes_shed_memory", 0) > 0, final
+    assert final.get("connections_shed_memory", 0) > 0, final
+    assert final.get("bytes_shed_memory", 0) > 0, final
     allowed = PARSER_STATE_MIB + MEMORY_CONNECTIONS * FIXED_PER_CONNECTION / 2**20
     print(f"heap {baseline:.0f} -> {held:.0f} MiB (allowed +{allowed:.0f}); shed "
           f"{final.get('connections_shed_memory')} connections, "
