@@ -352,10 +352,10 @@ def _reload(s: Settings, outputs: FanOut) -> None:
         return
     outputs.sampler.reconfigure(config.sampling)
     for sink in outputs.sinks:
-        reopen = getattr(getattr(sink, "out", None), "reopen", None)
-        if reopen is not None:
-            reopen()
-    print("l7scope: sampling rules reloaded", file=sys.stderr, flush=True)
+        problem = sink.reopen() if isinstance(sink, S.JsonlFile) else None
+        if problem:
+            print(f"l7scope: {problem}", file=sys.stderr, flush=True)
+    print("l7scope: sampling rules reloaded; output files reopened", file=sys.stderr, flush=True)
 
 
 def _report(s: Settings, final: dict, pipeline, source, interrupted: bool) -> None:

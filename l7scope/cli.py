@@ -17,10 +17,17 @@ MAX_RINGBUF_MB = 1024
 
 
 def _output_spec(value: str) -> str:
-    kind, sep, path = value.partition(":")
-    if kind != "jsonl" or not sep or not path:
+    """``jsonl:PATH[?max_mb=N&keep=K]`` -> the text after ``jsonl:`` (checked)."""
+    from l7scope.outputs.jsonl import parse_spec
+
+    kind, sep, spec = value.partition(":")
+    if kind != "jsonl" or not sep or not spec:
         raise argparse.ArgumentTypeError(f"{value!r}: expected jsonl:PATH (PATH '-' is stdout)")
-    return path
+    try:
+        parse_spec(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value!r}: {e}") from None
+    return spec
 
 
 def _positive(value: str) -> float:
@@ -75,7 +82,8 @@ def _version() -> str:
 
 def _common(p: argparse.ArgumentParser, ui_default: str) -> None:
     p.add_argument("--output", action="append", type=_output_spec, default=[], metavar="jsonl:PATH",
-                   help="write Exchange records as JSON Lines (PATH '-' = stdout); repeatable")
+                   help="write Exchange records as JSON Lines (PATH '-' = stdout; a file rotates "
+                        "at 100 MiB keeping 5: PATH?max_mb=N&keep=K); repeatable")
     p.add_argument("--metrics-output", action="append", type=_output_spec, default=[],
                    metavar="jsonl:PATH", help="write per-process-pair metric snapshots")
     p.add_argument("--metrics-interval", type=_positive, default=None, metavar="SECONDS",

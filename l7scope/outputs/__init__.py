@@ -103,7 +103,8 @@ class FanOut:
         out["metrics_overflow_records"] = self.metrics.overflow_records
         for s in self.sinks:
             try:
-                out.update(s.counters())
+                for k, v in s.counters().items():  # two sinks of a kind: their sums
+                    out[k] = out[k] + v if k in out and type(v) is int else v
             except Exception as e:  # noqa: BLE001 - a sink's bug costs its counters only
                 self._error(e)
         return out

@@ -9,7 +9,7 @@ import shutil
 import time
 
 from l7scope.outputs import Sink
-from l7scope.outputs.jsonl import JsonlSink
+from l7scope.outputs.jsonl import JsonlSink, parse_spec
 
 
 class JsonlFile(Sink):
@@ -20,12 +20,12 @@ class JsonlFile(Sink):
 
     name = "jsonl"
 
-    def __init__(self, path: str, *, with_headers: bool = False, redact=None,
-                 metrics: bool = False, redactor=None):
-        self.path = path
+    def __init__(self, spec: str, *, with_headers: bool = False, redact=None,
+                 metrics: bool = False):
+        """``spec``: ``PATH[?max_mb=N&keep=K]`` or ``-`` (outputs/jsonl.py)."""
+        self.path = path = parse_spec(spec).path
         self.created = path != "-" and not os.path.lexists(path)
-        self.out = JsonlSink(path, with_headers=with_headers, redact=redact)
-        self.redactor = redactor
+        self.out = JsonlSink.from_spec(spec, with_headers=with_headers, redact=redact)
         if not metrics:
             self.on_exchange = self.out  # JsonlSink.__call__: no extra call per exchange
         else:
@@ -37,6 +37,14 @@ class JsonlFile(Sink):
 
     def on_tick(self, now_wall_ns, counters_fn) -> None:
         self.out.flush()
+
+    def reopen(self) -> str | None:
+        """SIGHUP: write to a new file at the path (after logrotate moved it); a problem as
+        one line, else None."""
+        return self.out.reopen()
+
+    def counters(self) -> dict:
+        return self.out.counters()
 
     def _interval(self, snapshot, top_n, counters, now_wall_ns) -> None:
         for pm in snapshot:
