@@ -25,11 +25,12 @@ calls of its kind for the interval; on a tie the earlier call stays. ``offer`` r
 SampledExchange when it took a place (a later, slower call may still displace it) and None
 otherwise. ``drain()`` hands over all lists, sorted slowest first, and starts a new interval.
 
-The raw request/response text (start line as the protocol renders it, headers, rendered body, trailers) is built only
-for exchanges that take a place (checked before the text is built, so a storm of errors does
-not render bodies that are then thrown away), with secrets redacted (credential headers,
-secret query parameters in the request line and URL headers, secret body fields), and
-truncated to the rule's ``max_*_bytes``. ``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
+The raw request/response text (start line as the protocol's registry entry renders it,
+headers, rendered body, trailers) is built only for exchanges that take a place (checked
+before the text is built, so a storm of errors does not render bodies that are then thrown
+away), with secrets redacted (credential headers, secret query parameters in the request line
+and URL headers, secret body fields), and truncated to the rule's ``max_*_bytes``.
+``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
 """
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ class Failure(NamedTuple):
 # Exchange contract fields every protocol fills (exchange.CONTRACT_FIELDS less the ones a
 # protocol declares in record_fields)
 COMMON_FIELDS = (
-    "protocol", "side", "pid", "comm", "local", "remote", "peer_pid", "conn_id",
+    "protocol", "side", "pid", "comm", "local", "remote", "peer_pid", "peer_name", "conn_id",
     "request_bytes", "response_bytes", "start_ns", "end_ns", "duration_ns", "time", "tls",
     "partial", "notes",
 )

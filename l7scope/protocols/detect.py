@@ -14,7 +14,7 @@ client preface, ("http2", None) plausible HTTP/2 frames (protocols/http/detectio
 from __future__ import annotations
 
 from l7scope.protocols.base import NEED_MORE, Match
-from l7scope.protocols.registry import PROTOCOLS
+from l7scope.protocols import registry
 
 MAX_PENDING = 16384  # bytes held while undecided
 
@@ -25,7 +25,7 @@ def detect(data: bytes) -> tuple[str | None, bool | None]:
     can_wait = len(data) < MAX_PENDING
     need_more = False
     unsure: Match | None = None
-    for spec in PROTOCOLS:
+    for spec in registry.PROTOCOLS:
         verdict = spec.detect(data, can_wait)
         if verdict is None:
             continue

@@ -17,10 +17,25 @@ PROTOCOLS: tuple[ProtocolSpec, ...] = (
     HTTP1,
     HTTP2,
 )
-
-BY_NAME: dict[str, ProtocolSpec] = {p.name: p for p in PROTOCOLS}
-BY_RECORD: dict[str, ProtocolSpec] = {r: p for p in PROTOCOLS for r in p.records}
 DEFAULT = HTTP1  # judges a record of a protocol no entry produces (none today)
+
+BY_NAME: dict[str, ProtocolSpec] = {}
+BY_RECORD: dict[str, ProtocolSpec] = {}
+
+
+def install(protocols: tuple[ProtocolSpec, ...]) -> tuple[ProtocolSpec, ...]:
+    """Make ``protocols`` the registry (tests, and a build that adds its own); returns the
+    previous list. Names and record protocols must not repeat."""
+    global PROTOCOLS, BY_NAME, BY_RECORD
+    by_name = {p.name: p for p in protocols}
+    by_record = {r: p for p in protocols for r in p.records}
+    if len(by_name) != len(protocols) or len(by_record) != sum(len(p.records) for p in protocols):
+        raise ValueError("a protocol name or record protocol is registered twice")
+    previous, PROTOCOLS, BY_NAME, BY_RECORD = PROTOCOLS, tuple(protocols), by_name, by_record
+    return previous
+
+
+install(PROTOCOLS)
 
 
 def get(name: str) -> ProtocolSpec:

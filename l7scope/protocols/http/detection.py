@@ -28,8 +28,9 @@ from l7scope.protocols.http2_frames import FRAME_HEADER_LEN, MAX_FRAME_SIZE_LIMI
 SCAN = 8192  # bytes searched for the end of a start line not yet whole
 
 # a request line not yet whole: method token (M-SEARCH, UNSUBSCRIBE...), target, version
-_TOKEN_PREFIX = re.compile(
-    rb"[A-Z][A-Z-]{0,19}\Z|[A-Z][A-Z-]{2,19} [^ \r\n]*\Z|[A-Z][A-Z-]{2,19} [^ \r\n]+ H[TP/1.]{0,7}\Z")
+_TOKEN_PREFIX = re.compile(rb"[A-Z][A-Z-]{0,19}\Z"
+                           rb"|[A-Z][A-Z-]{2,19} [^ \r\n]*\Z"
+                           rb"|[A-Z][A-Z-]{2,19} [^ \r\n]+ H[TP/1.]{0,7}\Z")
 # a status line not yet whole: "HTTP/1.1", " ", up to three digits
 _STATUS_PREFIX = re.compile(rb"H(T(T(P(/(1(\.(\d( \d{0,3})?)?)?)?)?)?)?)?\Z")
 
