@@ -66,7 +66,10 @@ def failures(ex) -> tuple[Failure, ...]:
 
 def is_error(ex) -> bool:
     """The call failed by its protocol's rule (HTTP: no response, 5xx, non-zero grpc-status)."""
-    return any(f.is_error for f in for_record(ex.protocol).failures(ex))
+    for failure in BY_RECORD.get(ex.protocol, DEFAULT).failures(ex):
+        if failure.is_error:
+            return True
+    return False
 
 
 def start_line(protocol: str, msg: HttpMessage, redact_path: Callable[[str], str]) -> str:

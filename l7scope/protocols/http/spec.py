@@ -27,6 +27,8 @@ def http_failures(ex) -> tuple[Failure, ...]:
     grpc-status is an error; a 4xx (15.5: the client's request was refused) is sampled with
     the 4xx but is not the server's error."""
     status = ex.status
+    if status is not None and status < 400 and not ex.grpc_status:
+        return ()  # the common case, first
     if status is None:
         first = (NO_RESPONSE,)
     elif status >= 500:
