@@ -37,6 +37,9 @@ OpenTelemetry SDK's convention) and counted (``series_overflow_exchanges`` in ``
 ``l7scope_agent_<name>_total`` (a counter) or ``l7scope_agent_<name>`` (a gauge: open
 connections, queue depths, series) with the HELP text of AGENT_HELP (see there).
 
+``service_name(comm, pid)`` names local processes (default: the command name); the process
+identity table can supply service names through it.
+
 ``update(snapshot)`` takes the interval's PairMetrics. They are used only while nothing calls
 ``observe`` (a caller that has only pair metrics): then the same families are filled from
 them, by the same names and units, without method or status labels on the histograms.
@@ -255,12 +258,15 @@ class PrometheusExporter:
 
     def collect(self) -> list[Metric]:
         """The metric families as they stand (the collector's answer)."""
-        with self._lock:
+        with self._lock:  # a copy of the numbers only: observe() waits for no rendering
             series = self._series if self._observed else self._pairs
-            families = [_histogram(f, series.hists) for f in (SERVER_DURATION, CLIENT_DURATION)]
-            families += [_counter(f, series.counters[f]) for f in (REQUESTS, ERRORS)]
-            families += agent_families(self._agent)
-        return families
+            hists = {k: (h.bounds, tuple(h.counts), h.sum, h.count)
+                     for k, h in series.hists.items()}
+            counters = {f: dict(t) for f, t in series.counters.items()}
+            agent = self._agent
+        families = [_histogram(f, hists) for f in (SERVER_DURATION, CLIENT_DURATION)]
+        families += [_counter(f, counters[f]) for f in (REQUESTS, ERRORS)]
+        return families + agent_families(agent)
 
     def render(self, accept: str | None = None) -> tuple[str, bytes]:
         """(Content-Type, body) of a scrape whose Accept header is ``accept``."""
@@ -328,17 +334,17 @@ def _label_dict(labels: Labels | None) -> dict[str, str]:
 
 def _histogram(family: str, hists: dict) -> Metric:
     m = Metric(family, HELP[family], "histogram", unit="seconds")
-    for (name, labels), h in sorted(hists.items(), key=_sort_key):
+    for (name, labels), (bounds, counts, total, count) in sorted(hists.items(), key=_sort_key):
         if name != family:
             continue
         base = _label_dict(labels)
         cumulative = 0
-        for i, n in enumerate(h.counts):
+        for i, n in enumerate(counts):
             cumulative += n
-            le = h.bounds[i] if i < len(h.bounds) else float("inf")
+            le = bounds[i] if i < len(bounds) else float("inf")
             m.add_sample(family + "_bucket", {**base, "le": floatToGoString(le)}, cumulative)
-        m.add_sample(family + "_count", base, h.count)
-        m.add_sample(family + "_sum", base, h.sum)
+        m.add_sample(family + "_count", base, count)
+        m.add_sample(family + "_sum", base, total)
     return m
 
 

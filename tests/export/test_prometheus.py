@@ -175,6 +175,20 @@ def test_http_errors_by_side_and_cause():
                       http_response_status_code="200")] == 1
 
 
+def test_capture_records_count_as_server_records_and_names_can_be_services():
+    exp = PrometheusExporter("127.0.0.1:0", service_name=lambda comm, pid: f"svc-{comm}")
+    exp.observe(make_exchange(side=None, pid=None, comm=None, trace=None))  # a packet capture
+    exp.observe(make_exchange(side="server", comm="api", trace=None))
+    samples, _ = parse_exposition(_text(exp))
+    common = dict(http_request_method="GET", http_response_status_code="200",
+                  network_protocol_name="http", network_protocol_version="1.1")
+    assert _series(samples, SERVER + "_count") == {
+        frozenset(dict(common, client="10.1.0.2", server="10.1.0.3:51234").items()): 1,
+        frozenset(dict(common, client="10.1.0.3", server="svc-api").items()): 1}
+    assert _series(samples, CLIENT + "_count") == {}
+    assert sum(_series(samples, "l7scope_requests_total").values()) == 2
+
+
 def test_every_family_has_help_and_agent_counters_their_type():
     exp = PrometheusExporter("127.0.0.1:0")
     exp.observe(make_exchange(trace=None))
