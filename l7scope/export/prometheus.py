@@ -70,7 +70,6 @@ from l7scope.outputs.http import HttpListener, Request, listen_warning, parse_li
 __all__ = ["AGENT_HELP", "PrometheusExporter", "agent_family", "listen_warning",
            "parse_listen_address"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SERIES = 2000
 SERVER_DURATION = "http_server_request_duration_seconds"
 CLIENT_DURATION = "http_client_request_duration_seconds"
@@ -409,6 +408,32 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
     (r"stream_overlap_bytes", "counter", "Stream bytes seen twice and ignored."),
     (r"stream_resyncs", "counter", "Times a stream's parser was resynchronised after a gap."),
     # analyzers
+    (r"http1_dropped_pending", "counter", "Dropped by the http1 analyzer: requests waiting for "
+                                          "their response past the pipelining bound."),
+    (r"http1_discarded_bytes", "counter", "Dropped by the http1 analyzer: bytes skipped while "
+                                          "looking for a start line."),
+    (r"http1_lost_heads", "counter", "Dropped by the http1 analyzer: incomplete heads too short "
+                                     "to say what message they began."),
+    (r"http1_ignored_bytes", "counter", "Bytes after a protocol switch or the connection's end, "
+                                        "not analysed as HTTP/1.x."),
+    (r"http1_interim_responses", "counter", "1xx interim responses (other than 101) seen."),
+    (r"http2_dropped_streams", "counter", "Dropped by the http2 analyzer: open streams flushed "
+                                          "because too many were open at once."),
+    (r"http2_streams_shed_memory", "counter", "Dropped by the http2 analyzer: open streams "
+                                              "flushed because they held too many bytes."),
+    (r"http2_streams_without_headers", "counter", "Dropped by the http2 analyzer: streams with "
+                                                  "only DATA frames (begun before the capture "
+                                                  "or after a gap), not reported."),
+    (r"http2_hpack_resets", "counter", "HPACK decoders reset after a lost header block (header "
+                                       "fields of later requests may be missing)."),
+    (r"http2_hpack_unknown_headers", "counter", "Header fields that referred to HPACK table "
+                                                "entries not seen (missing from records)."),
+    (r"http2_hpack_table_size_clamped", "counter", "HPACK table sizes above the accepted "
+                                                   "maximum, clamped."),
+    (r"http2_header_lists_truncated", "counter", "Decoded header lists cut at the header size "
+                                                 "bound."),
+    (r"http2_resync_abandoned", "counter", "HTTP/2 connections whose analysis was abandoned: "
+                                           "no frame header found after lost bytes."),
     (r"(http1|http2)_(\w*dropped\w*|\w*lost\w*|\w*shed\w*|\w*discarded\w*)", "counter",
      "Dropped by the {0} analyzer: {1}."),
     (r"(http1|http2)_(\w+)", "counter", "Counted by the {0} analyzer: {1}."),
@@ -419,16 +444,19 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
     (r"tcp_(\w+)", "counter", "TCP reassembly of captured packets: {0}."),
     (r"procs_(\w+)", "counter", "Process table: {0}."),
     # outputs: gauges first
-    (r"(ui|\w+_http)_open", "gauge", "HTTP listener ({0}): connections open now."),
-    (r"(ui|\w+_http)_peak_open", "gauge", "HTTP listener ({0}): the most connections open "
-                                          "at once."),
+    (r"ui_open", "gauge", "HTTP listener of the web UI: connections open now."),
+    (r"ui_peak_open", "gauge", "HTTP listener of the web UI: the most connections open at once."),
+    (r"(\w+)_http_open", "gauge", "HTTP listener of the {0} output: connections open now."),
+    (r"(\w+)_http_peak_open", "gauge", "HTTP listener of the {0} output: the most connections "
+                                       "open at once."),
     (r"store_queue_items", "gauge", "Exchanges and samples waiting to be written to the store."),
     (r"store_bytes", "gauge", "Bytes the store takes on disk."),
     (r"(\w+)_pending", "gauge", "Items waiting in the {0} export queue."),
     (r"prometheus_series", "gauge", "Series the Prometheus exporter holds (bounded)."),
     (r"prometheus_series_overflow_exchanges", "counter",
      "Exchanges added to the overflow series because the series bound was reached."),
-    (r"(ui|\w+_http)_(\w+)", "counter", "HTTP listener ({0}): {1}."),
+    (r"ui_(\w+)", "counter", "HTTP listener of the web UI: {0}."),
+    (r"(\w+)_http_(\w+)", "counter", "HTTP listener of the {0} output: {1}."),
     (r"(\w+?)_dropped_(\w+)", "counter", "Dropped by the {0} output: {1}."),
     (r"(zipkin|otlp|skywalking)_(\w+)", "counter", "Export queue of the {0} exporter: {1}."),
     (r"(store|web|jsonl|prometheus)_(\w+)", "counter", "The {0} output: {1}."),
