@@ -221,6 +221,8 @@ class PrometheusExporter:
     def update(self, metrics: list[PairMetrics]) -> None:
         """The interval's pair metrics (shown only while nothing calls ``observe``)."""
         with self._lock:
+            if self._observed:
+                return  # exchanges are counted: the pair metrics are not needed
             for pm in metrics:
                 self._add_pair(pm)
 
