@@ -39,6 +39,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds(pid: int) -> float:
+    """Time the process's threads ran plus time they waited for a CPU (schedstat, ns)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ran, waited, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue
+        total += int(ran) + int(waited)
+    return total / 1e9
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -169,24 +181,28 @@ class Agent:
                 self._started.set()
         self._started.set()
 
-    def settle(self, window_s: float = 0.5, idle_share: float = 0.1, limit_s: float = 30.0) -> None:
-        """Wait until the agent has caught up with the ring buffer: its CPU use over a window
-        falls below `idle_share` of a core (a starved agent goes on working after the load has
-        ended, so the output file's size alone says nothing), at most `limit_s`."""
+    def settle(self, window_s: float = 0.5, busy_share: float = 0.1, limit_s: float = 30.0) -> None:
+        """Wait until the agent has caught up with the ring buffer: over a window, the time it
+        ran plus the time it waited for a CPU (/proc/PID/task/*/schedstat) is below
+        `busy_share` of the window (a starved agent waits on the run queue with work left, so
+        its CPU use alone says nothing), at most `limit_s`."""
         deadline = time.monotonic() + limit_s
-        last = cpu_seconds(self.pid)
+        last = busy_seconds(self.pid)
         while time.monotonic() < deadline:
             time.sleep(window_s)
-            now = cpu_seconds(self.pid)
-            if now - last < idle_share * window_s:
+            now = busy_seconds(self.pid)
+            if now - last < busy_share * window_s:
                 return
             last = now
 
     def stop(self) -> dict:
-        """CPU seconds since start-up, peak RSS and the last agent_counters record."""
-        cpu = cpu_seconds(self.pid) - self.cpu0
+        """Stop the agent (SIGINT: it drains the ring buffer, flushes and exits) and reap it:
+        its CPU seconds since start-up (rusage of the whole process, shutdown included), peak
+        RSS and the last agent_counters record."""
         rss = peak_rss_mb(self.pid)
-        self.close()
+        ru = self._reap()
+        cpu = (ru.ru_utime + ru.ru_stime - self.cpu0) if ru else cpu_seconds(self.pid) - self.cpu0
+        rss = max(rss, ru.ru_maxrss / 1024 if ru else 0.0)
         counters: dict = {}
         if self.metrics.exists():
             for line in self.metrics.read_text().splitlines():
@@ -195,14 +211,24 @@ class Agent:
                     counters = rec
         return {"cpu_s": cpu, "rss_mb": rss, "counters": counters}
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
+    def _reap(self, timeout_s: float = 120):
+        """SIGINT, then wait4 (for the rusage); SIGKILL after timeout_s. None if already reaped."""
+        if self.proc.returncode is not None:
+            return None
+        self.proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                return ru
+            if time.monotonic() > deadline:
                 self.proc.kill()
-                self.proc.wait()
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.proc.returncode is None and self.proc.poll() is None:
+            self._reap()
 
     def __enter__(self) -> Agent:
         return self
