@@ -10,7 +10,7 @@ the load added. Prints BPF ns per request (total and per program), program runs 
 ring-buffer records per request, and with --throughput nginx's full-speed requests/s with no
 agent and with the agent running.
 
-    python bench/bench_bpf.py [--seconds 10] [--rate 5000] [--connections 10] [--throughput]
+    python bench/bench_bpf.py [--seconds 10] [--rate 5000] [--connections 10] [--rounds 3] [--throughput]
 """
 from __future__ import annotations
 
@@ -98,22 +98,35 @@ class Agent:
         return counters
 
 
-def report(load: dict, idle: dict, names: dict[int, str], requests: int) -> None:
-    rows = []
-    for pid_, (ns, cnt) in load.items():
-        ins, icnt = idle.get(pid_, (0, 0))
-        rows.append((names.get(pid_, str(pid_)), ns - ins, cnt - icnt, ns, cnt))
-    rows.sort(key=lambda r: -r[1])
-    total_ns = sum(r[1] for r in rows)
-    total_runs = sum(r[2] for r in rows)
-    print(f"BPF per request: {total_ns / requests:8.0f} ns, {total_runs / requests:5.2f} program "
-          f"runs (load minus idle; raw {sum(r[3] for r in rows) / requests:.0f} ns)")
+def per_request(load: dict, idle: dict, requests: int) -> dict[int, tuple[float, float]]:
+    """prog_id -> (ns per request, runs per request) that the load added over the idle window."""
+    out = {}
+    for i, (ns, cnt) in load.items():
+        ins, icnt = idle.get(i, (0, 0))
+        out[i] = ((ns - ins) / requests, (cnt - icnt) / requests)
+    return out
+
+
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def report(rounds: list[dict], names: dict[int, str]) -> None:
+    """Median over rounds of the total and of each program."""
+    totals = [sum(ns for ns, _ in r.values()) for r in rounds]
+    runs = [sum(cnt for _, cnt in r.values()) for r in rounds]
+    print(f"BPF per request: {median(totals):8.0f} ns (median of {len(rounds)} rounds: "
+          f"{', '.join(f'{t:.0f}' for t in totals)}), {median(runs):.2f} program runs")
     print(f"  {'program':24s} {'ns/request':>10s} {'runs/request':>12s} {'ns/run':>8s}")
-    for name, ns, cnt, _, _ in rows:
-        if cnt <= 0 and ns <= 0:
-            continue
-        print(f"  {name:24s} {ns / requests:10.0f} {cnt / requests:12.2f} "
-              f"{ns / cnt if cnt > 0 else 0:8.0f}")
+    rows = []
+    for i in rounds[0]:
+        ns = median([r[i][0] for r in rounds])
+        cnt = median([r[i][1] for r in rounds])
+        rows.append((names.get(i, str(i)), ns, cnt))
+    for name, ns, cnt in sorted(rows, key=lambda r: -r[1]):
+        if cnt >= 0.01:
+            print(f"  {name:24s} {ns:10.0f} {cnt:12.2f} {ns / cnt:8.0f}")
 
 
 def main() -> None:
@@ -121,6 +134,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3, help="idle+load rounds; medians are printed")
     ap.add_argument("--throughput", action="store_true",
                     help="also nginx full-speed requests/s (wrk) without and with the agent")
     args = ap.parse_args()
@@ -135,21 +149,26 @@ def main() -> None:
     try:
         STATS_SYSCTL.write_text("1")
         agent = Agent(tmp, ["nginx", "h2load"])
+        rounds, total = [], 0
         try:
-            s0 = prog_stats(agent.proc.pid)
-            time.sleep(args.seconds)
-            s1 = prog_stats(agent.proc.pid)
-            n = h2load(port, args.seconds, args.rate, args.connections)
-            s2 = prog_stats(agent.proc.pid)
+            for _ in range(args.rounds):
+                s0 = prog_stats(agent.proc.pid)
+                time.sleep(args.seconds)
+                s1 = prog_stats(agent.proc.pid)
+                n = h2load(port, args.seconds, args.rate, args.connections)
+                s2 = prog_stats(agent.proc.pid)
+                rounds.append(per_request(delta(s2, s1), delta(s1, s0), n))
+                total += n
             names = prog_names(s2)
         finally:
             counters = agent.stop()
-        print(f"rated load: {n} requests in {args.seconds:.0f} s (h2load --h1, {args.connections} "
-              f"connections, {args.rate} requests/s offered)")
-        report(delta(s2, s1), delta(s1, s0), names, n)
-        events = next((v for k, v in counters.items() if k.endswith("events")), None)
-        if events is not None:
-            print(f"ring-buffer records per request (whole agent run): {events / n:.2f}")
+        print(f"rated load: {args.rounds} rounds of {args.seconds:.0f} s idle then {args.seconds:.0f} s "
+              f"of h2load --h1 ({args.connections} connections, {args.rate} requests/s offered); "
+              f"{total} requests")
+        report(rounds, names)
+        records = counters.get("events", 0) + counters.get("ringbuf_full", 0)
+        print(f"ring-buffer records per request (written + lost to a full ring, whole agent run): "
+              f"{records / total:.2f}")
         print(f"agent counters: { {k: v for k, v in counters.items() if isinstance(v, int) and v} }")
         if args.throughput:
             base = wrk_rps(port, args.seconds, args.connections)

@@ -28,6 +28,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "l7scope.h"
+#include "l7_http_methods.h" /* generated from the one Python method list */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -62,11 +63,26 @@ struct active_call {
 	__u8 tls;       /* TLS plaintext from the library hooks */
 };
 
+/* per socket; the endpoints are read from the sock once, when the entry is made, and copied
+ * into every record's header from here */
 struct conn_info {
 	__u64 conn_id;
 	__u8 role;
 	__u8 klass;
 	__u8 checks;
+	__u8 family;
+	__u16 lport;
+	__u16 rport;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+/* what an fd of a thread group was last found to be: its struct file and, when that file is a
+ * TCP socket, the sock (else 0). Valid while the fd still holds the same file; close()
+ * forgets it, so a file struct reused for the same fd number is walked again. */
+struct fd_sock {
+	__u64 file;
+	__u64 sk;
 };
 
 struct {
@@ -87,6 +103,13 @@ struct {
 	__type(key, __u64);
 	__type(value, struct conn_info);
 } conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* tgid << 32 | fd */
+	__type(value, struct fd_sock);
+} fd_socks SEC(".maps");
 
 /* threads whose first syscall exit since attach was seen: only that exit can belong to a call
  * that entered before the programs were attached */
@@ -150,11 +173,36 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+
+/* A syscall's payload being emitted: where the bytes are and how far the copy got. Kept in the
+ * per-CPU scratch value, not on the stack: the bpf_loop steps then need no precise tracking. */
+struct emit_ctx {
+	__u64 iov;      /* iovec array (SHAPE_IOV) */
+	__u64 base;     /* current segment */
+	__u64 seg_len;
+	__u64 seg_off;
+	__u32 iov_idx;
+	__u32 iov_cnt;
+	__u32 done;     /* bytes copied */
+	__u32 fill;     /* bytes copied into the record being gathered */
+	__u32 sent;     /* bytes covered by records already sent */
+	__u32 budget;   /* bytes to copy: min(result, max_payload) */
+	__u32 result;   /* bytes moved by the syscall */
+};
+
+/* The record being gathered; the spill area lets a copy start anywhere below L7_CHUNK in data
+ * with a length up to L7_CHUNK (what the verifier can prove), though records never exceed it. */
+struct l7_scratch {
+	struct emit_ctx c;
+	struct l7_event ev;
+	__u8 spill[L7_CHUNK];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct l7_event);
+	__type(value, struct l7_scratch);
 } scratch SEC(".maps");
 
 __u64 next_conn_id = 1;
@@ -186,20 +234,25 @@ static __always_inline int traced(__u32 tgid)
 	return 0;
 }
 
-/* ---- fd -> TCP sock, by CO-RE reads ---- */
+/* ---- fd -> TCP sock: the file at fd, then the cached answer or a walk by CO-RE reads ---- */
 
-static __always_inline struct sock *tcp_sock_of_fd(int fd)
+static __always_inline __u64 file_of_fd(int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt; /* BTF pointers: plain loads, no helper calls */
 	struct file **fds;
-	struct file *file = NULL;
+	__u64 file = 0;
 
-	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return NULL;
+	if (fd < 0 || !fdt || (unsigned int)fd >= fdt->max_fds)
+		return 0;
+	fds = fdt->fd;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return 0;
+	return file;
+}
+
+static __always_inline struct sock *tcp_sock_of_file(struct file *file)
+{
 	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
@@ -216,11 +269,48 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd)
 	return sk;
 }
 
+static __always_inline __u64 fd_key(int fd)
+{
+	return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (__u32)fd;
+}
+
+static __always_inline struct sock *tcp_sock_of_fd(int fd)
+{
+	__u64 file = file_of_fd(fd), key = fd_key(fd);
+	struct fd_sock *known, fresh = {};
+
+	if (!file)
+		return NULL;
+	known = bpf_map_lookup_elem(&fd_socks, &key);
+	if (known && known->file == file)
+		return (struct sock *)known->sk;
+	fresh.file = file;
+	fresh.sk = (__u64)tcp_sock_of_file((struct file *)file);
+	bpf_map_update_elem(&fd_socks, &key, &fresh, BPF_ANY);
+	return (struct sock *)fresh.sk;
+}
+
 /* Unique per agent run: the agent's pid above a counter (stays below 2**53 for JSON). */
 static __always_inline __u64 new_conn_id(void)
 {
 	return ((__u64)(cfg.self_tgid & 0xfffff) << 32) |
 	       (__sync_fetch_and_add(&next_conn_id, 1) & 0xffffffff);
+}
+
+static __always_inline void fill_endpoints(struct conn_info *ci, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	ci->family = family;
+	ci->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ci->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		bpf_core_read(ci->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ci->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(ci->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ci->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
 }
 
 static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int fresh)
@@ -233,40 +323,19 @@ static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int
 	struct conn_info nci = {};
 	nci.conn_id = new_conn_id();
 	nci.role = role;
+	fill_endpoints(&nci, sk);
 	bpf_map_update_elem(&conns, &key, &nci, BPF_ANY);
 	count(L7_STAT_CONNS_CREATED, 1);
 	return bpf_map_lookup_elem(&conns, &key);
 }
 
-/* ---- record header ---- */
+/* ---- record header: everything but the payload positions, from the connection entry ---- */
 
-static __always_inline void fill_addrs(struct l7_event *ev, struct sock *sk)
+static __always_inline void fill_header(struct l7_event *ev, __u8 kind, struct conn_info *ci,
+					__u64 ts_enter, __s32 fd, __u8 sc)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-
-	ev->family = family;
-	ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET) {
-		__builtin_memset(ev->laddr, 0, 16);
-		__builtin_memset(ev->raddr, 0, 16);
-		bpf_core_read(ev->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(ev->raddr, 4, &sk->__sk_common.skc_daddr);
-	} else {
-		bpf_core_read(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
-	}
-}
-
-static __always_inline struct l7_event *header(__u8 kind, struct sock *sk, struct conn_info *ci,
-					       __u64 ts_enter, __s32 fd, __u8 sc)
-{
-	__u32 zero = 0;
-	struct l7_event *ev = bpf_map_lookup_elem(&scratch, &zero);
 	__u64 id = bpf_get_current_pid_tgid();
 
-	if (!ev)
-		return NULL;
 	ev->ts_enter = ts_enter;
 	ev->ts_exit = bpf_ktime_get_ns();
 	ev->conn_id = ci->conn_id;
@@ -282,10 +351,24 @@ static __always_inline struct l7_event *header(__u8 kind, struct sock *sk, struc
 	ev->direction = 0;
 	ev->syscall = sc;
 	ev->role = ci->role;
+	ev->family = ci->family;
 	ev->flags = 0;
-	fill_addrs(ev, sk);
+	ev->lport = ci->lport;
+	ev->rport = ci->rport;
+	__builtin_memcpy(ev->laddr, ci->laddr, 16);
+	__builtin_memcpy(ev->raddr, ci->raddr, 16);
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	return ev;
+}
+
+static __always_inline struct l7_event *header(__u8 kind, struct conn_info *ci, __u64 ts_enter,
+					       __s32 fd, __u8 sc)
+{
+	struct l7_scratch *s = bpf_map_lookup_elem(&scratch, &(__u32){0});
+
+	if (!s)
+		return NULL;
+	fill_header(&s->ev, kind, ci, ts_enter, fd, sc);
+	return &s->ev;
 }
 
 static __always_inline void output(struct l7_event *ev, __u32 data_len)
@@ -318,22 +401,18 @@ static __always_inline int h2_frame_plausible(const __u8 *b, __u32 total)
 	}
 }
 
+/* A request line of a method Python knows (generated prefixes), a status line, the HTTP/2
+ * preface, or a plausible HTTP/2 frame. b holds the message's first bytes, zero-padded. */
 static __always_inline int looks_http(const __u8 *b, __u32 total)
 {
-	__u32 w = ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
+	__u64 w = 0;
 
-	switch (w) {
-	case 0x47455420: /* "GET " */
-	case 0x504f5354: /* "POST" */
-	case 0x50555420: /* "PUT " */
-	case 0x48454144: /* "HEAD" */
-	case 0x44454c45: /* "DELE" */
-	case 0x50415443: /* "PATC" */
-	case 0x4f505449: /* "OPTI" */
-	case 0x434f4e4e: /* "CONN" */
-	case 0x54524143: /* "TRAC" */
-	case 0x48545450: /* "HTTP" */
-	case 0x50524920: /* "PRI " */
+	__builtin_memcpy(&w, b, sizeof(w));
+	if (l7_http_method_prefix(w))
+		return 1;
+	switch ((__u32)w) {
+	case 0x50545448: /* "HTTP" (status line) */
+	case 0x20495250: /* "PRI " (HTTP/2 preface) */
 		return 1;
 	}
 	return total >= 9 && h2_frame_plausible(b, total);
@@ -366,18 +445,12 @@ static __always_inline int want_payload(struct conn_info *ci, __u64 first, __u32
 	return 0;
 }
 
-/* ---- payload emission: one step = one record from the current buffer segment ---- */
-
-struct emit_ctx {
-	__u64 iov;      /* iovec array (SHAPE_IOV) */
-	__u64 base;     /* current segment */
-	__u64 seg_len;
-	__u64 seg_off;
-	__u32 iov_idx;
-	__u32 iov_cnt;
-	__u32 done;     /* bytes emitted */
-	__u32 budget;   /* bytes to copy: min(result, max_payload) */
-};
+/* ---- payload emission ----
+ * One bpf_loop step copies one piece of a buffer segment (a whole segment, or what fits) into
+ * the record being gathered in scratch; a record is sent when it holds L7_CHUNK bytes or the
+ * bytes to copy end. So a syscall's bytes become one record per L7_CHUNK whatever the number
+ * of iovecs. The last record's chunk_len runs to the end of the syscall: what was not copied
+ * (beyond max_payload, an unreadable buffer) is a known-length hole in that same record. */
 
 static __always_inline int next_segment(struct emit_ctx *c)
 {
@@ -396,38 +469,62 @@ static __always_inline int next_segment(struct emit_ctx *c)
 	return 1;
 }
 
+/* Send the gathered record; the last one also covers the syscall's uncopied rest. */
+static __always_inline void send_record(struct l7_scratch *s, int last)
+{
+	struct emit_ctx *c = &s->c;
+	struct l7_event *ev = &s->ev;
+	__u32 data_len = c->fill;
+
+	asm volatile("" : "+r"(data_len));
+	data_len &= 2 * L7_CHUNK - 1;
+	if (data_len > L7_CHUNK)
+		return;
+	ev->chunk_off = c->sent;
+	ev->data_len = data_len;
+	ev->chunk_len = last ? c->result - c->sent : data_len;
+	if (ev->chunk_len > data_len && !(ev->flags & L7_FLAG_PAYLOAD_SUPPRESSED)) {
+		ev->flags |= L7_FLAG_TRUNCATED;
+		count(L7_STAT_BYTES_NOT_CAPTURED, ev->chunk_len - data_len);
+	}
+	output(ev, data_len);
+	c->sent += ev->chunk_len;
+	c->fill = 0;
+}
+
 static long emit_step(__u32 index, void *arg)
 {
-	struct emit_ctx *c = arg;
-	__u32 zero = 0;
-	struct l7_event *ev;
-	__u64 n;
+	struct l7_scratch *s = bpf_map_lookup_elem(&scratch, &(__u32){0});
+	struct emit_ctx *c;
+	__u32 fill, n;
 
+	if (!s)
+		return 1;
+	c = &s->c;
 	if (c->done >= c->budget || !next_segment(c))
 		return 1;
 	if (c->seg_off >= c->seg_len)
 		return 0; /* empty iovec: move on */
-	ev = bpf_map_lookup_elem(&scratch, &zero);
-	if (!ev)
-		return 1;
-	n = c->seg_len - c->seg_off;
+	fill = c->fill;
+	n = c->seg_len - c->seg_off > L7_CHUNK ? L7_CHUNK : c->seg_len - c->seg_off;
 	if (n > c->budget - c->done)
 		n = c->budget - c->done;
-	if (n > L7_CHUNK)
-		n = L7_CHUNK;
-	n &= (2 * L7_CHUNK - 1);
+	if (n > L7_CHUNK - fill)
+		n = L7_CHUNK - fill;
+	fill &= L7_CHUNK - 1; /* below L7_CHUNK: a full record was sent */
+	asm volatile("" : "+r"(n)); /* keep the mask: bounds the verifier can follow */
+	n &= 2 * L7_CHUNK - 1;
 	if (n > L7_CHUNK)
 		return 1;
-	if (bpf_probe_read_user(ev->data, n, (void *)(c->base + c->seg_off))) {
+	if (bpf_probe_read_user(s->ev.data + fill, n, (void *)(c->base + c->seg_off))) {
 		count(L7_STAT_READ_FAULTS, 1);
 		return 1;
 	}
-	ev->chunk_off = c->done;
-	ev->chunk_len = n;
-	ev->data_len = n;
-	output(ev, n);
+	c->fill += n;
 	c->done += n;
 	c->seg_off += n;
+	if (c->fill >= L7_CHUNK && c->done < c->budget)
+		send_record(s, 0);
 	return 0;
 }
 
@@ -438,16 +535,18 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u8 direction = ac->direction;
 	int tls = ac->tls;
-	struct emit_ctx c = {};
+	struct l7_scratch *s = bpf_map_lookup_elem(&scratch, &(__u32){0});
+	struct emit_ctx *c;
 	struct l7_event *ev;
 	__u32 seq_end;
 	__u64 first = 0, first_len = 0;
 
-	if (!ci)
+	if (!ci || !s)
 		return 0;
-	ev = header(L7_KIND_DATA, sk, ci, ac->ts_enter, ac->fd, ac->syscall);
-	if (!ev)
-		return 0;
+	c = &s->c;
+	__builtin_memset(c, 0, sizeof(*c));
+	ev = &s->ev;
+	fill_header(ev, L7_KIND_DATA, ci, ac->ts_enter, ac->fd, ac->syscall);
 	if (tls) {
 		ev->flags |= L7_FLAG_TLS; /* plaintext has no TCP position: contiguous per SSL */
 	} else if (ac->has_seq) {
@@ -461,16 +560,17 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	}
 	ev->total_len = result;
 	ev->direction = direction;
+	c->result = result;
 
 	if (ac->shape == SHAPE_BUF) {
-		c.base = ac->ptr;
-		c.seg_len = result;
+		c->base = ac->ptr;
+		c->seg_len = result;
 		first = ac->ptr;
 		first_len = result;
 	} else if (ac->shape == SHAPE_IOV) {
 		struct iovec iv = {};
-		c.iov = ac->ptr;
-		c.iov_cnt = ac->count;
+		c->iov = ac->ptr;
+		c->iov_cnt = ac->count;
 		if (!bpf_probe_read_user(&iv, sizeof(iv), (void *)ac->ptr)) {
 			first = (__u64)iv.iov_base;
 			first_len = iv.iov_len < result ? iv.iov_len : result;
@@ -478,27 +578,15 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	}
 	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
 		if (want_payload(ci, first, first_len, result)) {
-			c.budget = result < cfg.max_payload ? result : cfg.max_payload;
-			bpf_loop(L7_MAX_STEPS, emit_step, &c, 0);
+			c->budget = result < cfg.max_payload ? result : cfg.max_payload;
+			bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
 		} else {
 			ev->flags |= L7_FLAG_PAYLOAD_SUPPRESSED;
 			count(L7_STAT_BYTES_SUPPRESSED, result);
 		}
 	}
-	if (c.done < result) {
-		/* what was not copied: one record covering the exact hole */
-		ev = bpf_map_lookup_elem(&scratch, &(__u32){0});
-		if (!ev)
-			return 0;
-		if (!(ev->flags & L7_FLAG_PAYLOAD_SUPPRESSED)) {
-			ev->flags |= L7_FLAG_TRUNCATED;
-			count(L7_STAT_BYTES_NOT_CAPTURED, result - c.done);
-		}
-		ev->chunk_off = c.done;
-		ev->chunk_len = result - c.done;
-		ev->data_len = 0;
-		output(ev, 0);
-	}
+	if (c->sent < result)
+		send_record(s, 1); /* what was gathered, and the exact hole after it */
 	return 0;
 }
 
@@ -653,7 +741,7 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 		__u64 key = (__u64)sk;
 		struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 		if (ci && ci->klass == L7_CLASS_HTTP) {
-			struct l7_event *ev = header(L7_KIND_EOF, sk, ci, ac->ts_enter, ac->fd,
+			struct l7_event *ev = header(L7_KIND_EOF, ci, ac->ts_enter, ac->fd,
 						     ac->syscall);
 			if (ev) {
 				ev->direction = direction;
@@ -714,7 +802,7 @@ static __always_inline void opened(int fd, __u8 role, __u8 sc, __u64 ts_enter)
 	ci = conn_of(sk, role, 1);
 	if (!ci)
 		return;
-	ev = header(L7_KIND_OPEN, sk, ci, ts_enter, fd, sc);
+	ev = header(L7_KIND_OPEN, ci, ts_enter, fd, sc);
 	if (ev)
 		output(ev, 0);
 }
@@ -776,6 +864,17 @@ static __always_inline void finish_open(long ret, __u8 role)
 OPEN_PROBES(connect, L7_SYS_CONNECT, L7_ROLE_CLIENT)
 OPEN_PROBES(accept, L7_SYS_ACCEPT, L7_ROLE_SERVER)
 OPEN_PROBES(accept4, L7_SYS_ACCEPT4, L7_ROLE_SERVER)
+
+/* The fd's cached socket is forgotten with the fd (any process: the delete is cheaper than
+ * asking whether the caller is traced). */
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 key = fd_key((int)ARG(0));
+
+	bpf_map_delete_elem(&fd_socks, &key);
+	return 0;
+}
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
@@ -839,6 +938,7 @@ static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
 	nci.conn_id = new_conn_id();
 	raw = bpf_map_lookup_elem(&conns, &key);
 	nci.role = raw ? raw->role : L7_ROLE_UNKNOWN;
+	fill_endpoints(&nci, sk);
 	bpf_map_update_elem(&tls_conns, &ssl, &nci, BPF_ANY);
 	return bpf_map_lookup_elem(&tls_conns, &ssl);
 }
