@@ -57,7 +57,7 @@ struct active_call {
 	__s32 fd;
 	__u32 seq;   /* TCP stream position at entry */
 	__u8 syscall;
-	__u8 shape;
+	__u8 shape;     /* 0: the call has exited (the slot is kept for the thread's next call) */
 	__u8 has_seq;
 	__u8 direction; /* set when the payload is emitted */
 	__u8 tls;       /* TLS plaintext from the library hooks */
@@ -90,9 +90,12 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
+/* one slot per thread, reused call after call: an exit marks it done (shape 0) instead of
+ * deleting it, and the next entry overwrites it in place, so a traced call costs one lookup on
+ * entry and one on exit. Threads that are gone age out of the LRU. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct active_call);
 } active SEC(".maps");
@@ -176,7 +179,12 @@ struct {
 
 /* A syscall's payload being emitted: where the bytes are and how far the copy got. Kept in the
  * per-CPU scratch value, not on the stack: the bpf_loop steps then need no precise tracking. */
+#define IOV_BATCH 4 /* iovecs read in one copy (nginx: head and body buffers) */
+
 struct emit_ctx {
+	struct iovec iovs[IOV_BATCH]; /* the first iovecs, when they could be read at once */
+	__u32 iov_have;
+	__u32 pad;
 	__u64 iov;      /* iovec array (SHAPE_IOV) */
 	__u64 base;     /* current segment */
 	__u64 seg_len;
@@ -371,11 +379,19 @@ static __always_inline struct l7_event *header(__u8 kind, struct conn_info *ci, 
 	return &s->ev;
 }
 
+/* Records are not announced one by one: the reader is woken once wakeup_bytes are pending and
+ * otherwise finds them when its poll times out (it consumes after every poll). A wakeup is an
+ * interrupt on the producing CPU; this keeps it to one per batch. */
 static __always_inline void output(struct l7_event *ev, __u32 data_len)
 {
+	__u64 flags = 0;
+
 	if (data_len > L7_CHUNK)
 		data_len = L7_CHUNK;
-	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len, 0))
+	if (cfg.wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
+				? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len, flags))
 		count(L7_STAT_RINGBUF_FULL, 1);
 	else
 		count(L7_STAT_EVENTS, 1);
@@ -419,15 +435,25 @@ static __always_inline int looks_http(const __u8 *b, __u32 total)
 }
 
 /* Decide whether this message's payload goes to user space (updates the class). */
-static __always_inline int want_payload(struct conn_info *ci, __u64 first, __u32 first_len,
-					__u32 total)
+static __always_inline int want_payload(struct conn_info *ci, struct emit_ctx *c, __u32 total)
 {
+	__u64 first = c->base;
+	__u32 first_len = c->seg_len;
 	__u8 b[16] = {};
 
 	if (cfg.capture_all || ci->klass == L7_CLASS_HTTP)
 		return 1;
 	if (ci->klass == L7_CLASS_OTHER)
 		return 0;
+	if (c->iov) {
+		struct iovec iv = {};
+		if (c->iov_have)
+			iv = c->iovs[0];
+		else
+			bpf_probe_read_user(&iv, sizeof(iv), (void *)c->iov);
+		first = (__u64)iv.iov_base;
+		first_len = iv.iov_len < total ? iv.iov_len : total;
+	}
 	if (first_len > sizeof(b))
 		first_len = sizeof(b);
 	if (first_len < 4 || bpf_probe_read_user(b, first_len & 0xf, (void *)first) < 0) {
@@ -460,7 +486,9 @@ static __always_inline int next_segment(struct emit_ctx *c)
 		return 1;
 	if (!c->iov || c->iov_idx >= c->iov_cnt)
 		return 0;
-	if (bpf_probe_read_user(&iv, sizeof(iv), (void *)(c->iov + c->iov_idx * sizeof(iv))))
+	if (c->iov_idx < c->iov_have)
+		iv = c->iovs[c->iov_idx & (IOV_BATCH - 1)];
+	else if (bpf_probe_read_user(&iv, sizeof(iv), (void *)(c->iov + c->iov_idx * sizeof(iv))))
 		return 0;
 	c->iov_idx++;
 	c->base = (__u64)iv.iov_base;
@@ -539,7 +567,6 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	struct emit_ctx *c;
 	struct l7_event *ev;
 	__u32 seq_end;
-	__u64 first = 0, first_len = 0;
 
 	if (!ci || !s)
 		return 0;
@@ -565,19 +592,17 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	if (ac->shape == SHAPE_BUF) {
 		c->base = ac->ptr;
 		c->seg_len = result;
-		first = ac->ptr;
-		first_len = result;
 	} else if (ac->shape == SHAPE_IOV) {
-		struct iovec iv = {};
+		__u32 n = ac->count < IOV_BATCH ? ac->count : IOV_BATCH;
 		c->iov = ac->ptr;
 		c->iov_cnt = ac->count;
-		if (!bpf_probe_read_user(&iv, sizeof(iv), (void *)ac->ptr)) {
-			first = (__u64)iv.iov_base;
-			first_len = iv.iov_len < result ? iv.iov_len : result;
-		}
+		asm volatile("" : "+r"(n));
+		if (n <= IOV_BATCH && !bpf_probe_read_user(c->iovs, n * sizeof(struct iovec),
+							   (void *)ac->ptr))
+			c->iov_have = n;
 	}
 	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
-		if (want_payload(ci, first, first_len, result)) {
+		if (want_payload(ci, c, result)) {
 			c->budget = result < cfg.max_payload ? result : cfg.max_payload;
 			bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
 		} else {
@@ -641,15 +666,25 @@ static __always_inline int describe(struct active_call *ac, int fd, __u64 ptr, _
 	return 1;
 }
 
+/* The thread's slot takes the call: overwritten in place when it exists, else inserted. */
+static __always_inline void store_call(__u64 id, struct active_call *ac)
+{
+	struct active_call *slot = bpf_map_lookup_elem(&active, &id);
+
+	if (slot) {
+		*slot = *ac;
+		return;
+	}
+	if (bpf_map_update_elem(&active, &id, ac, BPF_ANY))
+		count(L7_STAT_ACTIVE_FULL, 1);
+}
+
 static __always_inline void remember(int fd, __u64 ptr, __u32 cnt, __u8 sc, __u8 shape, __u8 dir)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct active_call ac = {};
 
-	if (!describe(&ac, fd, ptr, cnt, sc, shape, dir, 1))
-		return;
-	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
-		count(L7_STAT_ACTIVE_FULL, 1);
+	if (describe(&ac, fd, ptr, cnt, sc, shape, dir, 1))
+		store_call(bpf_get_current_pid_tgid(), &ac);
 }
 
 static __always_inline __u64 msg_iov(__u64 msg, __u32 *cnt)
@@ -713,7 +748,7 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 	struct active_call recovered = {};
 	struct sock *sk;
 
-	if (!ac) {
+	if (!ac || !ac->shape) {
 		if (ret <= 0 || !recover(&recovered, sc, shape, direction))
 			return;
 		ac = &recovered;
@@ -749,7 +784,7 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 			}
 		}
 	}
-	bpf_map_delete_elem(&active, &id);
+	ac->shape = 0;
 }
 
 #define ARG(i) (ctx->args[i])
@@ -818,8 +853,7 @@ static __always_inline void remember_fd(int fd, __u8 sc)
 	ac.fd = fd;
 	ac.syscall = sc;
 	ac.shape = SHAPE_FD;
-	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
-		count(L7_STAT_ACTIVE_FULL, 1);
+	store_call(id, &ac);
 }
 
 static __always_inline void finish_open(long ret, __u8 role)
@@ -827,7 +861,7 @@ static __always_inline void finish_open(long ret, __u8 role)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
 
-	if (!ac) {
+	if (!ac || !ac->shape) {
 		/* an accept() blocked since before attach: the new fd is the result */
 		__u32 tid = (__u32)id;
 		__u8 one = 1;
@@ -838,13 +872,15 @@ static __always_inline void finish_open(long ret, __u8 role)
 			opened((int)ret, role, L7_SYS_ACCEPT4, bpf_ktime_get_ns());
 		return;
 	}
-	if (ac->shape != SHAPE_FD)
+	if (ac->shape != SHAPE_FD) {
+		ac->shape = 0;
 		return;
+	}
 	if (role == L7_ROLE_CLIENT && (ret == 0 || ret == -EINPROGRESS))
 		opened(ac->fd, role, ac->syscall, ac->ts_enter);
 	else if (role == L7_ROLE_SERVER && ret >= 0)
 		opened((int)ret, role, ac->syscall, ac->ts_enter);
-	bpf_map_delete_elem(&active, &id);
+	ac->shape = 0;
 }
 
 #define OPEN_PROBES(name, sc, role)                                                       \
