@@ -379,18 +379,22 @@ static __always_inline struct l7_event *header(__u8 kind, struct conn_info *ci, 
 	return &s->ev;
 }
 
-/* Records are not announced one by one: the reader is woken once wakeup_bytes are pending and
- * otherwise finds them when its poll times out (it consumes after every poll). A wakeup is an
- * interrupt on the producing CPU; this keeps it to one per batch. */
+/* Records are not announced one by one: the reader is woken by the record that brings the
+ * pending bytes up to wakeup_bytes, and otherwise finds them when its poll times out (it
+ * consumes after every poll). A wakeup is an interrupt on the producing CPU: this makes it one
+ * per batch, also while the reader lags behind (no wakeup per record then either). */
 static __always_inline void output(struct l7_event *ev, __u32 data_len)
 {
-	__u64 flags = 0;
+	__u64 flags = 0, pending;
 
 	if (data_len > L7_CHUNK)
 		data_len = L7_CHUNK;
-	if (cfg.wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes
-				? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (cfg.wakeup_bytes) {
+		pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		flags = pending < cfg.wakeup_bytes &&
+				pending + L7_EVENT_HDR_LEN + data_len >= cfg.wakeup_bytes
+			? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
 	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len, flags))
 		count(L7_STAT_RINGBUF_FULL, 1);
 	else
