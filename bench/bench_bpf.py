@@ -10,7 +10,7 @@ the load added. Prints BPF ns per request (total and per program), program runs 
 ring-buffer records per request, and with --throughput nginx's full-speed requests/s with no
 agent and with the agent running.
 
-    python bench/bench_bpf.py [--seconds 10] [--rate 5000] [--connections 10] [--rounds 3] [--throughput]
+    python bench/bench_bpf.py [--seconds 10] [--rate 5000] [--connections 10] [--rounds 3] [--all] [--throughput]
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,17 +59,28 @@ def delta(after: dict, before: dict) -> dict[int, tuple[int, int]]:
             for i in after}
 
 
-def h2load(port: int, seconds: float, rate: int, connections: int) -> int:
+# The load runs under names of its own (a symlink's name becomes the comm), so that the agent's
+# --comm filter traces this benchmark's nginx and h2load and not those of anyone else on the host.
+NGINX_COMM, H2LOAD_COMM = "l7bench-nginx", "l7bench-h2load"
+
+
+def named(tmp: Path, tool: str, comm: str) -> str:
+    link = tmp / comm
+    link.symlink_to(shutil.which(tool) or f"/usr/sbin/{tool}")
+    return str(link)
+
+
+def h2load(exe: str, port: int, seconds: float, rate: int, connections: int) -> int:
     """Requests that succeeded in a rated HTTP/1.1 keep-alive run."""
     per_client = max(1, rate // connections)
     out = subprocess.run(
-        ["h2load", "--h1", "-c", str(connections), "--rps", str(per_client), "-D", str(int(seconds)),
+        [exe, "--h1", "-c", str(connections), "--rps", str(per_client), "-D", str(int(seconds)),
          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
     return int(re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out).group(1))
 
 
-def wrk_rps(port: int, seconds: float, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s",
+def wrk_rps(exe: str, port: int, seconds: float, connections: int) -> float:
+    out = subprocess.run([exe, "-t1", f"-c{connections}", f"-d{int(seconds)}s",
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
                          check=True).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -135,6 +147,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="idle+load rounds; medians are printed")
+    ap.add_argument("--all", action="store_true",
+                    help="trace every process (no --comm filter; other traffic is subtracted as idle)")
     ap.add_argument("--throughput", action="store_true",
                     help="also nginx full-speed requests/s (wrk) without and with the agent")
     args = ap.parse_args()
@@ -144,24 +158,26 @@ def main() -> None:
     port = free_port()
     (tmp / "nginx.conf").write_text(nginx_config(tmp, BENCH_SERVER.format(port=port), user_root=False))
     old = STATS_SYSCTL.read_text().strip()
-    nginx = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")])
+    nginx_exe, h2load_exe = named(tmp, "nginx", NGINX_COMM), named(tmp, "h2load", H2LOAD_COMM)
+    nginx = subprocess.Popen([nginx_exe, "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")])
     wait_port(port)
     try:
         STATS_SYSCTL.write_text("1")
-        agent = Agent(tmp, ["nginx", "h2load"])
+        agent = Agent(tmp, [] if args.all else [NGINX_COMM, H2LOAD_COMM])
         rounds, total = [], 0
         try:
             for _ in range(args.rounds):
                 s0 = prog_stats(agent.proc.pid)
                 time.sleep(args.seconds)
                 s1 = prog_stats(agent.proc.pid)
-                n = h2load(port, args.seconds, args.rate, args.connections)
+                n = h2load(h2load_exe, port, args.seconds, args.rate, args.connections)
                 s2 = prog_stats(agent.proc.pid)
                 rounds.append(per_request(delta(s2, s1), delta(s1, s0), n))
                 total += n
             names = prog_names(s2)
         finally:
             counters = agent.stop()
+        print(f"agent tracing {'every process' if args.all else f'comm {NGINX_COMM} and {H2LOAD_COMM}'}")
         print(f"rated load: {args.rounds} rounds of {args.seconds:.0f} s idle then {args.seconds:.0f} s "
               f"of h2load --h1 ({args.connections} connections, {args.rate} requests/s offered); "
               f"{total} requests")
@@ -171,10 +187,11 @@ def main() -> None:
               f"{records / total:.2f}")
         print(f"agent counters: { {k: v for k, v in counters.items() if isinstance(v, int) and v} }")
         if args.throughput:
-            base = wrk_rps(port, args.seconds, args.connections)
-            agent = Agent(tmp, ["nginx", "wrk"])
+            wrk_exe = named(tmp, "wrk", "l7bench-wrk")
+            base = wrk_rps(wrk_exe, port, args.seconds, args.connections)
+            agent = Agent(tmp, [NGINX_COMM, "l7bench-wrk"])
             try:
-                on = wrk_rps(port, args.seconds, args.connections)
+                on = wrk_rps(wrk_exe, port, args.seconds, args.connections)
             finally:
                 agent.stop()
             print(f"nginx full speed (wrk -c{args.connections}): no agent {base:.0f} requests/s, "

@@ -37,6 +37,7 @@
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
 #define TCP_CLOSE_STATE 7
+#define RCV_SHUTDOWN 1
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -224,6 +225,47 @@ static __always_inline void count(__u32 stat, __u64 n)
 
 /* ---- who is traced ---- */
 
+/* The --comm verdict of a thread, remembered: its comm changes only through a rename (exec,
+ * prctl, /proc/.../comm), which forgets it (task_rename below); the thread's start time tells a
+ * reused thread id apart. */
+struct comm_verdict {
+	__u64 start_time;
+	__u8 traced;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* thread id */
+	__type(value, struct comm_verdict);
+} comm_verdicts SEC(".maps");
+
+static __always_inline int comm_traced(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct comm_verdict *known = bpf_map_lookup_elem(&comm_verdicts, &tid);
+	struct comm_verdict fresh = {};
+	char comm[L7_COMM_LEN] = {};
+
+	fresh.start_time = task->start_time;
+	if (known && known->start_time == fresh.start_time)
+		return known->traced;
+	bpf_get_current_comm(comm, sizeof(comm));
+	fresh.traced = bpf_map_lookup_elem(&comm_filter, comm) != NULL;
+	bpf_map_update_elem(&comm_verdicts, &tid, &fresh, BPF_ANY);
+	return fresh.traced;
+}
+
+SEC("tracepoint/task/task_rename")
+int task_renamed(struct trace_event_raw_task_rename *ctx)
+{
+	__u32 tid = ctx->pid;
+
+	bpf_map_delete_elem(&comm_verdicts, &tid);
+	return 0;
+}
+
 /* Not the agent; with filters, a process named by --pid OR by --comm. */
 static __always_inline int traced(__u32 tgid)
 {
@@ -233,12 +275,8 @@ static __always_inline int traced(__u32 tgid)
 		return 1;
 	if (cfg.filter_pids && bpf_map_lookup_elem(&pid_filter, &tgid))
 		return 1;
-	if (cfg.filter_comms) {
-		char comm[L7_COMM_LEN] = {};
-		bpf_get_current_comm(comm, sizeof(comm));
-		if (bpf_map_lookup_elem(&comm_filter, comm))
-			return 1;
-	}
+	if (cfg.filter_comms)
+		return comm_traced();
 	return 0;
 }
 
@@ -379,23 +417,28 @@ static __always_inline struct l7_event *header(__u8 kind, struct conn_info *ci, 
 	return &s->ev;
 }
 
+/* The ring-buffer wakeup for a record of `size` bytes (see output()). */
+static __always_inline __u64 wake_flags(__u32 size)
+{
+	__u64 pending;
+
+	if (!cfg.wakeup_bytes)
+		return 0;
+	pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	return pending < cfg.wakeup_bytes && pending + size >= cfg.wakeup_bytes
+		? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 /* Records are not announced one by one: the reader is woken by the record that brings the
  * pending bytes up to wakeup_bytes, and otherwise finds them when its poll times out (it
  * consumes after every poll). A wakeup is an interrupt on the producing CPU: this makes it one
  * per batch, also while the reader lags behind (no wakeup per record then either). */
 static __always_inline void output(struct l7_event *ev, __u32 data_len)
 {
-	__u64 flags = 0, pending;
-
 	if (data_len > L7_CHUNK)
 		data_len = L7_CHUNK;
-	if (cfg.wakeup_bytes) {
-		pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-		flags = pending < cfg.wakeup_bytes &&
-				pending + L7_EVENT_HDR_LEN + data_len >= cfg.wakeup_bytes
-			? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	}
-	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len, flags))
+	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len,
+			       wake_flags(L7_EVENT_HDR_LEN + data_len)))
 		count(L7_STAT_RINGBUF_FULL, 1);
 	else
 		count(L7_STAT_EVENTS, 1);
@@ -560,6 +603,54 @@ static long emit_step(__u32 index, void *arg)
 	return 0;
 }
 
+/* One copy for a whole syscall in one segment (a buffer, or a single iovec) of at most
+ * size_class bytes: from user memory straight into a ring record reserved at the size class
+ * (no scratch, no bpf_loop); data_len says how much of the class is payload. 1 when the call
+ * was handled here (record sent, or lost to a full ring), else 0. */
+static __always_inline int emit_direct(struct l7_scratch *s, __u32 size_class)
+{
+	struct emit_ctx *c = &s->c;
+	__u32 n = c->result;
+	__u64 from = c->base;
+	struct l7_event *rec;
+
+	if (n > size_class || c->budget < n)
+		return 0;
+	if (c->iov) {
+		if (c->iov_cnt != 1 || !c->iov_have)
+			return 0;
+		from = (__u64)c->iovs[0].iov_base;
+	}
+	rec = bpf_ringbuf_reserve(&events, L7_EVENT_HDR_LEN + size_class, 0);
+	if (!rec) {
+		count(L7_STAT_RINGBUF_FULL, 1);
+		return 1;
+	}
+	s->ev.chunk_off = 0;
+	s->ev.chunk_len = n;
+	s->ev.data_len = n;
+	__builtin_memcpy(rec, &s->ev, L7_EVENT_HDR_LEN);
+	asm volatile("" : "+r"(n));
+	n &= 2 * size_class - 1;
+	if (n > size_class || bpf_probe_read_user((__u8 *)rec + L7_EVENT_HDR_LEN, n, (void *)from)) {
+		count(L7_STAT_READ_FAULTS, 1);
+		rec->data_len = 0; /* the whole call becomes a known-length hole */
+		rec->flags |= L7_FLAG_TRUNCATED;
+		count(L7_STAT_BYTES_NOT_CAPTURED, c->result);
+	}
+	bpf_ringbuf_submit(rec, wake_flags(L7_EVENT_HDR_LEN + size_class));
+	count(L7_STAT_EVENTS, 1);
+	c->sent = c->result;
+	return 1;
+}
+
+/* Size classes of direct records: at most twice the payload, most calls in the first two. */
+static __always_inline int emit_direct_classes(struct l7_scratch *s)
+{
+	return emit_direct(s, 128) || emit_direct(s, 256) || emit_direct(s, 512) ||
+	       emit_direct(s, 1024) || emit_direct(s, 2048) || emit_direct(s, L7_CHUNK);
+}
+
 /* A subprogram, not inlined: the syscall and TLS paths share one verified copy. */
 static __noinline int emit_payload(struct active_call *ac, struct sock *sk, struct conn_info *ci,
 				   __u32 result)
@@ -608,7 +699,8 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
 		if (want_payload(ci, c, result)) {
 			c->budget = result < cfg.max_payload ? result : cfg.max_payload;
-			bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
+			if (!emit_direct_classes(s))
+				bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
 		} else {
 			ev->flags |= L7_FLAG_PAYLOAD_SUPPRESSED;
 			count(L7_STAT_BYTES_SUPPRESSED, result);
@@ -619,19 +711,7 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	return 0;
 }
 
-static __always_inline void emit_data(struct active_call *ac, struct sock *sk, __u32 result,
-				      __u8 direction)
-{
-	struct conn_info *ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
-
-	if (ci) {
-		ac->direction = direction;
-		ac->tls = 0;
-		emit_payload(ac, sk, ci, result);
-	}
-}
-
-/* ---- syscall entry: remember the call ---- */
+/* ---- the call's arguments and its thread slot ---- */
 
 /* A syscall made inside SSL_read/SSL_write names the socket of that SSL object. */
 static __always_inline void learn_ssl_socket(__u64 sk)
@@ -643,31 +723,23 @@ static __always_inline void learn_ssl_socket(__u64 sk)
 		bpf_map_update_elem(&ssl_socks, &sc->ssl, &sk, BPF_ANY);
 }
 
-/* Fill a call record for a traced TCP socket; 0 when the call is not ours. */
-static __always_inline int describe(struct active_call *ac, int fd, __u64 ptr, __u32 cnt, __u8 sc,
-				    __u8 shape, __u8 dir, int at_entry)
+/* The syscall's first arguments, from the user registers saved at entry: they are still there
+ * at exit, so the exit needs nothing from an entry program but the time. */
+static __always_inline void saved_args(__u64 *a0, __u64 *a1, __u64 *a2)
 {
-	struct tcp_sock *tp;
-	struct sock *sk;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 
-	if (!traced(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	sk = tcp_sock_of_fd(fd);
-	if (!sk)
-		return 0;
-	tp = (struct tcp_sock *)sk;
-	ac->ts_enter = bpf_ktime_get_ns();
-	ac->sk = (__u64)sk;
-	ac->ptr = ptr;
-	ac->count = cnt;
-	ac->fd = fd;
-	ac->syscall = sc;
-	ac->shape = shape;
-	ac->has_seq = at_entry;
-	if (at_entry)
-		ac->seq = dir == L7_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
-	learn_ssl_socket(ac->sk);
-	return 1;
+#if defined(__TARGET_ARCH_x86)
+	*a0 = regs->di;
+	*a1 = regs->si;
+	*a2 = regs->dx;
+#elif defined(__TARGET_ARCH_arm64)
+	*a0 = regs->orig_x0; /* x0 holds the return value by now */
+	*a1 = regs->regs[1];
+	*a2 = regs->regs[2];
+#else
+#error "saved_args: unsupported architecture"
+#endif
 }
 
 /* The thread's slot takes the call: overwritten in place when it exists, else inserted. */
@@ -683,12 +755,45 @@ static __always_inline void store_call(__u64 id, struct active_call *ac)
 		count(L7_STAT_ACTIVE_FULL, 1);
 }
 
-static __always_inline void remember(int fd, __u64 ptr, __u32 cnt, __u8 sc, __u8 shape, __u8 dir)
+/* Entry of a sending syscall: only its time, for the egress timestamp. */
+static __always_inline void remember_send(__u8 sc)
 {
-	struct active_call ac = {};
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *slot, ac = {};
 
-	if (describe(&ac, fd, ptr, cnt, sc, shape, dir, 1))
-		store_call(bpf_get_current_pid_tgid(), &ac);
+	if (!traced(id >> 32))
+		return;
+	slot = bpf_map_lookup_elem(&active, &id);
+	if (slot) {
+		slot->ts_enter = bpf_ktime_get_ns();
+		slot->syscall = sc;
+		slot->shape = SHAPE_BUF; /* live; the exit knows the real shape */
+		return;
+	}
+	ac.ts_enter = bpf_ktime_get_ns();
+	ac.syscall = sc;
+	ac.shape = SHAPE_BUF;
+	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
+		count(L7_STAT_ACTIVE_FULL, 1);
+}
+
+/* The entry time of a sending call, or 0 when it is not traced. A call that entered before the
+ * programs were attached has no slot: taken once per thread (its first exit), timed at exit. */
+static __always_inline __u64 send_entry_time(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *slot = bpf_map_lookup_elem(&active, &id);
+	__u32 tid = (__u32)id;
+	__u8 one = 1;
+
+	if (slot && slot->shape) {
+		slot->shape = 0;
+		return slot->ts_enter;
+	}
+	if (ret <= 0 || bpf_map_lookup_elem(&seen_threads, &tid))
+		return 0;
+	bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
+	return traced(id >> 32) ? bpf_ktime_get_ns() : 0;
 }
 
 static __always_inline __u64 msg_iov(__u64 msg, __u32 *cnt)
@@ -701,105 +806,114 @@ static __always_inline __u64 msg_iov(__u64 msg, __u32 *cnt)
 	return (__u64)mh.msg_iov;
 }
 
-static __always_inline void remember_msg(int fd, __u64 msg, __u8 sc, __u8 dir)
+/* The stream position of the call's first byte, read after the call. A read that also
+ * consumed the peer's FIN advanced copied_seq one past its data: the FIN has arrived
+ * (RCV_SHUTDOWN) and nothing is left unread (copied_seq == rcv_nxt) exactly then. */
+static __always_inline __u32 seq_before(struct sock *sk, __u32 result, __u8 direction)
 {
-	__u32 cnt = 0;
-	__u64 iov = msg_iov(msg, &cnt);
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u32 end;
 
-	if (iov)
-		remember(fd, iov, cnt, sc, SHAPE_IOV, dir);
+	if (direction == L7_DIR_EGRESS)
+		return BPF_CORE_READ(tp, write_seq) - result;
+	end = BPF_CORE_READ(tp, copied_seq);
+	if ((BPF_CORE_READ(sk, sk_shutdown) & RCV_SHUTDOWN) && BPF_CORE_READ(tp, rcv_nxt) == end)
+		end--;
+	return end - result;
 }
 
-/* A call that entered before the programs were attached (a server blocked in read() on an
- * idle keep-alive connection): its arguments are still in the saved user registers. Tried
- * once per thread, on its first exit without an entry record. */
-static __always_inline int recover(struct active_call *ac, __u8 sc, __u8 shape, __u8 dir)
+/* bytes moved by sendmmsg/recvmmsg: the sum of msg_len over the first messages */
+static __always_inline long mmsg_bytes(__u64 vec, long messages)
 {
-#if defined(__TARGET_ARCH_x86)
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u8 one = 1;
-	struct pt_regs *regs;
-	__u64 a0, a1, a2;
-	__u32 cnt = 0;
+	__u32 total = 0, n = messages > 8 ? 8 : messages;
 
-	if (bpf_map_lookup_elem(&seen_threads, &tid))
-		return 0;
-	bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
-	if (shape == SHAPE_MMSG)
-		return 0;
-	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	a0 = BPF_CORE_READ(regs, di);
-	a1 = BPF_CORE_READ(regs, si);
-	a2 = BPF_CORE_READ(regs, dx);
-	if (sc == L7_SYS_RECVMSG || sc == L7_SYS_SENDMSG) {
-		a1 = msg_iov(a1, &cnt);
-		if (!a1)
-			return 0;
-		a2 = cnt;
+	for (__u32 i = 0; i < 8; i++) {
+		__u32 len = 0;
+		if (i >= n)
+			break;
+		bpf_probe_read_user(&len, sizeof(len),
+				    (void *)(vec + i * sizeof(struct mmsghdr) +
+					     __builtin_offsetof(struct mmsghdr, msg_len)));
+		total += len;
 	}
-	return describe(ac, (int)a0, a1, (__u32)a2, sc, shape, dir, 0);
-#else
-	return 0;
-#endif
+	return total;
 }
 
 /* ---- syscall exit: emit ---- */
 
+static __always_inline void emit_eof(struct sock *sk, __u64 ts, int fd, __u8 sc)
+{
+	__u64 key = (__u64)sk;
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	struct l7_event *ev;
+
+	if (!ci || ci->klass != L7_CLASS_HTTP)
+		return;
+	ev = header(L7_KIND_EOF, ci, ts, fd, sc);
+	if (ev) {
+		ev->direction = L7_DIR_INGRESS;
+		output(ev, 0);
+	}
+}
+
+/* Exit of a data syscall. Receiving calls have no entry program: a failed read (EAGAIN) costs
+ * one comparison; their ts_enter is their exit time. */
 static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
-	struct active_call recovered = {};
+	struct active_call ac = {};
+	__u64 a0 = 0, a1 = 0, a2 = 0, ts;
+	struct conn_info *ci;
 	struct sock *sk;
 
-	if (!ac || !ac->shape) {
-		if (ret <= 0 || !recover(&recovered, sc, shape, direction))
+	if (direction == L7_DIR_EGRESS) {
+		ts = send_entry_time(ret);
+		if (!ts || ret <= 0)
 			return;
-		ac = &recovered;
+	} else {
+		if (ret < 0 || (ret == 0 && shape == SHAPE_MMSG))
+			return;
+		if (!traced(bpf_get_current_pid_tgid() >> 32))
+			return;
+		ts = bpf_ktime_get_ns();
 	}
-	sk = (struct sock *)ac->sk;
-	if (ret > 0) {
-		if (ac->shape == SHAPE_MMSG) {
-			/* bytes only: the sum of msg_len over the first messages */
-			__u32 total = 0, n = ret > 8 ? 8 : ret;
-			for (__u32 i = 0; i < 8; i++) {
-				__u32 len = 0;
-				if (i >= n)
-					break;
-				bpf_probe_read_user(&len, sizeof(len),
-						    (void *)(ac->ptr + i * sizeof(struct mmsghdr) +
-							     __builtin_offsetof(struct mmsghdr, msg_len)));
-				total += len;
-			}
-			ret = total;
-			ac->shape = SHAPE_BYTES;
-		}
-		if (ret > 0)
-			emit_data(ac, sk, (__u32)ret, direction);
-	} else if (ret == 0 && direction == L7_DIR_INGRESS && ac->shape != SHAPE_MMSG) {
-		__u64 key = (__u64)sk;
-		struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
-		if (ci && ci->klass == L7_CLASS_HTTP) {
-			struct l7_event *ev = header(L7_KIND_EOF, ci, ac->ts_enter, ac->fd,
-						     ac->syscall);
-			if (ev) {
-				ev->direction = direction;
-				output(ev, 0);
-			}
-		}
+	saved_args(&a0, &a1, &a2);
+	sk = tcp_sock_of_fd((int)a0);
+	if (!sk)
+		return;
+	learn_ssl_socket((__u64)sk);
+	if (ret == 0) {
+		emit_eof(sk, ts, (int)a0, sc);
+		return;
 	}
-	ac->shape = 0;
+	if (shape == SHAPE_MMSG) {
+		ret = mmsg_bytes(a1, ret);
+		if (ret <= 0)
+			return;
+		shape = SHAPE_BYTES;
+	}
+	if (sc == L7_SYS_RECVMSG || sc == L7_SYS_SENDMSG) {
+		a1 = msg_iov(a1, (__u32 *)&a2);
+		if (!a1)
+			shape = SHAPE_BYTES;
+	}
+	ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
+	if (!ci)
+		return;
+	ac.ts_enter = ts;
+	ac.ptr = a1;
+	ac.count = (__u32)a2;
+	ac.fd = (int)a0;
+	ac.syscall = sc;
+	ac.shape = shape;
+	ac.has_seq = 1;
+	ac.seq = seq_before(sk, (__u32)ret, direction);
+	ac.direction = direction;
+	emit_payload(&ac, sk, ci, (__u32)ret);
 }
 
 #define ARG(i) (ctx->args[i])
 
-#define IO_PROBES(name, sc, shape, enter_expr, dir)                                     \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
-	{                                                                               \
-		enter_expr;                                                             \
-		return 0;                                                               \
-	}                                                                               \
+#define EXIT_PROBE(name, sc, shape, dir)                                                \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                      \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
 	{                                                                               \
@@ -807,26 +921,30 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 		return 0;                                                               \
 	}
 
-#define IN L7_DIR_INGRESS
-#define OUT L7_DIR_EGRESS
-IO_PROBES(read, L7_SYS_READ, SHAPE_BUF, remember(ARG(0), ARG(1), 0, L7_SYS_READ, SHAPE_BUF, IN), IN)
-IO_PROBES(write, L7_SYS_WRITE, SHAPE_BUF, remember(ARG(0), ARG(1), 0, L7_SYS_WRITE, SHAPE_BUF, OUT), OUT)
-IO_PROBES(recvfrom, L7_SYS_RECVFROM, SHAPE_BUF,
-	  remember(ARG(0), ARG(1), 0, L7_SYS_RECVFROM, SHAPE_BUF, IN), IN)
-IO_PROBES(sendto, L7_SYS_SENDTO, SHAPE_BUF,
-	  remember(ARG(0), ARG(1), 0, L7_SYS_SENDTO, SHAPE_BUF, OUT), OUT)
-IO_PROBES(readv, L7_SYS_READV, SHAPE_IOV,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_READV, SHAPE_IOV, IN), IN)
-IO_PROBES(writev, L7_SYS_WRITEV, SHAPE_IOV,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_WRITEV, SHAPE_IOV, OUT), OUT)
-IO_PROBES(recvmsg, L7_SYS_RECVMSG, SHAPE_IOV, remember_msg(ARG(0), ARG(1), L7_SYS_RECVMSG, IN), IN)
-IO_PROBES(sendmsg, L7_SYS_SENDMSG, SHAPE_IOV, remember_msg(ARG(0), ARG(1), L7_SYS_SENDMSG, OUT), OUT)
-IO_PROBES(recvmmsg, L7_SYS_RECVMMSG, SHAPE_MMSG,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_RECVMMSG, SHAPE_MMSG, IN), IN)
-IO_PROBES(sendmmsg, L7_SYS_SENDMMSG, SHAPE_MMSG,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_SENDMMSG, SHAPE_MMSG, OUT), OUT)
-IO_PROBES(sendfile64, L7_SYS_SENDFILE, SHAPE_BYTES,
-	  remember(ARG(0), 0, 0, L7_SYS_SENDFILE, SHAPE_BYTES, OUT), OUT)
+/* receiving: exit only */
+#define RECV_PROBES(name, sc, shape) EXIT_PROBE(name, sc, shape, L7_DIR_INGRESS)
+
+/* sending: the entry's time stamps the egress bytes */
+#define SEND_PROBES(name, sc, shape)                                                    \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
+	{                                                                               \
+		remember_send(sc);                                                      \
+		return 0;                                                               \
+	}                                                                               \
+	EXIT_PROBE(name, sc, shape, L7_DIR_EGRESS)
+
+RECV_PROBES(read, L7_SYS_READ, SHAPE_BUF)
+RECV_PROBES(recvfrom, L7_SYS_RECVFROM, SHAPE_BUF)
+RECV_PROBES(readv, L7_SYS_READV, SHAPE_IOV)
+RECV_PROBES(recvmsg, L7_SYS_RECVMSG, SHAPE_IOV)
+RECV_PROBES(recvmmsg, L7_SYS_RECVMMSG, SHAPE_MMSG)
+SEND_PROBES(write, L7_SYS_WRITE, SHAPE_BUF)
+SEND_PROBES(sendto, L7_SYS_SENDTO, SHAPE_BUF)
+SEND_PROBES(writev, L7_SYS_WRITEV, SHAPE_IOV)
+SEND_PROBES(sendmsg, L7_SYS_SENDMSG, SHAPE_IOV)
+SEND_PROBES(sendmmsg, L7_SYS_SENDMMSG, SHAPE_MMSG)
+SEND_PROBES(sendfile64, L7_SYS_SENDFILE, SHAPE_BYTES)
 
 /* ---- connection lifecycle ---- */
 
