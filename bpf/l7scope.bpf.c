@@ -503,7 +503,11 @@ static __always_inline int want_payload(struct conn_info *ci, struct emit_ctx *c
 	}
 	if (first_len > sizeof(b))
 		first_len = sizeof(b);
-	if (first_len < 4 || bpf_probe_read_user(b, first_len & 0xf, (void *)first) < 0) {
+	asm volatile("" : "+r"(first_len));
+	first_len &= 2 * sizeof(b) - 1; /* a 16-byte head is read whole (masking with 0xf once
+					 * made it 0 bytes: zeros, a "plausible" HTTP/2 frame) */
+	if (first_len < 4 || first_len > sizeof(b) ||
+	    bpf_probe_read_user(b, first_len, (void *)first) < 0) {
 		if (first_len >= 4)
 			count(L7_STAT_READ_FAULTS, 1);
 		/* too short to tell: keep payload but do not decide */
