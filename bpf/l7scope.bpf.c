@@ -382,8 +382,8 @@ static __always_inline void fill_header(struct l7_event *ev, __u8 kind, struct c
 {
 	__u64 id = bpf_get_current_pid_tgid();
 
-	ev->ts_enter = ts_enter;
 	ev->ts_exit = bpf_ktime_get_ns();
+	ev->ts_enter = ts_enter ? ts_enter : ev->ts_exit; /* receives: no entry, one clock read */
 	ev->conn_id = ci->conn_id;
 	ev->tgid = id >> 32;
 	ev->tid = (__u32)id;
@@ -648,6 +648,35 @@ static __always_inline int emit_direct(struct l7_scratch *s, __u32 size_class)
 	return 1;
 }
 
+/* Two segments (a head and a body buffer) of at most L7_CHUNK bytes together: gathered into the
+ * scratch record by two copies (the second may start anywhere below L7_CHUNK: the scratch has
+ * room) and sent as one record, without the bpf_loop machinery. */
+static __always_inline int emit_pair(struct l7_scratch *s)
+{
+	struct emit_ctx *c = &s->c;
+	__u32 n0, n1;
+
+	if (!c->iov || c->iov_cnt != 2 || c->iov_have != 2 || c->result > L7_CHUNK ||
+	    c->budget < c->result)
+		return 0;
+	n0 = c->iovs[0].iov_len < c->result ? c->iovs[0].iov_len : c->result;
+	n1 = c->result - n0;
+	asm volatile("" : "+r"(n0), "+r"(n1));
+	n0 &= 2 * L7_CHUNK - 1;
+	n1 &= 2 * L7_CHUNK - 1;
+	if (n0 > L7_CHUNK || n1 > L7_CHUNK)
+		return 0;
+	if (bpf_probe_read_user(s->ev.data, n0, c->iovs[0].iov_base) ||
+	    bpf_probe_read_user(s->ev.data + n0, n1, c->iovs[1].iov_base)) {
+		count(L7_STAT_READ_FAULTS, 1);
+		return 0; /* the general path copies what it can */
+	}
+	c->fill = n0 + n1;
+	c->done = c->fill;
+	send_record(s, 1);
+	return 1;
+}
+
 /* Size classes of direct records: at most twice the payload, most calls in the first two. */
 static __always_inline int emit_direct_classes(struct l7_scratch *s)
 {
@@ -703,7 +732,7 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
 		if (want_payload(ci, c, result)) {
 			c->budget = result < cfg.max_payload ? result : cfg.max_payload;
-			if (!emit_direct_classes(s))
+			if (!emit_direct_classes(s) && !emit_pair(s))
 				bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
 		} else {
 			ev->flags |= L7_FLAG_PAYLOAD_SUPPRESSED;
@@ -878,7 +907,7 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 			return;
 		if (!traced(bpf_get_current_pid_tgid() >> 32))
 			return;
-		ts = bpf_ktime_get_ns();
+		ts = 0; /* the header's exit time stands for both */
 	}
 	saved_args(&a0, &a1, &a2);
 	sk = tcp_sock_of_fd((int)a0);
