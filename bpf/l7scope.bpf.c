@@ -215,6 +215,9 @@ struct {
 } scratch SEC(".maps");
 
 __u64 next_conn_id = 1;
+/* libssl calls in progress, at least: while there are none, syscalls skip the ssl_active lookup
+ * (a call whose return was never seen only keeps the lookups on) */
+__s64 ssl_calls = 0;
 
 static __always_inline void count(__u32 stat, __u64 n)
 {
@@ -750,8 +753,11 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 static __always_inline void learn_ssl_socket(__u64 sk)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call *sc = bpf_map_lookup_elem(&ssl_active, &id);
+	struct ssl_call *sc;
 
+	if (ssl_calls <= 0)
+		return;
+	sc = bpf_map_lookup_elem(&ssl_active, &id);
 	if (sc)
 		bpf_map_update_elem(&ssl_socks, &sc->ssl, &sk, BPF_ANY);
 }
@@ -1114,6 +1120,8 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 direction, __u8 s
 	call.syscall = sc;
 	if (bpf_map_update_elem(&ssl_active, &id, &call, BPF_ANY))
 		count(L7_STAT_ACTIVE_FULL, 1);
+	else
+		__sync_fetch_and_add(&ssl_calls, 1);
 	return 0;
 }
 
@@ -1181,5 +1189,6 @@ int BPF_KRETPROBE(ssl_exit)
 		}
 	}
 	bpf_map_delete_elem(&ssl_active, &id);
+	__sync_fetch_and_add(&ssl_calls, -1);
 	return 0;
 }
