@@ -12,7 +12,8 @@ from typing import NamedTuple
 from l7scope.protocols.message import HttpMessage
 
 CONTRACT_FIELDS = (
-    "protocol", "side", "pid", "comm", "local", "remote", "peer_pid", "conn_id", "stream_id",
+    "protocol", "side", "pid", "comm", "local", "remote", "peer_pid", "peer_name", "conn_id",
+    "stream_id",
     "method", "path", "authority", "status", "grpc_status", "request_bytes", "response_bytes",
     "start_ns", "end_ns", "duration_ns", "time", "trace", "request_id", "tls", "partial", "notes",
 )
@@ -55,7 +56,7 @@ class Exchange(NamedTuple):
     conn_id: int
     stream_id: int | None
     method: str | None
-    path: str | None
+    path: str | None  # secret query parameters already redacted (Pipeline's redact_path)
     authority: str | None
     status: int | None
     grpc_status: int | None
@@ -71,6 +72,7 @@ class Exchange(NamedTuple):
     notes: tuple[str, ...]
     request: HttpMessage | None = None
     response: HttpMessage | None = None
+    peer_name: str | None = None  # the local peer process's name (peer_pid's), else None
 
     @property
     def duration_ns(self) -> int:
@@ -80,7 +82,8 @@ class Exchange(NamedTuple):
         d = {
             "protocol": self.protocol, "side": self.side, "pid": self.pid, "comm": self.comm,
             "local": self.local, "remote": self.remote, "peer_pid": self.peer_pid,
-            "conn_id": self.conn_id, "stream_id": self.stream_id, "method": self.method,
+            "peer_name": self.peer_name, "conn_id": self.conn_id, "stream_id": self.stream_id,
+            "method": self.method,
             "path": self.path, "authority": self.authority, "status": self.status,
             "grpc_status": self.grpc_status, "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes, "start_ns": self.start_ns,
@@ -117,6 +120,8 @@ class WallClock:
     def rfc3339(self, mono_ns: int) -> str:
         secs, ns = divmod(mono_ns + self.offset_ns, 1_000_000_000)
         if secs != self._sec:
-            t = _dt.datetime.fromtimestamp(secs, tz=_dt.timezone.utc)
+            # a capture file's times are anyone's: held to 1970-9999 (RFC 3339, four-digit years)
+            shown = min(max(secs, 0), 253_402_300_799)
+            t = _dt.datetime.fromtimestamp(shown, tz=_dt.timezone.utc)
             self._sec, self._prefix = secs, t.strftime("%Y-%m-%dT%H:%M:%S.")
         return f"{self._prefix}{ns // 1000:06d}Z"

@@ -51,7 +51,8 @@ def test_client_side_exchange_every_field():
     [ex] = got
     assert ex.to_dict() == {
         "protocol": "http1", "side": "client", "pid": 100, "comm": "curl",
-        "local": "10.0.0.1:45000", "remote": "10.0.0.2:8080", "peer_pid": None, "conn_id": 1,
+        "local": "10.0.0.1:45000", "remote": "10.0.0.2:8080", "peer_pid": None,
+            "peer_name": None, "conn_id": 1,
         "stream_id": None, "method": "GET", "path": "/api/items?limit=5",
         "authority": "shop.test", "status": 503, "grpc_status": None,
         "request_bytes": len(REQ), "response_bytes": len(RESP),
@@ -68,6 +69,14 @@ def test_time_is_rfc3339_utc_with_microseconds_truncated():
     assert clock.rfc3339(999) == "2023-11-14T22:13:20.000000Z"
     assert clock.rfc3339(1_999_999_999) == "2023-11-14T22:13:21.999999Z"
     assert WallClock(offset_ns=0).rfc3339(86_400 * 10**9 + 5_000) == "1970-01-02T00:00:00.000005Z"
+
+
+def test_time_outside_years_1970_to_9999_is_held_to_them():
+    """A pcapng file can carry any 64-bit time: the record still gets an RFC 3339 time."""
+    clock = WallClock(offset_ns=0)
+    assert clock.rfc3339(10**21 + 123_456_789) == "9999-12-31T23:59:59.123456Z"  # year 33658
+    assert clock.rfc3339(-10**21 + 123_456_789) == "1970-01-01T00:00:00.123456Z"
+    assert clock.rfc3339(2**64 - 1) == "2554-07-21T23:34:33.709551Z"  # in range: as it is
 
 
 def test_server_side_exchange():

@@ -9,13 +9,16 @@ the BatchingQueue turns a batch into a JSON list of spans (zipkin2 ``Span`` mode
 it to ``url`` (Content-Type application/json).
 
 A span uses the captured ids: ``traceId``, ``id`` = the captured span id, ``parentId`` when
-the header carried one. ``name`` is the lowercase method (for gRPC the method path).
+the header carried one. ``name`` follows OpenTelemetry's conventions (export.semconv): the
+method ("GET"; the agent does not know route templates), gRPC ``package.Service/Method``.
 ``kind`` is CLIENT or SERVER from the side that observed the call; a SERVER span is marked
 ``shared`` since it reuses the caller's span id. ``timestamp`` is microseconds since the
 epoch and ``duration`` microseconds (at least 1). Each span-attached event
 becomes two annotations, "Start <event>" and "Finished <event>"; a value that repeats in one
 span gets a "-2", "-3"... suffix. The event tags become span tags prefixed by the direction
-("request.data_content"), next to http.method, http.path, http.status_code.
+("request.data_content"), next to http.method, http.path, http.status_code. Paths are shown
+with their secret query parameters redacted (the exporter's Redactor, even when the record
+was built without one).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import json
 from collections.abc import Callable
 
 from l7scope.config import QueueSettings, ZipkinConfig
-from l7scope.exchange import Exchange
+from l7scope.export import semconv
 from l7scope.export.queue import BatchingQueue, http_post, put_with_context
 from l7scope.redact import Redactor
 from l7scope.sampling import SampledExchange
@@ -83,7 +86,7 @@ class ZipkinExporter:
             span["kind"] = _KIND[ex.side]
             if ex.side == "server":
                 span["shared"] = True
-        span["name"] = span_name(ex)
+        span["name"] = semconv.span_name(ex)
         span["timestamp"] = start_us
         span["duration"] = max(1, ex.duration_ns // 1000)
         span["localEndpoint"] = _endpoint(ex.local, ex.comm)
@@ -92,16 +95,8 @@ class ZipkinExporter:
             span["remoteEndpoint"] = remote
         events = build_span_events(sampled, self._mono_to_wall_ns, self._redactor)
         span["annotations"] = _annotations(events)
-        span["tags"] = _tags(sampled, events)
+        span["tags"] = _tags(sampled, events, self._redactor.redact_path)
         return span
-
-
-def span_name(ex: Exchange) -> str:
-    """The lowercase method, e.g. "get": names are lookup labels and must stay low-cardinality
-    (the path, which embeds ids, goes to the http.path tag). gRPC: the method path."""
-    if ex.protocol == "grpc" and ex.path:
-        return ex.path.split("?", 1)[0][:200]
-    return (ex.method or "unknown").lower()
 
 
 def _endpoint(addr: str | None, service: str | None) -> dict:
@@ -133,13 +128,14 @@ def _annotations(events: list[SpanEvent]) -> list[dict]:
     return out
 
 
-def _tags(sampled: SampledExchange, events: list[SpanEvent]) -> dict[str, str]:
+def _tags(sampled: SampledExchange, events: list[SpanEvent],
+          redact_path: Callable[[str], str]) -> dict[str, str]:
     ex = sampled.exchange
     tags = {"l7scope.protocol": ex.protocol, "l7scope.sampling_reason": sampled.reason}
     if ex.method:
         tags["http.method"] = ex.method
     if ex.path is not None:
-        tags["http.path"] = ex.path
+        tags["http.path"] = redact_path(ex.path)
     if ex.status is not None:
         tags["http.status_code"] = str(ex.status)
     if ex.grpc_status is not None:

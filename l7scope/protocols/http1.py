@@ -38,11 +38,19 @@ from collections import deque
 from dataclasses import dataclass
 
 from l7scope.protocols.http1_message import (
-    KNOWN_METHODS, REQUEST_LINE, Framing, MessageBuilder, MessageReader, Step,
+    KNOWN_METHODS, READER_COST, REQUEST_LINE, Framing, MessageBuilder, MessageReader, Step,
 )
 from l7scope.protocols.message import (
     AnalyzerEvent, AnalyzerLimits, ExchangeParsed, HttpMessage, ParseError, ProtocolSwitched,
 )
+from l7scope.protocols.wirenum import parse_decimal
+
+# what counters() reports, and (prefixed "http1_") what the shared counters dict receives
+COUNTERS = ("dropped_pending", "interim_responses", "parse_errors", "ignored_bytes",
+            "discarded_bytes", "lost_heads")
+# memory(): the analyzer object, its deque and event list, and its two readers (tracemalloc)
+ANALYZER_COST = 1200 + 2 * READER_COST
+PENDING_COST = 150  # memory(): one request waiting for its response, messages aside
 
 _METHOD_SP = re.compile(b"(?:" + b"|".join(re.escape(m.encode()) for m in KNOWN_METHODS)
                         + rb") [\x21-\x7e\x80-\xff]")
@@ -139,15 +147,14 @@ def parse_content_length(values: list[str]) -> int | None:
     or replace that invalid field value with a single instance of the decimal value, as long as
     all members are identical"; we do the latter, also across repeated fields.
     """
-    if len(values) == 1 and values[0].isdigit() and values[0].isascii() and len(values[0]) < 19:
-        return int(values[0])  # the usual case
-    members = {m.strip() for v in values for m in v.split(",")}
+    if len(values) == 1:
+        length = parse_decimal(values[0])  # the usual case: 1*DIGIT, at most 18 digits
+        if length is not None:
+            return length
+    members = {m.strip(" \t") for v in values for m in v.split(",")}
     if len(members) != 1:
         return None
-    text = members.pop()
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        return None
-    return int(text)
+    return parse_decimal(members.pop())
 
 
 @dataclass(slots=True, eq=False)
@@ -163,6 +170,7 @@ class _Pending:
     absorbing: bool = False  # stands for requests lost in a client-side hole
     absorbed: int = 0
     absorb_notes: tuple[str, ...] = ()
+    mem: int = PENDING_COST  # memory(): this entry and the messages it holds
 
 
 class Http1Analyzer:
@@ -170,14 +178,20 @@ class Http1Analyzer:
 
     protocol = "http1"
 
-    def __init__(self, limits: AnalyzerLimits | None = None) -> None:
+    def __init__(self, limits: AnalyzerLimits | None = None,
+                 counters: dict[str, int] | None = None) -> None:
         self.limits = limits or AnalyzerLimits()
         self.stopped = False
         self.dropped_pending = 0  # requests dropped past limits.max_pending
         self.interim_responses = 0  # 1xx other than 101
         self.parse_errors = 0
-        self._client = MessageReader(True, self.limits, self)
-        self._server = MessageReader(False, self.limits, self)
+        # shared with the connection table (the agent's counters): every count above and in
+        # the readers is also added here, as "http1_<name>", at the moment it happens
+        self.shared = counters if counters is not None else {}
+        for name in COUNTERS:
+            self.shared.setdefault("http1_" + name, 0)
+        self._client = MessageReader(True, self.limits, self, self.shared)
+        self._server = MessageReader(False, self.limits, self, self.shared)
         self._awaiting: deque[_Pending] = deque()
         self._reading: _Pending | None = None  # entry of the request being read
         # responses reported as "request not seen" since the last request began: a client-side
@@ -202,7 +216,6 @@ class Http1Analyzer:
         for i, e in enumerate(self._events):
             if type(e) is ProtocolSwitched:
                 self._events[i] = ProtocolSwitched(e.to, e.ts, remainder, e.request)
-                self._server.ignored_bytes -= len(remainder)
 
     def skip(self, from_client: bool, length: int, ts: int) -> list[AnalyzerEvent]:
         if length > 0:
@@ -215,12 +228,32 @@ class Http1Analyzer:
             self._server.eof(ts)  # a close-delimited or cut response pairs first
             self._client.eof(ts)
             self._flush_awaiting(("no response",))
+            # the readers report to nobody now (both are STOPPED): without the reader <-> sink
+            # cycle the analyzer is freed as soon as it is dropped, not by the cyclic collector
+            self._client.sink = self._server.sink = None
         return self._take_events()
 
     @property
     def ignored_bytes(self) -> int:
         """Bytes after a protocol switch or eof, which are not HTTP/1."""
         return self._client.ignored_bytes + self._server.ignored_bytes
+
+    def memory(self) -> int:
+        """Approximate bytes of state held: both readers (carried-over bytes, the message being
+        read with its fields and captured body) and every request waiting for its response
+        (with the messages it holds). O(pending requests), usually O(1)."""
+        c, s = self._client, self._server  # MessageReader.memory() of both, inlined
+        n = ANALYZER_COST + len(c._buf) + len(s._buf)
+        if c._msg is not None:
+            n += c._msg.mem + len(c._msg.body)
+        if s._msg is not None:
+            n += s._msg.mem + len(s._msg.body)
+        for entry in self._awaiting:
+            n += entry.mem
+        reading = self._reading
+        if reading is not None and reading.answered:  # answered before its body ended
+            n += reading.mem
+        return n
 
     def counters(self) -> dict[str, int]:
         return {
@@ -248,7 +281,7 @@ class Http1Analyzer:
 
     def message_finished(self, reader: MessageReader, msg: MessageBuilder) -> None:
         if reader.is_request:
-            self._request_finished(msg.build())
+            self._request_finished(msg.build(), msg.cost())
         else:
             self._response_finished(msg)
 
@@ -262,6 +295,7 @@ class Http1Analyzer:
 
     def parse_error(self, reader: MessageReader, code: str, detail: str) -> None:
         self.parse_errors += 1
+        self.shared["http1_parse_errors"] += 1
         self._events.append(ParseError(code, detail, reader.is_request, reader.ts))
 
     def sync_lost(self, reader: MessageReader, had_message: bool) -> None:
@@ -285,15 +319,17 @@ class Http1Analyzer:
         self._reading = entry
         if len(self._awaiting) > max(1, self.limits.max_pending):
             self.dropped_pending += 1
+            self.shared["http1_dropped_pending"] += 1
             oldest = self._awaiting.popleft()
             if _worth_reporting(oldest):
                 self._answer(oldest, None, ("dropped: too many pending requests",))
 
-    def _request_finished(self, request: HttpMessage) -> None:
+    def _request_finished(self, request: HttpMessage, cost: int) -> None:
         entry, self._reading = self._reading, None
         if entry is None:  # cannot happen: every finished request was started
             return
         entry.request, entry.request_done = request, True
+        entry.mem += cost
         if entry.answered:
             self._emit(entry)
 
@@ -303,6 +339,7 @@ class Http1Analyzer:
         # prior to a final response, even if the client does not expect one."
         if 100 <= status < 200 and status != 101:
             self.interim_responses += 1
+            self.shared["http1_interim_responses"] += 1
             return
         response = msg.build()
         entry = self._awaiting[0] if self._awaiting else None
@@ -316,9 +353,11 @@ class Http1Analyzer:
                                                notes=("request lost in gap",)))
         elif entry.absorbing:
             entry.absorbed = 1
+            entry.mem += msg.cost()
             self._answer(entry, response, entry.absorb_notes)
         else:
             entry = self._awaiting.popleft()
+            entry.mem += msg.cost()
             # a placeholder turned ordinary (a request followed the hole) still stands for a
             # request that was never seen
             self._answer(entry, response, entry.absorb_notes if entry.request is None else ())

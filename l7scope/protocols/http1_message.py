@@ -37,10 +37,17 @@ import re
 from typing import Protocol
 
 from l7scope.protocols.message import AnalyzerLimits, HttpMessage
+from l7scope.protocols.wirenum import parse_hex, parse_status
 
 MAX_CHUNK_LINE = 4096  # chunk-size line incl. extensions
 MAX_SYNC_LINE = 8192  # longest request line found again after garbage
 MAX_STAMPS = 64  # feed timestamps remembered for carried-over bytes
+# memory() figures (bytes, measured with tracemalloc on CPython 3.11): one message being read or
+# held (builder or HttpMessage, its lists and strings' fixed parts), one header field (a tuple
+# of two str), one reader with its stamps list
+MESSAGE_COST = 350
+FIELD_COST = 160
+READER_COST = 600
 _TCHAR = r"!#$%&'*+.^_`|~0-9A-Za-z-"
 
 # Methods accepted when looking for a request after garbage (RFC 9110 9, WebDAV, others).
@@ -62,8 +69,8 @@ FIELD_LINE = re.compile(rf"^([{_TCHAR}]+):[ \t]*([^\r\n]*)\r?\n", re.M)  # OWS a
 REQUEST_SYNC = re.compile(rb"(?:" + _METHODS_RE + rb") [\x21-\x7e\x80-\xff]+ HTTP/1\.[0-9]\r?\n")
 RESPONSE_SYNC = re.compile(rb"HTTP/1\.[0-9] [1-5][0-9]{2} ")
 _METHOD_PREFIX = re.compile(rf"[{_TCHAR}]{{1,32}}(?: |\Z)".encode())
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CR, _LF = 13, 10
+READER_COUNTERS = ("http1_discarded_bytes", "http1_ignored_bytes", "http1_lost_heads")
 
 
 class State(enum.IntEnum):  # IntEnum: hashed in C, the tables are looked up per message
@@ -129,7 +136,7 @@ class MessageBuilder:
     __slots__ = ("is_request", "start_ns", "end_ns", "wire_bytes", "method", "path", "version",
                  "status", "headers", "trailers", "authority", "upgrade", "content_lengths",
                  "transfer_codings", "body", "body_len", "capture_left", "notes", "complete",
-                 "switch_to")
+                 "switch_to", "mem")
 
     def __init__(self, is_request: bool, start_ns: int, capture: int) -> None:
         self.is_request = is_request
@@ -146,6 +153,7 @@ class MessageBuilder:
         self.notes: list[str] = []
         self.complete = True
         self.switch_to: str | None = None  # set by the framing of a 101 / 2xx to CONNECT
+        self.mem = MESSAGE_COST  # approximate bytes held, captured body excluded (see cost())
 
     def take_body(self, buf: bytes, pos: int, count: int, ts: int) -> None:
         self.body_len += count
@@ -166,6 +174,10 @@ class MessageBuilder:
     def fail(self, note: str) -> None:
         self.complete = False
         self.notes.append(note)
+
+    def cost(self) -> int:
+        """Approximate bytes this message holds: fixed part, head text, fields, captured body."""
+        return self.mem + len(self.body)
 
     def build(self) -> HttpMessage:
         return HttpMessage(
@@ -201,9 +213,10 @@ def parse_start_line(line: str, is_request: bool, msg: MessageBuilder) -> tuple[
     m = STATUS_LINE.fullmatch(line)
     if m is None:
         return "bad_status_line", repr(line[:64])
-    status = int(m[2])
-    # RFC 9110 15: "All valid status codes are within the range of 100 to 599, inclusive."
-    if not 100 <= status <= 599:
+    # RFC 9110 15: "status-code = 3DIGIT"; "All valid status codes are within the range of 100
+    # to 599, inclusive."
+    status = parse_status(m[2])
+    if status is None or status > 599:
         return "bad_status_code", repr(line[:64])
     msg.version, msg.status = m[1], status
     return None
@@ -257,6 +270,7 @@ def read_fields(msg: MessageBuilder, text: str, limits: AnalyzerLimits) -> None:
         elif key == "upgrade" and msg.upgrade is None:
             msg.upgrade = value
     msg.headers = fields[:limits.max_headers]
+    msg.mem += len(text) + FIELD_COST * len(msg.headers)
 
 
 # (step, body length, (error code, bad value) when the framing is invalid)
@@ -290,7 +304,8 @@ def start_line_prefix_plausible(prefix: bytes, is_request: bool) -> bool:
 class MessageReader:
     """Reads one direction's messages; see the theory of operation at the top of this module."""
 
-    def __init__(self, is_request: bool, limits: AnalyzerLimits, sink: MessageSink) -> None:
+    def __init__(self, is_request: bool, limits: AnalyzerLimits, sink: MessageSink,
+                 counters: dict[str, int] | None = None) -> None:
         self.is_request = is_request
         self.limits = limits
         self.sink = sink
@@ -299,6 +314,9 @@ class MessageReader:
         self.discarded_bytes = 0  # dropped while looking for a start line
         self.ignored_bytes = 0  # arrived after the protocol switched or the connection ended
         self.lost_heads = 0  # incomplete heads too short to say what message they began
+        # the three counts above are also added, when they happen, to this shared dict under
+        # "http1_discarded_bytes", "http1_ignored_bytes", "http1_lost_heads"
+        self.counters = counters if counters is not None else dict.fromkeys(READER_COUNTERS, 0)
         self.switched_remainder = b""  # bytes after a switching response, in its feed
         self._buf = b""
         # (offset in the buffer, ts of the feed that carried the bytes from there on); a new
@@ -315,7 +333,7 @@ class MessageReader:
     def feed(self, data: bytes, ts: int) -> None:
         self.ts = ts
         if self.state is State.STOPPED:
-            self.ignored_bytes += len(data)
+            self._ignore(len(data))
             return
         if self._buf:
             buf = self._buf + data
@@ -332,8 +350,8 @@ class MessageReader:
                 break
             self._advance(step)
             if self.state is State.STOPPED:
-                self.switched_remainder = buf[pos:end]  # the new protocol's first bytes
-                self.ignored_bytes += end - pos
+                # the new protocol's first bytes: handed over (ProtocolSwitched), not ignored
+                self.switched_remainder = buf[pos:end]
                 pos = end
         self._keep(buf, pos)
 
@@ -342,7 +360,7 @@ class MessageReader:
         self.ts = ts
         while length > 0:
             if self.state is State.STOPPED:
-                self.ignored_bytes += length
+                self._ignore(length)
                 return
             if self.state in BODY_STATES:
                 length = self._skip_body(length)
@@ -371,6 +389,16 @@ class MessageReader:
             self._finish()
         self._close()
 
+    # -- counts (per reader, and the analyzer's shared dict at the same moment)
+
+    def _ignore(self, n: int) -> None:
+        self.ignored_bytes += n
+        self.counters["http1_ignored_bytes"] += n
+
+    def _discard(self, n: int) -> None:
+        self.discarded_bytes += n
+        self.counters["http1_discarded_bytes"] += n
+
     # -- moving through the table
 
     def _advance(self, step: Step) -> None:
@@ -381,7 +409,7 @@ class MessageReader:
         self.state = state
 
     def _close(self) -> None:
-        self.ignored_bytes += len(self._buf)
+        self._ignore(len(self._buf))
         self._buf = b""
         self._advance(Step.CLOSED)
 
@@ -444,11 +472,12 @@ class MessageReader:
         read_fields(msg, text[nl + 1:], self.limits)
         msg.wire_bytes = head_end - pos
         msg.end_ns = self.ts
+        msg.mem += nl
         self._msg = msg
         return self._begin_body(msg), head_end
 
     def _bad_start_line(self, error: tuple[str, str], pos: int) -> tuple[Step, int]:
-        self.discarded_bytes += 1  # RESYNC looks for a start line from the next byte on
+        self._discard(1)  # RESYNC looks for a start line from the next byte on
         return self._invalid(*error, pos + 1)
 
     def _check_start_line(self, buf: bytes, pos: int) -> tuple[str, str] | None:
@@ -478,12 +507,14 @@ class MessageReader:
         msg = MessageBuilder(self.is_request, self._ts_at(0) if start_ns is None else start_ns, 0)
         if nl < 0 or parse_start_line(head[:nl].decode("latin-1"), self.is_request, msg):
             self.lost_heads += 1
+            self.counters["http1_lost_heads"] += 1
             return False
         if with_fields:
             complete_lines = head[nl + 1:head.rfind(b"\n") + 1].decode("latin-1")
             read_fields(msg, complete_lines, self.limits)
         msg.wire_bytes = len(head)
         msg.end_ns = self.ts
+        msg.mem += nl
         msg.fail(note)
         if self.is_request:
             self.sink.message_started(self, msg)
@@ -533,12 +564,14 @@ class MessageReader:
                 return self._bad_chunking("bad_chunk_size", "chunk-size line too long", pos)
             return None, pos
         # RFC 9112 7.1.1: "A recipient MUST ignore unrecognized chunk extensions."
+        # chunk-size = 1*HEXDIG; leading zeros aside, at most 15 digits (a 60-bit size)
         size_text = buf[pos:nl].split(b";", 1)[0].strip(b" \t\r")
-        if _CHUNK_SIZE.fullmatch(size_text) is None:
+        size = parse_hex(size_text.lstrip(b"0") or b"0") if size_text else None
+        if size is None:
             return self._bad_chunking("bad_chunk_size", repr(buf[pos:min(nl, pos + 64)]), pos)
         self._msg.wire_bytes += nl + 1 - pos
         self._msg.end_ns = self.ts
-        self._remaining = int(size_text, 16)
+        self._remaining = size
         return (Step.CHUNK_STARTED if self._remaining else Step.LAST_CHUNK), nl + 1
 
     def _read_chunk_data_end(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
@@ -569,6 +602,7 @@ class MessageReader:
         fields, notes = parse_field_section(buf[pos:last_lf + 1].decode("latin-1"),
                                             self.limits.max_headers)
         msg.trailers = fields[:self.limits.max_headers]
+        msg.mem += last_lf + 1 - pos + FIELD_COST * len(msg.trailers)
         msg.notes += notes
         msg.wire_bytes += block_end - pos
         msg.end_ns = self.ts
@@ -584,13 +618,13 @@ class MessageReader:
     def _resync(self, buf: bytes, pos: int) -> tuple[Step | None, int]:
         m = self._sync.search(buf, pos)
         if m is not None:
-            self.discarded_bytes += m.start() - pos
+            self._discard(m.start() - pos)
             return Step.SYNCED, m.start()
         if self.is_request:  # a request line candidate has no LF yet
             keep = max(pos, buf.rfind(b"\n", pos) + 1, len(buf) - MAX_SYNC_LINE)
         else:
             keep = max(pos, len(buf) - len(b"HTTP/1.1 200"))
-        self.discarded_bytes += keep - pos
+        self._discard(keep - pos)
         return None, keep
 
     def _skip_body(self, length: int) -> int:
@@ -616,7 +650,7 @@ class MessageReader:
         elif state in (State.CHUNK_SIZE, State.CHUNK_DATA_END):
             self._finish("gap in chunked framing")
             had_message = True
-        self.discarded_bytes += len(self._buf)
+        self._discard(len(self._buf))
         self._buf = b""
         self._advance(Step.HOLE)
         self.sink.sync_lost(self, had_message)
