@@ -39,7 +39,16 @@ bpf: $(BPF_OBJ)
 bpf/vmlinux.h:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-$(BPF_OBJ): bpf/l7scope.bpf.c bpf/l7scope.h bpf/vmlinux.h
+# generated from the one Python method list: the kernel prefilter agrees with user space
+bpf/l7_http_methods.h: scripts/gen_http_methods.py l7scope/protocols/http1_message.py
+	$(PYTHON) scripts/gen_http_methods.py $@
+
+# the wire layout and .rodata knobs user space packs and unpacks, read from the one C header
+l7scope/capture/wire_layout.py: bpf/l7scope.h scripts/gen_wire_layout.py
+	$(PYTHON) scripts/gen_wire_layout.py $@
+
+$(BPF_OBJ): bpf/l7scope.bpf.c bpf/l7scope.h bpf/l7_http_methods.h bpf/vmlinux.h \
+		l7scope/capture/wire_layout.py
 	@mkdir -p $(dir $@)
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Ibpf -c bpf/l7scope.bpf.c -o $@
 

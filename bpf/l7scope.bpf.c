@@ -28,6 +28,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "l7scope.h"
+#include "l7_http_methods.h" /* generated from the one Python method list */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -36,6 +37,7 @@
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
 #define TCP_CLOSE_STATE 7
+#define RCV_SHUTDOWN 1
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -56,17 +58,32 @@ struct active_call {
 	__s32 fd;
 	__u32 seq;   /* TCP stream position at entry */
 	__u8 syscall;
-	__u8 shape;
+	__u8 shape;     /* 0: the call has exited (the slot is kept for the thread's next call) */
 	__u8 has_seq;
 	__u8 direction; /* set when the payload is emitted */
 	__u8 tls;       /* TLS plaintext from the library hooks */
 };
 
+/* per socket; the endpoints are read from the sock once, when the entry is made, and copied
+ * into every record's header from here */
 struct conn_info {
 	__u64 conn_id;
 	__u8 role;
 	__u8 klass;
 	__u8 checks;
+	__u8 family;
+	__u16 lport;
+	__u16 rport;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+/* what an fd of a thread group was last found to be: its struct file and, when that file is a
+ * TCP socket, the sock (else 0). Valid while the fd still holds the same file; close()
+ * forgets it, so a file struct reused for the same fd number is walked again. */
+struct fd_sock {
+	__u64 file;
+	__u64 sk;
 };
 
 struct {
@@ -74,9 +91,12 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
+/* one slot per thread, reused call after call: an exit marks it done (shape 0) instead of
+ * deleting it, and the next entry overwrites it in place, so a traced call costs one lookup on
+ * entry and one on exit. Threads that are gone age out of the LRU. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct active_call);
 } active SEC(".maps");
@@ -87,6 +107,13 @@ struct {
 	__type(key, __u64);
 	__type(value, struct conn_info);
 } conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* tgid << 32 | fd */
+	__type(value, struct fd_sock);
+} fd_socks SEC(".maps");
 
 /* threads whose first syscall exit since attach was seen: only that exit can belong to a call
  * that entered before the programs were attached */
@@ -150,14 +177,47 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+
+/* A syscall's payload being emitted: where the bytes are and how far the copy got. Kept in the
+ * per-CPU scratch value, not on the stack: the bpf_loop steps then need no precise tracking. */
+#define IOV_BATCH 4 /* iovecs read in one copy (nginx: head and body buffers) */
+
+struct emit_ctx {
+	struct iovec iovs[IOV_BATCH]; /* the first iovecs, when they could be read at once */
+	__u32 iov_have;
+	__u32 pad;
+	__u64 iov;      /* iovec array (SHAPE_IOV) */
+	__u64 base;     /* current segment */
+	__u64 seg_len;
+	__u64 seg_off;
+	__u32 iov_idx;
+	__u32 iov_cnt;
+	__u32 done;     /* bytes copied */
+	__u32 fill;     /* bytes copied into the record being gathered */
+	__u32 sent;     /* bytes covered by records already sent */
+	__u32 budget;   /* bytes to copy: min(result, max_payload) */
+	__u32 result;   /* bytes moved by the syscall */
+};
+
+/* The record being gathered; the spill area lets a copy start anywhere below L7_CHUNK in data
+ * with a length up to L7_CHUNK (what the verifier can prove), though records never exceed it. */
+struct l7_scratch {
+	struct emit_ctx c;
+	struct l7_event ev;
+	__u8 spill[L7_CHUNK];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct l7_event);
+	__type(value, struct l7_scratch);
 } scratch SEC(".maps");
 
 __u64 next_conn_id = 1;
+/* libssl calls in progress, at least: while there are none, syscalls skip the ssl_active lookup
+ * (a call whose return was never seen only keeps the lookups on) */
+__s64 ssl_calls = 0;
 
 static __always_inline void count(__u32 stat, __u64 n)
 {
@@ -168,6 +228,47 @@ static __always_inline void count(__u32 stat, __u64 n)
 
 /* ---- who is traced ---- */
 
+/* The --comm verdict of a thread, remembered: its comm changes only through a rename (exec,
+ * prctl, /proc/.../comm), which forgets it (task_rename below); the thread's start time tells a
+ * reused thread id apart. */
+struct comm_verdict {
+	__u64 start_time;
+	__u8 traced;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32); /* thread id */
+	__type(value, struct comm_verdict);
+} comm_verdicts SEC(".maps");
+
+static __always_inline int comm_traced(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct comm_verdict *known = bpf_map_lookup_elem(&comm_verdicts, &tid);
+	struct comm_verdict fresh = {};
+	char comm[L7_COMM_LEN] = {};
+
+	fresh.start_time = task->start_time;
+	if (known && known->start_time == fresh.start_time)
+		return known->traced;
+	bpf_get_current_comm(comm, sizeof(comm));
+	fresh.traced = bpf_map_lookup_elem(&comm_filter, comm) != NULL;
+	bpf_map_update_elem(&comm_verdicts, &tid, &fresh, BPF_ANY);
+	return fresh.traced;
+}
+
+SEC("tracepoint/task/task_rename")
+int task_renamed(struct trace_event_raw_task_rename *ctx)
+{
+	__u32 tid = ctx->pid;
+
+	bpf_map_delete_elem(&comm_verdicts, &tid);
+	return 0;
+}
+
 /* Not the agent; with filters, a process named by --pid OR by --comm. */
 static __always_inline int traced(__u32 tgid)
 {
@@ -177,29 +278,30 @@ static __always_inline int traced(__u32 tgid)
 		return 1;
 	if (cfg.filter_pids && bpf_map_lookup_elem(&pid_filter, &tgid))
 		return 1;
-	if (cfg.filter_comms) {
-		char comm[L7_COMM_LEN] = {};
-		bpf_get_current_comm(comm, sizeof(comm));
-		if (bpf_map_lookup_elem(&comm_filter, comm))
-			return 1;
-	}
+	if (cfg.filter_comms)
+		return comm_traced();
 	return 0;
 }
 
-/* ---- fd -> TCP sock, by CO-RE reads ---- */
+/* ---- fd -> TCP sock: the file at fd, then the cached answer or a walk by CO-RE reads ---- */
 
-static __always_inline struct sock *tcp_sock_of_fd(int fd)
+static __always_inline __u64 file_of_fd(int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt; /* BTF pointers: plain loads, no helper calls */
 	struct file **fds;
-	struct file *file = NULL;
+	__u64 file = 0;
 
-	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return NULL;
+	if (fd < 0 || !fdt || (unsigned int)fd >= fdt->max_fds)
+		return 0;
+	fds = fdt->fd;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return 0;
+	return file;
+}
+
+static __always_inline struct sock *tcp_sock_of_file(struct file *file)
+{
 	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
@@ -216,11 +318,48 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd)
 	return sk;
 }
 
+static __always_inline __u64 fd_key(int fd)
+{
+	return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (__u32)fd;
+}
+
+static __always_inline struct sock *tcp_sock_of_fd(int fd)
+{
+	__u64 file = file_of_fd(fd), key = fd_key(fd);
+	struct fd_sock *known, fresh = {};
+
+	if (!file)
+		return NULL;
+	known = bpf_map_lookup_elem(&fd_socks, &key);
+	if (known && known->file == file)
+		return (struct sock *)known->sk;
+	fresh.file = file;
+	fresh.sk = (__u64)tcp_sock_of_file((struct file *)file);
+	bpf_map_update_elem(&fd_socks, &key, &fresh, BPF_ANY);
+	return (struct sock *)fresh.sk;
+}
+
 /* Unique per agent run: the agent's pid above a counter (stays below 2**53 for JSON). */
 static __always_inline __u64 new_conn_id(void)
 {
 	return ((__u64)(cfg.self_tgid & 0xfffff) << 32) |
 	       (__sync_fetch_and_add(&next_conn_id, 1) & 0xffffffff);
+}
+
+static __always_inline void fill_endpoints(struct conn_info *ci, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	ci->family = family;
+	ci->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ci->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		bpf_core_read(ci->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ci->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(ci->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ci->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
 }
 
 static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int fresh)
@@ -233,42 +372,21 @@ static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int
 	struct conn_info nci = {};
 	nci.conn_id = new_conn_id();
 	nci.role = role;
+	fill_endpoints(&nci, sk);
 	bpf_map_update_elem(&conns, &key, &nci, BPF_ANY);
 	count(L7_STAT_CONNS_CREATED, 1);
 	return bpf_map_lookup_elem(&conns, &key);
 }
 
-/* ---- record header ---- */
+/* ---- record header: everything but the payload positions, from the connection entry ---- */
 
-static __always_inline void fill_addrs(struct l7_event *ev, struct sock *sk)
+static __always_inline void fill_header(struct l7_event *ev, __u8 kind, struct conn_info *ci,
+					__u64 ts_enter, __s32 fd, __u8 sc)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-
-	ev->family = family;
-	ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET) {
-		__builtin_memset(ev->laddr, 0, 16);
-		__builtin_memset(ev->raddr, 0, 16);
-		bpf_core_read(ev->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(ev->raddr, 4, &sk->__sk_common.skc_daddr);
-	} else {
-		bpf_core_read(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
-	}
-}
-
-static __always_inline struct l7_event *header(__u8 kind, struct sock *sk, struct conn_info *ci,
-					       __u64 ts_enter, __s32 fd, __u8 sc)
-{
-	__u32 zero = 0;
-	struct l7_event *ev = bpf_map_lookup_elem(&scratch, &zero);
 	__u64 id = bpf_get_current_pid_tgid();
 
-	if (!ev)
-		return NULL;
-	ev->ts_enter = ts_enter;
 	ev->ts_exit = bpf_ktime_get_ns();
+	ev->ts_enter = ts_enter ? ts_enter : ev->ts_exit; /* receives: no entry, one clock read */
 	ev->conn_id = ci->conn_id;
 	ev->tgid = id >> 32;
 	ev->tid = (__u32)id;
@@ -282,17 +400,48 @@ static __always_inline struct l7_event *header(__u8 kind, struct sock *sk, struc
 	ev->direction = 0;
 	ev->syscall = sc;
 	ev->role = ci->role;
+	ev->family = ci->family;
 	ev->flags = 0;
-	fill_addrs(ev, sk);
+	ev->lport = ci->lport;
+	ev->rport = ci->rport;
+	__builtin_memcpy(ev->laddr, ci->laddr, 16);
+	__builtin_memcpy(ev->raddr, ci->raddr, 16);
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	return ev;
 }
 
+static __always_inline struct l7_event *header(__u8 kind, struct conn_info *ci, __u64 ts_enter,
+					       __s32 fd, __u8 sc)
+{
+	struct l7_scratch *s = bpf_map_lookup_elem(&scratch, &(__u32){0});
+
+	if (!s)
+		return NULL;
+	fill_header(&s->ev, kind, ci, ts_enter, fd, sc);
+	return &s->ev;
+}
+
+/* The ring-buffer wakeup for a record of `size` bytes (see output()). */
+static __always_inline __u64 wake_flags(__u32 size)
+{
+	__u64 pending;
+
+	if (!cfg.wakeup_bytes)
+		return 0;
+	pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	return pending < cfg.wakeup_bytes && pending + size >= cfg.wakeup_bytes
+		? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* Records are not announced one by one: the reader is woken by the record that brings the
+ * pending bytes up to wakeup_bytes, and otherwise finds them when its poll times out (it
+ * consumes after every poll). A wakeup is an interrupt on the producing CPU: this makes it one
+ * per batch, also while the reader lags behind (no wakeup per record then either). */
 static __always_inline void output(struct l7_event *ev, __u32 data_len)
 {
 	if (data_len > L7_CHUNK)
 		data_len = L7_CHUNK;
-	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len, 0))
+	if (bpf_ringbuf_output(&events, ev, L7_EVENT_HDR_LEN + data_len,
+			       wake_flags(L7_EVENT_HDR_LEN + data_len)))
 		count(L7_STAT_RINGBUF_FULL, 1);
 	else
 		count(L7_STAT_EVENTS, 1);
@@ -318,40 +467,50 @@ static __always_inline int h2_frame_plausible(const __u8 *b, __u32 total)
 	}
 }
 
+/* A request line of a method Python knows (generated prefixes), a status line, the HTTP/2
+ * preface, or a plausible HTTP/2 frame. b holds the message's first bytes, zero-padded. */
 static __always_inline int looks_http(const __u8 *b, __u32 total)
 {
-	__u32 w = ((__u32)b[0] << 24) | ((__u32)b[1] << 16) | ((__u32)b[2] << 8) | b[3];
+	__u64 w = 0;
 
-	switch (w) {
-	case 0x47455420: /* "GET " */
-	case 0x504f5354: /* "POST" */
-	case 0x50555420: /* "PUT " */
-	case 0x48454144: /* "HEAD" */
-	case 0x44454c45: /* "DELE" */
-	case 0x50415443: /* "PATC" */
-	case 0x4f505449: /* "OPTI" */
-	case 0x434f4e4e: /* "CONN" */
-	case 0x54524143: /* "TRAC" */
-	case 0x48545450: /* "HTTP" */
-	case 0x50524920: /* "PRI " */
+	__builtin_memcpy(&w, b, sizeof(w));
+	if (l7_http_method_prefix(w))
+		return 1;
+	switch ((__u32)w) {
+	case 0x50545448: /* "HTTP" (status line) */
+	case 0x20495250: /* "PRI " (HTTP/2 preface) */
 		return 1;
 	}
 	return total >= 9 && h2_frame_plausible(b, total);
 }
 
 /* Decide whether this message's payload goes to user space (updates the class). */
-static __always_inline int want_payload(struct conn_info *ci, __u64 first, __u32 first_len,
-					__u32 total)
+static __always_inline int want_payload(struct conn_info *ci, struct emit_ctx *c, __u32 total)
 {
+	__u64 first = c->base;
+	__u32 first_len = c->seg_len;
 	__u8 b[16] = {};
 
 	if (cfg.capture_all || ci->klass == L7_CLASS_HTTP)
 		return 1;
 	if (ci->klass == L7_CLASS_OTHER)
 		return 0;
+	if (c->iov) {
+		struct iovec iv = {};
+		if (c->iov_have)
+			iv = c->iovs[0];
+		else
+			bpf_probe_read_user(&iv, sizeof(iv), (void *)c->iov);
+		first = (__u64)iv.iov_base;
+		first_len = iv.iov_len < total ? iv.iov_len : total;
+	}
 	if (first_len > sizeof(b))
 		first_len = sizeof(b);
-	if (first_len < 4 || bpf_probe_read_user(b, first_len & 0xf, (void *)first) < 0) {
+	asm volatile("" : "+r"(first_len));
+	first_len &= 2 * sizeof(b) - 1; /* a 16-byte head is read whole (masking with 0xf once
+					 * made it 0 bytes: zeros, a "plausible" HTTP/2 frame) */
+	if (first_len < 4 || first_len > sizeof(b) ||
+	    bpf_probe_read_user(b, first_len, (void *)first) < 0) {
 		if (first_len >= 4)
 			count(L7_STAT_READ_FAULTS, 1);
 		/* too short to tell: keep payload but do not decide */
@@ -366,18 +525,12 @@ static __always_inline int want_payload(struct conn_info *ci, __u64 first, __u32
 	return 0;
 }
 
-/* ---- payload emission: one step = one record from the current buffer segment ---- */
-
-struct emit_ctx {
-	__u64 iov;      /* iovec array (SHAPE_IOV) */
-	__u64 base;     /* current segment */
-	__u64 seg_len;
-	__u64 seg_off;
-	__u32 iov_idx;
-	__u32 iov_cnt;
-	__u32 done;     /* bytes emitted */
-	__u32 budget;   /* bytes to copy: min(result, max_payload) */
-};
+/* ---- payload emission ----
+ * One bpf_loop step copies one piece of a buffer segment (a whole segment, or what fits) into
+ * the record being gathered in scratch; a record is sent when it holds L7_CHUNK bytes or the
+ * bytes to copy end. So a syscall's bytes become one record per L7_CHUNK whatever the number
+ * of iovecs. The last record's chunk_len runs to the end of the syscall: what was not copied
+ * (beyond max_payload, an unreadable buffer) is a known-length hole in that same record. */
 
 static __always_inline int next_segment(struct emit_ctx *c)
 {
@@ -387,7 +540,9 @@ static __always_inline int next_segment(struct emit_ctx *c)
 		return 1;
 	if (!c->iov || c->iov_idx >= c->iov_cnt)
 		return 0;
-	if (bpf_probe_read_user(&iv, sizeof(iv), (void *)(c->iov + c->iov_idx * sizeof(iv))))
+	if (c->iov_idx < c->iov_have)
+		iv = c->iovs[c->iov_idx & (IOV_BATCH - 1)];
+	else if (bpf_probe_read_user(&iv, sizeof(iv), (void *)(c->iov + c->iov_idx * sizeof(iv))))
 		return 0;
 	c->iov_idx++;
 	c->base = (__u64)iv.iov_base;
@@ -396,39 +551,140 @@ static __always_inline int next_segment(struct emit_ctx *c)
 	return 1;
 }
 
+/* Send the gathered record; the last one also covers the syscall's uncopied rest. */
+static __always_inline void send_record(struct l7_scratch *s, int last)
+{
+	struct emit_ctx *c = &s->c;
+	struct l7_event *ev = &s->ev;
+	__u32 data_len = c->fill;
+
+	asm volatile("" : "+r"(data_len));
+	data_len &= 2 * L7_CHUNK - 1;
+	if (data_len > L7_CHUNK)
+		return;
+	ev->chunk_off = c->sent;
+	ev->data_len = data_len;
+	ev->chunk_len = last ? c->result - c->sent : data_len;
+	if (ev->chunk_len > data_len && !(ev->flags & L7_FLAG_PAYLOAD_SUPPRESSED)) {
+		ev->flags |= L7_FLAG_TRUNCATED;
+		count(L7_STAT_BYTES_NOT_CAPTURED, ev->chunk_len - data_len);
+	}
+	output(ev, data_len);
+	c->sent += ev->chunk_len;
+	c->fill = 0;
+}
+
 static long emit_step(__u32 index, void *arg)
 {
-	struct emit_ctx *c = arg;
-	__u32 zero = 0;
-	struct l7_event *ev;
-	__u64 n;
+	struct l7_scratch *s = bpf_map_lookup_elem(&scratch, &(__u32){0});
+	struct emit_ctx *c;
+	__u32 fill, n;
 
+	if (!s)
+		return 1;
+	c = &s->c;
 	if (c->done >= c->budget || !next_segment(c))
 		return 1;
 	if (c->seg_off >= c->seg_len)
 		return 0; /* empty iovec: move on */
-	ev = bpf_map_lookup_elem(&scratch, &zero);
-	if (!ev)
-		return 1;
-	n = c->seg_len - c->seg_off;
+	fill = c->fill;
+	n = c->seg_len - c->seg_off > L7_CHUNK ? L7_CHUNK : c->seg_len - c->seg_off;
 	if (n > c->budget - c->done)
 		n = c->budget - c->done;
-	if (n > L7_CHUNK)
-		n = L7_CHUNK;
-	n &= (2 * L7_CHUNK - 1);
+	if (n > L7_CHUNK - fill)
+		n = L7_CHUNK - fill;
+	fill &= L7_CHUNK - 1; /* below L7_CHUNK: a full record was sent */
+	asm volatile("" : "+r"(n)); /* keep the mask: bounds the verifier can follow */
+	n &= 2 * L7_CHUNK - 1;
 	if (n > L7_CHUNK)
 		return 1;
-	if (bpf_probe_read_user(ev->data, n, (void *)(c->base + c->seg_off))) {
+	if (bpf_probe_read_user(s->ev.data + fill, n, (void *)(c->base + c->seg_off))) {
 		count(L7_STAT_READ_FAULTS, 1);
 		return 1;
 	}
-	ev->chunk_off = c->done;
-	ev->chunk_len = n;
-	ev->data_len = n;
-	output(ev, n);
+	c->fill += n;
 	c->done += n;
 	c->seg_off += n;
+	if (c->fill >= L7_CHUNK && c->done < c->budget)
+		send_record(s, 0);
 	return 0;
+}
+
+/* One copy for a whole syscall in one segment (a buffer, or a single iovec) of at most
+ * size_class bytes: from user memory straight into a ring record reserved at the size class
+ * (no scratch, no bpf_loop); data_len says how much of the class is payload. 1 when the call
+ * was handled here (record sent, or lost to a full ring), else 0. */
+static __always_inline int emit_direct(struct l7_scratch *s, __u32 size_class)
+{
+	struct emit_ctx *c = &s->c;
+	__u32 n = c->result;
+	__u64 from = c->base;
+	struct l7_event *rec;
+
+	if (n > size_class || c->budget < n)
+		return 0;
+	if (c->iov) {
+		if (c->iov_cnt != 1 || !c->iov_have)
+			return 0;
+		from = (__u64)c->iovs[0].iov_base;
+	}
+	rec = bpf_ringbuf_reserve(&events, L7_EVENT_HDR_LEN + size_class, 0);
+	if (!rec) {
+		count(L7_STAT_RINGBUF_FULL, 1);
+		return 1;
+	}
+	s->ev.chunk_off = 0;
+	s->ev.chunk_len = n;
+	s->ev.data_len = n;
+	__builtin_memcpy(rec, &s->ev, L7_EVENT_HDR_LEN);
+	asm volatile("" : "+r"(n));
+	n &= 2 * size_class - 1;
+	if (n > size_class || bpf_probe_read_user((__u8 *)rec + L7_EVENT_HDR_LEN, n, (void *)from)) {
+		count(L7_STAT_READ_FAULTS, 1);
+		rec->data_len = 0; /* the whole call becomes a known-length hole */
+		rec->flags |= L7_FLAG_TRUNCATED;
+		count(L7_STAT_BYTES_NOT_CAPTURED, c->result);
+	}
+	bpf_ringbuf_submit(rec, wake_flags(L7_EVENT_HDR_LEN + size_class));
+	count(L7_STAT_EVENTS, 1);
+	c->sent = c->result;
+	return 1;
+}
+
+/* Two segments (a head and a body buffer) of at most L7_CHUNK bytes together: gathered into the
+ * scratch record by two copies (the second may start anywhere below L7_CHUNK: the scratch has
+ * room) and sent as one record, without the bpf_loop machinery. */
+static __always_inline int emit_pair(struct l7_scratch *s)
+{
+	struct emit_ctx *c = &s->c;
+	__u32 n0, n1;
+
+	if (!c->iov || c->iov_cnt != 2 || c->iov_have != 2 || c->result > L7_CHUNK ||
+	    c->budget < c->result)
+		return 0;
+	n0 = c->iovs[0].iov_len < c->result ? c->iovs[0].iov_len : c->result;
+	n1 = c->result - n0;
+	asm volatile("" : "+r"(n0), "+r"(n1));
+	n0 &= 2 * L7_CHUNK - 1;
+	n1 &= 2 * L7_CHUNK - 1;
+	if (n0 > L7_CHUNK || n1 > L7_CHUNK)
+		return 0;
+	if (bpf_probe_read_user(s->ev.data, n0, c->iovs[0].iov_base) ||
+	    bpf_probe_read_user(s->ev.data + n0, n1, c->iovs[1].iov_base)) {
+		count(L7_STAT_READ_FAULTS, 1);
+		return 0; /* the general path copies what it can */
+	}
+	c->fill = n0 + n1;
+	c->done = c->fill;
+	send_record(s, 1);
+	return 1;
+}
+
+/* Size classes of direct records: at most twice the payload, most calls in the first two. */
+static __always_inline int emit_direct_classes(struct l7_scratch *s)
+{
+	return emit_direct(s, 128) || emit_direct(s, 256) || emit_direct(s, 512) ||
+	       emit_direct(s, 1024) || emit_direct(s, 2048) || emit_direct(s, L7_CHUNK);
 }
 
 /* A subprogram, not inlined: the syscall and TLS paths share one verified copy. */
@@ -438,16 +694,17 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	__u8 direction = ac->direction;
 	int tls = ac->tls;
-	struct emit_ctx c = {};
+	struct l7_scratch *s = bpf_map_lookup_elem(&scratch, &(__u32){0});
+	struct emit_ctx *c;
 	struct l7_event *ev;
 	__u32 seq_end;
-	__u64 first = 0, first_len = 0;
 
-	if (!ci)
+	if (!ci || !s)
 		return 0;
-	ev = header(L7_KIND_DATA, sk, ci, ac->ts_enter, ac->fd, ac->syscall);
-	if (!ev)
-		return 0;
+	c = &s->c;
+	__builtin_memset(c, 0, sizeof(*c));
+	ev = &s->ev;
+	fill_header(ev, L7_KIND_DATA, ci, ac->ts_enter, ac->fd, ac->syscall);
 	if (tls) {
 		ev->flags |= L7_FLAG_TLS; /* plaintext has no TCP position: contiguous per SSL */
 	} else if (ac->has_seq) {
@@ -461,107 +718,121 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	}
 	ev->total_len = result;
 	ev->direction = direction;
+	c->result = result;
 
 	if (ac->shape == SHAPE_BUF) {
-		c.base = ac->ptr;
-		c.seg_len = result;
-		first = ac->ptr;
-		first_len = result;
+		c->base = ac->ptr;
+		c->seg_len = result;
 	} else if (ac->shape == SHAPE_IOV) {
-		struct iovec iv = {};
-		c.iov = ac->ptr;
-		c.iov_cnt = ac->count;
-		if (!bpf_probe_read_user(&iv, sizeof(iv), (void *)ac->ptr)) {
-			first = (__u64)iv.iov_base;
-			first_len = iv.iov_len < result ? iv.iov_len : result;
-		}
+		__u32 n = ac->count < IOV_BATCH ? ac->count : IOV_BATCH;
+		c->iov = ac->ptr;
+		c->iov_cnt = ac->count;
+		asm volatile("" : "+r"(n));
+		if (n <= IOV_BATCH && !bpf_probe_read_user(c->iovs, n * sizeof(struct iovec),
+							   (void *)ac->ptr))
+			c->iov_have = n;
 	}
 	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
-		if (want_payload(ci, first, first_len, result)) {
-			c.budget = result < cfg.max_payload ? result : cfg.max_payload;
-			bpf_loop(L7_MAX_STEPS, emit_step, &c, 0);
+		if (want_payload(ci, c, result)) {
+			c->budget = result < cfg.max_payload ? result : cfg.max_payload;
+			if (!emit_direct_classes(s) && !emit_pair(s))
+				bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
 		} else {
 			ev->flags |= L7_FLAG_PAYLOAD_SUPPRESSED;
 			count(L7_STAT_BYTES_SUPPRESSED, result);
 		}
 	}
-	if (c.done < result) {
-		/* what was not copied: one record covering the exact hole */
-		ev = bpf_map_lookup_elem(&scratch, &(__u32){0});
-		if (!ev)
-			return 0;
-		if (!(ev->flags & L7_FLAG_PAYLOAD_SUPPRESSED)) {
-			ev->flags |= L7_FLAG_TRUNCATED;
-			count(L7_STAT_BYTES_NOT_CAPTURED, result - c.done);
-		}
-		ev->chunk_off = c.done;
-		ev->chunk_len = result - c.done;
-		ev->data_len = 0;
-		output(ev, 0);
-	}
+	if (c->sent < result)
+		send_record(s, 1); /* what was gathered, and the exact hole after it */
 	return 0;
 }
 
-static __always_inline void emit_data(struct active_call *ac, struct sock *sk, __u32 result,
-				      __u8 direction)
-{
-	struct conn_info *ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
-
-	if (ci) {
-		ac->direction = direction;
-		ac->tls = 0;
-		emit_payload(ac, sk, ci, result);
-	}
-}
-
-/* ---- syscall entry: remember the call ---- */
+/* ---- the call's arguments and its thread slot ---- */
 
 /* A syscall made inside SSL_read/SSL_write names the socket of that SSL object. */
 static __always_inline void learn_ssl_socket(__u64 sk)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call *sc = bpf_map_lookup_elem(&ssl_active, &id);
+	struct ssl_call *sc;
 
+	if (ssl_calls <= 0)
+		return;
+	sc = bpf_map_lookup_elem(&ssl_active, &id);
 	if (sc)
 		bpf_map_update_elem(&ssl_socks, &sc->ssl, &sk, BPF_ANY);
 }
 
-/* Fill a call record for a traced TCP socket; 0 when the call is not ours. */
-static __always_inline int describe(struct active_call *ac, int fd, __u64 ptr, __u32 cnt, __u8 sc,
-				    __u8 shape, __u8 dir, int at_entry)
+/* The syscall's first arguments, from the user registers saved at entry: they are still there
+ * at exit, so the exit needs nothing from an entry program but the time. */
+static __always_inline void saved_args(__u64 *a0, __u64 *a1, __u64 *a2)
 {
-	struct tcp_sock *tp;
-	struct sock *sk;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 
-	if (!traced(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	sk = tcp_sock_of_fd(fd);
-	if (!sk)
-		return 0;
-	tp = (struct tcp_sock *)sk;
-	ac->ts_enter = bpf_ktime_get_ns();
-	ac->sk = (__u64)sk;
-	ac->ptr = ptr;
-	ac->count = cnt;
-	ac->fd = fd;
-	ac->syscall = sc;
-	ac->shape = shape;
-	ac->has_seq = at_entry;
-	if (at_entry)
-		ac->seq = dir == L7_DIR_EGRESS ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
-	learn_ssl_socket(ac->sk);
-	return 1;
+#if defined(__TARGET_ARCH_x86)
+	*a0 = regs->di;
+	*a1 = regs->si;
+	*a2 = regs->dx;
+#elif defined(__TARGET_ARCH_arm64)
+	*a0 = regs->orig_x0; /* x0 holds the return value by now */
+	*a1 = regs->regs[1];
+	*a2 = regs->regs[2];
+#else
+#error "saved_args: unsupported architecture"
+#endif
 }
 
-static __always_inline void remember(int fd, __u64 ptr, __u32 cnt, __u8 sc, __u8 shape, __u8 dir)
+/* The thread's slot takes the call: overwritten in place when it exists, else inserted. */
+static __always_inline void store_call(__u64 id, struct active_call *ac)
+{
+	struct active_call *slot = bpf_map_lookup_elem(&active, &id);
+
+	if (slot) {
+		*slot = *ac;
+		return;
+	}
+	if (bpf_map_update_elem(&active, &id, ac, BPF_ANY))
+		count(L7_STAT_ACTIVE_FULL, 1);
+}
+
+/* Entry of a sending syscall: only its time, for the egress timestamp. */
+static __always_inline void remember_send(__u8 sc)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call ac = {};
+	struct active_call *slot, ac = {};
 
-	if (!describe(&ac, fd, ptr, cnt, sc, shape, dir, 1))
+	if (!traced(id >> 32))
 		return;
+	slot = bpf_map_lookup_elem(&active, &id);
+	if (slot) {
+		slot->ts_enter = bpf_ktime_get_ns();
+		slot->syscall = sc;
+		slot->shape = SHAPE_BUF; /* live; the exit knows the real shape */
+		return;
+	}
+	ac.ts_enter = bpf_ktime_get_ns();
+	ac.syscall = sc;
+	ac.shape = SHAPE_BUF;
 	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
 		count(L7_STAT_ACTIVE_FULL, 1);
+}
+
+/* The entry time of a sending call, or 0 when it is not traced. A call that entered before the
+ * programs were attached has no slot: taken once per thread (its first exit), timed at exit. */
+static __always_inline __u64 send_entry_time(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct active_call *slot = bpf_map_lookup_elem(&active, &id);
+	__u32 tid = (__u32)id;
+	__u8 one = 1;
+
+	if (slot && slot->shape) {
+		slot->shape = 0;
+		return slot->ts_enter;
+	}
+	if (ret <= 0 || bpf_map_lookup_elem(&seen_threads, &tid))
+		return 0;
+	bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
+	return traced(id >> 32) ? bpf_ktime_get_ns() : 0;
 }
 
 static __always_inline __u64 msg_iov(__u64 msg, __u32 *cnt)
@@ -574,105 +845,114 @@ static __always_inline __u64 msg_iov(__u64 msg, __u32 *cnt)
 	return (__u64)mh.msg_iov;
 }
 
-static __always_inline void remember_msg(int fd, __u64 msg, __u8 sc, __u8 dir)
+/* The stream position of the call's first byte, read after the call. A read that also
+ * consumed the peer's FIN advanced copied_seq one past its data: the FIN has arrived
+ * (RCV_SHUTDOWN) and nothing is left unread (copied_seq == rcv_nxt) exactly then. */
+static __always_inline __u32 seq_before(struct sock *sk, __u32 result, __u8 direction)
 {
-	__u32 cnt = 0;
-	__u64 iov = msg_iov(msg, &cnt);
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u32 end;
 
-	if (iov)
-		remember(fd, iov, cnt, sc, SHAPE_IOV, dir);
+	if (direction == L7_DIR_EGRESS)
+		return BPF_CORE_READ(tp, write_seq) - result;
+	end = BPF_CORE_READ(tp, copied_seq);
+	if ((BPF_CORE_READ(sk, sk_shutdown) & RCV_SHUTDOWN) && BPF_CORE_READ(tp, rcv_nxt) == end)
+		end--;
+	return end - result;
 }
 
-/* A call that entered before the programs were attached (a server blocked in read() on an
- * idle keep-alive connection): its arguments are still in the saved user registers. Tried
- * once per thread, on its first exit without an entry record. */
-static __always_inline int recover(struct active_call *ac, __u8 sc, __u8 shape, __u8 dir)
+/* bytes moved by sendmmsg/recvmmsg: the sum of msg_len over the first messages */
+static __always_inline long mmsg_bytes(__u64 vec, long messages)
 {
-#if defined(__TARGET_ARCH_x86)
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u8 one = 1;
-	struct pt_regs *regs;
-	__u64 a0, a1, a2;
-	__u32 cnt = 0;
+	__u32 total = 0, n = messages > 8 ? 8 : messages;
 
-	if (bpf_map_lookup_elem(&seen_threads, &tid))
-		return 0;
-	bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
-	if (shape == SHAPE_MMSG)
-		return 0;
-	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	a0 = BPF_CORE_READ(regs, di);
-	a1 = BPF_CORE_READ(regs, si);
-	a2 = BPF_CORE_READ(regs, dx);
-	if (sc == L7_SYS_RECVMSG || sc == L7_SYS_SENDMSG) {
-		a1 = msg_iov(a1, &cnt);
-		if (!a1)
-			return 0;
-		a2 = cnt;
+	for (__u32 i = 0; i < 8; i++) {
+		__u32 len = 0;
+		if (i >= n)
+			break;
+		bpf_probe_read_user(&len, sizeof(len),
+				    (void *)(vec + i * sizeof(struct mmsghdr) +
+					     __builtin_offsetof(struct mmsghdr, msg_len)));
+		total += len;
 	}
-	return describe(ac, (int)a0, a1, (__u32)a2, sc, shape, dir, 0);
-#else
-	return 0;
-#endif
+	return total;
 }
 
 /* ---- syscall exit: emit ---- */
 
+static __always_inline void emit_eof(struct sock *sk, __u64 ts, int fd, __u8 sc)
+{
+	__u64 key = (__u64)sk;
+	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
+	struct l7_event *ev;
+
+	if (!ci || ci->klass != L7_CLASS_HTTP)
+		return;
+	ev = header(L7_KIND_EOF, ci, ts, fd, sc);
+	if (ev) {
+		ev->direction = L7_DIR_INGRESS;
+		output(ev, 0);
+	}
+}
+
+/* Exit of a data syscall. Receiving calls have no entry program: a failed read (EAGAIN) costs
+ * one comparison; their ts_enter is their exit time. */
 static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
-	struct active_call recovered = {};
+	struct active_call ac = {};
+	__u64 a0 = 0, a1 = 0, a2 = 0, ts;
+	struct conn_info *ci;
 	struct sock *sk;
 
-	if (!ac) {
-		if (ret <= 0 || !recover(&recovered, sc, shape, direction))
+	if (direction == L7_DIR_EGRESS) {
+		ts = send_entry_time(ret);
+		if (!ts || ret <= 0)
 			return;
-		ac = &recovered;
+	} else {
+		if (ret < 0 || (ret == 0 && shape == SHAPE_MMSG))
+			return;
+		if (!traced(bpf_get_current_pid_tgid() >> 32))
+			return;
+		ts = 0; /* the header's exit time stands for both */
 	}
-	sk = (struct sock *)ac->sk;
-	if (ret > 0) {
-		if (ac->shape == SHAPE_MMSG) {
-			/* bytes only: the sum of msg_len over the first messages */
-			__u32 total = 0, n = ret > 8 ? 8 : ret;
-			for (__u32 i = 0; i < 8; i++) {
-				__u32 len = 0;
-				if (i >= n)
-					break;
-				bpf_probe_read_user(&len, sizeof(len),
-						    (void *)(ac->ptr + i * sizeof(struct mmsghdr) +
-							     __builtin_offsetof(struct mmsghdr, msg_len)));
-				total += len;
-			}
-			ret = total;
-			ac->shape = SHAPE_BYTES;
-		}
-		if (ret > 0)
-			emit_data(ac, sk, (__u32)ret, direction);
-	} else if (ret == 0 && direction == L7_DIR_INGRESS && ac->shape != SHAPE_MMSG) {
-		__u64 key = (__u64)sk;
-		struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
-		if (ci && ci->klass == L7_CLASS_HTTP) {
-			struct l7_event *ev = header(L7_KIND_EOF, sk, ci, ac->ts_enter, ac->fd,
-						     ac->syscall);
-			if (ev) {
-				ev->direction = direction;
-				output(ev, 0);
-			}
-		}
+	saved_args(&a0, &a1, &a2);
+	sk = tcp_sock_of_fd((int)a0);
+	if (!sk)
+		return;
+	learn_ssl_socket((__u64)sk);
+	if (ret == 0) {
+		emit_eof(sk, ts, (int)a0, sc);
+		return;
 	}
-	bpf_map_delete_elem(&active, &id);
+	if (shape == SHAPE_MMSG) {
+		ret = mmsg_bytes(a1, ret);
+		if (ret <= 0)
+			return;
+		shape = SHAPE_BYTES;
+	}
+	if (sc == L7_SYS_RECVMSG || sc == L7_SYS_SENDMSG) {
+		a1 = msg_iov(a1, (__u32 *)&a2);
+		if (!a1)
+			shape = SHAPE_BYTES;
+	}
+	ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
+	if (!ci)
+		return;
+	ac.ts_enter = ts;
+	ac.ptr = a1;
+	ac.count = (__u32)a2;
+	ac.fd = (int)a0;
+	ac.syscall = sc;
+	ac.shape = shape;
+	ac.has_seq = 1;
+	ac.seq = seq_before(sk, (__u32)ret, direction);
+	ac.direction = direction;
+	emit_payload(&ac, sk, ci, (__u32)ret);
 }
 
 #define ARG(i) (ctx->args[i])
 
-#define IO_PROBES(name, sc, shape, enter_expr, dir)                                     \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
-	{                                                                               \
-		enter_expr;                                                             \
-		return 0;                                                               \
-	}                                                                               \
+#define EXIT_PROBE(name, sc, shape, dir)                                                \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                      \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
 	{                                                                               \
@@ -680,26 +960,30 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 		return 0;                                                               \
 	}
 
-#define IN L7_DIR_INGRESS
-#define OUT L7_DIR_EGRESS
-IO_PROBES(read, L7_SYS_READ, SHAPE_BUF, remember(ARG(0), ARG(1), 0, L7_SYS_READ, SHAPE_BUF, IN), IN)
-IO_PROBES(write, L7_SYS_WRITE, SHAPE_BUF, remember(ARG(0), ARG(1), 0, L7_SYS_WRITE, SHAPE_BUF, OUT), OUT)
-IO_PROBES(recvfrom, L7_SYS_RECVFROM, SHAPE_BUF,
-	  remember(ARG(0), ARG(1), 0, L7_SYS_RECVFROM, SHAPE_BUF, IN), IN)
-IO_PROBES(sendto, L7_SYS_SENDTO, SHAPE_BUF,
-	  remember(ARG(0), ARG(1), 0, L7_SYS_SENDTO, SHAPE_BUF, OUT), OUT)
-IO_PROBES(readv, L7_SYS_READV, SHAPE_IOV,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_READV, SHAPE_IOV, IN), IN)
-IO_PROBES(writev, L7_SYS_WRITEV, SHAPE_IOV,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_WRITEV, SHAPE_IOV, OUT), OUT)
-IO_PROBES(recvmsg, L7_SYS_RECVMSG, SHAPE_IOV, remember_msg(ARG(0), ARG(1), L7_SYS_RECVMSG, IN), IN)
-IO_PROBES(sendmsg, L7_SYS_SENDMSG, SHAPE_IOV, remember_msg(ARG(0), ARG(1), L7_SYS_SENDMSG, OUT), OUT)
-IO_PROBES(recvmmsg, L7_SYS_RECVMMSG, SHAPE_MMSG,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_RECVMMSG, SHAPE_MMSG, IN), IN)
-IO_PROBES(sendmmsg, L7_SYS_SENDMMSG, SHAPE_MMSG,
-	  remember(ARG(0), ARG(1), ARG(2), L7_SYS_SENDMMSG, SHAPE_MMSG, OUT), OUT)
-IO_PROBES(sendfile64, L7_SYS_SENDFILE, SHAPE_BYTES,
-	  remember(ARG(0), 0, 0, L7_SYS_SENDFILE, SHAPE_BYTES, OUT), OUT)
+/* receiving: exit only */
+#define RECV_PROBES(name, sc, shape) EXIT_PROBE(name, sc, shape, L7_DIR_INGRESS)
+
+/* sending: the entry's time stamps the egress bytes */
+#define SEND_PROBES(name, sc, shape)                                                    \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
+	{                                                                               \
+		remember_send(sc);                                                      \
+		return 0;                                                               \
+	}                                                                               \
+	EXIT_PROBE(name, sc, shape, L7_DIR_EGRESS)
+
+RECV_PROBES(read, L7_SYS_READ, SHAPE_BUF)
+RECV_PROBES(recvfrom, L7_SYS_RECVFROM, SHAPE_BUF)
+RECV_PROBES(readv, L7_SYS_READV, SHAPE_IOV)
+RECV_PROBES(recvmsg, L7_SYS_RECVMSG, SHAPE_IOV)
+RECV_PROBES(recvmmsg, L7_SYS_RECVMMSG, SHAPE_MMSG)
+SEND_PROBES(write, L7_SYS_WRITE, SHAPE_BUF)
+SEND_PROBES(sendto, L7_SYS_SENDTO, SHAPE_BUF)
+SEND_PROBES(writev, L7_SYS_WRITEV, SHAPE_IOV)
+SEND_PROBES(sendmsg, L7_SYS_SENDMSG, SHAPE_IOV)
+SEND_PROBES(sendmmsg, L7_SYS_SENDMMSG, SHAPE_MMSG)
+SEND_PROBES(sendfile64, L7_SYS_SENDFILE, SHAPE_BYTES)
 
 /* ---- connection lifecycle ---- */
 
@@ -714,7 +998,7 @@ static __always_inline void opened(int fd, __u8 role, __u8 sc, __u64 ts_enter)
 	ci = conn_of(sk, role, 1);
 	if (!ci)
 		return;
-	ev = header(L7_KIND_OPEN, sk, ci, ts_enter, fd, sc);
+	ev = header(L7_KIND_OPEN, ci, ts_enter, fd, sc);
 	if (ev)
 		output(ev, 0);
 }
@@ -730,8 +1014,7 @@ static __always_inline void remember_fd(int fd, __u8 sc)
 	ac.fd = fd;
 	ac.syscall = sc;
 	ac.shape = SHAPE_FD;
-	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
-		count(L7_STAT_ACTIVE_FULL, 1);
+	store_call(id, &ac);
 }
 
 static __always_inline void finish_open(long ret, __u8 role)
@@ -739,7 +1022,7 @@ static __always_inline void finish_open(long ret, __u8 role)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
 
-	if (!ac) {
+	if (!ac || !ac->shape) {
 		/* an accept() blocked since before attach: the new fd is the result */
 		__u32 tid = (__u32)id;
 		__u8 one = 1;
@@ -750,13 +1033,15 @@ static __always_inline void finish_open(long ret, __u8 role)
 			opened((int)ret, role, L7_SYS_ACCEPT4, bpf_ktime_get_ns());
 		return;
 	}
-	if (ac->shape != SHAPE_FD)
+	if (ac->shape != SHAPE_FD) {
+		ac->shape = 0;
 		return;
+	}
 	if (role == L7_ROLE_CLIENT && (ret == 0 || ret == -EINPROGRESS))
 		opened(ac->fd, role, ac->syscall, ac->ts_enter);
 	else if (role == L7_ROLE_SERVER && ret >= 0)
 		opened((int)ret, role, ac->syscall, ac->ts_enter);
-	bpf_map_delete_elem(&active, &id);
+	ac->shape = 0;
 }
 
 #define OPEN_PROBES(name, sc, role)                                                       \
@@ -776,6 +1061,17 @@ static __always_inline void finish_open(long ret, __u8 role)
 OPEN_PROBES(connect, L7_SYS_CONNECT, L7_ROLE_CLIENT)
 OPEN_PROBES(accept, L7_SYS_ACCEPT, L7_ROLE_SERVER)
 OPEN_PROBES(accept4, L7_SYS_ACCEPT4, L7_ROLE_SERVER)
+
+/* The fd's cached socket is forgotten with the fd (any process: the delete is cheaper than
+ * asking whether the caller is traced). */
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 key = fd_key((int)ARG(0));
+
+	bpf_map_delete_elem(&fd_socks, &key);
+	return 0;
+}
 
 SEC("tracepoint/sock/inet_sock_set_state")
 int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
@@ -824,6 +1120,8 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 direction, __u8 s
 	call.syscall = sc;
 	if (bpf_map_update_elem(&ssl_active, &id, &call, BPF_ANY))
 		count(L7_STAT_ACTIVE_FULL, 1);
+	else
+		__sync_fetch_and_add(&ssl_calls, 1);
 	return 0;
 }
 
@@ -839,6 +1137,7 @@ static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
 	nci.conn_id = new_conn_id();
 	raw = bpf_map_lookup_elem(&conns, &key);
 	nci.role = raw ? raw->role : L7_ROLE_UNKNOWN;
+	fill_endpoints(&nci, sk);
 	bpf_map_update_elem(&tls_conns, &ssl, &nci, BPF_ANY);
 	return bpf_map_lookup_elem(&tls_conns, &ssl);
 }
@@ -890,5 +1189,6 @@ int BPF_KRETPROBE(ssl_exit)
 		}
 	}
 	bpf_map_delete_elem(&ssl_active, &id);
+	__sync_fetch_and_add(&ssl_calls, -1);
 	return 0;
 }

@@ -67,6 +67,7 @@ struct l7_config {
 	__u8 filter_comms;      /* only comms in comm_filter */
 	__u8 capture_all;       /* skip in-kernel protocol inference: payload of every connection */
 	__u8 max_checks;        /* unrecognised messages before a connection is classed OTHER */
+	__u32 wakeup_bytes;     /* wake the reader when this much is pending; 0: on every record */
 };
 
 struct l7_event {

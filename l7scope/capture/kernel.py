@@ -14,15 +14,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from l7scope.capture import libbpf
+from l7scope.capture import libbpf, wire_layout
 from l7scope.capture.wire import STATS, WireDecoder
 
 TRACEFS = "/sys/kernel/tracing"
 BPFFS = "/sys/fs/bpf"
 BTF = "/sys/kernel/btf/vmlinux"
 
-# struct l7_config in bpf/l7scope.h
-CONFIG = struct.Struct("<IIBBBB")
+# struct l7_config in bpf/l7scope.h (generated layout); where the object keeps it comes from BTF
+CONFIG = struct.Struct(wire_layout.L7_CONFIG_FORMAT)
+CONFIG_FIELDS = tuple(f[0] for f in wire_layout.L7_CONFIG_FIELDS)
+assert CONFIG.size == wire_layout.L7_CONFIG_SIZE
+# the reader is woken once this much is pending (else it finds records at its poll timeout)
+WAKEUP_BYTES_MAX = 256 << 10
 
 # TLS plaintext: libssl functions and the entry program for each; one return program for all
 LIBSSL_CANDIDATES = ("/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libssl.so.3",
@@ -45,6 +49,7 @@ class KernelOptions:
     ringbuf_bytes: int = 16 << 20
     capture_all: bool = False  # payload of every TCP connection, not only HTTP-looking ones
     max_checks: int = 8
+    wakeup_bytes: int | None = None  # None: a sixteenth of the ring, at most WAKEUP_BYTES_MAX
     tls: bool = True  # TLS plaintext through uprobes on libssl, when it is found
 
 
@@ -138,9 +143,11 @@ class KernelCapture:
 
     def _open_and_attach(self, o: KernelOptions) -> None:
         obj = self._obj = libbpf.BpfObject(object_path())
-        obj.write_initial_value(".rodata", CONFIG.pack(
-            os.getpid(), max(0, o.max_payload), 1 if o.pids else 0, 1 if o.comms else 0,
-            1 if o.capture_all else 0, max(1, min(255, o.max_checks))))
+        offset, size = obj.section_variable(".rodata", "cfg")
+        if size != CONFIG.size:
+            raise CaptureUnavailable(f"BPF object {object_path()} has a {size}-byte l7_config, "
+                                     f"this agent writes {CONFIG.size}: run `make install`")
+        obj.write_initial_value(".rodata", config_bytes(o, os.getpid()), offset)
         obj.set_max_entries("events", _pow2(o.ringbuf_bytes))
         progs = obj.programs()
         for prog, name, section in progs:
@@ -206,6 +213,18 @@ class KernelCapture:
         if self._obj is not None:
             self._obj.close()
             self._obj = None
+
+
+def config_bytes(o: KernelOptions, self_tgid: int) -> bytes:
+    """struct l7_config for these options, packed by field name."""
+    ring = _pow2(o.ringbuf_bytes)
+    wakeup = o.wakeup_bytes if o.wakeup_bytes is not None else min(WAKEUP_BYTES_MAX, ring // 16)
+    values = {"self_tgid": self_tgid, "max_payload": max(0, o.max_payload),
+              "filter_pids": 1 if o.pids else 0, "filter_comms": 1 if o.comms else 0,
+              "capture_all": 1 if o.capture_all else 0,
+              "max_checks": max(1, min(255, o.max_checks)),
+              "wakeup_bytes": max(0, min(wakeup, ring // 2))}
+    return CONFIG.pack(*(values[name] for name in CONFIG_FIELDS))
 
 
 def _pow2(n: int) -> int:

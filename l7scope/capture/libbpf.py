@@ -20,6 +20,9 @@ class LibbpfError(OSError):
     pass
 
 
+BTF_KIND_DATASEC = 15  # include/uapi/linux/btf.h
+
+
 class UprobeOpts(ctypes.Structure):
     """struct bpf_uprobe_opts of libbpf 1.1 (sz, ref_ctr_offset, bpf_cookie, retprobe, func_name)."""
 
@@ -77,6 +80,10 @@ def _declare(L: ctypes.CDLL) -> None:
         "ring_buffer__free": (None, [vp]),
         "libbpf_set_print": (vp, [vp]),
         "libbpf_num_possible_cpus": (i, []),
+        "bpf_object__btf": (vp, [vp]),
+        "btf__find_by_name_kind": (i, [vp, cp, u32]),
+        "btf__type_by_id": (vp, [vp, u32]),
+        "btf__name_by_offset": (cp, [vp, u32]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(L, name)
@@ -179,6 +186,24 @@ class BpfObject:
             raise _err(f"attaching {'uretprobe' if retprobe else 'uprobe'} {binary}:{func}")
         self._links.append(link)
 
+    def section_variable(self, section: str, name: str) -> tuple[int, int]:
+        """(offset, size) of global variable `name` in data section `section` (".rodata"),
+        from the object's BTF: where a knob lives in the map's initial value."""
+        L = lib()
+        btf = L.bpf_object__btf(self._obj)
+        sec_id = L.btf__find_by_name_kind(btf, section.encode(), BTF_KIND_DATASEC) if btf else -1
+        if sec_id < 0:
+            raise LibbpfError(errno.ENOENT, f"no BTF for section {section}")
+        sec = L.btf__type_by_id(btf, sec_id)
+        _name_off, info, _size = (ctypes.c_uint32 * 3).from_address(sec)
+        for i in range(info & 0xFFFF):  # struct btf_var_secinfo {type, offset, size} follow
+            var_type, offset, size = (ctypes.c_uint32 * 3).from_address(sec + 12 + 12 * i)
+            var = L.btf__type_by_id(btf, var_type)
+            if var and L.btf__name_by_offset(btf, ctypes.c_uint32.from_address(var).value) \
+                    == name.encode():
+                return offset, size
+        raise LibbpfError(errno.ENOENT, f"variable {name} not in {section}")
+
     def map_fd(self, name: str) -> int:
         return lib().bpf_map__fd(self.map(name))
 
@@ -230,9 +255,13 @@ class RingBuffer:
             raise _err("creating ring buffer reader")
 
     def poll(self, timeout_ms: int) -> list[bytes]:
+        """Records that arrived. The producer may hold back its wakeup until a batch is
+        pending, so what is there when the wait times out is consumed too."""
         rc = lib().ring_buffer__poll(self._rb, timeout_ms)
         if rc < 0 and -rc != errno.EINTR:
             raise _err("polling ring buffer", rc)
+        if rc <= 0:
+            lib().ring_buffer__consume(self._rb)
         out = self._batch[:]
         self._batch.clear()
         return out

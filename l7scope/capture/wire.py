@@ -1,7 +1,8 @@
 """Decodes ring-buffer records (struct l7_event in bpf/l7scope.h) into capture events.
 
-The layout here must match bpf/l7scope.h; tests/capture/test_wire.py checks the header size
-and field offsets against the C header.
+Nothing here is copied from the C header by hand: the formats, offsets and numbers come from
+wire_layout.py, which scripts/gen_wire_layout.py generates from bpf/l7scope.h (make runs it;
+tests/capture/test_wire.py checks it is current and agrees with a C compiler).
 """
 from __future__ import annotations
 
@@ -9,33 +10,51 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
+from l7scope.capture import wire_layout as L
 from l7scope.capture.events import (
     CaptureEvent, ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded,
 )
 
-HEADER = struct.Struct("<QQQIIiIIIIHBBBBBBHH16s16s16s")
-HEADER_LEN = 112
-assert HEADER.size == HEADER_LEN
+_EVENT = {name: (offset, size, code) for name, offset, size, code in L.L7_EVENT_FIELDS}
+_NAMES = [f[0] for f in L.L7_EVENT_FIELDS]
+
+
+def _format(first: str, last: str) -> str:
+    """struct format of the record fields first..last (inclusive), in header order."""
+    return "<" + "".join(_EVENT[n][2] for n in _NAMES[_NAMES.index(first):_NAMES.index(last) + 1])
+
+
+HEADER_LEN = _EVENT["data"][0]
+HEADER = struct.Struct(_format("ts_enter", "comm"))
+assert HEADER.size == HEADER_LEN == L.CONSTANTS["L7_EVENT_HDR_LEN"]
 # the numeric part, decoded for every record; the endpoint part (family, flags, ports,
-# addresses, comm: bytes 58..112) repeats for every record of a socket and is decoded once
-NUMBERS = struct.Struct("<QQQIIiIIIIHBBBB")
-ENDPOINTS_AT = NUMBERS.size  # 58
-FLAGS_AT = 59
+# addresses, comm) repeats for every record of a socket and is decoded once
+NUMBERS = struct.Struct(_format("ts_enter", "role"))
+ENDPOINTS = struct.Struct(_format("family", "comm"))
+ENDPOINTS_AT = _EVENT["family"][0]
+FLAGS_AT = _EVENT["flags"][0]
+assert NUMBERS.size == ENDPOINTS_AT and ENDPOINTS_AT + ENDPOINTS.size == HEADER_LEN
 MAX_ENDPOINT_CACHE = 8192
 
-KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF = 1, 2, 3, 4
-DIR_EGRESS, DIR_INGRESS = 1, 2
+_E = L.ENUMS
+KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF = (
+    _E["l7_kind"][f"L7_KIND_{k}"] for k in ("DATA", "OPEN", "CLOSE", "EOF"))
+DIR_EGRESS, DIR_INGRESS = _E["l7_direction"]["L7_DIR_EGRESS"], _E["l7_direction"]["L7_DIR_INGRESS"]
 AF_INET, AF_INET6 = 2, 10
-FLAG_PAYLOAD_SUPPRESSED, FLAG_TRUNCATED, FLAG_TLS = 0x01, 0x02, 0x04
+FLAG_PAYLOAD_SUPPRESSED, FLAG_TRUNCATED, FLAG_TLS = (
+    L.CONSTANTS[f"L7_FLAG_{k}"] for k in ("PAYLOAD_SUPPRESSED", "TRUNCATED", "TLS"))
 
-SYSCALLS = {
-    1: "read", 2: "write", 3: "readv", 4: "writev", 5: "recvfrom", 6: "sendto", 7: "recvmsg",
-    8: "sendmsg", 9: "recvmmsg", 10: "sendmmsg", 11: "sendfile", 12: "connect", 13: "accept",
-    14: "accept4", 15: "close", 16: "state", 17: "SSL_read", 18: "SSL_write",
-}
 
-STATS = ("events", "ringbuf_full", "active_full", "bytes_not_captured", "bytes_suppressed",
-         "conns_created", "read_faults", "tls_unmapped")
+def _syscall_name(member: str) -> str:
+    """L7_SYS_RECVMSG -> "recvmsg", L7_SYS_SSL_READ -> "SSL_read", L7_SYS_SENDFILE -> "sendfile"."""
+    name = member.removeprefix("L7_SYS_")
+    return "SSL_" + name[4:].lower() if name.startswith("SSL_") else name.lower()
+
+
+SYSCALLS = {num: _syscall_name(member) for member, num in _E["l7_syscall"].items()}
+STATS = tuple(m.removeprefix("L7_STAT_").lower() for m, v in
+              sorted(_E["l7_stat"].items(), key=lambda kv: kv[1]) if m != "L7_STAT_MAX")
+assert len(STATS) == _E["l7_stat"]["L7_STAT_MAX"]
 
 _ip_cache: dict[bytes, str] = {}
 
@@ -59,8 +78,8 @@ ROLES = (Role.UNKNOWN, Role.CLIENT, Role.SERVER)
 
 
 def _endpoints(key: bytes) -> tuple | None:
-    """(local, remote, comm) from bytes 58..112 of a record, None for an unknown family."""
-    family, _flags, lport, rport, laddr, raddr, comm_raw = struct.unpack("<BBHH16s16s16s", key)
+    """(local, remote, comm) from the endpoint part of a record, None for an unknown family."""
+    family, _flags, lport, rport, laddr, raddr, comm_raw = ENDPOINTS.unpack(key)
     if family not in (AF_INET, AF_INET6):
         return None
     comm = comm_raw.split(b"\0", 1)[0].decode(errors="replace")

@@ -25,3 +25,20 @@ def test_not_root_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(kernel.os, "geteuid", lambda: 1000)
     with pytest.raises(kernel.CaptureUnavailable, match="needs root"):
         kernel.check_environment()
+
+
+def test_object_keeps_cfg_where_the_agent_writes_it():
+    """The built object's BTF places `cfg` in .rodata with the size of the generated l7_config
+    (opening an object needs no privileges; `make install` builds it)."""
+    from l7scope.capture import libbpf
+
+    obj = libbpf.BpfObject(kernel.object_path())
+    try:
+        offset, size = obj.section_variable(".rodata", "cfg")
+        assert (offset, size) == (0, kernel.CONFIG.size)
+        with pytest.raises(libbpf.LibbpfError, match="no_such_knob not in .rodata"):
+            obj.section_variable(".rodata", "no_such_knob")
+        with pytest.raises(libbpf.LibbpfError, match="no BTF for section .nosuch"):
+            obj.section_variable(".nosuch", "cfg")
+    finally:
+        obj.close()

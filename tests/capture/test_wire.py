@@ -1,7 +1,9 @@
-"""The kernel/user contract: bpf/l7scope.h layouts vs l7scope/capture/wire.py and kernel.CONFIG,
-and decoding of hand-built ring-buffer records."""
+"""The kernel/user contract: bpf/l7scope.h vs the generated wire_layout.py, wire.py and
+kernel.CONFIG; the kernel's HTTP prefilter vs the Python method list; decoding of hand-built
+ring-buffer records."""
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import shutil
 import struct
@@ -10,21 +12,31 @@ from pathlib import Path
 
 import pytest
 
-from l7scope.capture import kernel, wire
+from l7scope.capture import kernel, wire, wire_layout
 from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded
+from l7scope.protocols.http1_message import KNOWN_METHODS
 
-HEADER_H = Path(__file__).resolve().parents[2] / "bpf" / "l7scope.h"
+ROOT = Path(__file__).resolve().parents[2]
+HEADER_H = ROOT / "bpf" / "l7scope.h"
+METHODS_H = ROOT / "bpf" / "l7_http_methods.h"
 
-# struct l7_event fields in declaration order, one per wire.HEADER code
+# written out here on purpose: the generated lists must still name these fields in this order
 EVENT_FIELDS = ("ts_enter", "ts_exit", "conn_id", "tgid", "tid", "fd", "seq", "total_len",
                 "chunk_off", "chunk_len", "data_len", "kind", "direction", "syscall", "role",
                 "family", "flags", "lport", "rport", "laddr", "raddr", "comm")
 CONFIG_FIELDS = ("self_tgid", "max_payload", "filter_pids", "filter_comms", "capture_all",
-                 "max_checks")
+                 "max_checks", "wakeup_bytes")
 CONSTANTS = ("L7_KIND_DATA", "L7_KIND_OPEN", "L7_KIND_CLOSE", "L7_KIND_EOF", "L7_DIR_EGRESS",
              "L7_DIR_INGRESS", "L7_ROLE_UNKNOWN", "L7_ROLE_CLIENT", "L7_ROLE_SERVER",
-             "L7_FLAG_PAYLOAD_SUPPRESSED", "L7_FLAG_TRUNCATED", "L7_EVENT_HDR_LEN", "L7_STAT_MAX",
-             "L7_COMM_LEN")
+             "L7_FLAG_PAYLOAD_SUPPRESSED", "L7_FLAG_TRUNCATED", "L7_FLAG_TLS", "L7_EVENT_HDR_LEN",
+             "L7_STAT_MAX", "L7_COMM_LEN", "L7_CHUNK")
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _c_program() -> str:
@@ -82,35 +94,119 @@ def _py_layout(st: struct.Struct, names) -> dict[str, tuple[int, int]]:
     return out
 
 
+def test_generated_layout_is_current():
+    """wire_layout.py is what the generator makes of today's header (make regenerates it)."""
+    gen = _script("gen_wire_layout")
+    assert gen.generate(HEADER_H) == Path(wire_layout.__file__).read_text()
+
+
+def test_generated_field_lists_name_the_header_fields():
+    assert tuple(f[0] for f in wire_layout.L7_EVENT_FIELDS) == EVENT_FIELDS + ("data",)
+    assert tuple(f[0] for f in wire_layout.L7_CONFIG_FIELDS) == CONFIG_FIELDS == kernel.CONFIG_FIELDS
+
+
 def test_event_header_matches_c_layout(c_layout):
     py = _py_layout(wire.HEADER, EVENT_FIELDS)
     assert {f: c_layout["field"]["l7_event", f] for f in EVENT_FIELDS} == py
-    assert c_layout["field"]["l7_event", "data"][0] == wire.HEADER_LEN == wire.HEADER.size
+    assert c_layout["field"]["l7_event", "data"][0] == wire.HEADER_LEN == wire.HEADER.size == 112
     assert c_layout["const"]["L7_EVENT_HDR_LEN"] == wire.HEADER_LEN
+    assert c_layout["sizeof"]["l7_event"] == wire_layout.L7_EVENT_SIZE
+    assert {n: (o, s) for n, o, s, _ in wire_layout.L7_EVENT_FIELDS} == {
+        f: c_layout["field"]["l7_event", f] for f in EVENT_FIELDS + ("data",)}
+
+
+def test_record_parts_split_where_the_decoder_expects():
+    assert wire.NUMBERS.size == wire.ENDPOINTS_AT == 58
+    assert wire.FLAGS_AT == 59 and wire.ENDPOINTS.format == "<BBHH16s16s16s"
 
 
 def test_config_matches_c_layout(c_layout):
     py = _py_layout(kernel.CONFIG, CONFIG_FIELDS)
     assert {f: c_layout["field"]["l7_config", f] for f in CONFIG_FIELDS} == py
-    assert c_layout["sizeof"]["l7_config"] == kernel.CONFIG.size
+    assert c_layout["sizeof"]["l7_config"] == kernel.CONFIG.size == 16
+
+
+def test_config_bytes_put_each_option_at_its_field():
+    o = kernel.KernelOptions(pids=(5,), max_payload=1000, capture_all=True, max_checks=300,
+                             ringbuf_bytes=1 << 20)
+    values = dict(zip(CONFIG_FIELDS, kernel.CONFIG.unpack(kernel.config_bytes(o, 4242))))
+    assert values == {"self_tgid": 4242, "max_payload": 1000, "filter_pids": 1,
+                      "filter_comms": 0, "capture_all": 1, "max_checks": 255,
+                      "wakeup_bytes": (1 << 20) // 16}
+    big = kernel.config_bytes(kernel.KernelOptions(ringbuf_bytes=64 << 20), 1)
+    assert kernel.CONFIG.unpack(big)[-1] == kernel.WAKEUP_BYTES_MAX
+    every = kernel.config_bytes(kernel.KernelOptions(wakeup_bytes=0), 1)
+    assert kernel.CONFIG.unpack(every)[-1] == 0
 
 
 def test_constants_match_c(c_layout):
     c = c_layout["const"]
     assert (c["L7_KIND_DATA"], c["L7_KIND_OPEN"], c["L7_KIND_CLOSE"], c["L7_KIND_EOF"]) == (
-        wire.KIND_DATA, wire.KIND_OPEN, wire.KIND_CLOSE, wire.KIND_EOF)
+        wire.KIND_DATA, wire.KIND_OPEN, wire.KIND_CLOSE, wire.KIND_EOF) == (1, 2, 3, 4)
     assert (c["L7_DIR_EGRESS"], c["L7_DIR_INGRESS"]) == (wire.DIR_EGRESS, wire.DIR_INGRESS)
     assert (c["L7_ROLE_UNKNOWN"], c["L7_ROLE_CLIENT"], c["L7_ROLE_SERVER"]) == (
         Role.UNKNOWN, Role.CLIENT, Role.SERVER)
-    assert (c["L7_FLAG_PAYLOAD_SUPPRESSED"], c["L7_FLAG_TRUNCATED"]) == (
-        wire.FLAG_PAYLOAD_SUPPRESSED, wire.FLAG_TRUNCATED)
+    assert (c["L7_FLAG_PAYLOAD_SUPPRESSED"], c["L7_FLAG_TRUNCATED"], c["L7_FLAG_TLS"]) == (
+        wire.FLAG_PAYLOAD_SUPPRESSED, wire.FLAG_TRUNCATED, wire.FLAG_TLS) == (1, 2, 4)
     assert c["L7_STAT_MAX"] == len(wire.STATS)
     assert c_layout["field"]["l7_event", "comm"][1] == c["L7_COMM_LEN"] == 16
+    assert c["L7_CHUNK"] == wire_layout.CONSTANTS["L7_CHUNK"]
 
 
 def test_syscall_and_stat_numbers_match_c(c_layout):
     assert c_layout["syscall"] == {name: num for num, name in wire.SYSCALLS.items()}
     assert c_layout["stat"] == {name: i for i, name in enumerate(wire.STATS)}
+    assert wire.SYSCALLS[17] == "SSL_read" and wire.SYSCALLS[11] == "sendfile"
+    assert wire.STATS[:2] == ("events", "ringbuf_full")
+
+
+def test_layout_parser_refuses_what_it_cannot_lay_out():
+    gen = _script("gen_wire_layout")
+    with pytest.raises(gen.LayoutError, match="unsupported field"):
+        gen.parse("struct l7_x { float f; };")
+    with pytest.raises(gen.LayoutError, match="needs padding"):
+        gen.parse("struct l7_x { __u8 a; __u32 b; };")
+    assert gen.parse("enum e { A = 3, B, C = 10, D };")["enums"]["e"] == {
+        "A": 3, "B": 4, "C": 10, "D": 11}
+
+
+# -- the kernel's HTTP/1 prefilter ---------------------------------------------------------------
+
+def _prefixes_in(header: str) -> list[bytes]:
+    """The prefixes the generated C compares: each case value as little-endian bytes, with the
+    length of the mask of its switch."""
+    out, width = [], 0
+    for line in header.splitlines():
+        line = line.strip()
+        if line.startswith("switch (w & 0x"):
+            width = (len(line.split("0x")[1].split("ULL")[0]) + 1) // 2
+        elif line.startswith("case 0x"):
+            value = int(line.split("0x")[1].split("ULL")[0], 16)
+            out.append(value.to_bytes(width, "little"))
+    return out
+
+
+def test_kernel_prefilter_is_generated_from_the_python_method_list():
+    gen = _script("gen_http_methods")
+    assert gen.known_methods() == KNOWN_METHODS
+    text = gen.render(KNOWN_METHODS)
+    assert METHODS_H.read_text() == text, "bpf/l7_http_methods.h is stale: run make"
+    prefixes = _prefixes_in(text)
+    assert len(prefixes) == len(KNOWN_METHODS) == 33
+    assert sorted(prefixes) == sorted((m + " ").encode()[:8] for m in KNOWN_METHODS)
+    assert b"PROPFIND" in prefixes and b"GET " in prefixes and b"M-SEARCH" in prefixes
+
+
+@pytest.mark.parametrize("start, known", [
+    (b"PROPFIND /dav HTTP/1.1\r\n", True), (b"GET / HTTP/1.1\r\n", True),
+    (b"UNSUBSCRIBE * HTTP/1.1", True), (b"ACL /x HTTP/1.1", True),
+    (b"GETS / HTTP/1.1", False), (b"PROPFINDX / HTTP/1.1", True),  # 8-byte prefix: user space decides
+    (b"\x16\x03\x01\x02\x00", False), (b"get / HTTP/1.1", False),
+])
+def test_prefilter_prefixes_accept_request_lines_of_known_methods(start, known):
+    prefixes = _prefixes_in(METHODS_H.read_text())
+    head = start[:8].ljust(8, b"\0")
+    assert any(head.startswith(p) for p in prefixes) is known
 
 
 # -- decoding ------------------------------------------------------------------------------------

@@ -94,7 +94,8 @@ def test_nginx_errors_static_sendfile_and_proxy_topology(agent, nginx, python_se
                "-o", "/dev/null", f"{base}/error", "-o", "/dev/null", f"{base}/static/large.bin",
                "-o", "/dev/null", f"{base}/py/status/418")
     assert res.returncode == 0, res.stderr
-    recs = a.wait_for(lambda r: len(by_side(r, "server")) >= 5, nginx.port)
+    recs = a.wait_for(lambda r: len(by_side(r, "server")) >= 5 and len(by_side(r, "client")) >= 5,
+                      nginx.port)
     server = by_side(recs, "server")
     assert [(r["path"], r["status"]) for r in server] == [
         ("/hello", 200), ("/missing", 404), ("/error", 500), ("/static/large.bin", 200),

@@ -1,0 +1,206 @@
+"""BPF cost benchmark (run by hand, as root): the kernel programs' own run time per request.
+
+nginx `return 200` is driven by h2load --h1 (HTTP/1.1 keep-alive) at a fixed rate while the
+agent traces both ends (--comm nginx --comm h2load). kernel.bpf_stats_enabled is switched on for
+the run (and restored after); run_time_ns and run_cnt of each of the agent's programs are read
+from /proc/<agent>/fdinfo before and after the load. An idle window of the same length before
+the load measures what the programs cost for the rest of the host (every syscall on the host
+runs the syscall tracepoints, traced or not); it is subtracted, so "per request" is the cost
+the load added. Prints BPF ns per request (total and per program), program runs per request,
+ring-buffer records per request, and with --throughput nginx's full-speed requests/s with no
+agent and with the agent running.
+
+    python bench/bench_bpf.py [--seconds 10] [--rate 5000] [--connections 10] [--rounds 3] [--all] [--throughput]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+BENCH_SERVER = """    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "hello from the benchmark\\n"; }} }}"""
+
+
+def prog_stats(pid: int) -> dict[int, tuple[int, int]]:
+    """prog_id -> (run_time_ns, run_cnt) for every BPF program fd the process holds."""
+    out: dict[int, tuple[int, int]] = {}
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    for entry in fdinfo.iterdir():
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if "prog_id" in fields and "run_time_ns" in fields:
+            out[int(fields["prog_id"])] = (int(fields["run_time_ns"]), int(fields["run_cnt"]))
+    return out
+
+
+def prog_names(ids) -> dict[int, str]:
+    shown = json.loads(subprocess.run(["bpftool", "prog", "show", "--json"], check=True,
+                                      capture_output=True, text=True).stdout)
+    return {p["id"]: p.get("name", str(p["id"])) for p in shown if p["id"] in ids}
+
+
+def delta(after: dict, before: dict) -> dict[int, tuple[int, int]]:
+    return {i: (after[i][0] - before.get(i, (0, 0))[0], after[i][1] - before.get(i, (0, 0))[1])
+            for i in after}
+
+
+# The load runs under names of its own (a symlink's name becomes the comm), so that the agent's
+# --comm filter traces this benchmark's nginx and h2load and not those of anyone else on the host.
+NGINX_COMM, H2LOAD_COMM = "l7bench-nginx", "l7bench-h2load"
+
+
+def named(tmp: Path, tool: str, comm: str) -> str:
+    link = tmp / comm
+    link.symlink_to(shutil.which(tool) or f"/usr/sbin/{tool}")
+    return str(link)
+
+
+def h2load(exe: str, port: int, seconds: float, rate: int, connections: int) -> int:
+    """Requests that succeeded in a rated HTTP/1.1 keep-alive run."""
+    per_client = max(1, rate // connections)
+    out = subprocess.run(
+        [exe, "--h1", "-c", str(connections), "--rps", str(per_client), "-D", str(int(seconds)),
+         f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out).group(1))
+
+
+def wrk_rps(exe: str, port: int, seconds: float, connections: int) -> float:
+    out = subprocess.run([exe, "-t1", f"-c{connections}", f"-d{int(seconds)}s",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         check=True).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+class Agent:
+    def __init__(self, tmp: Path, comms: list[str]):
+        self.metrics = tmp / "metrics.jsonl"
+        self.metrics.unlink(missing_ok=True)
+        args = [a for c in comms for a in ("--comm", c)]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "l7scope.cli", "run", "--no-summary", "--output",
+             f"jsonl:{tmp / 'ex.jsonl'}", "--metrics-output", f"jsonl:{self.metrics}", *args],
+            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        for line in self.proc.stderr:
+            if "capturing" in line:
+                break
+
+    def stop(self) -> dict:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(120)
+        counters = {}
+        for line in self.metrics.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("kind") == "agent_counters":
+                counters = rec
+        return counters
+
+
+def per_request(load: dict, idle: dict, requests: int) -> dict[int, tuple[float, float]]:
+    """prog_id -> (ns per request, runs per request) that the load added over the idle window."""
+    out = {}
+    for i, (ns, cnt) in load.items():
+        ins, icnt = idle.get(i, (0, 0))
+        out[i] = ((ns - ins) / requests, (cnt - icnt) / requests)
+    return out
+
+
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def report(rounds: list[dict], names: dict[int, str]) -> None:
+    """Median over rounds of the total and of each program."""
+    totals = [sum(ns for ns, _ in r.values()) for r in rounds]
+    runs = [sum(cnt for _, cnt in r.values()) for r in rounds]
+    print(f"BPF per request: {median(totals):8.0f} ns (median of {len(rounds)} rounds: "
+          f"{', '.join(f'{t:.0f}' for t in totals)}), {median(runs):.2f} program runs")
+    print(f"  {'program':24s} {'ns/request':>10s} {'runs/request':>12s} {'ns/run':>8s}")
+    rows = []
+    for i in rounds[0]:
+        ns = median([r[i][0] for r in rounds])
+        cnt = median([r[i][1] for r in rounds])
+        rows.append((names.get(i, str(i)), ns, cnt))
+    for name, ns, cnt in sorted(rows, key=lambda r: -r[1]):
+        if cnt >= 0.01:
+            print(f"  {name:24s} {ns:10.0f} {cnt:12.2f} {ns / cnt:8.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rate", type=int, default=5000)
+    ap.add_argument("--connections", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3, help="idle+load rounds; medians are printed")
+    ap.add_argument("--all", action="store_true",
+                    help="trace every process (no --comm filter; other traffic is subtracted as idle)")
+    ap.add_argument("--throughput", action="store_true",
+                    help="also nginx full-speed requests/s (wrk) without and with the agent")
+    args = ap.parse_args()
+    from tests.kernel.conftest import free_port, nginx_config, wait_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="l7bpf-"))
+    port = free_port()
+    (tmp / "nginx.conf").write_text(nginx_config(tmp, BENCH_SERVER.format(port=port), user_root=False))
+    old = STATS_SYSCTL.read_text().strip()
+    nginx_exe, h2load_exe = named(tmp, "nginx", NGINX_COMM), named(tmp, "h2load", H2LOAD_COMM)
+    nginx = subprocess.Popen([nginx_exe, "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")])
+    wait_port(port)
+    try:
+        STATS_SYSCTL.write_text("1")
+        agent = Agent(tmp, [] if args.all else [NGINX_COMM, H2LOAD_COMM])
+        rounds, total = [], 0
+        try:
+            for _ in range(args.rounds):
+                s0 = prog_stats(agent.proc.pid)
+                time.sleep(args.seconds)
+                s1 = prog_stats(agent.proc.pid)
+                n = h2load(h2load_exe, port, args.seconds, args.rate, args.connections)
+                s2 = prog_stats(agent.proc.pid)
+                rounds.append(per_request(delta(s2, s1), delta(s1, s0), n))
+                total += n
+            names = prog_names(s2)
+        finally:
+            counters = agent.stop()
+        print(f"agent tracing {'every process' if args.all else f'comm {NGINX_COMM} and {H2LOAD_COMM}'}")
+        print(f"rated load: {args.rounds} rounds of {args.seconds:.0f} s idle then {args.seconds:.0f} s "
+              f"of h2load --h1 ({args.connections} connections, {args.rate} requests/s offered); "
+              f"{total} requests")
+        report(rounds, names)
+        records = counters.get("events", 0) + counters.get("ringbuf_full", 0)
+        print(f"ring-buffer records per request (written + lost to a full ring, whole agent run): "
+              f"{records / total:.2f}")
+        print(f"agent counters: { {k: v for k, v in counters.items() if isinstance(v, int) and v} }")
+        if args.throughput:
+            wrk_exe = named(tmp, "wrk", "l7bench-wrk")
+            base = wrk_rps(wrk_exe, port, args.seconds, args.connections)
+            agent = Agent(tmp, [NGINX_COMM, "l7bench-wrk"])
+            try:
+                on = wrk_rps(wrk_exe, port, args.seconds, args.connections)
+            finally:
+                agent.stop()
+            print(f"nginx full speed (wrk -c{args.connections}): no agent {base:.0f} requests/s, "
+                  f"agent on {on:.0f} requests/s ({on / base * 100:.0f}%)")
+    finally:
+        STATS_SYSCTL.write_text(old)
+        nginx.terminate()
+        nginx.wait()
+
+
+if __name__ == "__main__":
+    main()
