@@ -43,8 +43,12 @@ typedef struct {
 
 /* ------------------------------------------------------------------ C events -> Python */
 
+static const char *span_at(const h1_msg *m, h1_span s) {
+    return s.len ? (const char *)m->arena + s.off : "";
+}
+
 static PyObject *span_str(const h1_msg *m, h1_span s) {
-    return PyUnicode_DecodeLatin1((const char *)m->arena + s.off, s.len, NULL);
+    return PyUnicode_DecodeLatin1(span_at(m, s), s.len, NULL);
 }
 
 static PyObject *opt_str(const h1_msg *m, int has, h1_span s) {
@@ -107,7 +111,7 @@ static PyObject *message(const h1_msg *m) {
         m->status ? PyLong_FromLong(m->status) : Py_NewRef(Py_None),
         opt_str(m, m->has_version, m->version),
         fields_tuple(m, m->trailers, m->ntrailers),
-        PyBytes_FromStringAndSize((const char *)m->arena + m->body.off, m->body.len),
+        PyBytes_FromStringAndSize(span_at(m, m->body), m->body.len),
         PyLong_FromUnsignedLongLong(m->body_len),
         PyBool_FromLong(m->complete),
         notes_tuple(m),
@@ -157,8 +161,9 @@ static PyObject *event_object(const h1_event *ev) {
     PyObject *names[] = {S.s_to, S.s_ts, S.s_remainder, S.s_request};
     PyObject *values[] = {PyUnicode_DecodeLatin1(ev->to, ev->to_len, NULL),
                           PyLong_FromLongLong(ev->ts),
-                          PyBytes_FromStringAndSize((const char *)ev->remainder,
-                                                    ev->remainder_len),
+                          PyBytes_FromStringAndSize(
+                              ev->remainder_len ? (const char *)ev->remainder : "",
+                              ev->remainder_len),
                           opt_message(ev->request)};
     return record(S.ProtocolSwitched, 4, names, values);
 }

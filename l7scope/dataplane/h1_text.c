@@ -43,7 +43,7 @@ static int grow(uint8_t **p, size_t *cap, size_t need) {
 int h1_buf_set(h1_buf *b, const uint8_t *a, size_t alen, const uint8_t *c, size_t clen) {
     if (alen > SIZE_MAX - clen)
         return -1;
-    if (a >= b->p && a < b->p + b->cap) {
+    if (b->p && a >= b->p && a < b->p + b->cap) {
         memmove(b->p, a, alen);
         a = b->p;
     }
@@ -88,13 +88,23 @@ void h1_msg_free(h1_msg *m) {
     free(m);
 }
 
+/* Arena growth: the head is copied once at its exact size; later appends (body capture,
+ * trailers, folded values) double the arena but never past what the capture can still add. */
 int h1_msg_append(h1_msg *m, const uint8_t *data, size_t len, h1_span *out) {
-    if (len > UINT32_MAX - m->arena_len)
+    size_t need = (size_t)m->arena_len + len;
+    if (len > UINT32_MAX || need > UINT32_MAX)
         return -1;
-    size_t cap = m->arena_cap;
-    if (grow(&m->arena, &cap, (size_t)m->arena_len + len))
-        return -1;
-    m->arena_cap = (uint32_t)(cap > UINT32_MAX ? UINT32_MAX : cap);
+    if (need > m->arena_cap) {
+        size_t cap = m->arena_cap ? (size_t)m->arena_cap * 2 : need;
+        size_t most = need + (m->capture_left > len ? m->capture_left - len : 0);
+        cap = cap < need ? need : cap > most ? most : cap;
+        cap = cap > UINT32_MAX ? UINT32_MAX : cap;
+        uint8_t *q = realloc(m->arena, cap);
+        if (!q)
+            return -1;
+        m->arena = q;
+        m->arena_cap = (uint32_t)cap;
+    }
     if (len)
         memcpy(m->arena + m->arena_len, data, len);
     if (out) {
