@@ -140,8 +140,13 @@ class Outputs:
             self.prometheus.update(snapshot)
 
     def write_counters(self, now_wall_ns: int, counters: dict) -> None:
+        pipeline = self._pipeline()
+        reasons = list(pipeline.table.internal_errors) if pipeline is not None else []
         for sink in self.metric_sinks:
-            sink.write({"kind": "agent_counters", "time_ns": now_wall_ns, **counters})
+            record = {"kind": "agent_counters", "time_ns": now_wall_ns, **counters}
+            if reasons:
+                record["internal_error_reasons"] = reasons  # the latest, oldest first (16 at most)
+            sink.write(record)
             sink.flush()
         if self.prometheus is not None:
             self.prometheus.set_agent_counters(counters)
@@ -213,6 +218,7 @@ def _all_counters(pipeline: Pipeline, outputs: Outputs, source_counters: dict) -
     c.update(pipeline.table.counters)
     c.update({f"parse_error_{k}": v for k, v in pipeline.parse_errors.items()})
     c.update({f"trace_context_{k}": v for k, v in pipeline.trace_errors.items()})
+    c.update(pipeline.counters)
     c["exchanges"] = pipeline.exchanges
     c.update(outputs.counters())
     return c
@@ -247,9 +253,11 @@ def run_live(args) -> int:
     from l7scope.conn.listeners import ListeningPorts
     from l7scope.conn.table import ConnectionTable
 
-    table = ConnectionTable(listening=None if args.interface else ListeningPorts())
+    table = ConnectionTable(listening=None if args.interface else ListeningPorts(),
+                            max_memory=_max_memory(args))
     pipeline = Pipeline(table=table, clock=clock, observers=[outputs],
-                        capture_mode=bool(args.interface))
+                        capture_mode=bool(args.interface),
+                        redact_path=outputs.redactor.redact_path)
     what = f"pids {args.pid}" if args.pid else f"commands {args.comm}" if args.comm else "all processes"
     tls = getattr(source, "tls_library", None)
     tls_note = "" if args.interface else (
@@ -273,8 +281,16 @@ def run_live(args) -> int:
         final = outputs.close(counters)
     finally:
         source.close()
-    _report(final)
+    _report(final, pipeline.table.internal_errors)
     return 0
+
+
+def _max_memory(args) -> int:
+    """--max-parser-memory MB as bytes (the table's default when not given)."""
+    from l7scope.conn.table import DEFAULT_MAX_MEMORY
+
+    mb = getattr(args, "max_parser_memory", None)
+    return mb << 20 if mb else DEFAULT_MAX_MEMORY
 
 
 def _reload(args, outputs: Outputs) -> None:
@@ -287,12 +303,33 @@ def _reload(args, outputs: Outputs) -> None:
     print("l7scope: sampling rules reloaded", file=sys.stderr, flush=True)
 
 
-def _report(counters: dict) -> None:
-    lost = {k: v for k, v in counters.items()
-            if v and any(w in k for w in ("full", "drop", "malformed", "lost", "evicted", "fault"))}
+_DROP_WORDS = ("full", "drop", "malformed", "lost", "evicted", "fault", "shed", "discard")
+
+
+def stop_line(counters: dict, reasons=()) -> str:
+    """The one line printed at stop: drops, parse errors and internal errors, each named."""
+    internal = {k: v for k, v in counters.items() if v and k.startswith("internal_error_")}
+    parse = {k: v for k, v in counters.items() if v and k.startswith("parse_error_")}
+    drops = {k: v for k, v in counters.items() if v and k not in internal and k not in parse
+             and any(w in k for w in _DROP_WORDS)}
+
+    def listed(d: dict) -> str:
+        return ", ".join(f"{k}={v}" for k, v in d.items())
+
     line = f"l7scope: stopped; {counters.get('exchanges', 0)} exchanges"
-    line += "; dropped: " + ", ".join(f"{k}={v}" for k, v in lost.items()) if lost else "; nothing dropped"
-    print(line, file=sys.stderr, flush=True)
+    line += f"; dropped: {listed(drops)}" if drops else "; nothing dropped"
+    line += f"; parse errors: {listed(parse)}" if parse else "; no parse errors"
+    if internal:
+        latest = list(dict.fromkeys(reversed(list(reasons))))[:4]
+        line += f"; internal errors: {listed(internal)}"
+        line += f" (latest: {'; '.join(latest)})" if latest else ""
+    else:
+        line += "; no internal errors"
+    return line
+
+
+def _report(counters: dict, reasons=()) -> None:
+    print(stop_line(counters, reasons), file=sys.stderr, flush=True)
 
 
 def run_pcap(args) -> int:
@@ -303,7 +340,11 @@ def run_pcap(args) -> int:
     clock = WallClock(offset_ns=0)
     pipeline: Pipeline | None = None
     outputs = Outputs(args, config, clock, lambda: pipeline, show_summary=False)
-    pipeline = Pipeline(clock=clock, observers=[outputs], capture_mode=True)
+    from l7scope.conn.table import ConnectionTable
+
+    pipeline = Pipeline(table=ConnectionTable(max_memory=_max_memory(args)), clock=clock,
+                        observers=[outputs], capture_mode=True,
+                        redact_path=outputs.redactor.redact_path)
     events, source_counters = capture_file_events(args.file)
     batch = []
     for ev in events:
@@ -319,5 +360,5 @@ def run_pcap(args) -> int:
     if final.get("capture_errors"):
         print(f"l7scope: {args.file}: {final.get('capture_error_message', 'capture damaged')}",
               file=sys.stderr)
-    _report(final)
+    _report(final, pipeline.table.internal_errors)
     return 0

@@ -46,6 +46,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="add request_headers/response_headers (redacted) to each record")
     p.add_argument("--metrics-listen", metavar="HOST:PORT",
                    help="serve Prometheus metrics on this address")
+    p.add_argument("--max-parser-memory", type=_positive_int, default=64, metavar="MB",
+                   help="memory budget of all connections' parser state in MiB; over it, the "
+                        "least recently used connections are shed and counted (default 64)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,11 +10,17 @@ threads; a SIGHUP reload parses a new Config and swaps it in whole.
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same rules
 
 
 class ConfigError(ValueError):
@@ -91,8 +97,12 @@ class ExportersConfig:
 
 @dataclass(frozen=True, slots=True)
 class RedactConfig:
+    """Names added to the built-in lists of l7scope.redact (``defaults: false`` drops those)."""
+
     headers: tuple[str, ...] = ()
-    json_fields: tuple[str, ...] = ()
+    body_fields: tuple[str, ...] = ()  # JSON and form fields ("json_fields" is an older name)
+    query_params: tuple[str, ...] = ()
+    defaults: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,23 +119,94 @@ class Config:
 
 
 def load_config(path: str) -> Config:
-    """Read and parse a YAML file; an empty file gives the defaults."""
+    """Read and parse a YAML file; an empty file gives the defaults.
+
+    Raises ConfigError only, with one line naming the problem, whatever the file holds
+    (the SIGHUP reload relies on it to keep the running rules)."""
+    doc = _parse_yaml(_read_text(path), path)
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
+        return parse_config({} if doc is None else doc)
+    except ConfigError:
+        raise
+    except (Exception, RecursionError) as e:  # a checker bug must not stop the agent
+        raise ConfigError(f"{path}: cannot be checked: {_problem(e)}") from None
+
+
+def _read_text(path: str) -> str:
+    """The file's text: a regular file of at most MAX_CONFIG_BYTES bytes of UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        data = _read_at_most(fd, MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: too large (more than {MAX_CONFIG_BYTES} bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: not valid UTF-8: line {line}, byte {e.start}") from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _parse_yaml(text: str, path: str) -> Any:
+    """The YAML document; nesting is checked on the event stream (iterative) before the
+    document is built (recursive), so depth never meets the interpreter's recursion limit."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_CONFIG_DEPTH:
+                    raise ConfigError(f"{path}: nested deeper than {MAX_CONFIG_DEPTH} levels "
+                                      f"(line {event.start_mark.line + 1})")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+    except ConfigError:
+        raise
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
-    return parse_config({} if doc is None else doc)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: aliases nested too deeply") from None
+    except Exception as e:  # a value the safe constructor refuses, e.g. date 2001-02-30
+        raise ConfigError(f"{path}: not valid YAML: {_problem(e)}") from None
+
+
+def _problem(e: BaseException) -> str:
+    """One short line: the exception's first line, bounded."""
+    lines = str(e).strip().splitlines()
+    return _bounded(f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__)
+
+
+def _bounded(text: str, limit: int = 160) -> str:
+    text = text.replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
     """One line, "line L column C: problem" (PyYAML's own text spans several lines)."""
     mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    problem = getattr(error, "problem", None) or _problem(error)
     where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
-    return where + problem
+    return where + _bounded(problem)
 
 
 def parse_config(doc: Any) -> Config:
@@ -177,8 +258,8 @@ def _rule(raw: Any, path: str) -> SamplingRule:
         regex = _nonempty_str(d, "uri_regex", path, None)
         try:
             pattern = re.compile(regex)
-        except re.error as e:
-            raise ConfigError(f"{path}.uri_regex: does not compile: {e}") from None
+        except (re.error, RecursionError, OverflowError, ValueError, MemoryError) as e:
+            raise ConfigError(f"{path}.uri_regex: does not compile: {_problem(e)}") from None
     return SamplingRule(
         uri_regex=regex,
         min_duration_ms=_nonnegative_number(d, "min_duration_ms", path, 500),
@@ -230,15 +311,24 @@ def _queue(d: dict, path: str) -> QueueSettings:
 
 def _redact(raw: Any, path: str) -> RedactConfig:
     d = _mapping(raw, path)
-    _refuse_unknown(d, path, ("headers", "json_fields"))
+    _refuse_unknown(d, path, ("headers", "body_fields", "json_fields", "query_params",
+                              "defaults"))
+    fields = _str_list(d, "body_fields", path) + _str_list(d, "json_fields", path)
     return RedactConfig(headers=_str_list(d, "headers", path),
-                        json_fields=_str_list(d, "json_fields", path))
+                        body_fields=tuple(dict.fromkeys(fields)),
+                        query_params=_str_list(d, "query_params", path),
+                        defaults=_bool(d, "defaults", path, True))
 
 
 # --- typed getters: each names the field path in its error ------------------------------
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    """``path.key``; a key that is not plain (spaces, dots, newlines, long) shown quoted."""
+    shown = key if _PLAIN_KEY.fullmatch(key) else _bounded(repr(key), 64)
+    return f"{path}.{shown}" if path else shown
 
 
 def _mapping(raw: Any, path: str) -> dict:
@@ -248,7 +338,7 @@ def _mapping(raw: Any, path: str) -> dict:
         raise ConfigError(f"{path}: must be a mapping")
     for k in raw:
         if not isinstance(k, str):
-            raise ConfigError(f"{path}: key {k!r} must be a string")
+            raise ConfigError(f"{path}: key {_bounded(repr(k), 64)} must be a string")
     return raw
 
 

@@ -55,7 +55,7 @@ class Exchange(NamedTuple):
     conn_id: int
     stream_id: int | None
     method: str | None
-    path: str | None
+    path: str | None  # secret query parameters already redacted (Pipeline's redact_path)
     authority: str | None
     status: int | None
     grpc_status: int | None

@@ -4,6 +4,13 @@ One direction only: Pipeline.feed(events) pushes capture events through the conn
 turns each ExchangeParsed into an Exchange (naming the local peer process when the other end
 is traced too) and hands it to the observers (sinks, metrics, sampler, exporters). Nothing
 downstream reaches back.
+
+Error boundary (with the connection table's, which covers the analyzers): an exception while
+building an Exchange (trace context, numbers, path redaction) is counted as
+``internal_error_<protocol>`` and ends that connection's analysis; an exception out of an
+observer (sampling, redaction, span events, exporters run inside them) is counted as
+``internal_error_output`` and the other observers still get the Exchange. OSError from an
+observer (a closed output pipe, a full disk) is not our bug and goes up to the agent.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk
 from l7scope.conn.table import Connection, ConnectionTable
 from l7scope.exchange import Exchange, WallClock
 from l7scope.protocols.message import ExchangeParsed, HttpMessage, ParseError
+from l7scope.protocols.wirenum import parse_decimal
 from l7scope.tracecontext import extract as extract_trace
 
 PEER_GRACE_NS = 5 * 10**9
@@ -20,14 +28,14 @@ MAX_ENDPOINTS = 65536
 
 
 def _grpc_status(resp: HttpMessage | None) -> int | None:
+    """gRPC over HTTP/2: ``Status -> "grpc-status" 1*DIGIT``; codes are small (0-16 defined),
+    so anything longer than 3 ASCII digits is not a status."""
     if resp is None:
         return None
     value = resp.header("grpc-status")
-    if value is None or not value.strip().isdigit():
+    if value is None:
         return None
-    return int(value.strip())
-
-
+    return parse_decimal(value.strip(" \t"), max_digits=3)
 
 
 class PeerIndex:
@@ -80,15 +88,17 @@ class PeerIndex:
 
 class Pipeline:
     def __init__(self, table: ConnectionTable | None = None, clock: WallClock | None = None,
-                 observers=(), capture_mode: bool = False):
+                 observers=(), capture_mode: bool = False, redact_path=None):
         self.table = table or ConnectionTable()
         self.clock = clock or WallClock()
         self.observers = list(observers)
         self.capture_mode = capture_mode
+        self.redact_path = redact_path  # str -> str applied to the request path, or None
         self.peers = PeerIndex()
         self.parse_errors: Counter = Counter()
         self.trace_errors: Counter = Counter()
         self.exchanges = 0
+        self.counters = {"exchanges_without_messages": 0}  # besides table.counters
         self.last_ts = 0
 
     def feed(self, events) -> None:
@@ -114,15 +124,31 @@ class Pipeline:
 
     def _analyzer_event(self, conn: Connection, out) -> None:
         if type(out) is ExchangeParsed:
-            ex = self.build(conn, out)
+            try:
+                ex = self.build(conn, out)
+            except Exception as exc:  # noqa: BLE001 - the boundary: our bug, counted
+                self.table.fail(conn, exc, protocol=out.protocol)
+                return
+            if ex is None:
+                return
             self.exchanges += 1
             for observe in self.observers:
-                observe(ex)
+                try:
+                    observe(ex)
+                except OSError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one observer failing spares the others
+                    self.table.record_internal_error("output", exc)
         elif type(out) is ParseError:
             self.parse_errors[out.code] += 1
 
-    def build(self, conn: Connection, ep: ExchangeParsed) -> Exchange:
+    def build(self, conn: Connection, ep: ExchangeParsed) -> Exchange | None:
+        """The Exchange record, or None (counted) when neither message was seen: an HTTP/2
+        stream known only by DATA frames says nothing a record could carry."""
         req, resp = ep.request, ep.response
+        if req is None and resp is None:
+            self.counters["exchanges_without_messages"] += 1
+            return None
         notes = list(ep.notes)
         for m in (req, resp):
             if m is not None and m.notes:
@@ -140,10 +166,13 @@ class Pipeline:
         first = req or resp
         last = resp or req
         trace, request_id = extract_trace(req.headers, self.trace_errors) if req else (None, None)
+        path = req.path if req else None
+        if path is not None and self.redact_path is not None:
+            path = self.redact_path(path)
         return Exchange(
             protocol=ep.protocol, side=side, pid=pid, comm=comm, local=local, remote=remote,
             peer_pid=peer_pid, conn_id=conn.conn_id, stream_id=ep.stream_id,
-            method=req.method if req else None, path=req.path if req else None,
+            method=req.method if req else None, path=path,
             authority=req.authority if req else None, status=resp.status if resp else None,
             grpc_status=_grpc_status(resp), request_bytes=req.wire_bytes if req else 0,
             response_bytes=resp.wire_bytes if resp else 0, start_ns=first.start_ns,

@@ -22,8 +22,10 @@ SampledExchange when it took a place (a later, slower call may still displace it
 otherwise. ``drain()`` hands over all lists, sorted slowest first, and starts a new interval.
 
 The raw request/response text (start line, headers, rendered body, trailers) is built only
-for exchanges that take a place, with credentials redacted, and truncated to the rule's
-``max_*_bytes``. ``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
+for exchanges that take a place (checked before the text is built, so a storm of errors does
+not render bodies that are then thrown away), with secrets redacted (credential headers,
+secret query parameters in the request line and URL headers, secret body fields), and
+truncated to the rule's ``max_*_bytes``. ``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
 """
 from __future__ import annotations
 
@@ -145,16 +147,30 @@ class Sampler:
         reason = sample_reason(exchange, rule) if rule is not None else None
         if reason is None:
             return None
-        sampled = self._build(exchange, reason, rule)
-        if sampled is None:
+        if _incomplete(exchange, rule.settings):
             self.counters["skipped_incomplete"] += 1
             return None
-        if not self._admit(self._pair_key(exchange), _LIST_OF_REASON[reason],
-                           exchange.duration_ns, sampled, rules.top_n):
+        key, which = self._pair_key(exchange), _LIST_OF_REASON[reason]
+        if not self._has_place(key, which, exchange.duration_ns, rules.top_n):
             self.counters["not_kept"] += 1
+            return None
+        sampled = self._build(exchange, reason, rule)
+        if not self._admit(key, which, exchange.duration_ns, sampled, rules.top_n):
+            self.counters["not_kept"] += 1  # a slower call took the place meanwhile
             return None
         self.counters["kept"] += 1
         return sampled
+
+    def _has_place(self, key: PairKey, which: int, duration: int, top_n: int) -> bool:
+        with self._lock:
+            lists = self._heaps.get(key)
+            if lists is None:
+                if len(self._heaps) >= self._max_pairs:
+                    self.counters["dropped_pair_limit"] += 1
+                    return False
+                return True
+            heap = lists[which]
+            return len(heap) < top_n or duration > heap[0][0]
 
     def _admit(self, key: PairKey, which: int, duration: int, sampled: SampledExchange,
                top_n: int) -> bool:
@@ -182,14 +198,10 @@ class Sampler:
         return {key: TopN(*(_slowest_first(h, top_n) for h in lists))
                 for key, lists in heaps.items()}
 
-    def _build(self, ex: Exchange, reason: str, rule: SamplingRule) -> SampledExchange | None:
+    def _build(self, ex: Exchange, reason: str, rule: SamplingRule) -> SampledExchange:
         s = rule.settings
         req_complete = ex.request is not None and ex.request.complete
         resp_complete = ex.response is not None and ex.response.complete
-        if s.require_complete_request and not req_complete:
-            return None
-        if s.require_complete_response and not resp_complete:
-            return None
         req_raw = (self.raw_text(ex.request, s.max_request_bytes)
                    if s.capture_request and ex.request is not None else None)
         resp_raw = (self.raw_text(ex.response, s.max_response_bytes)
@@ -198,8 +210,8 @@ class Sampler:
                                resp_complete)
 
     def raw_text(self, msg: HttpMessage, limit: int) -> bytes:
-        """The message rebuilt as text, credentials redacted, at most ``limit`` bytes."""
-        lines = [_start_line(msg)]
+        """The message rebuilt as text, secrets redacted, at most ``limit`` bytes."""
+        lines = [_start_line(msg, self._redactor.redact_path)]
         lines += [f"{k}: {v}" for k, v in self._redactor.redact_headers(msg.headers)
                   if not k.startswith(":")]
         text = "\r\n".join(lines) + "\r\n\r\n"
@@ -210,10 +222,18 @@ class Sampler:
         return text.encode("utf-8", "replace")[:limit]
 
 
-def _start_line(msg: HttpMessage) -> str:
+def _incomplete(ex: Exchange, s) -> bool:
+    """The rule wants a message whole and it was not seen whole."""
+    if s.require_complete_request and not (ex.request is not None and ex.request.complete):
+        return True
+    return s.require_complete_response and not (ex.response is not None and
+                                                ex.response.complete)
+
+
+def _start_line(msg: HttpMessage, redact_path: Callable[[str], str]) -> str:
     version = msg.version or "HTTP/1.1"
     if msg.is_request:
-        return f"{msg.method or '?'} {msg.path or '?'} {version}"
+        return f"{msg.method or '?'} {redact_path(msg.path or '?')} {version}"
     # status-line = HTTP-version SP status-code SP [ reason-phrase ]  (RFC 9112 section 4);
     # the reason phrase is not captured, so none is invented.
     return f"{version} {msg.status if msg.status is not None else '?'} "

@@ -7,7 +7,8 @@ events, "HTTP Request Sampling" and "HTTP Response Sampling" (a message that was
 or not seen makes none). Each event spans its message's first to last byte, converted from the
 monotonic clock with the ``mono_to_wall_ns`` the pipeline passes, and carries tags that say
 what was seen and by whom. The content tag is the rendered body (text/JSON shown, gzip and
-deflate inflated with a bound, other data summarised as ``<binary N bytes>``) after redaction;
+deflate inflated with a bound, other data summarised as ``<binary N bytes>``) after redaction
+(secret body fields), and the ``http.path`` tag has its secret query parameters redacted;
 the exporters (Zipkin, OTLP, SkyWalking) only translate these events to their wire formats.
 """
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _message_tags(ex: Exchange, msg: HttpMessage, direction: str, limit: int,
     if ex.pid is not None:
         tags.append(("process_id", str(ex.pid)))
     if msg.is_request:
-        tags += [("http.method", msg.method or ""), ("http.path", msg.path or "")]
+        tags += [("http.method", msg.method or ""),
+                 ("http.path", redactor.redact_path(msg.path or ""))]
     elif msg.status is not None:
         tags.append(("http.status_code", str(msg.status)))
     if ex.grpc_status is not None and not msg.is_request:

@@ -2,7 +2,9 @@
 
 It keeps its own short-interval aggregator so that the table shows the last few seconds,
 independent of the metrics interval. Rows group processes by command name (every curl, every
-nginx worker in one row); the metrics outputs keep one series per process.
+nginx worker in one row); the metrics outputs keep one series per process. Recent paths are
+shown with their secret query parameters redacted (``redact_path``, the default policy unless
+the agent passes its configured one).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 import time
 
 from l7scope.metrics import MetricsAggregator
+from l7scope.redact import redact_path as default_redact_path
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -24,8 +27,10 @@ def _ms(v: float | None) -> str:
 
 
 class LiveSummary:
-    def __init__(self, out=None, every_s: float = 2.0, recent: int = 8):
+    def __init__(self, out=None, every_s: float = 2.0, recent: int = 8,
+                 redact_path=default_redact_path):
         self.out = out or sys.stdout
+        self.redact_path = redact_path
         self.every_s = every_s
         self.agg = MetricsAggregator(max_pairs=512, name=lambda comm, pid: comm or f"pid {pid}")
         self.recent: list[str] = []
@@ -37,7 +42,7 @@ class LiveSummary:
         self.agg.record(ex, peer_comm)
         self.total += 1
         line = (f"{ex.side or '-':6} {ex.comm or '-'}({ex.pid}) {ex.method or '?'} "
-                f"{(ex.path or '?')[:60]} -> {ex.status if ex.status is not None else '-'} "
+                f"{self.redact_path(ex.path or '?')[:60]} -> {ex.status if ex.status is not None else '-'} "
                 f"{ex.duration_ns / 1e6:.1f}ms")
         self.recent.append(line)
         del self.recent[: -self.keep_recent]

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from l7scope.exchange import TraceContext
+from l7scope.protocols.wirenum import parse_hex
 
 MAX_REQUEST_ID_LEN = 256
 MAX_TRACESTATE_LEN = 1024  # W3C: vendors MUST accept at least 512 chars (32 members)
@@ -187,9 +188,10 @@ def _parse_traceparent(value: str) -> tuple[str, str, int] | str:
         return "traceparent_bad_parent_id"
     if parent_id == "0" * 16:
         return "traceparent_zero_parent_id"
-    if not _LOWER_HEX.fullmatch(flags):
+    flag_bits = parse_hex(flags, max_digits=2) if _LOWER_HEX.fullmatch(flags) else None
+    if flag_bits is None:
         return "traceparent_bad_flags"
-    return trace_id, parent_id, int(flags, 16)
+    return trace_id, parent_id, flag_bits
 
 
 def _tracestate(found: dict[str, list[str]], counters: Counter) -> str | None:

@@ -125,3 +125,55 @@ def test_output_pipe_closed_early_is_not_an_error(tmp_path):
     assert proc.wait(60) == 0
     assert b'"path":"/item/0"' in first
     assert proc.stderr.read() == b""
+
+
+# -- --max-parser-memory and the stop line ------------------------------------------------------
+
+def test_max_parser_memory_option():
+    assert cli.build_parser().parse_args(["pcap", "f.pcap"]).max_parser_memory == 64
+    args = cli.build_parser().parse_args(["run", "--max-parser-memory", "16"])
+    assert args.max_parser_memory == 16
+
+
+@pytest.mark.parametrize("value, reason", [("0", "must be positive"), ("1.5", "not a whole number")])
+def test_bad_max_parser_memory(value, reason, capsys):
+    assert reason in _argparse_error(["run", "--max-parser-memory", value], capsys)
+
+
+def test_pcap_run_uses_the_parser_memory_budget(tmp_path, monkeypatch, capsys):
+    from l7scope.conn import table as table_mod
+    from tests.capture.test_pcap_reader import write_pcap
+
+    budgets = []
+    real_init = table_mod.ConnectionTable.__init__
+
+    def init(self, *a, **kw):
+        budgets.append(kw.get("max_memory"))
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(table_mod.ConnectionTable, "__init__", init)
+    capture = tmp_path / "empty.pcap"
+    capture.write_bytes(write_pcap([]))
+    assert cli.main(["pcap", str(capture), "--max-parser-memory", "3",
+                     "--output", f"jsonl:{tmp_path / 'out.jsonl'}"]) == 0
+    assert budgets == [3 << 20]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "l7scope: stopped; 0 exchanges; nothing dropped; no parse errors; no internal errors")
+
+
+def test_stop_line_names_drops_parse_errors_and_internal_errors_apart():
+    from l7scope.agent import stop_line
+
+    counters = {"exchanges": 12, "ringbuf_full": 3, "connections_shed_memory": 2,
+                "bytes_shed_memory": 123456, "http1_dropped_pending": 1, "http1_lost_heads": 0,
+                "parse_error_bad_status_line": 4, "internal_error_http2": 2,
+                "internal_error_output": 1, "stream_gap_bytes": 9, "trace_context_b3_bad": 1}
+    reasons = ["http2: KeyError in _on_frame", "output: ValueError in offer",
+               "http2: KeyError in _on_frame"]
+    assert stop_line(counters, reasons) == (
+        "l7scope: stopped; 12 exchanges; dropped: ringbuf_full=3, connections_shed_memory=2, "
+        "bytes_shed_memory=123456, http1_dropped_pending=1; parse errors: "
+        "parse_error_bad_status_line=4; internal errors: internal_error_http2=2, "
+        "internal_error_output=1 (latest: http2: KeyError in _on_frame; output: ValueError in offer)")
+    assert stop_line({"exchanges": 0}) == (
+        "l7scope: stopped; 0 exchanges; nothing dropped; no parse errors; no internal errors")

@@ -1,10 +1,15 @@
 """Configuration parsing: defaults, a full file, and one test per validation error."""
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l7scope.config import (
-    CaptureSettings, Config, ConfigError, QueueSettings, SamplingRule, load_config, parse_config,
+    MAX_CONFIG_BYTES, CaptureSettings, Config, ConfigError, QueueSettings, RedactConfig,
+    SamplingRule, load_config, parse_config,
 )
 
 FULL = """
@@ -23,7 +28,8 @@ exporters:
   zipkin: {url: "http://127.0.0.1:9411/api/v2/spans", queue_size: 50, timeout_s: 2.5}
   otlp: {}
   skywalking: {address: "oap:11800", max_retries: 0}
-redact: {headers: [X-Secret], json_fields: [password, token]}
+redact: {headers: [X-Secret], json_fields: [password, token], body_fields: [pin, token],
+         query_params: [ticket], defaults: false}
 metrics_interval_s: 15
 service_name: edge
 """
@@ -53,7 +59,8 @@ def test_full_file(tmp_path):
     assert c.exporters.otlp.endpoint == "http://127.0.0.1:4318"
     assert c.exporters.skywalking.address == "oap:11800"
     assert c.exporters.skywalking.queue.max_retries == 0
-    assert c.redact.headers == ("X-Secret",) and c.redact.json_fields == ("password", "token")
+    assert c.redact == RedactConfig(headers=("X-Secret",), body_fields=("pin", "token", "password"),
+                                    query_params=("ticket",), defaults=False)
     assert (c.metrics_interval_s, c.service_name) == (15, "edge")
 
 
@@ -118,6 +125,11 @@ R = "sampling.rules"
     ({"exporters": {"otlp": {"max_retries": -1}}}, "exporters.otlp.max_retries: must be an integer >= 0"),
     ({"redact": {"headers": "Authorization"}}, "redact.headers: must be a list of strings"),
     ({"redact": {"json_fields": ["ok", 3]}}, "redact.json_fields[1]: must be a non-empty string"),
+    ({"redact": {"query_params": [""]}}, "redact.query_params[0]: must be a non-empty string"),
+    ({"redact": {"body_fields": "password"}}, "redact.body_fields: must be a list of strings"),
+    ({"redact": {"defaults": "no"}}, "redact.defaults: must be true or false"),
+    ({"sampling": {"a\nb": 1}}, "sampling.'a\\nb': unknown key"),
+    ({"x" * 500: 1}, "'" + "x" * 63 + "...: unknown key"),
     ({"metrics_interval_s": 0}, "metrics_interval_s: must be a number > 0"),
     ({"metrics_interval_s": float("nan")}, "metrics_interval_s: must be a number > 0"),
     ({"service_name": 7}, "service_name: must be a non-empty string"),
@@ -132,3 +144,72 @@ def test_validation_errors_name_the_field(doc, message):
 def test_rules_without_default_rule_are_allowed():
     c = parse_config({"sampling": {"rules": [{"uri_regex": "^/a"}]}})
     assert [r.uri_regex for r in c.sampling.rules] == ["^/a"]
+
+
+def test_redact_defaults():
+    assert Config.default().redact == RedactConfig((), (), (), True)
+
+
+# --- hostile files: one-line ConfigError, never another exception ------------------------
+
+def _load_bytes(tmp_path, data: bytes) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 400
+    return message.replace(str(path), "FILE")
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"service_name: \xff\xfe\n", "FILE: not valid UTF-8: line 1, byte 14"),
+    (b"a: 1\nservice_name: caf\xc3\n", "FILE: not valid UTF-8: line 2, byte 22"),
+    (b"sampling: " + b"[" * 5000 + b"]" * 5000, "FILE: "),
+    (b"sampling: " + b"{a: " * 40 + b"1" + b"}" * 40, "FILE: nested deeper than 32 levels (line 1)"),
+    (b"".join(b" " * i + b"a:\n" for i in range(200)), "FILE: nested deeper than 32 levels (line 33)"),
+    (b"- 1\n- 2\n", "(top level): must be a mapping"),
+    (b"just text\n", "(top level): must be a mapping"),
+    (b"service_name: 2001-02-30\n", "FILE: not valid YAML: ValueError: day is out of range"),
+    (b"service_name: !!binary '#!'\n", "service_name: must be a non-empty string"),
+    (b"service_name: !!binary 'a'\n", "FILE: not valid YAML: "),
+    (b"service_name: !!python/object:os.system {}\n", "FILE: not valid YAML: "),
+    (b"service_name: a\x00b\n", "FILE: not valid YAML: "),
+    (b"sampling:\n  rules: [{uri_regex: '" + b"(" * 3000 + b")" * 3000 + b"'}]\n",
+     "sampling.rules[0].uri_regex: does not compile"),
+    (b"? [a, b]\n: 1\n", "FILE: not valid YAML: "),
+    (b"# " + b"x" * MAX_CONFIG_BYTES + b"\n", f"FILE: too large (more than {MAX_CONFIG_BYTES} bytes)"),
+])
+def test_hostile_files_give_one_line_config_errors(tmp_path, data, message):
+    assert _load_bytes(tmp_path, data).startswith(message)
+
+
+def test_deep_flow_nesting_is_refused_before_the_document_is_built(tmp_path):
+    assert "nest" in _load_bytes(tmp_path, b"sampling: " + b"[" * 5000 + b"]" * 5000)
+
+
+def test_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it for reading must not block
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(str(fifo))
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(str(tmp_path))
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbfservice_name: edge\n")
+    assert load_config(str(path)).service_name == "edge"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.text(alphabet="{}[]:,-?&*!|>'\"\n #ab1", max_size=200)
+       .map(str.encode))
+def test_fuzz_load_config_raises_only_config_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    path.write_bytes(data)
+    try:
+        load_config(str(path))
+    except ConfigError as e:
+        assert "\n" not in str(e)

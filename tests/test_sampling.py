@@ -135,3 +135,33 @@ def test_capture_switches_and_require_complete():
     assert sampler.offer(make_exchange(response_complete=False)) is None
     assert sampler.counters["skipped_incomplete"] == 1
     assert sampler.offer(make_exchange(response_complete=True)) is not None
+
+
+def test_request_line_and_body_secrets_redacted_by_default():
+    got = _sampler([SamplingRule(min_duration_ms=0)]).offer(make_exchange(
+        path="/login?token=SEKRIT1&x=1", request_body=b"user=ann&password=SEKRIT3",
+        request_headers=(("Host", "svc"), ("Referer", "https://a.test/?code=SEKRIT5"))))
+    assert got.request_raw == (b"GET /login?token=[REDACTED]&x=1 HTTP/1.1\r\nHost: svc\r\n"
+                               b"Referer: https://a.test/?code=[REDACTED]\r\n\r\n"
+                               b"user=ann&password=[REDACTED]")
+
+
+class _CountingRedactor(Redactor):
+    __slots__ = ("rendered",)
+
+    def render_body(self, headers, body, body_len):
+        self.rendered += 1
+        return super().render_body(headers, body, body_len)
+
+
+def test_text_is_built_only_for_exchanges_that_take_a_place():
+    redactor = _CountingRedactor()
+    redactor.rendered = 0
+    sampler = _sampler([SamplingRule(min_duration_ms=10)], top_n=1, redactor=redactor)
+    assert sampler.offer(make_exchange(duration_ms=50)) is not None
+    assert redactor.rendered == 2  # request and response of the kept call
+    for _ in range(100):  # faster calls: no place, nothing rendered
+        assert sampler.offer(make_exchange(duration_ms=20)) is None
+    assert redactor.rendered == 2 and sampler.counters["not_kept"] == 100
+    assert sampler.offer(make_exchange(duration_ms=60)) is not None
+    assert redactor.rendered == 4 and sampler.counters["kept"] == 2

@@ -48,3 +48,12 @@ def test_no_trace_or_not_captured_gives_fewer_events():
     rule = SamplingRule(min_duration_ms=0, settings=CaptureSettings(capture_response=False))
     events = build_span_events(sample(make_exchange(), rule), mono_to_wall_ns)
     assert [e.name for e in events] == [REQUEST_EVENT]
+
+
+def test_path_tag_and_body_secrets_redacted_by_default():
+    ex = make_exchange(path="/a?api_key=SEKRIT1&page=2", request_body=b'{"Password":"SEKRIT2"}',
+                       request_headers=(("Content-Type", "text/plain"),))
+    req, resp = build_span_events(sample(ex), mono_to_wall_ns)
+    assert req.tag("http.path") == "/a?api_key=[REDACTED]&page=2"
+    assert req.tag("data_content") == '{"Password":"[REDACTED]"}'
+    assert "SEKRIT" not in repr(req.tags) + repr(resp.tags)

@@ -51,3 +51,11 @@ def test_rows_group_processes_by_command():
         s.observe(make_exchange(side="client", comm="curl", pid=pid))
     rows = [line.split()[:4] for line in draw(s, {}) if line.startswith("curl")]
     assert rows == [["curl", "10.1.0.3:51234", "http1", "3.0"]]
+
+
+def test_recent_paths_have_secret_parameters_redacted():
+    s = LiveSummary(out=io.StringIO(), every_s=0.5)
+    s.observe(make_exchange(path="/cb?code=SEKRIT1&state=2", comm="api", pid=42))
+    lines = draw(s, {})
+    assert any("/cb?code=[REDACTED]&state=2" in line for line in lines)
+    assert "SEKRIT1" not in "\n".join(lines)

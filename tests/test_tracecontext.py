@@ -152,6 +152,23 @@ def test_traceparent_not_sampled_flag():
     assert extract([("traceparent", W3C[:-2] + "00")])[0].sampled is False
 
 
+@pytest.mark.parametrize("flags, sampled", [("03", True), ("fe", False), ("ff", True)])
+def test_traceparent_flags_sampled_bit(flags, sampled):
+    assert extract([("traceparent", W3C[:-2] + flags)])[0].sampled is sampled
+
+
+@pytest.mark.parametrize("header, value, reason", [
+    ("traceparent", W3C[:-2] + "\u0660\u0661", "traceparent_bad_flags"),  # ARABIC-INDIC 01
+    ("traceparent", W3C[:-2] + "\uff10\uff11", "traceparent_bad_flags"),  # FULLWIDTH 01
+    ("sw8", _sw8(span="\u0661\u0662"), "sw8_bad_span_id"),
+    ("sw8", _sw8(span="1" * 11), "sw8_bad_span_id"),
+])
+def test_numbers_in_trace_headers_are_ascii_digits(header, value, reason):
+    counters = Counter()
+    assert extract([(header, value)], counters) == (None, None)
+    assert counters == Counter({reason: 1})
+
+
 def test_two_traceparent_headers_are_invalid():
     counters = Counter()
     assert extract([("traceparent", W3C), ("traceparent", W3C)], counters)[0] is None

@@ -13,13 +13,29 @@ tell which end is the client). Pieces before that are dropped; after `max_undete
 unrecognised messages the connection is marked "other" and ignored. ProtocolSwitched from the
 HTTP/1 analyzer switches to HTTP/2 (h2c) or marks the connection "other" (tunnel, websocket).
 
-Connection end: ConnectionClosed, a StreamEnded (the peer closed), idle expiry or LRU
-eviction (max_connections) all call the analyzer's eof(), so nothing pending is lost.
+Connection end: ConnectionClosed, a StreamEnded (the peer closed), idle expiry, LRU
+eviction (max_connections) or shedding (memory budget) all call the analyzer's eof(), so
+nothing pending is lost.
+
+Memory budget: after each chunk the connection's figure is refreshed (its analyzer's memory()
+plus bytes held undecided before detection) and so is the running total over all connections.
+While the total is over ``max_memory``, whole connections are shed, least recently used first
+(their analysis ends through eof(), so pending exchanges come out partial, noted
+SHED_NOTE), counted in ``connections_shed_memory`` and ``bytes_shed_memory``.
+
+Error boundary: an exception out of an analyzer or out of detection is our bug triggered by
+captured bytes. It is caught here, once per chunk and once per eof, counted as
+``internal_error_<protocol>`` with a short reason (exception type and innermost function; the
+latest are kept in ``internal_errors``), and that connection's analysis ends: it is marked
+FAILED and fed nothing more. Every other connection goes on.
+
+Counters are live: analyzers add their drops to ``counters`` (shared with them) when they
+happen, prefixed by protocol ("http1_dropped_pending", "http2_dropped_streams", ...).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field, replace
 
 from l7scope.capture.events import (
     ConnectionClosed, ConnectionOpened, DataChunk, Endpoint, Role, StreamEnded,
@@ -27,10 +43,15 @@ from l7scope.capture.events import (
 from l7scope.conn.stream import TOTALS as STREAM_TOTALS
 from l7scope.conn.stream import StreamPosition
 from l7scope.protocols.detect import NEED_MORE
-from l7scope.protocols.message import AnalyzerLimits, ProtocolSwitched
+from l7scope.protocols.message import AnalyzerLimits, ExchangeParsed, ProtocolSwitched
 
 OTHER = "other"
 NEED = "need_more"
+FAILED = "failed"  # analysis ended by an internal error: the connection is fed nothing more
+_DONE = (OTHER, FAILED)
+DEFAULT_MAX_MEMORY = 64 << 20
+SHED_NOTE = "shed: parser memory budget"
+MAX_REASONS = 16  # latest internal error reasons kept
 
 
 @dataclass(slots=True)
@@ -51,6 +72,7 @@ class Connection:
     pending_egress: bool = False
     pending_ts: int = 0
     endpoint_text: tuple[str | None, str | None] | None = None  # formatted once, by the pipeline
+    memory: int = 0  # the figure last counted in the table's memory_total
     egress_pos: StreamPosition = field(default_factory=StreamPosition)
     ingress_pos: StreamPosition = field(default_factory=StreamPosition)
 
@@ -60,6 +82,12 @@ class Connection:
         if self.role is Role.SERVER:
             return False
         return _guess_client_is_local(self.local, self.remote)
+
+
+def _protocol_name(conn: Connection) -> str:
+    """The protocol an internal error is counted under ("detect" before one is known)."""
+    p = conn.protocol
+    return p if p not in (None, NEED, OTHER, FAILED) else "detect"
 
 
 def guess_role(local: Endpoint | None, remote: Endpoint | None, listening) -> Role:
@@ -82,33 +110,50 @@ def _guess_client_is_local(local: Endpoint | None, remote: Endpoint | None) -> b
     return lp > rp
 
 
-def _make_analyzer(protocol: str, limits: AnalyzerLimits, seen_from_start: bool):
+def _make_analyzer(protocol: str, limits: AnalyzerLimits, seen_from_start: bool, counters: dict):
     if protocol == "http1":
         from l7scope.protocols.http1 import Http1Analyzer
 
-        return Http1Analyzer(limits)
+        return Http1Analyzer(limits, counters=counters)
     from l7scope.protocols.http2 import Http2Analyzer
 
-    return Http2Analyzer(limits, seen_from_start=seen_from_start)
+    if not hasattr(Http2Analyzer, "memory"):  # until http2.py has counters= and memory()
+        a = Http2Analyzer(limits, seen_from_start=seen_from_start)
+        a.memory = lambda: 0
+        return a
+    return Http2Analyzer(limits, seen_from_start=seen_from_start, counters=counters)
+
+
+def error_reason(exc: BaseException) -> str:
+    """Exception type and the innermost function it came from: "KeyError in _read_head"."""
+    tb, where = exc.__traceback__, "?"
+    while tb is not None:
+        where, tb = tb.tb_frame.f_code.co_name, tb.tb_next
+    return f"{type(exc).__name__} in {where}"
 
 
 class ConnectionTable:
     """handle(event) -> [(connection, analyzer event), ...]; bounded by max_connections."""
 
     def __init__(self, limits: AnalyzerLimits | None = None, max_connections: int = 16384,
-                 idle_timeout_ns: int = 300 * 10**9, max_undetected: int = 16, listening=None):
+                 idle_timeout_ns: int = 300 * 10**9, max_undetected: int = 16, listening=None,
+                 max_memory: int = DEFAULT_MAX_MEMORY):
         from l7scope.protocols.detect import detect
 
         self._detect = detect
         self.limits = limits or AnalyzerLimits()
         self.max_connections = max_connections
+        self.max_memory = max_memory
+        self.memory_total = 0  # sum of every connection's memory figure
         self.idle_timeout_ns = idle_timeout_ns
         self.max_undetected = max_undetected
         self.listening = listening  # container of local listening ports (kernel path), or None
         self.conns: OrderedDict[int, Connection] = OrderedDict()
         self.counters = {"connections_evicted": 0, "connections_expired": 0,
                          "bytes_before_detection": 0, "connections_other": 0,
+                         "connections_shed_memory": 0, "bytes_shed_memory": 0,
                          **dict.fromkeys(STREAM_TOTALS, 0)}
+        self.internal_errors: deque[str] = deque(maxlen=MAX_REASONS)  # "http1: KeyError in f"
 
     # -- events -----------------------------------------------------------------------------
 
@@ -162,8 +207,23 @@ class ConnectionTable:
     def _data(self, ev: DataChunk) -> list:
         conn, out = self._conn_for(ev)
         conn.last_ts = ev.ts
-        if conn.protocol == OTHER:
+        if conn.protocol in _DONE:
             return out
+        try:
+            self._feed_pieces(conn, ev, out)
+            held = conn.analyzer.memory() if conn.analyzer is not None else 0
+        except Exception as exc:  # noqa: BLE001 - the one boundary: our bug, not the agent's end
+            self.fail(conn, exc)
+            held = 0
+        held += len(conn.pending)
+        self.memory_total += held - conn.memory
+        conn.memory = held
+        if self.memory_total > self.max_memory:
+            out += self._shed(ev.ts)
+        return out
+
+    def _feed_pieces(self, conn: Connection, ev: DataChunk, out: list) -> None:
+        """Place the chunk in its direction and feed the pieces; events are added to ``out``."""
         pos = conn.egress_pos if ev.egress else conn.ingress_pos
         for kind, value in pos.place(ev.seq, ev.data, ev.length):
             if conn.analyzer is None:
@@ -175,15 +235,24 @@ class ConnectionTable:
                     events = conn.analyzer.feed(egress == conn.client_is_local(), data, ts)
                     out += self._route(conn, events, ev.ts)
                 if conn.protocol == OTHER:
-                    return out
+                    return
                 continue
             from_client = ev.egress == conn.client_is_local()
             a = conn.analyzer
             events = a.feed(from_client, value, ev.ts) if kind == "data" else a.skip(from_client, value, ev.ts)
             out += self._route(conn, events, ev.ts)
             if conn.protocol == OTHER:
-                break
-        return out
+                return
+
+    def fail(self, conn: Connection, exc: BaseException, protocol: str | None = None) -> None:
+        """An internal error on this connection: count it, end its analysis, feed it no more."""
+        self.record_internal_error(protocol or _protocol_name(conn), exc)
+        conn.analyzer, conn.protocol, conn.pending = None, FAILED, b""
+
+    def record_internal_error(self, protocol: str, exc: BaseException) -> None:
+        name = f"internal_error_{protocol}"
+        self.counters[name] = self.counters.get(name, 0) + 1
+        self.internal_errors.append(f"{protocol}: {error_reason(exc)}")
 
     def _drop_pending(self, conn: Connection, hole: int, egress: bool) -> None:
         """Count a hole seen before detection; held bytes of the same direction go with it."""
@@ -231,17 +300,16 @@ class ConnectionTable:
             else:
                 conn.role = guess_role(conn.local, conn.remote, self.listening)
         conn.protocol = protocol
-        conn.analyzer = _make_analyzer(protocol, self.limits, conn.seen_from_start)
+        conn.analyzer = _make_analyzer(protocol, self.limits, conn.seen_from_start, self.counters)
         return True
 
     def _route(self, conn: Connection, events: list, ts: int) -> list:
         out = []
         for e in events:
             if type(e) is ProtocolSwitched:
-                self._absorb(conn.analyzer)
                 if e.to == "h2c":
                     conn.protocol = "http2"
-                    conn.analyzer = _make_analyzer("http2", self.limits, True)
+                    conn.analyzer = _make_analyzer("http2", self.limits, True, self.counters)
                     if e.request is not None:
                         conn.analyzer.upgraded_from(e.request)
                     if e.remainder:
@@ -255,17 +323,29 @@ class ConnectionTable:
         return out
 
     def _finish(self, conn: Connection, ts: int) -> list:
+        """The connection's analysis ends (it left the table, or its stream ended)."""
+        self.memory_total -= conn.memory
+        conn.memory = 0
         if conn.analyzer is None:
             return []
-        out = [(conn, e) for e in conn.analyzer.eof(ts)]
-        self._absorb(conn.analyzer)
-        return out
+        try:
+            return [(conn, e) for e in conn.analyzer.eof(ts)]
+        except Exception as exc:  # noqa: BLE001 - the one boundary, as in _data
+            self.fail(conn, exc)
+            return []
 
-    def _absorb(self, analyzer) -> None:
-        """An analyzer is done: its drop counters join the table's (prefixed by protocol)."""
-        for key, value in analyzer.counters().items():
-            name = f"{analyzer.protocol}_{key}"
-            self.counters[name] = self.counters.get(name, 0) + value
+    def _shed(self, ts: int) -> list:
+        """Over the memory budget: end whole connections, least recently used first."""
+        out = []
+        while self.memory_total > self.max_memory and self.conns:
+            _, conn = self.conns.popitem(last=False)
+            self.counters["connections_shed_memory"] += 1
+            self.counters["bytes_shed_memory"] += conn.memory
+            for c, e in self._finish(conn, ts):
+                if type(e) is ExchangeParsed:
+                    e = replace(e, notes=e.notes + (SHED_NOTE,))
+                out.append((c, e))
+        return out
 
     # -- housekeeping -------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ typedef struct {
     PyObject *events; /* the list being filled during a call */
     int failed;       /* a Python error happened inside the sink */
     h1_counters last; /* what was already added to shared */
+    PyObject *weakrefs;
 } Analyzer;
 
 /* ------------------------------------------------------------------ C events -> Python */
@@ -299,6 +300,8 @@ static int Analyzer_clear(Analyzer *self) {
 
 static void Analyzer_dealloc(Analyzer *self) {
     PyObject_GC_UnTrack(self);
+    if (self->weakrefs)
+        PyObject_ClearWeakRefs((PyObject *)self);
     h1_free(self->a);
     self->a = NULL;
     Analyzer_clear(self);
@@ -417,8 +420,10 @@ static PyMemberDef Analyzer_members[] = {
 static PyTypeObject AnalyzerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "l7scope.dataplane._h1.Http1Analyzer",
-    .tp_doc = "Sans-IO HTTP/1.x analyzer for one connection (both directions, in observed "
+    .tp_doc = "Http1Analyzer(limits=None, counters=None)\n--\n\n"
+              "Sans-IO HTTP/1.x analyzer for one connection (both directions, in observed "
               "order), compiled.",
+    .tp_weaklistoffset = offsetof(Analyzer, weakrefs),
     .tp_basicsize = sizeof(Analyzer),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -604,6 +609,8 @@ static struct PyModuleDef h1module = {
 };
 
 PyMODINIT_FUNC PyInit__h1(void) {
+    /* the analyzers' state is Python's memory to tracemalloc (the raw domain needs no GIL) */
+    h1_set_allocator(PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree);
     if (PyType_Ready(&AnalyzerType) < 0)
         return NULL;
     PyObject *mod = PyModule_Create(&h1module);

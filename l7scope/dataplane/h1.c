@@ -45,6 +45,8 @@
 
 enum { M_LOST = 0, M_HEAD, M_CONNECT, M_OTHER };
 
+#define QUEUE_CAP 8 /* the queue's fixed part; it grows with pipelining and shrinks back */
+
 typedef struct pending {
     struct pending *next_limbo;
     uint8_t method, request_done, answered, absorbing, note, absorb_note;
@@ -80,12 +82,12 @@ static pending *q_at(const h1_analyzer *a, uint32_t i) {
 static int q_push(h1_analyzer *a, pending *e) {
     if (a->qlen == a->qcap) {
         uint32_t cap = a->qcap ? a->qcap * 2 : 8;
-        pending **q = malloc((size_t)cap * sizeof *q);
+        pending **q = h1_mem_malloc((size_t)cap * sizeof *q);
         if (!q)
             return -1;
         for (uint32_t i = 0; i < a->qlen; i++)
             q[i] = q_at(a, i);
-        free(a->queue);
+        h1_mem_free(a->queue);
         a->queue = q;
         a->qcap = cap;
         a->qhead = 0;
@@ -117,7 +119,7 @@ static void free_entry(pending *e) {
     if (e->response != e->request)
         h1_msg_free(e->response);
     h1_msg_free(e->request);
-    free(e);
+    h1_mem_free(e);
 }
 
 static void clear_limbo(h1_analyzer *a) {
@@ -197,9 +199,9 @@ static int request_started(h1_analyzer *a, h1_msg *m) {
         else
             tail->absorbing = 0; /* pipelined: the lost request is answered first */
     }
-    pending *e = calloc(1, sizeof *e);
+    pending *e = h1_mem_calloc(1, sizeof *e);
     if (!e || q_push(a, e)) {
-        free(e);
+        h1_mem_free(e);
         return -1;
     }
     e->method = (uint8_t)method_code(m);
@@ -323,9 +325,9 @@ static int client_sync_lost(h1_analyzer *a, int had_message) {
         a->unpaired_responses--; /* its response came already, as "request not seen" */
         return 0;
     }
-    pending *e = calloc(1, sizeof *e);
+    pending *e = h1_mem_calloc(1, sizeof *e);
     if (!e || q_push(a, e)) {
-        free(e);
+        h1_mem_free(e);
         return -1;
     }
     e->method = M_LOST;
@@ -410,11 +412,11 @@ static int content_length(const h1_msg *m, uint64_t *out) {
             continue;
         if (n == cap) {
             cap = m->nall;
-            const uint8_t **v2 = malloc(cap * sizeof *v2);
-            size_t *l2 = malloc(cap * sizeof *l2);
+            const uint8_t **v2 = h1_mem_malloc(cap * sizeof *v2);
+            size_t *l2 = h1_mem_malloc(cap * sizeof *l2);
             if (!v2 || !l2) {
-                free(v2);
-                free(l2);
+                h1_mem_free(v2);
+                h1_mem_free(l2);
                 goto out;
             }
             memcpy(v2, vals, n * sizeof *v2);
@@ -428,8 +430,8 @@ static int content_length(const h1_msg *m, uint64_t *out) {
     ok = h1_parse_content_length(vals, lens, n, out);
 out:
     if (vals != small_v) {
-        free(vals);
-        free(lens);
+        h1_mem_free(vals);
+        h1_mem_free(lens);
     }
     return ok;
 }
@@ -519,7 +521,7 @@ h1_framing h1_sink_framing(h1_analyzer *a, h1_reader *r, h1_msg *m) {
 /* ------------------------------------------------------------------ the public contract */
 
 h1_analyzer *h1_new(const h1_limits *limits, h1_sink sink, void *ctx) {
-    h1_analyzer *a = calloc(1, sizeof *a);
+    h1_analyzer *a = h1_mem_calloc(1, sizeof *a);
     if (!a)
         return NULL;
     a->limits = *limits;
@@ -527,6 +529,12 @@ h1_analyzer *h1_new(const h1_limits *limits, h1_sink sink, void *ctx) {
     a->ctx = ctx;
     h1_reader_init(&a->client, a, 1);
     h1_reader_init(&a->server, a, 0);
+    a->queue = h1_mem_malloc(QUEUE_CAP * sizeof *a->queue);
+    if (!a->queue) {
+        h1_mem_free(a);
+        return NULL;
+    }
+    a->qcap = QUEUE_CAP;
     return a;
 }
 
@@ -537,10 +545,10 @@ void h1_free(h1_analyzer *a) {
     while (a->qlen)
         q_pop_front(a);
     clear_limbo(a);
-    free(a->queue);
+    h1_mem_free(a->queue);
     h1_reader_clear(&a->client);
     h1_reader_clear(&a->server);
-    free(a);
+    h1_mem_free(a);
 }
 
 void h1_set_sink(h1_analyzer *a, h1_sink sink, void *ctx) {
@@ -550,6 +558,14 @@ void h1_set_sink(h1_analyzer *a, h1_sink sink, void *ctx) {
 
 static int done(h1_analyzer *a, int rc) {
     clear_limbo(a);
+    if (a->qlen == 0 && a->qcap != QUEUE_CAP) {
+        pending **q = h1_mem_realloc(a->queue, QUEUE_CAP * sizeof *q);
+        if (q) {
+            a->queue = q;
+            a->qcap = QUEUE_CAP;
+            a->qhead = 0;
+        }
+    }
     if (rc < 0)
         a->failed = 1;
     return a->failed ? -1 : 0;

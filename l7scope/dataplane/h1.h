@@ -133,6 +133,11 @@ void h1_get_counters(const h1_analyzer *a, h1_counters *out);
 int h1_stopped(const h1_analyzer *a);
 size_t h1_memory(const h1_analyzer *a);
 
+/* Where memory comes from (default: malloc/realloc/free); set before any analyzer exists.
+ * The Python wrapper passes PyMem_Raw* so tracemalloc sees the analyzers' state. */
+void h1_set_allocator(void *(*alloc)(size_t), void *(*resize)(void *, size_t),
+                      void (*release)(void *));
+
 /* Text of the enums (for the wrapper and for logs). */
 const char *h1_error_name(int code);
 const char *h1_exchange_note_text(int note);

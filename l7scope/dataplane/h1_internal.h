@@ -11,6 +11,12 @@
 #define H1_CR 13
 #define H1_LF 10
 
+/* every allocation goes through these (h1_set_allocator picks the functions) */
+void *h1_mem_malloc(size_t n);
+void *h1_mem_calloc(size_t n, size_t size);
+void *h1_mem_realloc(void *p, size_t n);
+void h1_mem_free(void *p);
+
 typedef struct h1_buf { uint8_t *p; size_t len, cap; } h1_buf;
 
 int h1_buf_set(h1_buf *b, const uint8_t *a, size_t alen, const uint8_t *c, size_t clen);

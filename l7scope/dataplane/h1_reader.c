@@ -41,7 +41,6 @@
 
 #include "h1_internal.h"
 
-#define KEEP_CAP 16384 /* buffer capacity kept between feeds; larger buffers are freed */
 
 static const uint8_t TABLE[H1_STATE_END][H1_STEP_END] = {
     [H1_HEAD] = {[H1_MESSAGE_DONE] = H1_HEAD, [H1_BODY_BY_LENGTH] = H1_LENGTH_BODY,
@@ -135,7 +134,7 @@ static int64_t ts_at(const h1_reader *r, size_t pos) {
 
 static int keep(h1_reader *r, const uint8_t *buf, size_t end, size_t pos) {
     if (pos >= end) {
-        h1_buf_release(&r->carry, KEEP_CAP);
+        h1_buf_release(&r->carry, 0);
         return 0;
     }
     if (h1_buf_set(&r->carry, buf + pos, end - pos, NULL, 0))
@@ -408,8 +407,12 @@ static int read_chunk_size(h1_reader *r, const uint8_t *buf, size_t end, size_t 
         a++;
     while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == H1_CR))
         b--;
-    uint64_t size;
-    if (!h1_parse_hex(buf + a, b - a, &size, 16)) {
+    /* chunk-size = 1*HEXDIG; leading zeros aside, at most 15 digits (a 60-bit size) */
+    uint64_t size = 0;
+    size_t z = a;
+    while (z < b && buf[z] == '0')
+        z++;
+    if (a == b || (z < b && !h1_parse_hex(buf + z, b - z, &size, 15))) {
         char detail[H1_DETAIL_MAX];
         size_t n = h1_repr(detail, sizeof detail, buf + p, nl - p < 64 ? nl - p : 64, 1);
         return bad_chunking(r, H1_ERR_BAD_CHUNK_SIZE, detail, n);
@@ -546,7 +549,7 @@ static int lose_sync_in_hole(h1_reader *r) {
     if (had_message < 0)
         return -1;
     r->discarded_bytes += r->carry.len;
-    h1_buf_release(&r->carry, KEEP_CAP);
+    h1_buf_release(&r->carry, 0);
     if (advance(r, H1_HOLE) < 0)
         return -1;
     return h1_sink_sync_lost(r->owner, r, had_message);
@@ -591,7 +594,7 @@ int h1_reader_feed(h1_reader *r, const uint8_t *data, size_t len, int64_t ts) {
     }
     r->cur = NULL;
     int rc = keep(r, buf, end, pos);
-    h1_buf_release(&r->scratch, KEEP_CAP);
+    h1_buf_release(&r->scratch, 0);
     return rc;
 }
 

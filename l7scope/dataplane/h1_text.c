@@ -20,40 +20,56 @@ const char *const h1_known_methods[] = {
 };
 const size_t h1_known_methods_count = sizeof h1_known_methods / sizeof h1_known_methods[0];
 
-/* ------------------------------------------------------------------ buffers and messages */
+/* ------------------------------------------------------------------ memory */
 
-static int grow(uint8_t **p, size_t *cap, size_t need) {
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need) {
-        if (n > SIZE_MAX / 2)
-            return -1;
-        n *= 2;
-    }
-    uint8_t *q = realloc(*p, n);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
+static void *(*alloc_fn)(size_t) = malloc;
+static void *(*resize_fn)(void *, size_t) = realloc;
+static void (*release_fn)(void *) = free;
+
+void h1_set_allocator(void *(*alloc)(size_t), void *(*resize)(void *, size_t),
+                      void (*release)(void *)) {
+    alloc_fn = alloc;
+    resize_fn = resize;
+    release_fn = release;
 }
 
-/* b = a + c (a may point into b's own bytes: it is copied first when it does) */
+void *h1_mem_malloc(size_t n) { return alloc_fn(n ? n : 1); }
+void *h1_mem_realloc(void *p, size_t n) { return resize_fn(p, n ? n : 1); }
+void h1_mem_free(void *p) {
+    if (p)
+        release_fn(p);
+}
+void *h1_mem_calloc(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = h1_mem_malloc(n * size);
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+/* ------------------------------------------------------------------ buffers and messages */
+
+/* b = a + c, in a buffer of exactly that size (a may point into b's own bytes) */
 int h1_buf_set(h1_buf *b, const uint8_t *a, size_t alen, const uint8_t *c, size_t clen) {
     if (alen > SIZE_MAX - clen)
         return -1;
-    if (b->p && a >= b->p && a < b->p + b->cap) {
+    size_t need = alen + clen;
+    int inside = b->p && a >= b->p && a < b->p + b->cap;
+    if (inside)
         memmove(b->p, a, alen);
-        a = b->p;
+    if (need != b->cap) {
+        uint8_t *q = h1_mem_realloc(b->p, need);
+        if (!q)
+            return -1;
+        b->p = q;
+        b->cap = need;
     }
-    if (grow(&b->p, &b->cap, alen + clen))
-        return -1;
-    if (a != b->p && alen)
+    if (!inside && alen)
         memcpy(b->p, a, alen);
     if (clen)
         memcpy(b->p + alen, c, clen);
-    b->len = alen + clen;
+    b->len = need;
     return 0;
 }
 
@@ -61,14 +77,14 @@ int h1_buf_set(h1_buf *b, const uint8_t *a, size_t alen, const uint8_t *c, size_
 void h1_buf_release(h1_buf *b, size_t keep_cap) {
     b->len = 0;
     if (b->cap > keep_cap) {
-        free(b->p);
+        h1_mem_free(b->p);
         b->p = NULL;
         b->cap = 0;
     }
 }
 
 h1_msg *h1_msg_new(int is_request, int64_t start_ns, uint32_t capture) {
-    h1_msg *m = calloc(1, sizeof *m);
+    h1_msg *m = h1_mem_calloc(1, sizeof *m);
     if (!m)
         return NULL;
     m->is_request = (uint8_t)is_request;
@@ -82,10 +98,10 @@ h1_msg *h1_msg_new(int is_request, int64_t start_ns, uint32_t capture) {
 void h1_msg_free(h1_msg *m) {
     if (!m)
         return;
-    free(m->arena);
-    free(m->fields);
-    free(m->trailers);
-    free(m);
+    h1_mem_free(m->arena);
+    h1_mem_free(m->fields);
+    h1_mem_free(m->trailers);
+    h1_mem_free(m);
 }
 
 /* Arena growth: the head is copied once at its exact size; later appends (body capture,
@@ -99,7 +115,7 @@ int h1_msg_append(h1_msg *m, const uint8_t *data, size_t len, h1_span *out) {
         size_t most = need + (m->capture_left > len ? m->capture_left - len : 0);
         cap = cap < need ? need : cap > most ? most : cap;
         cap = cap > UINT32_MAX ? UINT32_MAX : cap;
-        uint8_t *q = realloc(m->arena, cap);
+        uint8_t *q = h1_mem_realloc(m->arena, cap);
         if (!q)
             return -1;
         m->arena = q;
@@ -300,7 +316,7 @@ int h1_start_prefix_plausible(const uint8_t *p, size_t len, int is_request) {
 static int push_field(h1_field **fields, uint32_t *n, uint32_t *cap, h1_field f) {
     if (*n == *cap) {
         uint32_t c = *cap ? *cap * 2 : 16;
-        h1_field *q = realloc(*fields, (size_t)c * sizeof *q);
+        h1_field *q = h1_mem_realloc(*fields, (size_t)c * sizeof *q);
         if (!q)
             return -1;
         *fields = q;
@@ -332,14 +348,14 @@ static int fold(h1_msg *m, h1_field *last, h1_span line) {
     h1_span tail;
     uint32_t prev_off = last->value.off, prev_len = last->value.len;
     size_t need = (size_t)prev_len + 1 + more.len;
-    uint8_t *tmp = malloc(need);
+    uint8_t *tmp = h1_mem_malloc(need);
     if (!tmp)
         return -1;
     memcpy(tmp, m->arena + prev_off, prev_len);
     tmp[prev_len] = ' ';
     memcpy(tmp + prev_len + 1, m->arena + more.off, more.len);
     int rc = h1_msg_append(m, tmp, need, &tail);
-    free(tmp);
+    h1_mem_free(tmp);
     last->value = tail;
     return rc;
 }
@@ -425,8 +441,9 @@ static int decimal(const uint8_t *p, size_t len, uint64_t *out) {
 
 /* RFC 9110 8.6: a recipient of a list like "42, 42" "MAY either reject the message as invalid
  * or replace that invalid field value with a single instance of the decimal value, as long as
- * all members are identical"; we do the latter, also across repeated fields. At most 18
- * digits (the value fits in 63 bits). */
+ * all members are identical"; we do the latter, also across repeated fields. Members are
+ * compared with their OWS (SP / HTAB) stripped; a length is 1*DIGIT in ASCII, at most 18 digits
+ * (the value fits in 63 bits). */
 int h1_parse_content_length(const uint8_t *const *values, const size_t *lens, size_t n,
                             uint64_t *out) {
     if (n == 1 && decimal(values[0], lens[0], out))
@@ -438,7 +455,7 @@ int h1_parse_content_length(const uint8_t *const *values, const size_t *lens, si
         for (size_t i = 0; i <= lens[v]; i++) {
             if (i < lens[v] && values[v][i] != ',')
                 continue;
-            h1_span s = strip_py(values[v], (h1_span){(uint32_t)start, (uint32_t)(i - start)});
+            h1_span s = strip_sp_ht(values[v], (h1_span){(uint32_t)start, (uint32_t)(i - start)});
             if (!ref) {
                 ref = values[v];
                 rs = s;

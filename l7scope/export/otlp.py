@@ -127,7 +127,7 @@ class OtlpExporter:
         assert trace is not None and trace.span_id is not None
         span = trace_pb2.Span(
             trace_id=trace_id_bytes(trace.trace_id), span_id=bytes.fromhex(trace.span_id),
-            name=span_name(ex), kind=_KIND.get(ex.side or "", trace_pb2.Span.SPAN_KIND_UNSPECIFIED),
+            name=span_name(ex, self._redactor.redact_path), kind=_KIND.get(ex.side or "", trace_pb2.Span.SPAN_KIND_UNSPECIFIED),
             start_time_unix_nano=self._mono_to_wall_ns(ex.start_ns),
             end_time_unix_nano=self._mono_to_wall_ns(max(ex.end_ns, ex.start_ns)))
         if trace.parent_span_id:
@@ -152,7 +152,7 @@ class OtlpExporter:
         if ex.method:
             attrs.append(_kv("http.request.method", ex.method))
         if ex.path is not None:
-            attrs.append(_kv("url.path", ex.path.split("?", 1)[0]))
+            attrs.append(_kv("url.path", ex.path.split("?", 1)[0].split("#", 1)[0]))
         if ex.status is not None:
             attrs.append(_kv("http.response.status_code", ex.status))
         if ex.grpc_status is not None:

@@ -15,7 +15,9 @@ the header carried one. ``name`` is the lowercase method (for gRPC the method pa
 epoch and ``duration`` microseconds (at least 1). Each span-attached event
 becomes two annotations, "Start <event>" and "Finished <event>"; a value that repeats in one
 span gets a "-2", "-3"... suffix. The event tags become span tags prefixed by the direction
-("request.data_content"), next to http.method, http.path, http.status_code.
+("request.data_content"), next to http.method, http.path, http.status_code. Paths are shown
+with their secret query parameters redacted (the exporter's Redactor, even when the record
+was built without one).
 """
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ class ZipkinExporter:
             span["kind"] = _KIND[ex.side]
             if ex.side == "server":
                 span["shared"] = True
-        span["name"] = span_name(ex)
+        span["name"] = span_name(ex, self._redactor.redact_path)
         span["timestamp"] = start_us
         span["duration"] = max(1, ex.duration_ns // 1000)
         span["localEndpoint"] = _endpoint(ex.local, ex.comm)
@@ -92,15 +94,17 @@ class ZipkinExporter:
             span["remoteEndpoint"] = remote
         events = build_span_events(sampled, self._mono_to_wall_ns, self._redactor)
         span["annotations"] = _annotations(events)
-        span["tags"] = _tags(sampled, events)
+        span["tags"] = _tags(sampled, events, self._redactor.redact_path)
         return span
 
 
-def span_name(ex: Exchange) -> str:
+def span_name(ex: Exchange, redact_path: Callable[[str], str] | None = None) -> str:
     """The lowercase method, e.g. "get": names are lookup labels and must stay low-cardinality
-    (the path, which embeds ids, goes to the http.path tag). gRPC: the method path."""
+    (the path, which embeds ids, goes to the http.path tag). gRPC: the method path, without
+    its query and fragment (``redact_path`` also applied when given)."""
     if ex.protocol == "grpc" and ex.path:
-        return ex.path.split("?", 1)[0][:200]
+        path = redact_path(ex.path) if redact_path else ex.path
+        return path.split("?", 1)[0].split("#", 1)[0][:200]
     return (ex.method or "unknown").lower()
 
 
@@ -133,13 +137,14 @@ def _annotations(events: list[SpanEvent]) -> list[dict]:
     return out
 
 
-def _tags(sampled: SampledExchange, events: list[SpanEvent]) -> dict[str, str]:
+def _tags(sampled: SampledExchange, events: list[SpanEvent],
+          redact_path: Callable[[str], str]) -> dict[str, str]:
     ex = sampled.exchange
     tags = {"l7scope.protocol": ex.protocol, "l7scope.sampling_reason": sampled.reason}
     if ex.method:
         tags["http.method"] = ex.method
     if ex.path is not None:
-        tags["http.path"] = ex.path
+        tags["http.path"] = redact_path(ex.path)
     if ex.status is not None:
         tags["http.status_code"] = str(ex.status)
     if ex.grpc_status is not None:

@@ -137,24 +137,49 @@ def _read_string(block: bytes, pos: int) -> tuple[bytes, int]:
         raise HpackError("truncated", "string literal runs past the end of the block")
     raw = block[pos:end]
     if first & 0x80:
-        decoded = _HUFFMAN_CACHE.get(raw)
-        if decoded is None:
-            try:
-                decoded = huffman_decode(raw)
-            except HuffmanError as exc:
-                raise HpackError("huffman", str(exc)) from None
-            if len(_HUFFMAN_CACHE) >= HUFFMAN_CACHE_SIZE:
-                _HUFFMAN_CACHE.clear()
-            _HUFFMAN_CACHE[raw] = decoded
-        raw = decoded
+        raw = _huffman(raw)
     return raw, end
+
+
+def _huffman(raw: bytes) -> bytes:
+    """Decoded Huffman string, through the process-wide cache (below)."""
+    decoded = _HUFFMAN_CACHE.get(raw)
+    if decoded is not None:
+        return decoded
+    try:
+        decoded = huffman_decode(raw)
+    except HuffmanError as exc:
+        raise HpackError("huffman", str(exc)) from None
+    if len(raw) <= HUFFMAN_CACHE_MAX_STRING:
+        global _huffman_cache_bytes
+        cost = len(raw) + len(decoded) + HUFFMAN_CACHE_ENTRY_OVERHEAD
+        if _huffman_cache_bytes + cost > HUFFMAN_CACHE_BYTES or \
+                len(_HUFFMAN_CACHE) >= HUFFMAN_CACHE_SIZE:
+            _HUFFMAN_CACHE.clear()
+            _huffman_cache_bytes = 0
+        _HUFFMAN_CACHE[raw] = decoded
+        _huffman_cache_bytes += cost
+    return decoded
 
 
 # Header strings repeat byte for byte across blocks (server, content-type, user-agent...):
 # decoded Huffman strings are kept, keyed by their encoded octets. Only valid encodings are
-# cached, so an error is raised every time. Bounded: cleared when full.
+# cached, so an error is raised every time. Process-wide and bounded by bytes: strings longer
+# than HUFFMAN_CACHE_MAX_STRING encoded octets are decoded every time (long values rarely
+# repeat, and they would crowd out the short ones); entries cost their key and value octets
+# plus HUFFMAN_CACHE_ENTRY_OVERHEAD (two bytes objects and a dict slot); the cache is cleared
+# when the next entry would pass HUFFMAN_CACHE_BYTES or HUFFMAN_CACHE_SIZE entries.
+HUFFMAN_CACHE_BYTES = 1024 * 1024
+HUFFMAN_CACHE_MAX_STRING = 256
+HUFFMAN_CACHE_ENTRY_OVERHEAD = 96
 HUFFMAN_CACHE_SIZE = 4096
 _HUFFMAN_CACHE: dict[bytes, bytes] = {}
+_huffman_cache_bytes = 0
+
+
+def huffman_cache_bytes() -> int:
+    """Bytes the Huffman cache holds now, by the accounting above (at most HUFFMAN_CACHE_BYTES)."""
+    return _huffman_cache_bytes
 
 
 class Decoder:
@@ -169,6 +194,7 @@ class Decoder:
         self._size = 0  # sum of self._sizes
         self._unknown_entries = 0  # entries whose name was never learned
         self._complete = True  # every entry the peer holds is one we learned
+        self.advertised_table_size: int | None = None  # set when the limit was clamped
 
     @property
     def max_table_size(self) -> int:
@@ -183,6 +209,16 @@ class Decoder:
             # cannot survive it, so evicting now keeps only what the peer may still reference.
             self._capacity = value
             self._evict(0)
+
+    def set_limit(self, limit: int, advertised: int | None = None) -> None:
+        """Apply an acknowledged SETTINGS_HEADER_TABLE_SIZE; ``advertised``: the larger value
+        the peer sent when ``limit`` is our clamp of it (kept to explain a later reset)."""
+        self.max_table_size = limit
+        self.advertised_table_size = advertised
+
+    def memory(self) -> int:
+        """Size of the dynamic table by RFC 7541 4.1 (entries + 32 octets each)."""
+        return self._size
 
     @property
     def table_size(self) -> int:
@@ -370,8 +406,11 @@ class ObserverDecoder(Decoder):
             decoded = self._decode_block(block)
         except HpackError as exc:
             self._clear_learned()
-            note = f"hpack: table reset ({exc.code})"
-            return DecodedBlock(headers=(), unknown=1, notes=(note,), reset=True)
+            notes = (f"hpack: table reset ({exc.code})",)
+            if exc.code == "size_update_too_large" and self.advertised_table_size is not None:
+                notes += (f"hpack: peer table size {self.advertised_table_size} above the "
+                          f"{self.max_table_size} octets followed",)
+            return DecodedBlock(headers=(), unknown=1, notes=notes, reset=True)
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the observer's pipeline
             self._clear_learned()
             note = f"hpack: table reset (internal {type(exc).__name__})"

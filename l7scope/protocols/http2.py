@@ -14,18 +14,24 @@ Three layers, one way:
    decoded, even on streams we do not track, so that the dynamic table stays in step.
 3. A stream tracker pairs the request and the response of each stream id and emits
    ``ExchangeParsed`` when the response ends (END_STREAM), the stream is reset (RST_STREAM),
-   the connection goes away (GOAWAY) or ends (eof). Open streams are bounded
-   (limits.max_pending * 8); the oldest is flushed with a note when the bound is hit.
+   the connection goes away (GOAWAY) or ends (eof). Open streams are bounded in number
+   (limits.max_pending * 8) and in bytes (``max_stream_bytes``: captured bodies, decoded
+   header lists at name + value + 32 octets each, a fixed overhead per stream); the oldest is
+   flushed with a note when a bound is hit, and counted. A stream on which neither direction
+   showed a header block (only DATA frames: it began before the capture, or a gap) is counted
+   (``streams_without_headers``), never reported: there is nothing to say what it was.
+
+Hostile input: numbers come from wirenum (``:status`` is RFC 9110 3DIGIT, ``grpc-status`` at
+most 3 ASCII digits); a decoded header list is bounded by limits.max_header_bytes (indexed
+references can make it much larger than its block); a frame splitter that finds no frame header
+in DEFAULT_RESYNC_LIMIT octets gives up, and the whole connection's analysis is abandoned
+(open streams flushed with a note, ``resync_abandoned`` counted, later bytes ignored).
+Every drop is counted when it happens, in ``counters()`` and, when given, in the shared
+``counters`` dict under "http2_<name>". ``memory()`` is the state held, for the global budget.
 
 SETTINGS_HEADER_TABLE_SIZE sent by one endpoint bounds the OTHER endpoint's encoder, so it sets
-``max_table_size`` of the decoder for the opposite direction. RFC 9113 6.5.2:
-"SETTINGS_HEADER_TABLE_SIZE (0x01): This setting allows the sender to inform the remote
-endpoint of the maximum size of the compression table used to decode field blocks, in units of
-octets. The encoder can select any size equal to or less than this value". RFC 7541 4.2: "the
-decoder ... [signals] this limit [via] SETTINGS_HEADER_TABLE_SIZE". A larger value is applied
-at once (it only loosens a check); the exact value when the other endpoint's SETTINGS ACK is
-seen, which is when that endpoint's encoder starts obeying it (RFC 9113 6.5.3: "Upon receiving
-a SETTINGS frame ... the recipient MUST immediately update its parameters").
+``max_table_size`` of the decoder for the opposite direction, when the other endpoint's SETTINGS
+ACK is seen (``_on_settings`` has the RFC text), bounded by MAX_ACCEPTED_TABLE_SIZE.
 
 GOAWAY: streams of the receiver above the last stream id were not processed and are flushed at
 once (a client's GOAWAY speaks of pushed streams, not of its requests); with an
@@ -37,13 +43,15 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from .hpack import DecodedBlock, ObserverDecoder
+from .hpack import ENTRY_OVERHEAD, DecodedBlock, ObserverDecoder
 from .http2_frames import (
-    CONTINUATION, DATA, FLAG_ACK, FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED,
-    FLAG_PRIORITY, GOAWAY, HEADERS, PREFACE, PUSH_PROMISE, RST_STREAM, SETTINGS, Frame,
-    FrameSplitter, FramingLost, FramingResumed, looks_like_http2,
+    CONTINUATION, DATA, DEFAULT_MAX_FRAME_SIZE, DEFAULT_RESYNC_LIMIT, FLAG_ACK,
+    FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, GOAWAY, HEADERS,
+    MAX_FRAME_SIZE_LIMIT, PREFACE, PUSH_PROMISE, RST_STREAM, SETTINGS, Frame, FrameSplitter,
+    FramingLost, FramingResumed, looks_like_http2,
 )
 from .message import AnalyzerEvent, AnalyzerLimits, ExchangeParsed, HttpMessage, ParseError
+from .wirenum import parse_decimal, parse_status
 
 __all__ = ["Http2Analyzer", "looks_like_http2", "grpc_status", "PREFACE"]
 
@@ -55,6 +63,19 @@ SETTINGS_HEADER_TABLE_SIZE = 0x1
 SETTINGS_MAX_FRAME_SIZE = 0x5
 _MAX_PENDING_SETTINGS = 8
 _MAX_NOTES = 16
+# The largest SETTINGS_HEADER_TABLE_SIZE we follow (RFC 9113 allows up to 2**32-1). A larger
+# advertised value is clamped to it and counted; an encoder that then uses more makes the
+# decoder reset (records partial, with a note). Common peers use 4,096 (the default) to 65,536.
+MAX_ACCEPTED_TABLE_SIZE = 64 * 1024
+# Open streams of one connection, in bytes (captured bodies + header lists + overhead).
+DEFAULT_MAX_STREAM_BYTES = 1024 * 1024
+STREAM_OVERHEAD = 512  # approximate bytes of one open stream's objects before any content
+CONNECTION_OVERHEAD = 4096  # approximate bytes of an analyzer with nothing buffered
+CLOSED_ID_COST = 72  # one remembered closed stream id (deque slot + set entry + int)
+GRPC_STATUS_DIGITS = 3  # gRPC codes are 0..16; "1*DIGIT" with a small bound
+COUNTER_NAMES = ("dropped_streams", "streams_shed_memory", "streams_without_headers",
+                 "hpack_resets", "hpack_unknown_headers", "hpack_table_size_clamped",
+                 "header_lists_truncated", "resync_abandoned")
 
 
 def error_name(code: int) -> str:
@@ -89,6 +110,7 @@ class _Stream:
     stream_id: int
     request: _Message = field(default_factory=_Message)
     response: _Message = field(default_factory=_Message)
+    cost: int = STREAM_OVERHEAD  # bytes charged to the connection's stream budget
 
 
 @dataclass(slots=True)
@@ -113,13 +135,24 @@ class _Direction:
 
 def grpc_status(exchange: ExchangeParsed) -> int | None:
     """grpc-status of the response: from its trailers, or from a Trailers-Only response."""
-    response = exchange.response
+    return grpc_status_of(exchange.response)
+
+
+def grpc_status_of(response: HttpMessage | None) -> int | None:
+    """gRPC over HTTP/2: ``Status -> "grpc-status" 1*DIGIT``; None unless 1-3 ASCII digits."""
     if response is None:
         return None
     for name, value in (*response.trailers, *response.headers):
         if name == "grpc-status":
-            return int(value) if value.isdigit() else None
+            return parse_decimal(value, max_digits=GRPC_STATUS_DIGITS)
     return None
+
+
+def header_list_size(headers) -> int:
+    """RFC 9113 6.5.2 SETTINGS_MAX_HEADER_LIST_SIZE: "the uncompressed size of field lines,
+    including the length of the name and value in octets plus an overhead of 32 octets for
+    each field line" (characters stand for octets here: text is decoded already)."""
+    return sum(len(name) + len(value) + ENTRY_OVERHEAD for name, value in headers)
 
 
 def _is_grpc(*messages: HttpMessage | None) -> bool:
@@ -136,13 +169,19 @@ class Http2Analyzer:
 
     protocol = "http2"
 
-    def __init__(self, limits: AnalyzerLimits | None = None, seen_from_start: bool = True) -> None:
+    def __init__(self, limits: AnalyzerLimits | None = None, seen_from_start: bool = True,
+                 counters: dict[str, int] | None = None,
+                 max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES) -> None:
         self.limits = limits or AnalyzerLimits()
         self.max_streams = self.limits.max_pending * 8
-        self.dropped_streams = 0  # open streams flushed early because of the bound
+        self.max_stream_bytes = max_stream_bytes
+        self._counts = dict.fromkeys(COUNTER_NAMES, 0)
+        self._shared = counters
+        self._abandoned = False
         self._dirs = {True: self._new_direction(True, seen_from_start),
                       False: self._new_direction(False, seen_from_start)}
         self._streams: OrderedDict[int, _Stream] = OrderedDict()
+        self._stream_bytes = 0  # sum of the open streams' cost
         self._closed: deque[int] = deque(maxlen=self.max_streams * 2)
         self._closed_set: set[int] = set()
         self._out: list[AnalyzerEvent] = []
@@ -151,15 +190,35 @@ class Http2Analyzer:
         splitter = FrameSplitter(expect_preface=from_client and seen_from_start,
                                  in_sync=seen_from_start,
                                  payload_cap=self.limits.max_header_bytes,
-                                 data_capture=self.limits.body_capture + 1)
+                                 data_capture=self.limits.body_capture + 1,
+                                 resync_limit=DEFAULT_RESYNC_LIMIT)
         return _Direction(splitter, ObserverDecoder(complete=seen_from_start))
+
+    @property
+    def dropped_streams(self) -> int:
+        """Open streams flushed early because of the bound on their number."""
+        return self._counts["dropped_streams"]
 
     def counters(self) -> dict[str, int]:
         """What this connection's analysis lost or could not decode."""
-        decoders = [d.decoder for d in self._dirs.values()]
-        return {"dropped_streams": self.dropped_streams,
-                "hpack_resets": sum(d.resets for d in decoders),
-                "hpack_unknown_headers": sum(d.unknown_headers for d in decoders)}
+        return dict(self._counts)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        """A drop happens: counted here and, at once, in the shared counters."""
+        self._counts[name] += n
+        if self._shared is not None:
+            key = f"http2_{name}"
+            self._shared[key] = self._shared.get(key, 0) + n
+
+    def memory(self) -> int:
+        """Approximate bytes held: buffers, header blocks, open streams, HPACK tables (RFC 7541
+        size), remembered closed stream ids, plus a fixed part. O(1)."""
+        total = CONNECTION_OVERHEAD + self._stream_bytes + len(self._closed) * CLOSED_ID_COST
+        for direction in self._dirs.values():
+            total += direction.splitter.memory() + direction.decoder.table_size
+            if direction.block is not None:
+                total += len(direction.block.fragments)
+        return total
 
     def upgraded_from(self, request: HttpMessage) -> None:
         """The connection switched from HTTP/1.1 to h2c. RFC 9113 3.1 / RFC 7540 3.2: "The
@@ -173,19 +232,26 @@ class Http2Analyzer:
                        start_ns=request.start_ns, end_ns=request.end_ns,
                        wire_bytes=request.wire_bytes, body=bytearray(request.body),
                        body_len=request.body_len, notes=list(request.notes))
-        self._streams[1] = _Stream(1, request=msg)
+        stream = self._streams[1] = _Stream(1, request=msg)
+        self._stream_bytes += stream.cost
+        self._charge(stream, header_list_size(headers) + len(msg.body))
 
     # --- contract ---------------------------------------------------------------------------
 
     def feed(self, from_client: bool, data: bytes, ts: int) -> list[AnalyzerEvent]:
+        if self._abandoned:
+            return []
         return self._handle(from_client, self._dirs[from_client].splitter.feed(data, ts))
 
     def skip(self, from_client: bool, length: int, ts: int) -> list[AnalyzerEvent]:
+        if self._abandoned:
+            return []
         return self._handle(from_client, self._dirs[from_client].splitter.skip(length, ts))
 
     def eof(self, ts: int) -> list[AnalyzerEvent]:
         for from_client in (True, False):
-            self._handle(from_client, self._dirs[from_client].splitter.finish(ts))
+            if not self._abandoned:
+                self._handle(from_client, self._dirs[from_client].splitter.finish(ts))
         for stream in list(self._streams.values()):
             self._flush(stream, "connection closed before the stream ended")
         out, self._out = self._out, []
@@ -203,16 +269,45 @@ class Http2Analyzer:
                                 from_client, event.ts)
             except Exception as exc:  # noqa: BLE001 - a bug must become a value, not a crash
                 self._error("internal", f"{type(exc).__name__}: {exc}", from_client, 0)
+        if not self._abandoned and self._dirs[from_client].splitter.abandoned:
+            self._abandon(from_client, events[-1].ts if events else 0)
         out, self._out = self._out, []
         return out
+
+    def _abandon(self, from_client: bool, ts: int) -> None:
+        """A direction found no frame header in its resync limit: stop analysing the
+        connection (flush what is open, free the state, ignore later bytes)."""
+        self._abandoned = True
+        self._count("resync_abandoned")
+        for stream in list(self._streams.values()):
+            self._flush(stream, "http2 analysis abandoned: too many octets without frames")
+        for direction in self._dirs.values():
+            direction.block = None
+            direction.decoder.lost_sync()
+        self._error("resync_abandoned", "no frame header found: analysis of the connection "
+                    "stopped", from_client, ts)
 
     def _error(self, code: str, detail: str, from_client: bool, ts: int) -> None:
         self._out.append(ParseError(code, detail, from_client, ts))
 
+    def _lost_sync(self, direction: _Direction) -> None:
+        direction.decoder.lost_sync()
+        self._count("hpack_resets")
+
+    def _decode(self, direction: _Direction, block: bytes) -> DecodedBlock:
+        decoded = direction.decoder.decode_observed(block)
+        if decoded.reset:
+            self._count("hpack_resets")
+        elif decoded.unknown:
+            self._count("hpack_unknown_headers", decoded.unknown)
+        return decoded
+
     def _on_framing_lost(self, from_client: bool, event: FramingLost) -> None:
         direction = self._dirs[from_client]
         direction.block = None
-        direction.decoder.lost_sync()  # header blocks may have been in the hole
+        if direction.splitter.abandoned:
+            return  # _handle abandons the connection after this batch of events
+        self._lost_sync(direction)  # header blocks may have been in the hole
         for stream in self._streams.values():
             message = stream.request if from_client else stream.response
             if not message.ended:
@@ -239,6 +334,8 @@ class Http2Analyzer:
         handler = _FRAME_HANDLERS.get(frame.type)
         if handler is not None:
             handler(self, from_client, frame, stream)
+        if self._stream_bytes > self.max_stream_bytes:
+            self._shed_streams()
 
     def _stream_for(self, from_client: bool, frame: Frame) -> _Stream | None:
         stream_id = frame.stream_id
@@ -253,11 +350,25 @@ class Http2Analyzer:
         if frame.type not in (HEADERS, DATA):
             return None
         if len(self._streams) >= self.max_streams:
-            self.dropped_streams += 1
+            self._count("dropped_streams")
             self._flush(next(iter(self._streams.values())),
                         "stream dropped: too many open streams")
         stream = self._streams[stream_id] = _Stream(stream_id)
+        self._stream_bytes += stream.cost
         return stream
+
+    def _charge(self, stream: _Stream, n: int) -> None:
+        """Bytes now held for an open stream (bounded by _shed_streams after each frame)."""
+        if stream.stream_id in self._streams:
+            stream.cost += n
+            self._stream_bytes += n
+
+    def _shed_streams(self) -> None:
+        """Open streams over max_stream_bytes: flush the oldest until under it, counted."""
+        while self._stream_bytes > self.max_stream_bytes and self._streams:
+            self._count("streams_shed_memory")
+            self._flush(next(iter(self._streams.values())),
+                        "stream dropped: open streams over the memory bound")
 
     def _on_headers(self, from_client: bool, frame: Frame, stream: _Stream | None) -> None:
         fragment, problem = _header_fragment(frame, 0)
@@ -287,7 +398,7 @@ class Http2Analyzer:
         direction = self._dirs[from_client]
         block = direction.block
         if block is None:
-            direction.decoder.lost_sync()  # the HEADERS part of this block was not seen
+            self._lost_sync(direction)  # the HEADERS part of this block was not seen
             self._error("continuation_unexpected", "CONTINUATION outside a header block",
                         from_client, frame.ts_start)
             return
@@ -306,7 +417,7 @@ class Http2Analyzer:
         block = direction.block
         if block is None:
             return
-        direction.decoder.lost_sync()
+        self._lost_sync(direction)
         if not block.lost:
             block.lost = True
             stream = self._streams.get(block.stream_id)
@@ -318,35 +429,50 @@ class Http2Analyzer:
     def _complete_block(self, from_client: bool, ts_end: int) -> None:
         direction = self._dirs[from_client]
         block, direction.block = direction.block, None
-        decoded = None if block.lost else direction.decoder.decode_observed(bytes(block.fragments))
+        decoded = None if block.lost else self._decode(direction, bytes(block.fragments))
         stream = self._streams.get(block.stream_id)
         if block.is_push or stream is None:
             return
         message = stream.request if from_client else stream.response
         if decoded is not None:
-            self._apply_headers(message, decoded, block, from_client)
+            self._apply_headers(stream, message, decoded, block, from_client)
         elif not message.headers_seen:
             message.headers_seen, message.start_ns = True, block.ts_start
         if block.end_stream:
             self._end_message(stream, from_client, ts_end)
 
-    def _apply_headers(self, message: _Message, decoded: DecodedBlock, block: _HeaderBlock,
-                       from_client: bool) -> None:
-        headers = decoded.headers
-        if len(headers) > self.limits.max_headers:
-            headers = headers[:self.limits.max_headers]
-            message.note(f"headers beyond {self.limits.max_headers} dropped")
+    def _apply_headers(self, stream: _Stream, message: _Message, decoded: DecodedBlock,
+                       block: _HeaderBlock, from_client: bool) -> None:
+        headers = self._bounded_headers(message, decoded.headers)
         if not from_client and not message.headers_seen and _is_informational(headers):
             return  # RFC 9113 8.1: 1xx responses precede the final response; not reported
         for text in decoded.notes:
             message.note(text)
         if message.headers_seen:
             room = self.limits.max_headers - len(message.trailers)
-            message.trailers.extend(headers[:max(room, 0)])
+            added = headers[:max(room, 0)]
+            message.trailers.extend(added)
+            self._charge(stream, header_list_size(added))
             return
         message.headers = list(headers)
         message.headers_seen = True
         message.start_ns = block.ts_start
+        self._charge(stream, header_list_size(headers))
+
+    def _bounded_headers(self, message: _Message, headers: tuple) -> tuple:
+        """At most limits.max_headers fields and limits.max_header_bytes of header list
+        (header_list_size): indexed references make a list far larger than its block."""
+        if len(headers) > self.limits.max_headers:
+            headers = headers[:self.limits.max_headers]
+            message.note(f"headers beyond {self.limits.max_headers} dropped")
+        size = 0
+        for n, (name, value) in enumerate(headers):
+            size += len(name) + len(value) + ENTRY_OVERHEAD
+            if size > self.limits.max_header_bytes:
+                self._count("header_lists_truncated")
+                message.note(f"header list beyond {self.limits.max_header_bytes} octets dropped")
+                return headers[:n]
+        return headers
 
     def _on_data(self, from_client: bool, frame: Frame, stream: _Stream | None) -> None:
         if stream is None:
@@ -371,7 +497,9 @@ class Http2Analyzer:
         message.body_len += length
         if message.body_prefix_open:
             room = self.limits.body_capture - len(message.body)
-            message.body += payload[:room]
+            kept = payload[:max(room, 0)]
+            message.body += kept
+            self._charge(stream, len(kept))
         if frame.damaged:
             message.body_prefix_open = False
             message.note("body bytes lost in a capture gap")
@@ -399,29 +527,54 @@ class Http2Analyzer:
                 self._flush(open_stream, f"goaway: {error_name(code)}")
 
     def _on_settings(self, from_client: bool, frame: Frame, stream: _Stream | None) -> None:
+        """SETTINGS_HEADER_TABLE_SIZE takes effect when the other endpoint acknowledges it.
+
+        RFC 9113 6.5.2: "SETTINGS_HEADER_TABLE_SIZE (0x01): This setting allows the sender to
+        inform the remote endpoint of the maximum size of the compression table used to decode
+        field blocks, in units of octets. The encoder can select any size equal to or less than
+        this value". 6.5.3: "Upon receiving a SETTINGS frame ... the recipient MUST immediately
+        update its parameters ... [then] immediately emit a SETTINGS frame with the ACK flag
+        set": the encoder's blocks that use the new value follow its ACK in its own direction,
+        so the decoder of that direction applies it there. RFC 7541 4.2: "The decoder ...
+        [signals this limit via] SETTINGS_HEADER_TABLE_SIZE"; 6.3: "The new maximum size MUST
+        be lower than or equal to the limit ... A value that exceeds this limit MUST be treated
+        as a decoding error". Values above MAX_ACCEPTED_TABLE_SIZE are clamped (counted): an
+        encoder using more resets our decoder (records noted partial), never a large table.
+        """
         other = self._dirs[not from_client]
         if frame.flags & FLAG_ACK:
             # This endpoint acknowledges the other's SETTINGS: its encoder now obeys them.
             if other.sent_table_sizes:
                 size = other.sent_table_sizes.popleft()
                 if size is not None:
-                    self._dirs[from_client].decoder.max_table_size = size
+                    self._dirs[from_client].decoder.set_limit(*size)
             return
+        table_size = self._read_settings(frame.payload, other.splitter)
+        if table_size is not None and table_size > MAX_ACCEPTED_TABLE_SIZE:
+            self._count("hpack_table_size_clamped")
+            pending = (MAX_ACCEPTED_TABLE_SIZE, table_size)
+        else:
+            pending = None if table_size is None else (table_size, None)
+        sent = self._dirs[from_client].sent_table_sizes
+        if len(sent) >= _MAX_PENDING_SETTINGS:
+            sent.popleft()
+        sent.append(pending)
+
+    @staticmethod
+    def _read_settings(payload: bytes, other_splitter: FrameSplitter) -> int | None:
+        """SETTINGS_HEADER_TABLE_SIZE of a SETTINGS payload (the last one), else None; a valid
+        SETTINGS_MAX_FRAME_SIZE raises the frame size the other direction may use."""
         table_size = None
-        payload = frame.payload
         for offset in range(0, len(payload) - 5, 6):
             ident = int.from_bytes(payload[offset:offset + 2], "big")
             value = int.from_bytes(payload[offset + 2:offset + 6], "big")
             if ident == SETTINGS_HEADER_TABLE_SIZE:
                 table_size = value
-            elif ident == SETTINGS_MAX_FRAME_SIZE:
-                other.splitter.max_frame_size = max(other.splitter.max_frame_size, value)
-        sent = self._dirs[from_client].sent_table_sizes
-        if len(sent) >= _MAX_PENDING_SETTINGS:
-            sent.popleft()
-        sent.append(table_size)
-        if table_size is not None and table_size > other.decoder.max_table_size:
-            other.decoder.max_table_size = table_size  # looser at once, exact at the ACK
+            elif ident == SETTINGS_MAX_FRAME_SIZE and \
+                    DEFAULT_MAX_FRAME_SIZE <= value <= MAX_FRAME_SIZE_LIMIT:
+                # 6.5.2: "Values outside this range MUST be treated as a connection error"
+                other_splitter.max_frame_size = max(other_splitter.max_frame_size, value)
+        return table_size
 
     # --- exchanges --------------------------------------------------------------------------
 
@@ -442,8 +595,14 @@ class Http2Analyzer:
         self._closed_set.add(stream_id)
 
     def _emit(self, stream: _Stream, notes: tuple[str, ...]) -> None:
-        self._streams.pop(stream.stream_id, None)
+        if self._streams.pop(stream.stream_id, None) is not None:
+            self._stream_bytes -= stream.cost
         self._mark_closed(stream.stream_id)
+        if not (stream.request.headers_seen or stream.response.headers_seen):
+            # Only DATA frames: nothing says what the stream was (it began before the capture,
+            # or its header blocks were in a gap). Counted, not reported.
+            self._count("streams_without_headers")
+            return
         request = self._build(stream.request, True, stream.stream_id)
         response = self._build(stream.response, False, stream.stream_id)
         if request is None:
@@ -461,10 +620,9 @@ class Http2Analyzer:
         status = None
         if not is_request:
             raw = pseudo.get(":status")
-            if raw is not None and len(raw) == 3 and raw.isdigit():
-                status = int(raw)
-            elif raw is not None:
-                notes.append(f"bad :status {raw!r}")
+            status = None if raw is None else parse_status(raw)
+            if raw is not None and status is None:
+                notes.append(f"bad :status {raw[:16]!r}")
         return HttpMessage(
             is_request=is_request,
             start_ns=message.start_ns if message.headers_seen else message.first_ns,
@@ -488,7 +646,8 @@ class Http2Analyzer:
 def _is_informational(headers) -> bool:
     for name, value in headers:
         if name == ":status":
-            return len(value) == 3 and value.startswith("1")
+            status = parse_status(value)
+            return status is not None and status < 200
     return False
 
 

@@ -23,9 +23,24 @@ decoder must be told). A hole anywhere else loses the frame boundaries: the spli
 defined for the type, reserved bit clear, stream id and length rules of the type, length within
 the maximum frame size), confirmed by the next header when it is already buffered. The scan
 buffer is bounded; bytes dropped while scanning are counted.
+
+While in sync, a frame header that no conforming peer sends (``conforming_header``: the stream
+id and fixed-length rules of its type; unknown types and flags are allowed, RFC 9113 5.5 and
+4.1) means the boundaries are lost too: the splitter emits ``FramingLost`` and scans from the
+octet after the header's first one.
+
+The scan is linear: a regular expression (C speed) finds the positions whose octets can begin
+a plausible header (length within the maximum frame size, known type with its defined flags,
+reserved bit clear, stream id zero or not as the type demands), and ``plausible_header`` checks
+only those. A cursor remembers how far the buffer has been examined, so every octet is examined
+once, plus once more per feed for the one candidate waiting for its confirmation. Scanning is
+bounded too: after ``resync_limit`` octets discarded while unsynchronised (a direction's whole
+life; each non-conforming header is charged NOT_CONFORMING_PENALTY more), the splitter gives up (state ABANDONED, ``abandoned`` set, one last ``FramingLost``) and
+ignores everything after.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -102,6 +117,24 @@ def plausible_header(header: bytes, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
         return False
     if length > max_frame_size:
         return False
+    return _type_rules_hold(length, ftype, flags, stream_id)
+
+
+def conforming_header(header: bytes) -> bool:
+    """Whether a frame header read in sync keeps the rules of its type (any length, any type).
+
+    RFC 9113 5.5: "Implementations MUST ignore unknown or unsupported values in all extensible
+    protocol elements", 4.1: "Flags that have no defined semantics for a particular frame type
+    MUST be ignored"; but a DATA frame on stream 0, a SETTINGS frame on a stream, a PING that
+    is not 8 octets... are connection errors no peer sends: the octets are not frames.
+    """
+    length, ftype, flags, stream_id = parse_header(header)
+    if ftype not in DEFINED_FLAGS:
+        return True
+    return _type_rules_hold(length, ftype, flags, stream_id)
+
+
+def _type_rules_hold(length: int, ftype: int, flags: int, stream_id: int) -> bool:
     if ftype in STREAM_REQUIRED and stream_id == 0:
         return False
     if ftype in STREAM_ZERO and stream_id != 0:
@@ -115,30 +148,75 @@ def plausible_header(header: bytes, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     return True
 
 
-def find_plausible_header(buf: bytes, max_frame_size: int, final: bool) -> int | None:
+def _flag_class(ftype: int) -> bytes:
+    defined = DEFINED_FLAGS[ftype]
+    return b"[" + b"".join(b"\\x%02x" % f for f in range(256) if not f & ~defined) + b"]"
+
+
+def _candidate_pattern(max_frame_size: int) -> re.Pattern:
+    """Positions whose octets may begin a plausible header (a superset; cached per bound)."""
+    bound = min(max_frame_size, MAX_FRAME_SIZE_LIMIT)
+    key = (bound >> 16, (bound >> 8) & 0xFF if bound < 1 << 16 else 0xFF)
+    pattern = _PATTERNS.get(key)
+    if pattern is None:
+        types = []
+        for ftype in DEFINED_FLAGS:
+            if ftype in STREAM_ZERO:
+                stream = rb"\x00\x00\x00\x00"
+            elif ftype in STREAM_REQUIRED:
+                stream = rb"(?!\x00\x00\x00\x00)[\x00-\x7f][\s\S]{3}"
+            else:
+                stream = rb"[\x00-\x7f][\s\S]{3}"
+            types.append(b"\\x%02x" % ftype + _flag_class(ftype) + stream)
+        head = b"[\\x00-\\x%02x][\\x00-\\x%02x][\\s\\S]" % key
+        pattern = re.compile(b"(?=" + head + b"(?:" + b"|".join(types) + b"))", re.DOTALL)
+        _PATTERNS[key] = pattern
+    return pattern
+
+
+_PATTERNS: dict[tuple[int, int], re.Pattern] = {}
+
+
+def find_plausible_header(buf: bytes, max_frame_size: int, final: bool,
+                          start: int = 0) -> int | None:
     """Offset of the first plausible frame header confirmed by what follows, else None.
 
     A candidate is confirmed when the next frame header is buffered and plausible too, or when
     its frame ends exactly at the end of the buffer. When the buffer ends before the candidate
-    can be confirmed, the scan stops there (returns None) unless ``final``.
+    can be confirmed, the scan stops there (returns None) unless ``final``. ``start``: the
+    offset to scan from. Linear: the candidates come from ``_candidate_pattern``.
     """
+    at = _scan_buffer(buf, max_frame_size, final, start)[0]
+    return at if at is not None and at >= 0 else None
+
+
+def _scan_buffer(buf, max_frame_size: int, final: bool, start: int) -> tuple[int | None, int]:
+    """(confirmed offset or None, offset the next scan of this buffer may start from)."""
     end = len(buf)
-    for pos in range(0, end - FRAME_HEADER_LEN + 1):
+    search = _candidate_pattern(max_frame_size).search
+    pos = start
+    while True:
+        match = search(buf, pos, end)
+        if match is None:
+            return None, max(pos, end - FRAME_HEADER_LEN + 1)
+        pos = match.start()
         if not plausible_header(buf[pos:pos + FRAME_HEADER_LEN], max_frame_size):
+            pos += 1
             continue
         nxt = pos + FRAME_HEADER_LEN + int.from_bytes(buf[pos:pos + 3], "big")
         if nxt == end:
-            return pos
+            return pos, pos
         if nxt + FRAME_HEADER_LEN <= end:
             if plausible_header(buf[nxt:nxt + FRAME_HEADER_LEN], max_frame_size):
-                return pos
+                return pos, pos
+            pos += 1
             continue
-        return pos if final else None
-    return None
+        return (pos if final else None), pos
 
 
 # State machine of the splitter: (state, input) -> next state. A missing pair is a bug.
 PREFACE_STATE, HEADER_STATE, PAYLOAD_STATE, RESYNC_STATE = "preface", "header", "payload", "resync"
+ABANDONED_STATE = "abandoned"
 TRANSITIONS = {
     (PREFACE_STATE, "preface_matched"): HEADER_STATE,
     (PREFACE_STATE, "preface_mismatch"): RESYNC_STATE,
@@ -146,20 +224,29 @@ TRANSITIONS = {
     (HEADER_STATE, "header_with_payload"): PAYLOAD_STATE,
     (HEADER_STATE, "header_empty_payload"): HEADER_STATE,
     (HEADER_STATE, "hole"): RESYNC_STATE,
+    (HEADER_STATE, "header_not_conforming"): RESYNC_STATE,
     (PAYLOAD_STATE, "payload_done"): HEADER_STATE,
     (PAYLOAD_STATE, "hole_in_payload"): PAYLOAD_STATE,
     (PAYLOAD_STATE, "hole_past_payload"): RESYNC_STATE,
     (RESYNC_STATE, "header_found"): HEADER_STATE,
     (RESYNC_STATE, "preface_found"): HEADER_STATE,
     (RESYNC_STATE, "hole"): RESYNC_STATE,
+    (RESYNC_STATE, "resync_limit"): ABANDONED_STATE,
+    (ABANDONED_STATE, "hole"): ABANDONED_STATE,
 }
+DEFAULT_RESYNC_LIMIT = 256 * 1024  # octets discarded while unsynchronised before giving up
+# Charged to the resync limit for each header no conforming peer sends, so that garbage made
+# of short runs of plausible frames gives up after at most 256 such headers.
+NOT_CONFORMING_PENALTY = 1024
+GIVE_UP_REASON = "gave up: too many octets without a frame header"
 
 
 class FrameSplitter:
     """Splits one direction's bytes into frames (module docstring)."""
 
     def __init__(self, expect_preface: bool, in_sync: bool, payload_cap: int,
-                 data_capture: int, scan_cap: int = 64 * 1024) -> None:
+                 data_capture: int, scan_cap: int = 64 * 1024,
+                 resync_limit: int = DEFAULT_RESYNC_LIMIT) -> None:
         if expect_preface:
             self.state = PREFACE_STATE
         else:
@@ -168,9 +255,12 @@ class FrameSplitter:
         self.payload_cap = payload_cap
         self.data_capture = data_capture
         self.scan_cap = scan_cap
+        self.resync_limit = resync_limit
         self.scan_dropped = 0  # octets discarded while looking for a frame header
+        self._resync_charge = 0  # scan_dropped + penalties, against resync_limit
         self._pending = bytearray()  # partial preface / frame header
         self._scan = bytearray()
+        self._scan_pos = 0  # octets of _scan before this offset were examined and rejected
         self._ts_start = 0
         self._frame: tuple[int, int, int, int] | None = None  # length, type, flags, stream id
         self._remaining = 0
@@ -178,17 +268,29 @@ class FrameSplitter:
         self._keep = 0  # payload octets to keep for the current frame
         self._damaged = False
 
+    @property
+    def abandoned(self) -> bool:
+        """True once the splitter gave up (resync_limit octets without a frame header)."""
+        return self.state == ABANDONED_STATE
+
+    def memory(self) -> int:
+        """Octets buffered: partial header, scan buffer, payload being kept."""
+        return len(self._pending) + len(self._scan) + len(self._payload)
+
     def _go(self, event: str) -> None:
         self.state = TRANSITIONS[(self.state, event)]
 
     def feed(self, data: bytes, ts: int) -> list[SplitterEvent]:
         out: list[SplitterEvent] = []
-        self._run(bytes(data), ts, out)
+        if self.state != ABANDONED_STATE:
+            self._run(bytes(data), ts, out)
         return out
 
     def _run(self, data: bytes, ts: int, out: list) -> None:
         pos = 0
         while pos < len(data):
+            if self.state == ABANDONED_STATE:
+                return
             if self.state == HEADER_STATE:
                 pos = self._read_header(data, pos, ts, out)
             elif self.state == PAYLOAD_STATE:
@@ -223,6 +325,14 @@ class FrameSplitter:
         take = min(FRAME_HEADER_LEN - len(self._pending), len(data) - pos)
         self._pending += data[pos:pos + take]
         if len(self._pending) < FRAME_HEADER_LEN:
+            return pos + take
+        if not conforming_header(self._pending):
+            self._scan = self._pending[1:]  # the frame may start at any later octet
+            self._scan_pos = 0
+            self._pending = bytearray()
+            out.append(FramingLost("frame header no conforming peer sends", ts))
+            self._go("header_not_conforming")
+            self._count_dropped(1, ts, out, penalty=NOT_CONFORMING_PENALTY)
             return pos + take
         self._start_frame(parse_header(self._pending))
         self._pending.clear()
@@ -261,7 +371,8 @@ class FrameSplitter:
         length, ftype, flags, stream_id = self._frame  # type: ignore[misc]
         self._frame = None
         truncated = ftype != DATA and ftype in DEFINED_FLAGS and length > self._keep
-        return Frame(ftype, flags, stream_id, length, bytes(self._payload), self._ts_start, ts,
+        payload, self._payload = bytes(self._payload), bytearray()  # nothing kept between frames
+        return Frame(ftype, flags, stream_id, length, payload, self._ts_start, ts,
                      damaged=self._damaged, truncated=truncated)
 
     def _scan_for_header(self, data: bytes, ts: int, out: list, final: bool) -> bytes | None:
@@ -272,30 +383,38 @@ class FrameSplitter:
         if self._scan.startswith(PREFACE):
             start = 0
             del self._scan[:len(PREFACE)]
-        elif PREFACE.startswith(bytes(self._scan)) and not final:
+        elif not self._scan_pos and PREFACE.startswith(self._scan) and not final:
             return None  # maybe the preface of a connection that is new after all
         else:
-            start = find_plausible_header(bytes(self._scan), self.max_frame_size, final)
+            start, self._scan_pos = _scan_buffer(self._scan, self.max_frame_size, final, self._scan_pos)
         if start is None:
-            self._drop_scanned(final)
+            self._drop_scanned(ts, out)
             return None
         rest = bytes(self._scan[start:])
-        self.scan_dropped += start
+        self._count_dropped(start, ts, out)
+        if self.state == ABANDONED_STATE:
+            return None
         out.append(FramingResumed(start, ts))
         self._scan.clear()
+        self._scan_pos = 0
         self._go("header_found")
         return rest
 
-    def _drop_scanned(self, final: bool) -> None:
-        """Discard octets that can no longer begin a frame header, keeping the buffer bounded."""
-        keep_from = max(0, len(self._scan) - (FRAME_HEADER_LEN - 1))
-        if not final:
-            # A candidate waiting for confirmation must stay buffered.
-            pending = find_plausible_header(bytes(self._scan), self.max_frame_size, True)
-            if pending is not None:
-                keep_from = min(keep_from, pending)
-        self.scan_dropped += keep_from
-        del self._scan[:keep_from]
+    def _drop_scanned(self, ts: int, out: list) -> None:
+        """Discard the octets examined and rejected (a waiting candidate stays buffered)."""
+        dropped = self._scan_pos
+        del self._scan[:dropped]
+        self._scan_pos = 0
+        self._count_dropped(dropped, ts, out)
+
+    def _count_dropped(self, dropped: int, ts: int, out: list, penalty: int = 0) -> None:
+        self.scan_dropped += dropped
+        self._resync_charge += dropped + penalty
+        if self._resync_charge > self.resync_limit:
+            self._scan = bytearray()
+            self._scan_pos = 0
+            out.append(FramingLost(GIVE_UP_REASON, ts))
+            self._go("resync_limit")
 
     def skip(self, length: int, ts: int) -> list[SplitterEvent]:
         """A hole of ``length`` octets (lost by the capture) in this direction."""
@@ -304,10 +423,13 @@ class FrameSplitter:
             rest = self._scan_for_header(b"", ts, out, final=True)
             if rest is not None:
                 self._run(rest, ts, out)
+        if self.state == ABANDONED_STATE:
+            return out
         if self.state == PAYLOAD_STATE and not self._skip_payload(length, ts, out):
             return out
         self._pending.clear()
         self._scan.clear()
+        self._scan_pos = 0
         self._frame = None
         out.append(FramingLost("capture gap outside a frame payload", ts))
         self._go("hole_past_payload" if self.state == PAYLOAD_STATE else "hole")

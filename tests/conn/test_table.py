@@ -459,13 +459,28 @@ def test_gap_bytes_are_counted():
         len(KeepAlive(3).responses[1]), 0)
 
 
-def test_analyzer_drop_counters_join_the_table_counters_when_it_ends():
+def test_dropped_pipelined_requests_are_counted_when_dropped_not_when_the_connection_ends():
     t = ConnectionTable(limits=AnalyzerLimits(max_pending=2))
-    pipelined = b"".join(get_req(f"/{i}") for i in range(5))
-    run(t, [opened(), chunk(1, True, 100, pipelined)])
-    assert "http1_dropped_pending" not in t.counters  # counted when the analyzer ends
-    run(t, [ConnectionClosed(1, 200)])
+    assert "http1_dropped_pending" not in t.counters  # no HTTP/1 connection yet
+    run(t, [opened(), chunk(1, True, 100, get_req("/0") + get_req("/1"))])
+    assert t.counters["http1_dropped_pending"] == 0
+    run(t, [chunk(1, True, 110, get_req("/2"), seq=None)])
+    assert t.counters["http1_dropped_pending"] == 1  # the connection is still open
+    run(t, [chunk(1, True, 120, get_req("/3") + get_req("/4"), seq=None)])
     assert t.counters["http1_dropped_pending"] == 3
+    assert t.conns[1].analyzer.counters()["dropped_pending"] == 3  # the per-connection view
+    run(t, [ConnectionClosed(1, 200)])
+    assert t.counters["http1_dropped_pending"] == 3  # not counted a second time at the end
+
+
+def test_counters_of_two_connections_add_up_live():
+    t = ConnectionTable(limits=AnalyzerLimits(max_pending=1))
+    for conn_id in (1, 2):
+        run(t, [opened(conn_id), chunk(conn_id, True, 100, get_req("/a") + get_req("/b"))])
+    run(t, [chunk(2, False, 150, b"HTTP/1.1 100 Continue\r\n\r\n")])
+    assert (t.counters["http1_dropped_pending"], t.counters["http1_interim_responses"]) == (2, 1)
+    run(t, [chunk(1, False, 160, b"garbage that is no status line\r\n")])
+    assert t.counters["http1_parse_errors"] == 1
 
 
 def test_retransmitted_chunk_is_not_parsed_twice():

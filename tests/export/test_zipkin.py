@@ -152,3 +152,14 @@ def test_rejected_payload_is_not_retried():
         assert exp.stats()["retries"] == 0 and len(r.posts) == 1
     finally:
         r.close()
+
+
+def test_paths_in_tags_and_grpc_names_have_secrets_redacted():
+    exp = ZipkinExporter(ZipkinConfig(url="http://127.0.0.1:1/"), mono_to_wall_ns)
+    span = exp.to_span(sample(make_exchange(path="/a?token=SEKRIT1&x=1")))
+    assert span["tags"]["http.path"] == "/a?token=[REDACTED]&x=1"
+    assert span["tags"]["request.http.path"] == "/a?token=[REDACTED]&x=1"
+    grpc_span = exp.to_span(sample(make_exchange(path="/pkg.Svc/Call?sig=SEKRIT2",
+                                                 protocol="grpc", grpc_status=0)))
+    assert grpc_span["name"] == "/pkg.Svc/Call"
+    assert "SEKRIT" not in json.dumps([span, grpc_span])

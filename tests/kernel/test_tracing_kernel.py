@@ -531,7 +531,8 @@ metrics_interval_s: 1
                       and len(attached_events(collector, ours)) >= 4)
     assert a.stop() == 0
 
-    redacted = '{"user":"ann","password":"[REDACTED]","profile":{"token":"[REDACTED]","theme":"dark"}}'
+    redacted = json.dumps({"user": "ann", "password": "[REDACTED]",  # the body's own formatting
+                           "profile": {"token": "[REDACTED]", "theme": "dark"}})
     for rec in a.records(port):
         request_headers = {k.lower(): v for k, v in rec["request_headers"]}
         assert {k: request_headers[k] for k in ("authorization", "cookie", "x-internal-token")} \

@@ -1,0 +1,18 @@
+"""The fuzz targets by name (docs/fuzzing.md lists what each covers)."""
+from __future__ import annotations
+
+from . import parsers, whole
+
+TARGETS = {
+    "http1": parsers.http1,
+    "http2": parsers.http2,
+    "hpack": parsers.hpack_strict,
+    "hpack_observer": parsers.hpack_observer,
+    "h2frames": parsers.h2frames,
+    "detect": parsers.detection,
+    "tracecontext": parsers.tracecontext,
+    "pcap": whole.pcap,
+    "pipeline": whole.pipeline,
+    "config": whole.config,
+    "redact": whole.redaction,
+}
