@@ -15,10 +15,20 @@ per-direction state table).
 """
 from __future__ import annotations
 
+from l7scope.dataplane import _h1
 from l7scope.dataplane._h1 import (  # noqa: F401  (re-exports)
     COUNTERS, HANDLED_STATES, KNOWN_METHODS, MAX_CHUNK_LINE, MAX_SYNC_LINE, STATES, STEPS,
-    TRANSITIONS, Http1Analyzer, looks_like_request, looks_like_response, parse_content_length,
+    TRANSITIONS, looks_like_request, looks_like_response, parse_content_length,
 )
+
+
+class Http1Analyzer(_h1.Http1Analyzer):
+    """Sans-IO HTTP/1.x analyzer for one connection (both directions, in observed order).
+
+    The compiled type itself; this subclass adds nothing but a class whose attributes can be
+    replaced like any Python class's (tests stand in for parser bugs by patching ``feed``)."""
+
+    __slots__ = ()
 
 __all__ = ["Http1Analyzer", "looks_like_request", "looks_like_response", "parse_content_length",
            "KNOWN_METHODS", "COUNTERS", "STATES", "STEPS", "TRANSITIONS", "HANDLED_STATES"]
