@@ -12,6 +12,6 @@ setup(ext_modules=[
         "l7scope.dataplane._h1",
         sources=[DATAPLANE + name for name in ("_h1module.c", "h1.c", "h1_reader.c", "h1_text.c")],
         depends=[DATAPLANE + "h1.h", DATAPLANE + "h1_internal.h"],
-        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
 ])

@@ -48,8 +48,29 @@ static const char *span_at(const h1_msg *m, h1_span s) {
     return s.len ? (const char *)m->arena + s.off : "";
 }
 
+/* Short strings repeat (field names, methods, versions, many values): a small direct-mapped
+ * cache of the str objects already made saves building them again. Strings are immutable, so
+ * sharing them is invisible to callers. */
+#define STR_CACHE 512
+#define STR_CACHE_LEN 48
+static PyObject *str_cache[STR_CACHE];
+
 static PyObject *span_str(const h1_msg *m, h1_span s) {
-    return PyUnicode_DecodeLatin1(span_at(m, s), s.len, NULL);
+    const char *p = span_at(m, s);
+    if (s.len == 0 || s.len > STR_CACHE_LEN)
+        return PyUnicode_DecodeLatin1(p, s.len, NULL);
+    uint64_t head = 0, tail = 0; /* the first and last (up to) 8 bytes, and the length */
+    memcpy(&head, p, s.len < 8 ? s.len : 8);
+    memcpy(&tail, p + (s.len > 8 ? s.len - 8 : 0), s.len < 8 ? s.len : 8);
+    uint64_t h = (head * 0x9E3779B97F4A7C15u) ^ (tail * 0xC2B2AE3D27D4EB4Fu) ^ s.len;
+    PyObject **slot = &str_cache[(h ^ (h >> 29)) % STR_CACHE], *hit = *slot;
+    if (hit && PyUnicode_GET_LENGTH(hit) == s.len && PyUnicode_KIND(hit) == PyUnicode_1BYTE_KIND
+        && memcmp(PyUnicode_1BYTE_DATA(hit), p, s.len) == 0)
+        return Py_NewRef(hit);
+    PyObject *str = PyUnicode_DecodeLatin1(p, s.len, NULL);
+    if (str)
+        Py_XSETREF(*slot, Py_NewRef(str));
+    return str;
 }
 
 static PyObject *opt_str(const h1_msg *m, int has, h1_span s) {

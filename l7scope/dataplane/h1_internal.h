@@ -48,7 +48,10 @@ int h1_start_prefix_plausible(const uint8_t *p, size_t len, int is_request);
  * and over-limit counts on m. Returns -1 on allocation failure. */
 int h1_parse_fields(h1_msg *m, uint32_t off, uint32_t len, uint32_t max_fields,
                     h1_field **fields, uint32_t *n);
-int h1_is_tchar(uint8_t c);
+/* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+ * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+extern const uint8_t h1_tchar_table[256];
+static inline int h1_is_tchar(uint8_t c) { return h1_tchar_table[c]; }
 int h1_py_space(uint8_t c);
 /* Python-style repr of latin-1 text (as_bytes: of a bytes object) into out; returns length */
 size_t h1_repr(char *out, size_t cap, const uint8_t *p, size_t len, int as_bytes);
