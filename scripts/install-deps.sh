@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages l7scope builds with and tests against; does nothing when all are there.
 set -euo pipefail
-PACKAGES=(clang llvm libclang-rt-14-dev libbpf-dev libbpf1 bpftool libelf-dev make curl nginx-light
+PACKAGES=(gcc python3-dev clang llvm libclang-rt-14-dev libbpf-dev libbpf1 bpftool libelf-dev make curl nginx-light
           nghttp2-client nghttp2-server wrk tcpdump tshark iproute2 openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
