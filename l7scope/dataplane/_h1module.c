@@ -568,7 +568,7 @@ fail:
     return -1;
 }
 
-static int init_state(PyObject *mod) {
+static int import_types(void) {
     PyObject *msgmod = PyImport_ImportModule("l7scope.protocols.message");
     if (!msgmod)
         return -1;
@@ -578,12 +578,22 @@ static int init_state(PyObject *mod) {
     S.ProtocolSwitched = PyObject_GetAttrString(msgmod, "ProtocolSwitched");
     S.AnalyzerLimits = PyObject_GetAttrString(msgmod, "AnalyzerLimits");
     Py_DECREF(msgmod);
-    if (!S.HttpMessage || !S.ExchangeParsed || !S.ParseError || !S.ProtocolSwitched
-        || !S.AnalyzerLimits)
+    return S.HttpMessage && S.ExchangeParsed && S.ParseError && S.ProtocolSwitched
+           && S.AnalyzerLimits ? 0 : -1;
+}
+
+/* the strings and tuples events are made of, built once */
+static int make_constants(void) {
+    PyObject **names[] = {&S.s_protocol, &S.s_request, &S.s_response, &S.s_stream_id,
+                          &S.s_notes, &S.s_code, &S.s_detail, &S.s_from_client, &S.s_ts,
+                          &S.s_to, &S.s_remainder, &S.http1};
+    const char *texts[] = {"protocol", "request", "response", "stream_id", "notes", "code",
+                           "detail", "from_client", "ts", "to", "remainder", "http1"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (!(*names[i] = PyUnicode_InternFromString(texts[i])))
+            return -1;
+    if (!(S.empty_tuple = PyTuple_New(0)) || !(S.zero = PyLong_FromLong(0)))
         return -1;
-    S.empty_tuple = PyTuple_New(0);
-    S.zero = PyLong_FromLong(0);
-    S.http1 = PyUnicode_InternFromString("http1");
     for (int i = 0; i < H1_NOTE_COUNT; i++)
         if (!(S.note_text[i] = PyUnicode_InternFromString(h1_note_text(i))))
             return -1;
@@ -594,28 +604,31 @@ static int init_state(PyObject *mod) {
     for (int i = 0; i < H1_ERR_COUNT; i++)
         if (!(S.error_code[i] = PyUnicode_InternFromString(h1_error_name(i))))
             return -1;
-    PyObject **names[] = {&S.s_protocol, &S.s_request, &S.s_response, &S.s_stream_id,
-                          &S.s_notes, &S.s_code, &S.s_detail, &S.s_from_client, &S.s_ts,
-                          &S.s_to, &S.s_remainder};
-    const char *texts[] = {"protocol", "request", "response", "stream_id", "notes", "code",
-                           "detail", "from_client", "ts", "to", "remainder"};
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
-        if (!(*names[i] = PyUnicode_InternFromString(texts[i])))
-            return -1;
     for (int i = 0; i < 6; i++)
         if (!(S.counter_keys[i] = PyUnicode_FromFormat("http1_%s", COUNTER_NAMES[i])))
             return -1;
-    PyObject *methods = PyTuple_New((Py_ssize_t)h1_known_methods_count);
-    for (size_t i = 0; methods && i < h1_known_methods_count; i++)
-        PyTuple_SET_ITEM(methods, (Py_ssize_t)i, PyUnicode_FromString(h1_known_methods[i]));
-    if (!methods || PyModule_AddObject(mod, "KNOWN_METHODS", methods) < 0)
+    return 0;
+}
+
+static PyObject *string_tuple(const char *const *texts, size_t n) {
+    PyObject *t = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; t && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(texts[i]);
+        if (!s)
+            Py_CLEAR(t);
+        else
+            PyTuple_SET_ITEM(t, (Py_ssize_t)i, s);
+    }
+    return t;
+}
+
+static int init_state(PyObject *mod) {
+    if (import_types() < 0 || make_constants() < 0)
         return -1;
-    PyObject *counters = PyTuple_New(6);
-    for (int i = 0; counters && i < 6; i++)
-        PyTuple_SET_ITEM(counters, i, PyUnicode_FromString(COUNTER_NAMES[i]));
-    if (!counters || PyModule_AddObject(mod, "COUNTERS", counters) < 0)
-        return -1;
-    if (PyModule_AddIntConstant(mod, "MAX_CHUNK_LINE", H1_MAX_CHUNK_LINE) < 0
+    if (PyModule_AddObject(mod, "KNOWN_METHODS",
+                           string_tuple(h1_known_methods, h1_known_methods_count)) < 0
+        || PyModule_AddObject(mod, "COUNTERS", string_tuple(COUNTER_NAMES, 6)) < 0
+        || PyModule_AddIntConstant(mod, "MAX_CHUNK_LINE", H1_MAX_CHUNK_LINE) < 0
         || PyModule_AddIntConstant(mod, "MAX_SYNC_LINE", H1_MAX_SYNC_LINE) < 0)
         return -1;
     return add_table(mod);

@@ -345,6 +345,10 @@ int h1_sink_sync_lost(h1_analyzer *a, h1_reader *r, int had_message) {
 
 /* ------------------------------------------------------------------ body framing (RFC 9112 6.3) */
 
+static int field_is(const h1_msg *m, const h1_field *f, const char *name, size_t len) {
+    return f->name.len == len && strncasecmp((const char *)m->arena + f->name.off, name, len) == 0;
+}
+
 static void append_piece(uint8_t *out, size_t *o, const uint8_t *p, size_t n) {
     if (*o) {
         out[(*o)++] = ',';
@@ -361,7 +365,7 @@ static size_t joined(const h1_msg *m, const char *name, size_t nlen, int members
     size_t o = 0;
     for (uint32_t i = 0; i < m->nall && o < 64; i++) {
         const h1_field *f = &m->fields[i];
-        if (f->name.len != nlen || strncasecmp((const char *)m->arena + f->name.off, name, nlen))
+        if (!field_is(m, f, name, nlen))
             continue;
         const uint8_t *v = m->arena + f->value.off;
         size_t len = f->value.len, start = 0;
@@ -399,86 +403,56 @@ static h1_framing invalid(h1_analyzer *a, h1_reader *r, const h1_msg *m, int cod
     return (h1_framing){H1_INVALID, 0, code};
 }
 
-static int content_length(const h1_msg *m, uint64_t *out) {
-    const uint8_t *small_v[8];
-    size_t small_l[8], n = 0, cap = 8;
-    const uint8_t **vals = small_v;
-    size_t *lens = small_l;
-    int ok = 0;
-    for (uint32_t i = 0; i < m->nall; i++) {
-        const h1_field *f = &m->fields[i];
-        if (f->name.len != 14 || strncasecmp((const char *)m->arena + f->name.off,
-                                             "content-length", 14))
-            continue;
-        if (n == cap) {
-            cap = m->nall;
-            const uint8_t **v2 = h1_mem_malloc(cap * sizeof *v2);
-            size_t *l2 = h1_mem_malloc(cap * sizeof *l2);
-            if (!v2 || !l2) {
-                h1_mem_free(v2);
-                h1_mem_free(l2);
-                goto out;
-            }
-            memcpy(v2, vals, n * sizeof *v2);
-            memcpy(l2, lens, n * sizeof *l2);
-            vals = v2;
-            lens = l2;
-        }
-        vals[n] = m->arena + f->value.off;
-        lens[n++] = f->value.len;
-    }
-    ok = h1_parse_content_length(vals, lens, n, out);
-out:
-    if (vals != small_v) {
-        h1_mem_free(vals);
-        h1_mem_free(lens);
-    }
-    return ok;
+/* RFC 9112 6.3 (5): "If a message is received without Transfer-Encoding and with an invalid
+ * Content-Length header field, then the message framing is invalid"
+ * (6): "If a valid Content-Length header field is present without Transfer-Encoding, its
+ * decimal value defines the expected message body length in octets." */
+static h1_framing length_framing(h1_analyzer *a, h1_reader *r, const h1_msg *m) {
+    h1_cl cl = {0};
+    uint64_t length;
+    for (uint32_t i = 0; i < m->nall; i++)
+        if (field_is(m, &m->fields[i], "content-length", 14))
+            h1_cl_add(&cl, m->arena + m->fields[i].value.off, m->fields[i].value.len);
+    if (!h1_cl_result(&cl, &length))
+        return invalid(a, r, m, H1_ERR_INVALID_CONTENT_LENGTH);
+    return (h1_framing){length ? H1_BODY_BY_LENGTH : H1_MESSAGE_DONE, length, 0};
+}
+
+/* RFC 9112 6.3 (3): "If a message is received with both a Transfer-Encoding and a
+ * Content-Length header field, the Transfer-Encoding overrides the Content-Length."
+ * (4): "If a Transfer-Encoding header field is present and the chunked transfer coding is the
+ * final encoding, the message body length is determined by reading and decoding the chunked
+ * data until the transfer coding indicates the data is complete." ... "If a
+ * Transfer-Encoding header field is present in a response and the chunked transfer coding is
+ * not the final encoding, the message body length is determined by reading the connection
+ * until it is closed by the server. If [...] in a request [...] the server MUST respond with
+ * the 400 (Bad Request) status code" */
+static h1_framing coding_framing(h1_analyzer *a, h1_reader *r, const h1_msg *m,
+                                 const h1_field *te) {
+    const uint8_t *v = m->arena + te->value.off;
+    size_t len = te->value.len, last = len;
+    while (last > 0 && v[last - 1] != ',')
+        last--;
+    if (is_chunked(v + last, len - last))
+        return (h1_framing){H1_BODY_CHUNKED, 0, 0};
+    if (!m->is_request)
+        return (h1_framing){H1_BODY_UNTIL_CLOSE, 0, 0};
+    return invalid(a, r, m, H1_ERR_INVALID_TRANSFER_ENCODING);
 }
 
 static h1_framing from_fields(h1_analyzer *a, h1_reader *r, const h1_msg *m) {
     const h1_field *te = NULL;
     int has_cl = 0;
     for (uint32_t i = 0; i < m->nall; i++) {
-        const h1_field *f = &m->fields[i];
-        const char *name = (const char *)m->arena + f->name.off;
-        if (f->name.len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0)
-            te = f;
-        else if (f->name.len == 14 && strncasecmp(name, "content-length", 14) == 0)
+        if (field_is(m, &m->fields[i], "transfer-encoding", 17))
+            te = &m->fields[i]; /* the last one holds the final coding */
+        else if (field_is(m, &m->fields[i], "content-length", 14))
             has_cl = 1;
     }
-    if (te) {
-        /* RFC 9112 6.3 (3): "If a message is received with both a Transfer-Encoding and a
-         * Content-Length header field, the Transfer-Encoding overrides the Content-Length."
-         * (4): "If a Transfer-Encoding header field is present and the chunked transfer
-         * coding is the final encoding, the message body length is determined by reading and
-         * decoding the chunked data until the transfer coding indicates the data is
-         * complete." */
-        const uint8_t *v = m->arena + te->value.off;
-        size_t len = te->value.len, last = len;
-        while (last > 0 && v[last - 1] != ',')
-            last--;
-        if (is_chunked(v + last, len - last))
-            return (h1_framing){H1_BODY_CHUNKED, 0, 0};
-        /* (4): "If a Transfer-Encoding header field is present in a response and the chunked
-         * transfer coding is not the final encoding, the message body length is determined by
-         * reading the connection until it is closed by the server. If [...] in a request
-         * [...] the server MUST respond with the 400 (Bad Request) status code" */
-        if (!m->is_request)
-            return (h1_framing){H1_BODY_UNTIL_CLOSE, 0, 0};
-        return invalid(a, r, m, H1_ERR_INVALID_TRANSFER_ENCODING);
-    }
-    if (has_cl) {
-        uint64_t length;
-        /* RFC 9112 6.3 (5): "If a message is received without Transfer-Encoding and with an
-         * invalid Content-Length header field, then the message framing is invalid" */
-        if (!content_length(m, &length))
-            return invalid(a, r, m, H1_ERR_INVALID_CONTENT_LENGTH);
-        /* (6): "If a valid Content-Length header field is present without
-         * Transfer-Encoding, its decimal value defines the expected message body length in
-         * octets." */
-        return (h1_framing){length ? H1_BODY_BY_LENGTH : H1_MESSAGE_DONE, length, 0};
-    }
+    if (te)
+        return coding_framing(a, r, m, te);
+    if (has_cl)
+        return length_framing(a, r, m);
     /* (7): "If this is a request message and none of the above are true, then the message
      * body length is zero (no message body is present)."
      * (8): "Otherwise, this is a response message without a declared message body length,

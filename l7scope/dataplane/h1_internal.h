@@ -59,6 +59,14 @@ size_t h1_repr(char *out, size_t cap, const uint8_t *p, size_t len, int as_bytes
 size_t h1_first_token_lower(char *out, size_t cap, const uint8_t *p, size_t len);
 int h1_match_method(const uint8_t *p, size_t len); /* length of a known method at p, or 0 */
 int h1_sync_request_at(const uint8_t *p, size_t len);
+/* Content-Length from its field values, added one by one (they must outlive the result) */
+typedef struct h1_cl {
+    const uint8_t *first, *ref; /* the first value; its first member, OWS stripped */
+    size_t first_len, ref_len, n;
+    int conflict;
+} h1_cl;
+void h1_cl_add(h1_cl *c, const uint8_t *value, size_t len);
+int h1_cl_result(const h1_cl *c, uint64_t *out);
 int h1_parse_hex(const uint8_t *p, size_t len, uint64_t *out, size_t max_digits);
 
 /* -- the reader (h1_reader.c) */

@@ -313,6 +313,19 @@ static int begin_body(h1_reader *r, h1_msg *m) {
     return fr.step;
 }
 
+/* No end of the header block yet: garbage is rejected early, a head too large given up, the
+ * rest kept for the next feed (searched from where this search stopped). */
+static int head_incomplete(h1_reader *r, const uint8_t *buf, size_t end, size_t p,
+                           size_t *pos) {
+    if (!r->start_line_ok && check_start_line(r, buf, end, p))
+        return bad_start_line(r, p, pos);
+    if (end - p > limits(r)->max_header_bytes)
+        return head_too_large(r, buf, end, p, end, pos);
+    r->scanned = end - p;
+    *pos = p;
+    return 0;
+}
+
 static int read_head(h1_reader *r, const uint8_t *buf, size_t end, size_t *pos) {
     size_t p = *pos, last_lf, head_end;
     const size_t max = limits(r)->max_header_bytes;
@@ -324,15 +337,8 @@ static int read_head(h1_reader *r, const uint8_t *buf, size_t end, size_t *pos) 
             return 0;
         }
     size_t from = p + (r->scanned > 2 ? r->scanned - 2 : 0);
-    if (!h1_find_block_end(buf, end, from, &last_lf, &head_end)) {
-        if (!r->start_line_ok && check_start_line(r, buf, end, p))
-            return bad_start_line(r, p, pos);
-        if (end - p > max)
-            return head_too_large(r, buf, end, p, end, pos);
-        r->scanned = end - p;
-        *pos = p;
-        return 0;
-    }
+    if (!h1_find_block_end(buf, end, from, &last_lf, &head_end))
+        return head_incomplete(r, buf, end, p, pos);
     if (head_end - p > max)
         return head_too_large(r, buf, end, p, head_end, pos);
     size_t nl = (size_t)((const uint8_t *)memchr(buf + p, H1_LF, end - p) - (buf + p));
@@ -389,6 +395,23 @@ static int bad_chunking(h1_reader *r, int code, const char *detail, size_t len) 
     return finish(r, H1_NOTE_INVALID_CHUNKED) < 0 ? -1 : H1_INVALID;
 }
 
+/* The size of a chunk-size line (without its LF): 1 and *size, or 0 when it is not one. */
+static int chunk_size_value(const uint8_t *line, size_t len, uint64_t *size) {
+    /* RFC 9112 7.1.1: "A recipient MUST ignore unrecognized chunk extensions." */
+    const uint8_t *semi = memchr(line, ';', len);
+    size_t a = 0, b = semi ? (size_t)(semi - line) : len;
+    while (a < b && (line[a] == ' ' || line[a] == '\t' || line[a] == H1_CR))
+        a++;
+    while (b > a && (line[b - 1] == ' ' || line[b - 1] == '\t' || line[b - 1] == H1_CR))
+        b--;
+    /* chunk-size = 1*HEXDIG; leading zeros aside, at most 15 digits (a 60-bit size) */
+    size_t z = a;
+    while (z < b && line[z] == '0')
+        z++;
+    *size = 0;
+    return a < b && (z == b || h1_parse_hex(line + z, b - z, size, 15));
+}
+
 static int read_chunk_size(h1_reader *r, const uint8_t *buf, size_t end, size_t *pos) {
     /* RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
      *               last-chunk = 1*("0") [ chunk-ext ] CRLF */
@@ -400,19 +423,8 @@ static int read_chunk_size(h1_reader *r, const uint8_t *buf, size_t end, size_t 
         return 0;
     }
     size_t nl = (size_t)(lf - buf);
-    /* RFC 9112 7.1.1: "A recipient MUST ignore unrecognized chunk extensions." */
-    const uint8_t *semi = memchr(buf + p, ';', nl - p);
-    size_t a = p, b = semi ? (size_t)(semi - buf) : nl;
-    while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == H1_CR))
-        a++;
-    while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == H1_CR))
-        b--;
-    /* chunk-size = 1*HEXDIG; leading zeros aside, at most 15 digits (a 60-bit size) */
-    uint64_t size = 0;
-    size_t z = a;
-    while (z < b && buf[z] == '0')
-        z++;
-    if (a == b || (z < b && !h1_parse_hex(buf + z, b - z, &size, 15))) {
+    uint64_t size;
+    if (!chunk_size_value(buf + p, nl - p, &size)) {
         char detail[H1_DETAIL_MAX];
         size_t n = h1_repr(detail, sizeof detail, buf + p, nl - p < 64 ? nl - p : 64, 1);
         return bad_chunking(r, H1_ERR_BAD_CHUNK_SIZE, detail, n);
@@ -557,6 +569,18 @@ static int lose_sync_in_hole(h1_reader *r) {
 
 /* ------------------------------------------------------------------ the reader's contract */
 
+/* carried bytes + new data into the scratch buffer; the new bytes' ts is remembered */
+static int join_carry(h1_reader *r, const uint8_t *data, size_t len, int64_t ts) {
+    if (r->stamps[r->nstamps - 1].ts != ts) {
+        if (r->nstamps == H1_MAX_STAMPS) { /* merge the oldest change into the first */
+            memmove(&r->stamps[1], &r->stamps[2], (H1_MAX_STAMPS - 2) * sizeof(h1_stamp));
+            r->nstamps--;
+        }
+        r->stamps[r->nstamps++] = (h1_stamp){r->carry.len, ts};
+    }
+    return h1_buf_set(&r->scratch, r->carry.p, r->carry.len, data, len);
+}
+
 int h1_reader_feed(h1_reader *r, const uint8_t *data, size_t len, int64_t ts) {
     const uint8_t *buf = data;
     size_t end = len, pos = 0;
@@ -566,14 +590,7 @@ int h1_reader_feed(h1_reader *r, const uint8_t *data, size_t len, int64_t ts) {
         return 0;
     }
     if (r->carry.len) {
-        if (r->stamps[r->nstamps - 1].ts != ts) {
-            if (r->nstamps == H1_MAX_STAMPS) { /* merge the oldest change into the first */
-                memmove(&r->stamps[1], &r->stamps[2], (H1_MAX_STAMPS - 2) * sizeof(h1_stamp));
-                r->nstamps--;
-            }
-            r->stamps[r->nstamps++] = (h1_stamp){r->carry.len, ts};
-        }
-        if (h1_buf_set(&r->scratch, r->carry.p, r->carry.len, data, len))
+        if (join_carry(r, data, len, ts))
             return -1;
         buf = r->scratch.p;
         end = r->scratch.len;

@@ -452,28 +452,38 @@ static int decimal(const uint8_t *p, size_t len, uint64_t *out) {
  * all members are identical"; we do the latter, also across repeated fields. Members are
  * compared with their OWS (SP / HTAB) stripped; a length is 1*DIGIT in ASCII, at most 18 digits
  * (the value fits in 63 bits). */
+void h1_cl_add(h1_cl *c, const uint8_t *value, size_t len) {
+    if (c->n++ == 0) {
+        c->first = value;
+        c->first_len = len;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && value[i] != ',')
+            continue;
+        h1_span s = strip_sp_ht(value, (h1_span){(uint32_t)start, (uint32_t)(i - start)});
+        if (!c->ref) {
+            c->ref = value + s.off;
+            c->ref_len = s.len;
+        } else if (s.len != c->ref_len || memcmp(value + s.off, c->ref, s.len)) {
+            c->conflict = 1; /* members differ */
+        }
+        start = i + 1;
+    }
+}
+
+int h1_cl_result(const h1_cl *c, uint64_t *out) {
+    if (c->n == 1 && decimal(c->first, c->first_len, out))
+        return 1; /* the usual case */
+    return c->ref && !c->conflict && decimal(c->ref, c->ref_len, out);
+}
+
 int h1_parse_content_length(const uint8_t *const *values, const size_t *lens, size_t n,
                             uint64_t *out) {
-    if (n == 1 && decimal(values[0], lens[0], out))
-        return 1; /* the usual case */
-    const uint8_t *ref = NULL;
-    h1_span rs = {0, 0};
-    for (size_t v = 0; v < n; v++) {
-        size_t start = 0;
-        for (size_t i = 0; i <= lens[v]; i++) {
-            if (i < lens[v] && values[v][i] != ',')
-                continue;
-            h1_span s = strip_sp_ht(values[v], (h1_span){(uint32_t)start, (uint32_t)(i - start)});
-            if (!ref) {
-                ref = values[v];
-                rs = s;
-            } else if (s.len != rs.len || memcmp(values[v] + s.off, ref + rs.off, s.len)) {
-                return 0; /* members differ */
-            }
-            start = i + 1;
-        }
-    }
-    return ref && decimal(ref + rs.off, rs.len, out);
+    h1_cl c = {0};
+    for (size_t i = 0; i < n; i++)
+        h1_cl_add(&c, values[i], lens[i]);
+    return h1_cl_result(&c, out);
 }
 
 /* RFC 9112 7.1: chunk-size = 1*HEXDIG, at most max_digits of them */
