@@ -206,8 +206,10 @@ static int request_started(h1_analyzer *a, h1_msg *m) {
     }
     e->method = (uint8_t)method_code(m);
     a->reading = e;
+    /* at most max_pending entries: placeholders for requests lost in holes count too, so
+     * alternating holes and requests cannot grow the queue */
     uint32_t max = a->limits.max_pending > 1 ? a->limits.max_pending : 1;
-    if (a->qlen > max) {
+    while (a->qlen > max) {
         a->dropped_pending++;
         pending *oldest = q_pop_front(a);
         if (worth_reporting(oldest))

@@ -91,3 +91,18 @@ def test_parse_content_length():
     assert parse_content_length(["1" * 19]) is None
     assert parse_content_length(["\u0663"]) is None  # a non-ASCII digit is not a length
     assert parse_content_length(["+5"]) is None
+
+
+def test_holes_between_requests_never_grow_the_queue_past_max_pending():
+    a = Http1Analyzer(AnalyzerLimits(max_pending=2))
+    idle, dropped = a.memory(), []
+    for i in range(1000):  # a client-side hole (a lost request), then a request: no responses
+        a.skip(True, 5, i)
+        dropped += a.feed(True, b"GET /%d HTTP/1.1\r\n\r\n" % i, i)
+        assert a.memory() < idle + 2048
+    # each round pushes out the previous request (reported) and its placeholder (not: it
+    # stands for a request never seen); both counted
+    assert [e.request.path for e in dropped] == [f"/{i}" for i in range(999)]
+    assert {e.notes for e in dropped} == {("dropped: too many pending requests",)}
+    assert a.dropped_pending == 1998
+    assert [(e.request.path, e.notes) for e in a.eof(10_000)] == [("/999", ("no response",))]
