@@ -251,6 +251,10 @@ static int begin_call(Analyzer *self) {
         PyErr_SetString(PyExc_RuntimeError, "Http1Analyzer not initialised");
         return -1;
     }
+    if (self->events) { /* building events ran Python code (a finalizer) that called us */
+        PyErr_SetString(PyExc_RuntimeError, "Http1Analyzer called while it is running");
+        return -1;
+    }
     self->events = PyList_New(0);
     return self->events ? 0 : -1;
 }
@@ -278,6 +282,10 @@ static int Analyzer_init(Analyzer *self, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:Http1Analyzer", kwlist, &limits,
                                      &counters))
         return -1;
+    if (self->events) {
+        PyErr_SetString(PyExc_RuntimeError, "Http1Analyzer re-initialised while it is running");
+        return -1;
+    }
     if (counters != Py_None && !PyDict_Check(counters)) {
         PyErr_SetString(PyExc_TypeError, "counters must be a dict or None");
         return -1;

@@ -106,3 +106,34 @@ def test_holes_between_requests_never_grow_the_queue_past_max_pending():
     assert {e.notes for e in dropped} == {("dropped: too many pending requests",)}
     assert a.dropped_pending == 1998
     assert [(e.request.path, e.notes) for e in a.eof(10_000)] == [("/999", ("no response",))]
+
+
+def test_reentrant_calls_from_finalizers_are_refused_not_unsafe():
+    import gc
+
+    a = Http1Analyzer()
+    a.feed(True, GET * 20, 1)
+    seen = []
+
+    class Reenter:
+        def __del__(self):
+            for call in (lambda: a.feed(True, b"GET", 1), lambda: a.__init__()):
+                try:
+                    call()
+                except RuntimeError as e:
+                    seen.append(str(e))
+
+    gc.collect()
+    gc.disable()
+    junk = Reenter()
+    junk.cycle = junk
+    del junk
+    gc.set_threshold(10)  # collected while the events of the next call are being built
+    gc.enable()
+    try:
+        events = a.feed(False, OK * 20, 2)
+    finally:
+        gc.set_threshold(700, 10, 10)
+    assert [e.response.body for e in events] == [b"hi"] * 20
+    assert seen == ["Http1Analyzer called while it is running",
+                    "Http1Analyzer re-initialised while it is running"]
