@@ -100,13 +100,19 @@ class Outputs:
         self.config = config
 
     def __call__(self, ex) -> None:
-        for sink in self.sinks:
-            sink(ex)
+        for observe in self.observers():
+            observe(ex)
+
+    def observers(self) -> list:
+        """Each output as its own pipeline observer: one failing (an internal error, counted)
+        does not keep the Exchange from the others."""
+        return [*self.sinks, self._record_metrics, self.sampler.offer]
+
+    def _record_metrics(self, ex) -> None:
         peer_comm = self._pipeline().peer_comm(ex)
         self.metrics.record(ex, peer_comm)
         if self.summary is not None:
             self.summary.observe(ex, peer_comm)
-        self.sampler.offer(ex)
 
     def tick(self, now_wall_ns: int, counters_fn) -> None:
         if self.interval_start is None:
@@ -255,7 +261,7 @@ def run_live(args) -> int:
 
     table = ConnectionTable(listening=None if args.interface else ListeningPorts(),
                             max_memory=_max_memory(args))
-    pipeline = Pipeline(table=table, clock=clock, observers=[outputs],
+    pipeline = Pipeline(table=table, clock=clock, observers=outputs.observers(),
                         capture_mode=bool(args.interface),
                         redact_path=outputs.redactor.redact_path)
     what = f"pids {args.pid}" if args.pid else f"commands {args.comm}" if args.comm else "all processes"
@@ -343,7 +349,7 @@ def run_pcap(args) -> int:
     from l7scope.conn.table import ConnectionTable
 
     pipeline = Pipeline(table=ConnectionTable(max_memory=_max_memory(args)), clock=clock,
-                        observers=[outputs], capture_mode=True,
+                        observers=outputs.observers(), capture_mode=True,
                         redact_path=outputs.redactor.redact_path)
     events, source_counters = capture_file_events(args.file)
     batch = []

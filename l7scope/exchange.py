@@ -117,6 +117,8 @@ class WallClock:
     def rfc3339(self, mono_ns: int) -> str:
         secs, ns = divmod(mono_ns + self.offset_ns, 1_000_000_000)
         if secs != self._sec:
-            t = _dt.datetime.fromtimestamp(secs, tz=_dt.timezone.utc)
+            # a capture file's times are anyone's: held to 1970-9999 (RFC 3339, four-digit years)
+            shown = min(max(secs, 0), 253_402_300_799)
+            t = _dt.datetime.fromtimestamp(shown, tz=_dt.timezone.utc)
             self._sec, self._prefix = secs, t.strftime("%Y-%m-%dT%H:%M:%S.")
         return f"{self._prefix}{ns // 1000:06d}Z"

@@ -2,7 +2,8 @@
 # Installs the Debian packages l7scope builds with and tests against; does nothing when all are there.
 set -euo pipefail
 PACKAGES=(gcc python3-dev clang llvm libclang-rt-14-dev libbpf-dev libbpf1 bpftool libelf-dev make curl nginx-light
-          nghttp2-client nghttp2-server wrk tcpdump tshark iproute2 openssl)
+          nghttp2-client nghttp2-server wrk tcpdump tshark iproute2 openssl tmux
+          chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -177,3 +177,55 @@ def test_stop_line_names_drops_parse_errors_and_internal_errors_apart():
         "internal_error_output=1 (latest: http2: KeyError in _on_frame; output: ValueError in offer)")
     assert stop_line({"exchanges": 0}) == (
         "l7scope: stopped; 0 exchanges; nothing dropped; no parse errors; no internal errors")
+
+
+def _two_connections_pcap(path) -> None:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from tests.capture.test_pcap_reader import write_pcap
+
+    frames = []
+    for sport, name in ((40001, "/ok"), (40002, "/BOOM")):
+        req = f"GET {name} HTTP/1.1\r\nHost: shop\r\n\r\n".encode()
+        resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        frames.append(bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2")
+                            / TCP(sport=sport, dport=80, seq=1000, flags="PA") / req))
+        frames.append(bytes(Ether() / IP(src="10.0.0.2", dst="10.0.0.1")
+                            / TCP(sport=80, dport=sport, seq=9000, flags="PA") / resp))
+    path.write_bytes(write_pcap(frames))
+
+
+def test_an_internal_error_is_counted_in_the_stop_line_and_the_run_goes_on(tmp_path, monkeypatch,
+                                                                            capsys):
+    import json
+
+    from l7scope.protocols import http1
+    from l7scope.sampling import Sampler
+
+    real = http1.Http1Analyzer.feed
+
+    def feed(self, from_client, data, ts):
+        if b"BOOM" in data:
+            raise IndexError("simulated parser bug")
+        return real(self, from_client, data, ts)
+
+    monkeypatch.setattr(http1.Http1Analyzer, "feed", feed)
+    monkeypatch.setattr(Sampler, "offer", lambda self, ex: 1 / 0)
+    capture, out, metrics = tmp_path / "two.pcap", tmp_path / "out.jsonl", tmp_path / "m.jsonl"
+    _two_connections_pcap(capture)
+    assert cli.main(["pcap", str(capture), "--output", f"jsonl:{out}",
+                     "--metrics-output", f"jsonl:{metrics}"]) == 0
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == ["/ok"]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "l7scope: stopped; 1 exchanges; nothing dropped; no parse errors; internal errors: "
+        "internal_error_output=1, internal_error_http1=1 (latest: http1: IndexError in feed; "
+        "output: ZeroDivisionError in <lambda>)")
+    [final] = [r for r in map(json.loads, metrics.read_text().splitlines())
+               if r["kind"] == "agent_counters"]
+    assert (final["internal_error_http1"], final["internal_error_output"]) == (1, 1)
+    assert final["internal_error_reasons"] == ["output: ZeroDivisionError in <lambda>",
+                                               "http1: IndexError in feed"]
+    [pair] = [r for r in map(json.loads, metrics.read_text().splitlines())
+              if r["kind"] == "pair_metrics"]
+    assert pair["requests"] == 1  # metrics, an observer of their own, still saw the exchange

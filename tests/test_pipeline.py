@@ -70,6 +70,14 @@ def test_time_is_rfc3339_utc_with_microseconds_truncated():
     assert WallClock(offset_ns=0).rfc3339(86_400 * 10**9 + 5_000) == "1970-01-02T00:00:00.000005Z"
 
 
+def test_time_outside_years_1970_to_9999_is_held_to_them():
+    """A pcapng file can carry any 64-bit time: the record still gets an RFC 3339 time."""
+    clock = WallClock(offset_ns=0)
+    assert clock.rfc3339(10**21 + 123_456_789) == "9999-12-31T23:59:59.123456Z"  # year 33658
+    assert clock.rfc3339(-10**21 + 123_456_789) == "1970-01-01T00:00:00.123456Z"
+    assert clock.rfc3339(2**64 - 1) == "2554-07-21T23:34:33.709551Z"  # in range: as it is
+
+
 def test_server_side_exchange():
     p, got = pipeline()
     p.feed(server_events())

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, Role
+from l7scope.capture.events import (
+    ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded,
+)
 from l7scope.conn.table import FAILED
 from l7scope.exchange import WallClock
 from l7scope.pipeline import Pipeline
@@ -57,6 +59,13 @@ def test_analyzer_exception_ends_only_its_connection(boom_on_marker):
     assert paths(got) == ["/a", "/b", "/c"]
     assert p.table.counters["internal_error_http1"] == 1
     assert list(p.table.internal_errors) == ["http1: IndexError in feed"]
+
+
+def test_failed_connection_stays_unfed_after_its_peer_stops_sending(boom_on_marker):
+    p, got = pipeline()
+    p.feed(conversation(1, b"a") + [chunk(1, True, 30, REQ % b"BOOM"), StreamEnded(1, False, 40)])
+    p.feed([chunk(1, True, 50, REQ % b"b"), chunk(1, False, 60, RESP)])
+    assert paths(got) == ["/a"] and p.table.conns[1].protocol == FAILED
 
 
 def test_failed_connection_reused_by_a_new_socket_is_analysed_again(boom_on_marker):

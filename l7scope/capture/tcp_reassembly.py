@@ -5,9 +5,18 @@ Theory of operation
 Connections are keyed by their unordered 4-tuple in an LRU table (``OrderedDict``, bounded by
 ``max_connections``; the least recently active connection is flushed and evicted when a new one
 needs room, and connections idle for ``idle_timeout_ns`` of packet time are flushed and closed).
-A closed connection leaves a tombstone for ``closed_linger_ns`` so that its last ACKs and
-retransmitted FINs do not open a phantom connection; a new SYN on the same 4-tuple starts a new
-connection (a new ``conn_id``) at any time.
+A closed connection leaves a tombstone (close time and the two ISNs) for ``closed_linger_ns``
+so that its last ACKs, retransmitted FINs and late SYN/SYN-ACKs do not open a phantom
+connection; a SYN with a new ISN on the same 4-tuple starts a new connection (a new
+``conn_id``) at any time.
+
+Late handshakes: a SYN or SYN-ACK arriving while its connection is open (a retransmission, or
+a capture that reordered it after data) never moves a direction's position backwards nor
+replaces its buffer. Its first data offset (ISN + 1) is placed in the sender's direction: at
+or behind the next byte to deliver, by at most the window, it belongs to this connection and
+is ignored (``late_handshakes``); ahead of it (RFC 9293 3.4: a reused 4-tuple starts above the
+old sequence numbers) or further behind, it starts a new connection (``port_reuses``). A
+SYN-ACK whose direction has no buffer yet starts that buffer, as in order.
 
 Roles: the SYN sender is the client (a SYN-ACK names the client too). A connection seen without
 its handshake gets a guessed client (the end that is not on a well-known port, else the higher
@@ -25,7 +34,10 @@ Each direction is a ``StreamBuffer`` that maps 32-bit sequence numbers to 64-bit
 
 A segment is cut against ``next`` (the part before it is a retransmission), then against the
 pending pieces (bytes already buffered win: first received is kept, differing content is counted
-as a conflict), and buffered; the run that now starts at ``next`` is delivered in order. When the
+as a conflict), and buffered; every byte not delivered is counted under the reason it was not
+(``retransmitted_bytes``, ``overlap_bytes``, ``data_after_fin``, ``out_of_window_bytes``,
+``bytes_after_close``, ``rst_bytes``, ``keepalives``; ``truncated_bytes`` and ``gap_bytes``
+for what the capture lacked); the run that now starts at ``next`` is delivered in order. When the
 pending span would exceed the window, the gap before the first pending piece is declared a hole:
 a DataChunk with ``data=b""`` and ``length`` = the exact gap size, then delivery continues.
 Snap-length truncated segments travel as pieces whose ``data`` is shorter than ``length``.
@@ -65,7 +77,8 @@ REASSEMBLY_COUNTERS = (
     "evicted_connections", "expired_connections", "packets_after_close", "stray_rst",
     "delivered_bytes", "retransmitted_bytes", "overlap_bytes", "conflicts", "gaps", "gap_bytes",
     "window_overflows", "out_of_window", "keepalives", "data_after_fin", "truncated_bytes",
-    "holes_acked",
+    "holes_acked", "late_handshakes", "out_of_window_bytes", "bytes_after_close",
+    "rst_bytes",
 )
 
 
@@ -126,6 +139,7 @@ class StreamBuffer:
             data, length, start = data[cut:], length - cut, self.next
         if start - self.next > MAX_AHEAD:
             self.counters["out_of_window"] += 1
+            self.counters["out_of_window_bytes"] += length
             return []
         if start == self.next and not self.pending:
             return [self._deliver(start, data, length, ts)]
@@ -195,6 +209,7 @@ class StreamBuffer:
             start, data, length, ts = pending.pop(0)
             if start < self.next:  # defensive: pieces never start before next
                 cut = self.next - start
+                self.counters["overlap_bytes"] += min(cut, length)
                 if cut >= length:
                     continue
                 data, length, start = data[cut:], length - cut, self.next
@@ -325,7 +340,8 @@ class TcpReassembler:
         self.closed_linger_ns = closed_linger_ns
         self.counters: dict[str, int] = dict.fromkeys(REASSEMBLY_COUNTERS, 0)
         self._conns: OrderedDict[tuple, _Connection] = OrderedDict()
-        self._closed: OrderedDict[tuple, int] = OrderedDict()  # key -> close ts (tombstones)
+        # tombstones: key -> (close ts, client ISN, server ISN)
+        self._closed: OrderedDict[tuple, tuple[int, int | None, int | None]] = OrderedDict()
         self._next_conn_id = 1
         self._last_expiry_check: int | None = None
 
@@ -353,6 +369,7 @@ class TcpReassembler:
         conn.last_ts = ts
         if pkt.flags & RST:
             self.counters["rst_closes"] += 1
+            self.counters["rst_bytes"] += len(pkt.payload) + pkt.missing
             self._close(conn, ts, out)
             return out
         self._on_segment(conn, pkt, src == conn.client, out)
@@ -370,7 +387,7 @@ class TcpReassembler:
             self.counters["expired_connections"] += 1
             self._close(conn, now_ns, out)
         linger_before = now_ns - self.closed_linger_ns
-        while self._closed and next(iter(self._closed.values())) <= linger_before:
+        while self._closed and next(iter(self._closed.values()))[0] <= linger_before:
             self._closed.popitem(last=False)
         return out
 
@@ -392,14 +409,12 @@ class TcpReassembler:
         client, server = (dst, src) if is_syn_ack else (src, dst)
         if conn is not None:
             self._conns.move_to_end(key)
-            if conn.client == client and conn.role is Role.CLIENT:
-                if not is_syn_ack and conn.client_isn == pkt.seq:
-                    return conn  # retransmitted SYN
-                if is_syn_ack and conn.server_isn in (None, pkt.seq):
-                    self._start_server_stream(conn, pkt)
-                    return conn
+            if self._joins_open(conn, pkt, src, is_syn_ack):
+                return conn
             self.counters["port_reuses"] += 1
             self._close(conn, pkt.ts_ns, out)
+        elif self._after_close(key, pkt):
+            return None
         self._closed.pop(key, None)
         conn = self._open(key, client, server, Role.CLIENT, pkt.ts_ns, out)
         if is_syn_ack:
@@ -411,20 +426,77 @@ class TcpReassembler:
             conn.to_server = self._stream(pkt.seq + 1)
         return conn
 
+    def _joins_open(self, conn: _Connection, pkt: Packet, src: Endpoint,
+                    is_syn_ack: bool) -> bool:
+        """A SYN/SYN-ACK of the open ``conn`` (True: take it, no buffer moves) or of a new
+        connection on the same 4-tuple (False)."""
+        from_client = src == conn.client
+        stream = conn.to_server if from_client else conn.to_client
+        if stream is None:
+            return self._starts_direction(conn, pkt, from_client, is_syn_ack)
+        isn = conn.client_isn if from_client else conn.server_isn
+        behind = stream.next - stream.offset_of(pkt.seq + 1)
+        if pkt.seq != isn and not 0 <= behind <= self.window_bytes:
+            return False
+        self.counters["late_handshakes"] += 1
+        if conn.role is Role.CLIENT and is_syn_ack != from_client:
+            if from_client and conn.client_isn is None:
+                conn.client_isn = pkt.seq
+            elif not from_client and conn.server_isn is None:
+                conn.server_isn = pkt.seq
+        return True
+
+    def _starts_direction(self, conn: _Connection, pkt: Packet, from_client: bool,
+                          is_syn_ack: bool) -> bool:
+        """A SYN-ACK for a direction without a buffer: in order for a connection whose SYN we
+        saw; for one picked up mid-stream, when it acknowledges (ISN + 1) the other
+        direction's first bytes (at or behind its next byte, by at most the window)."""
+        if not is_syn_ack:
+            return False
+        if not from_client and conn.role is Role.CLIENT:
+            self._start_server_stream(conn, pkt)
+            return True
+        other = conn.to_client if from_client else conn.to_server
+        if other is None or not 0 <= other.next - other.offset_of(pkt.ack) <= self.window_bytes:
+            return False
+        self.counters["late_handshakes"] += 1
+        stream = self._stream(pkt.seq + 1)
+        if from_client:
+            conn.to_server = stream
+        else:
+            conn.to_client = stream
+        return True
+
+    def _after_close(self, key: tuple, pkt: Packet) -> bool:
+        """A late SYN/SYN-ACK of a connection closed within the linger time (counted)."""
+        tomb = self._closed.get(key)
+        if tomb is None or pkt.ts_ns - tomb[0] >= self.closed_linger_ns:
+            return False
+        if pkt.seq not in tomb[1:]:
+            return False
+        self.counters["packets_after_close"] += 1
+        self.counters["bytes_after_close"] += len(pkt.payload) + pkt.missing
+        return True
+
     def _start_server_stream(self, conn: _Connection, pkt: Packet) -> None:
+        """The SYN-ACK names the server's ISN; its stream starts after it unless data of that
+        direction already started it (a buffer is never replaced)."""
         if conn.server_isn is None:
             conn.server_isn = pkt.seq
+        if conn.to_client is None:
             conn.to_client = self._stream(pkt.seq + 1)
 
     def _on_unknown(self, key: tuple, pkt: Packet, src: Endpoint, dst: Endpoint,
                     out: list[CaptureEvent]) -> _Connection | None:
         if pkt.flags & RST:
             self.counters["stray_rst"] += 1
+            self.counters["rst_bytes"] += len(pkt.payload) + pkt.missing
             return None
-        closed_ts = self._closed.get(key)
-        if closed_ts is not None:
-            if pkt.ts_ns - closed_ts < self.closed_linger_ns:
+        tomb = self._closed.get(key)
+        if tomb is not None:
+            if pkt.ts_ns - tomb[0] < self.closed_linger_ns:
                 self.counters["packets_after_close"] += 1
+                self.counters["bytes_after_close"] += len(pkt.payload) + pkt.missing
                 return None
             del self._closed[key]
         client, server = guess_client(src, dst)
@@ -448,7 +520,7 @@ class TcpReassembler:
                 self._emit(conn, egress, stream, stream.force(ts), out)
         conn.state = ConnState.CLOSED
         del self._conns[conn.key]
-        self._closed[conn.key] = ts
+        self._closed[conn.key] = (ts, conn.client_isn, conn.server_isn)
         self._closed.move_to_end(conn.key)
         if len(self._closed) > self.max_connections:
             self._closed.popitem(last=False)

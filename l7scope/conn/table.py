@@ -117,10 +117,6 @@ def _make_analyzer(protocol: str, limits: AnalyzerLimits, seen_from_start: bool,
         return Http1Analyzer(limits, counters=counters)
     from l7scope.protocols.http2 import Http2Analyzer
 
-    if not hasattr(Http2Analyzer, "memory"):  # until http2.py has counters= and memory()
-        a = Http2Analyzer(limits, seen_from_start=seen_from_start)
-        a.memory = lambda: 0
-        return a
     return Http2Analyzer(limits, seen_from_start=seen_from_start, counters=counters)
 
 
@@ -170,7 +166,8 @@ class ConnectionTable:
             if conn is None or conn.analyzer is None:
                 return []
             out = self._finish(conn, ev.ts)
-            conn.analyzer, conn.protocol = None, None
+            if conn.protocol != FAILED:  # a failed connection stays unfed until it closes
+                conn.analyzer, conn.protocol = None, None
             return out
         return []
 
@@ -209,40 +206,39 @@ class ConnectionTable:
         conn.last_ts = ev.ts
         if conn.protocol in _DONE:
             return out
-        try:
-            self._feed_pieces(conn, ev, out)
+        pos = conn.egress_pos if ev.egress else conn.ingress_pos
+        try:  # the one boundary for this chunk: our bug, not the agent's end
+            for kind, value in pos.place(ev.seq, ev.data, ev.length):
+                if conn.analyzer is None:
+                    if kind == "skip":
+                        # a hole behind bytes held undecided: they can no longer begin a message
+                        self._drop_pending(conn, value, ev.egress)
+                        continue
+                    for egress, data, ts in self._detect_start(conn, value, ev.egress, ev.ts):
+                        events = conn.analyzer.feed(egress == conn.client_is_local(), data, ts)
+                        out += self._route(conn, events, ev.ts)
+                else:
+                    from_client = ev.egress == conn.client_is_local()
+                    a = conn.analyzer
+                    events = a.feed(from_client, value, ev.ts) if kind == "data" \
+                        else a.skip(from_client, value, ev.ts)
+                    out += self._route(conn, events, ev.ts)
+                if conn.protocol == OTHER:
+                    break
             held = conn.analyzer.memory() if conn.analyzer is not None else 0
-        except Exception as exc:  # noqa: BLE001 - the one boundary: our bug, not the agent's end
+        except Exception as exc:  # noqa: BLE001
             self.fail(conn, exc)
             held = 0
+        return self._account(conn, held, ev.ts, out)
+
+    def _account(self, conn: Connection, held: int, ts: int, out: list) -> list:
+        """Refresh the connection's memory figure and the total; shed over the budget."""
         held += len(conn.pending)
         self.memory_total += held - conn.memory
         conn.memory = held
         if self.memory_total > self.max_memory:
-            out += self._shed(ev.ts)
+            out += self._shed(ts)
         return out
-
-    def _feed_pieces(self, conn: Connection, ev: DataChunk, out: list) -> None:
-        """Place the chunk in its direction and feed the pieces; events are added to ``out``."""
-        pos = conn.egress_pos if ev.egress else conn.ingress_pos
-        for kind, value in pos.place(ev.seq, ev.data, ev.length):
-            if conn.analyzer is None:
-                if kind == "skip":
-                    # a hole behind bytes held undecided: they can no longer begin a message
-                    self._drop_pending(conn, value, ev.egress)
-                    continue
-                for egress, data, ts in self._detect_start(conn, value, ev.egress, ev.ts):
-                    events = conn.analyzer.feed(egress == conn.client_is_local(), data, ts)
-                    out += self._route(conn, events, ev.ts)
-                if conn.protocol == OTHER:
-                    return
-                continue
-            from_client = ev.egress == conn.client_is_local()
-            a = conn.analyzer
-            events = a.feed(from_client, value, ev.ts) if kind == "data" else a.skip(from_client, value, ev.ts)
-            out += self._route(conn, events, ev.ts)
-            if conn.protocol == OTHER:
-                return
 
     def fail(self, conn: Connection, exc: BaseException, protocol: str | None = None) -> None:
         """An internal error on this connection: count it, end its analysis, feed it no more."""

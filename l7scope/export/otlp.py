@@ -1,4 +1,5 @@
-"""OTLP/HTTP exporter: sampled exchanges as spans with events, pair metrics as OTLP metrics.
+"""OTLP/HTTP exporter: sampled exchanges as spans, exchange durations as OTLP metrics, both
+named by OpenTelemetry's HTTP and RPC semantic conventions.
 
 Theory of operation
 -------------------
@@ -8,19 +9,33 @@ application/x-protobuf) built with the official opentelemetry-proto messages:
 * ``{endpoint}/v1/traces``: ExportTraceServiceRequest. One span per sampled exchange with the
   captured trace id (W3C: 16 bytes; B3 64-bit ids are left-padded with zeros to 16 bytes, as
   the OpenTelemetry B3 propagator does) and span id (8 bytes), kind SERVER/CLIENT from the
-  observing side, status ERROR for 5xx and failed gRPC calls. The span-attached events become
-  span events at their start time; their end time is the ``end_time_unix_nano`` attribute.
-  Spans are grouped by observing process (resource service.name = comm, process.pid).
-  Only B3 and W3C contexts are exported; SkyWalking contexts go to the SkyWalking exporter.
-* ``{endpoint}/v1/metrics``: ExportMetricsServiceRequest with DELTA temporality (each
-  PairMetrics covers one interval): sums ``l7scope.requests`` and ``l7scope.responses``
-  (+ status), histograms ``l7scope.request.size``/``l7scope.response.size`` (By) and
-  ``l7scope.client.duration``/``l7scope.server.duration`` (ms) with explicit bounds; attributes
-  client, server, protocol.
+  observing side, named and attributed by the conventions (l7scope.export.semconv: ``GET``,
+  ``pkg.Service/Method``; http.request.method, url.path and url.query with secret parameters
+  redacted, http.response.status_code, server.*, client.address, rpc.*, error.type), status
+  ERROR when error.type is set. The span-attached events become span events at their start
+  time; their end time is the ``end_time_unix_nano`` attribute. Spans are grouped by observing
+  process (resource service.name = comm, process.pid). Only B3 and W3C contexts are exported;
+  SkyWalking contexts go to the SkyWalking exporter.
+* ``{endpoint}/v1/metrics``: ExportMetricsServiceRequest with CUMULATIVE histograms
+  ``http.server.request.duration`` and ``http.client.request.duration`` (unit ``s``, the
+  conventions' advisory bucket boundaries). ``ExchangeMetrics`` is fed every exchange by
+  ``observe(ex, peer_comm)`` (a pipeline observer) and keeps one series per attribute set:
+  http.request.method, http.response.status_code, url.scheme, network.protocol.name/version,
+  server.address/port, error.type, rpc.system/service/method and rpc.grpc.status_code for
+  gRPC, and the service names ``l7scope.client``/``l7scope.server`` (command names, never
+  pids). Series are bounded (``max_series``); exchanges past the bound go to one series with
+  ``otel.metric.overflow=true`` (the SDK's convention) and are counted. Records from packet
+  captures (no side) count as server records. ``export_metrics`` (each metrics interval)
+  freezes every series and queues the frozen points; the worker only serialises them.
+  Until anything calls ``observe``, the interval's PairMetrics are exported instead, by the
+  same names and units (DELTA, without method or status attributes).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -32,8 +47,10 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from l7scope.config import OtlpConfig
+from l7scope.exchange import Exchange
+from l7scope.export import semconv
 from l7scope.export.queue import BatchingQueue, http_post, put_with_context
-from l7scope.export.zipkin import span_name
+from l7scope.metrics import pair_of
 from l7scope.metrics_types import Histogram, PairMetrics
 from l7scope.redact import Redactor
 from l7scope.sampling import SampledExchange
@@ -42,10 +59,24 @@ from l7scope.spanevents import build_span_events
 SUPPORTED_PROVIDERS = ("zipkin", "w3c")
 SCOPE = InstrumentationScope(name="l7scope", version="0.1.0")
 _KIND = {"server": trace_pb2.Span.SPAN_KIND_SERVER, "client": trace_pb2.Span.SPAN_KIND_CLIENT}
+_CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 _DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+SERVER_DURATION = "http.server.request.duration"
+CLIENT_DURATION = "http.client.request.duration"
+DESCRIPTIONS = {SERVER_DURATION: "Duration of HTTP server requests.",
+                CLIENT_DURATION: "Duration of HTTP client requests."}
+# The conventions' advisory explicit bucket boundaries for the request durations, in seconds.
+SECONDS_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+                  10.0)
+OVERFLOW_ATTRS = (("otel.metric.overflow", True),)
+_PID_SUFFIX = re.compile(r"\(\d+\)$")
+
+Attrs = tuple[tuple[str, "str | int | bool"], ...]
 
 
-def _kv(key: str, value: str | int) -> KeyValue:
+def _kv(key: str, value: str | int | bool) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
     if isinstance(value, int):
         return KeyValue(key=key, value=AnyValue(int_value=value))
     return KeyValue(key=key, value=AnyValue(string_value=value))
@@ -55,27 +86,166 @@ def trace_id_bytes(hex_id: str) -> bytes:
     return bytes.fromhex(hex_id.rjust(32, "0"))
 
 
-
 def _carried(trace) -> bool:
     """B3 and W3C contexts with a span id become OTLP spans."""
     return trace.provider in SUPPORTED_PROVIDERS and trace.span_id is not None
 
+
+def _service(comm: str | None, pid: int | None) -> str:
+    return comm or "?"
+
+
+def exchange_attributes(ex: Exchange, peer_comm: str | None = None) -> Attrs:
+    """The metric attribute set of one exchange (no pids, nothing with unbounded text)."""
+    client, server, _, _ = pair_of(ex, peer_comm, _service)
+    attrs: list = [("http.request.method", semconv.method(ex))]
+    if ex.status is not None:
+        attrs.append(("http.response.status_code", ex.status))
+    attrs += [("url.scheme", "https" if ex.tls else "http"), ("network.protocol.name", "http")]
+    version = semconv.protocol_version(ex)
+    if version:
+        attrs.append(("network.protocol.version", version))
+    address, port = semconv.server_endpoint(ex)
+    attrs += [("server.address", address)] if address else []
+    attrs += [("server.port", port)] if port else []
+    attrs += _rpc_attributes(ex)
+    error = semconv.error_type(ex)
+    attrs += [("error.type", error)] if error else []
+    return tuple(attrs) + (("l7scope.client", client), ("l7scope.server", server))
+
+
+def _rpc_attributes(ex: Exchange) -> list:
+    if ex.protocol != "grpc":
+        return []
+    attrs: list = [("rpc.system", "grpc")]
+    route = semconv.grpc_route(ex)
+    if route is not None:
+        attrs += [("rpc.service", route[0]), ("rpc.method", route[1])]
+    if ex.grpc_status is not None:
+        attrs.append(("rpc.grpc.status_code", ex.grpc_status))
+    return attrs
+
+
+class MetricPoint(NamedTuple):
+    """One frozen histogram data point (seconds)."""
+
+    metric: str
+    attrs: Attrs
+    start_ns: int
+    time_ns: int
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+    count: int
+    min: float | None
+    max: float | None
+    temporality: int = _CUMULATIVE
+
+
+@dataclass(slots=True)
+class _Series:
+    start_ns: int
+    last_ns: int
+    counts: list
+    sum: float = 0.0
+    count: int = 0
+    min: float = float("inf")
+    max: float = float("-inf")
+
+    def observe(self, seconds: float, index: int, end_ns: int) -> None:
+        self.counts[index] += 1
+        self.sum += seconds
+        self.count += 1
+        self.min = min(self.min, seconds)
+        self.max = max(self.max, seconds)
+        self.last_ns = max(self.last_ns, end_ns)
+
+
+class ExchangeMetrics:
+    """Cumulative duration histograms per (metric, attribute set), at most ``max_series``."""
+
+    def __init__(self, mono_to_wall_ns: Callable[[int], int], max_series: int = 2000):
+        self._to_wall = mono_to_wall_ns
+        self.max_series = max_series
+        self.overflow_records = 0
+        self.observed = 0
+        self._series: dict[tuple[str, Attrs], _Series] = {}
+
+    def observe(self, ex: Exchange, peer_comm: str | None = None) -> None:
+        self.observed += 1
+        metric = CLIENT_DURATION if ex.side == "client" else SERVER_DURATION
+        key = (metric, exchange_attributes(ex, peer_comm))
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) >= self.max_series:
+                self.overflow_records += 1
+                key = (metric, OVERFLOW_ATTRS)
+                series = self._series.get(key)
+            if series is None:
+                start = self._to_wall(ex.start_ns)
+                series = self._series[key] = _Series(start, start, [0] * (len(SECONDS_BOUNDS) + 1))
+        seconds = ex.duration_ns / 1e9
+        series.observe(seconds, _bucket(seconds), self._to_wall(ex.end_ns))
+
+    def points(self, now_wall_ns: int | None = None) -> tuple[MetricPoint, ...]:
+        """Every series as it stands (cumulative since its first exchange)."""
+        out = []
+        for (metric, attrs), s in self._series.items():
+            time_ns = max(s.last_ns, now_wall_ns or 0)
+            out.append(MetricPoint(metric, attrs, s.start_ns, time_ns, SECONDS_BOUNDS,
+                                   tuple(s.counts), s.sum, s.count, s.min, s.max))
+        return tuple(out)
+
+
+def _bucket(seconds: float) -> int:
+    """Index of the bucket (bounds[i-1], bounds[i]] holding ``seconds`` (OTLP: upper
+    bounds inclusive); the last index is the overflow bucket."""
+    for i, bound in enumerate(SECONDS_BOUNDS):
+        if seconds <= bound:
+            return i
+    return len(SECONDS_BOUNDS)
+
+
+def pair_points(pm: PairMetrics) -> list[MetricPoint]:
+    """The fallback: a PairMetrics interval as DELTA points by the same names, in seconds."""
+    version = "2" if pm.protocol in ("http2", "grpc") else None
+    attrs: list = [("network.protocol.name", "http")]
+    attrs += [("network.protocol.version", version)] if version else []
+    attrs += [("rpc.system", "grpc")] if pm.protocol == "grpc" else []
+    attrs += [("l7scope.client", _PID_SUFFIX.sub("", pm.client)),
+              ("l7scope.server", _PID_SUFFIX.sub("", pm.server))]
+    out = []
+    for metric, hist in ((SERVER_DURATION, pm.server_duration_ms),
+                         (CLIENT_DURATION, pm.client_duration_ms)):
+        if hist.count:
+            out.append(_ms_point(metric, tuple(attrs), hist, pm))
+    return out
+
+
+def _ms_point(metric: str, attrs: Attrs, hist: Histogram, pm: PairMetrics) -> MetricPoint:
+    return MetricPoint(metric, attrs, pm.interval_start_ns, pm.interval_end_ns,
+                       tuple(b / 1000 for b in hist.bounds), hist.counts, hist.sum / 1000,
+                       hist.count, None, None, _DELTA)
+
+
 class OtlpExporter:
     def __init__(self, config: OtlpConfig, mono_to_wall_ns: Callable[[int], int], *,
                  service_name: str = "l7scope", redactor: Redactor | None = None,
-                 flush_interval_s: float = 1.0, backoff_initial_s: float = 0.5):
+                 flush_interval_s: float = 1.0, backoff_initial_s: float = 0.5,
+                 max_series: int = 2000):
         self._endpoint = config.endpoint.rstrip("/")
         self._timeout_s = config.queue.timeout_s
         self._mono_to_wall_ns = mono_to_wall_ns
         self._service_name = service_name
         self._redactor = redactor or Redactor()
+        self.exchange_metrics = ExchangeMetrics(mono_to_wall_ns, max_series)
         q = config.queue
         common = dict(queue_size=q.queue_size, batch_size=q.batch_size,
                       flush_interval_s=flush_interval_s, max_retries=q.max_retries,
                       backoff_initial_s=backoff_initial_s)
         self._spans: BatchingQueue[SampledExchange] = BatchingQueue(
             self._send_spans, name="otlp-traces", **common)
-        self._metrics: BatchingQueue[PairMetrics] = BatchingQueue(
+        self._metrics: BatchingQueue[tuple[MetricPoint, ...]] = BatchingQueue(
             self._send_metrics, name="otlp-metrics", **common)
         self._skipped = {"skipped_no_context": 0, "skipped_unsupported_context": 0}
 
@@ -91,14 +261,26 @@ class OtlpExporter:
         out = dict(self._skipped)
         for prefix, q in (("traces_", self._spans), ("metrics_", self._metrics)):
             out.update({prefix + k: v for k, v in q.stats().items()})
+        out["metrics_series_overflow_records"] = self.exchange_metrics.overflow_records
         return out
+
+    def observe(self, ex: Exchange, peer_comm: str | None = None) -> None:
+        """A pipeline observer: every exchange feeds the duration histograms."""
+        self.exchange_metrics.observe(ex, peer_comm)
 
     def export_events(self, sampled: list[SampledExchange]) -> None:
         put_with_context(self._spans, sampled, self._skipped, _carried)
 
     def export_metrics(self, metrics: list[PairMetrics]) -> None:
-        for m in metrics:
-            self._metrics.put(m)
+        """Called once per metrics interval: queues the interval's frozen points (the
+        exchange histograms; the pair metrics while nothing feeds ``observe``)."""
+        if self.exchange_metrics.observed:
+            now = max((pm.interval_end_ns for pm in metrics), default=None)
+            points = self.exchange_metrics.points(now)
+        else:
+            points = tuple(p for pm in metrics for p in pair_points(pm))
+        if points:
+            self._metrics.put(points)
 
     # --- traces --------------------------------------------------------------------------
 
@@ -127,7 +309,8 @@ class OtlpExporter:
         assert trace is not None and trace.span_id is not None
         span = trace_pb2.Span(
             trace_id=trace_id_bytes(trace.trace_id), span_id=bytes.fromhex(trace.span_id),
-            name=span_name(ex, self._redactor.redact_path), kind=_KIND.get(ex.side or "", trace_pb2.Span.SPAN_KIND_UNSPECIFIED),
+            name=semconv.span_name(ex),
+            kind=_KIND.get(ex.side or "", trace_pb2.Span.SPAN_KIND_UNSPECIFIED),
             start_time_unix_nano=self._mono_to_wall_ns(ex.start_ns),
             end_time_unix_nano=self._mono_to_wall_ns(max(ex.end_ns, ex.start_ns)))
         if trace.parent_span_id:
@@ -137,76 +320,67 @@ class OtlpExporter:
         for key, value in dict(trace.extra).items():
             if key == "tracestate":
                 span.trace_state = value
-        span.attributes.extend(self._span_attributes(sampled))
-        if sampled.reason in ("5xx", "grpc_error"):
+        span.attributes.extend(_kv(k, v) for k, v in self.span_attributes(sampled))
+        if semconv.error_type(ex) is not None:
             span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
         for ev in build_span_events(sampled, self._mono_to_wall_ns, self._redactor):
             attrs = [_kv(k, v) for k, v in ev.tags] + [_kv("end_time_unix_nano", ev.end_ns_wall)]
             span.events.add(time_unix_nano=ev.start_ns_wall, name=ev.name, attributes=attrs)
         return span
 
-    @staticmethod
-    def _span_attributes(sampled: SampledExchange) -> list[KeyValue]:
+    def span_attributes(self, sampled: SampledExchange) -> list[tuple[str, str | int]]:
         ex = sampled.exchange
-        attrs = [_kv("l7scope.protocol", ex.protocol), _kv("l7scope.sampling_reason", sampled.reason)]
-        if ex.method:
-            attrs.append(_kv("http.request.method", ex.method))
+        attrs: list = [("http.request.method", semconv.method(ex))]
+        if ex.method and attrs[0][1] == semconv.OTHER_METHOD:
+            attrs.append(("http.request.method_original", ex.method[:64]))
         if ex.path is not None:
-            attrs.append(_kv("url.path", ex.path.split("?", 1)[0].split("#", 1)[0]))
+            path, _, query = self._redactor.redact_path(ex.path).split("#", 1)[0].partition("?")
+            attrs += [("url.path", path)] + ([("url.query", query)] if query else [])
+        attrs.append(("url.scheme", "https" if ex.tls else "http"))
         if ex.status is not None:
-            attrs.append(_kv("http.response.status_code", ex.status))
-        if ex.grpc_status is not None:
-            attrs.append(_kv("rpc.grpc.status_code", ex.grpc_status))
-        return attrs
+            attrs.append(("http.response.status_code", ex.status))
+        attrs.append(("network.protocol.name", "http"))
+        version = semconv.protocol_version(ex)
+        attrs += [("network.protocol.version", version)] if version else []
+        address, port = semconv.server_endpoint(ex)
+        attrs += [("server.address", address)] if address else []
+        attrs += [("server.port", port)] if port else []
+        client = semconv.client_address(ex)
+        attrs += [("client.address", client)] if client else []
+        attrs += _rpc_attributes(ex)
+        error = semconv.error_type(ex)
+        attrs += [("error.type", error)] if error else []
+        return attrs + [("l7scope.protocol", ex.protocol),
+                        ("l7scope.sampling_reason", sampled.reason)]
 
     # --- metrics -------------------------------------------------------------------------
 
-    def _send_metrics(self, batch: list[PairMetrics]) -> None:
-        body = self.metrics_request(batch).SerializeToString()
+    def _send_metrics(self, batch: list[tuple[MetricPoint, ...]]) -> None:
+        body = self.metrics_request([p for points in batch for p in points]).SerializeToString()
         http_post(self._endpoint + "/v1/metrics", body, "application/x-protobuf",
                   self._timeout_s)
 
-    def metrics_request(self, batch: list[PairMetrics]) -> ExportMetricsServiceRequest:
-        requests = metrics_pb2.Metric(name="l7scope.requests", unit="{request}",
-                                      description="Requests between a process pair")
-        responses = metrics_pb2.Metric(name="l7scope.responses", unit="{response}",
-                                       description="Responses by status")
-        for metric in (requests, responses):
-            metric.sum.aggregation_temporality = _DELTA
-            metric.sum.is_monotonic = True
-        hists = {name: metrics_pb2.Metric(name=name, unit=unit) for name, unit in (
-            ("l7scope.request.size", "By"), ("l7scope.response.size", "By"),
-            ("l7scope.client.duration", "ms"), ("l7scope.server.duration", "ms"))}
-        for metric in hists.values():
-            metric.histogram.aggregation_temporality = _DELTA
-        for pm in batch:
-            self._add_pair(pm, requests, responses, hists)
-        metrics = [requests, responses] + [m for m in hists.values() if m.histogram.data_points]
+    def metrics_request(self, points: list[MetricPoint]) -> ExportMetricsServiceRequest:
+        metrics: dict[str, metrics_pb2.Metric] = {}
+        for p in points:
+            metric = metrics.get(p.metric)
+            if metric is None:
+                metric = metrics[p.metric] = metrics_pb2.Metric(
+                    name=p.metric, unit="s", description=DESCRIPTIONS[p.metric])
+                metric.histogram.aggregation_temporality = p.temporality
+            metric.histogram.data_points.append(_histogram_point(p))
         request = ExportMetricsServiceRequest()
         request.resource_metrics.add(
             resource=Resource(attributes=[_kv("service.name", self._service_name)]),
-            scope_metrics=[metrics_pb2.ScopeMetrics(scope=SCOPE, metrics=metrics)])
+            scope_metrics=[metrics_pb2.ScopeMetrics(scope=SCOPE, metrics=list(metrics.values()))])
         return request
 
-    @staticmethod
-    def _add_pair(pm: PairMetrics, requests, responses, hists) -> None:
-        attrs = [_kv("client", pm.client), _kv("server", pm.server), _kv("protocol", pm.protocol)]
-        times = dict(start_time_unix_nano=pm.interval_start_ns, time_unix_nano=pm.interval_end_ns)
-        requests.sum.data_points.add(attributes=attrs, as_int=pm.requests, **times)
-        for status, count in pm.status_counts:
-            responses.sum.data_points.add(attributes=attrs + [_kv("status", status)],
-                                          as_int=count, **times)
-        for name, hist in (("l7scope.request.size", pm.request_bytes),
-                           ("l7scope.response.size", pm.response_bytes),
-                           ("l7scope.client.duration", pm.client_duration_ms),
-                           ("l7scope.server.duration", pm.server_duration_ms)):
-            if hist.count:
-                hists[name].histogram.data_points.append(_histogram_point(hist, attrs, times))
 
-
-def _histogram_point(hist: Histogram, attrs: list[KeyValue],
-                     times: dict) -> metrics_pb2.HistogramDataPoint:
-    return metrics_pb2.HistogramDataPoint(
-        attributes=attrs, count=hist.count, sum=float(hist.sum),
-        bucket_counts=list(hist.counts), explicit_bounds=[float(b) for b in hist.bounds],
-        **times)
+def _histogram_point(p: MetricPoint) -> metrics_pb2.HistogramDataPoint:
+    point = metrics_pb2.HistogramDataPoint(
+        attributes=[_kv(k, v) for k, v in p.attrs], count=p.count, sum=p.sum,
+        bucket_counts=list(p.counts), explicit_bounds=list(p.bounds),
+        start_time_unix_nano=p.start_ns, time_unix_nano=p.time_ns)
+    if p.min is not None and p.count:
+        point.min, point.max = p.min, p.max
+    return point

@@ -23,16 +23,21 @@ e.g. ``{"dropped_events.ringbuf_full": 3}`` -> ``l7scope_dropped_events_total{re
 "ringbuf_full"} 3``. The number of series is bounded (``max_series``); series beyond it are
 dropped and counted (``series_limit``), visible as ``l7scope_exporter_dropped_total``.
 
-A ThreadingHTTPServer on its own daemon thread answers ``GET /metrics`` (and ``/``).
+``GET /metrics`` (and ``/``) is answered by an ``outputs.http.HttpListener``: one event-loop
+thread with a connection cap and read timeouts, its own or one shared with other endpoints
+(``listener=``). ``:PORT`` binds loopback only; see ``outputs.http.listen_warning``.
 """
 from __future__ import annotations
 
 import re
 import threading
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from l7scope.metrics_types import Histogram, PairMetrics
+from l7scope.outputs.http import HttpListener, Request, listen_warning, parse_listen_address
+
+__all__ = ["PrometheusExporter", "escape_label_value", "format_float", "listen_warning",
+           "parse_listen_address"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SERIES = 50_000
@@ -90,7 +95,9 @@ class _HistogramTotal:
 
 
 class PrometheusExporter:
-    def __init__(self, addr: str, *, max_series: int = MAX_SERIES):
+    def __init__(self, addr: str, *, max_series: int = MAX_SERIES,
+                 listener: HttpListener | None = None):
+        self._addr = addr
         self._host, self._port = parse_listen_address(addr)
         self._max_series = max_series
         self._lock = threading.Lock()
@@ -100,8 +107,10 @@ class PrometheusExporter:
             family: {} for family, *_ in _HISTOGRAMS}
         self._agent: dict[str, int] = {}
         self._dropped = {"series_limit": 0, "histogram_bounds_mismatch": 0}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._listener = listener
+        self._owns_listener = listener is None
+        if listener is not None:
+            self._add_routes(listener)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -192,72 +201,44 @@ class PrometheusExporter:
                 labels = _labels([("reason", reason)]) if reason else ""
                 lines.append(f"{name}{labels} {value}")
 
-    # --- HTTP server ---------------------------------------------------------------------
+    # --- HTTP endpoint -------------------------------------------------------------------
 
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port); the real port once started with port 0."""
-        if self._server is not None:
-            host, port = self._server.server_address[:2]
-            return str(host), int(port)
+        if self._listener is not None:
+            return self._listener.address
         return self._host, self._port
 
+    def _add_routes(self, listener: HttpListener) -> None:
+        listener.add_route("GET", "/metrics", self.handle)
+        if self._owns_listener:  # a shared listener keeps "/" for its other endpoints
+            listener.add_route("GET", "/", self.handle)
+
+    def handle(self, request: Request) -> tuple[int, str, bytes]:
+        """The route handler: ``listener.add_route("GET", "/metrics", exporter.handle)``."""
+        if request.path not in ("/metrics", "/"):
+            return 404, "text/plain; charset=utf-8", b"404 Not Found\n"
+        return 200, CONTENT_TYPE, self.render().encode("utf-8")
+
     def start(self) -> None:
-        if self._server is not None:
+        """Bind and serve (OSError when the address cannot be bound)."""
+        if not self._owns_listener:
             return
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                if self.path.split("?", 1)[0] not in ("/metrics", "/"):
-                    self.send_error(404)
-                    return
-                body = exporter.render().encode("utf-8")
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args) -> None:  # noqa: A002
-                pass
-
-        server_cls = _server_class(self._host)
-        self._server = server_cls((self._host, self._port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
-                                        name="l7scope-prometheus", daemon=True)
-        self._thread.start()
+        if self._listener is None:
+            listener = HttpListener(self._addr, name="prometheus")
+            self._add_routes(listener)
+            listener.start()
+            self._listener = listener
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
+        if self._owns_listener and self._listener is not None:
+            self._listener.stop()
+            self._listener = None
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._dropped, series=len(self._requests) + len(self._responses))
-
-
-def parse_listen_address(addr: str) -> tuple[str, int]:
-    """"host:port", "[v6]:port" or ":port" (all interfaces) -> (host, port)."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"metrics listen address {addr!r}: expected host:port")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-def _server_class(host: str) -> type[ThreadingHTTPServer]:
-    import socket
-
-    if ":" not in host:
-        return ThreadingHTTPServer
-
-    class V6Server(ThreadingHTTPServer):
-        address_family = socket.AF_INET6
-
-    return V6Server
+            out = dict(self._dropped, series=len(self._requests) + len(self._responses))
+        if self._listener is not None:
+            out.update({f"http_{k}": v for k, v in self._listener.stats().items()})
+        return out

@@ -7,16 +7,27 @@ Exporters must never slow the capture path: ``put`` never waits. When the queue 
 
 One daemon worker thread takes up to ``batch_size`` items (waiting at most
 ``flush_interval_s`` for a batch to fill) and calls ``send(batch)``. ``send`` raises on
-failure; the worker then retries (unless it raised PermanentSendError) the same batch up to ``max_retries`` times, sleeping
+failure; the worker then retries (unless it raised PermanentSendError) the same batch up to
+``max_retries`` times, sleeping
 ``backoff_initial_s * 2**attempt`` (capped by ``backoff_max_s``) between tries, and finally
 drops the batch, counting its items (``dropped_send_failed``). A slow receiver only delays the
 worker (each send is bounded by the exporter's own timeout) while the queue absorbs, then
 drops, new items.
 
 ``stop(timeout_s)`` asks the worker to flush what is queued and waits at most ``timeout_s``;
-from then on retries stop (a failing send is not retried while stopping) and whatever is
-still queued when the wait ends is counted ``dropped_at_stop``. Counters are read with
-``stats()``.
+from then on retries stop (a failing send is not retried while stopping). When the wait ends,
+whatever is still queued and the batch still inside ``send`` (a receiver that hangs) are
+counted ``dropped_at_stop``; that batch is then abandoned: should its ``send`` return later,
+it is not counted again. An item offered after stop is refused and counted
+``dropped_at_stop`` too.
+
+Every item offered ends in exactly one place, so at any time::
+
+    offered == sent_items + dropped_queue_full + dropped_send_failed + dropped_at_stop
+               + pending
+
+with ``pending`` (queued plus in flight) 0 once ``stop`` returned. ``queued`` counts the
+items accepted by ``put``. Counters are read with ``stats()``.
 """
 from __future__ import annotations
 
@@ -51,9 +62,10 @@ class BatchingQueue(Generic[T]):
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._in_flight = 0
+        self._in_flight: list[T] | None = None  # the batch inside send; None when none
         self.last_error: str | None = None
-        self._counters = {"queued": 0, "sent_items": 0, "sent_batches": 0, "send_errors": 0,
+        self._counters = {"offered": 0, "queued": 0, "sent_items": 0, "sent_batches": 0,
+                          "send_errors": 0,
                           "retries": 0, "dropped_queue_full": 0, "dropped_send_failed": 0,
                           "dropped_at_stop": 0}
 
@@ -67,7 +79,11 @@ class BatchingQueue(Generic[T]):
     def put(self, item: T) -> bool:
         """Enqueue without waiting; False (and counted) when the queue is full or stopped."""
         with self._cond:
-            if self._stopping.is_set() or len(self._items) >= self._queue_size:
+            self._counters["offered"] += 1
+            if self._stopping.is_set():
+                self._counters["dropped_at_stop"] += 1
+                return False
+            if len(self._items) >= self._queue_size:
                 self._counters["dropped_queue_full"] += 1
                 return False
             self._items.append(item)
@@ -77,19 +93,23 @@ class BatchingQueue(Generic[T]):
         return True
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Flush what is queued within ``timeout_s``; count the rest as dropped."""
+        """Flush what is queued within ``timeout_s``; count the rest, and a batch still in
+        flight, as dropped_at_stop (that batch is abandoned: not counted again later)."""
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
         with self._cond:
-            self._counters["dropped_at_stop"] += len(self._items)
+            left = len(self._items) + len(self._in_flight or ())
+            self._counters["dropped_at_stop"] += left
             self._items.clear()
+            self._in_flight = None
 
     def stats(self) -> dict[str, int]:
         with self._cond:
-            return dict(self._counters, pending=len(self._items) + self._in_flight)
+            return dict(self._counters,
+                        pending=len(self._items) + len(self._in_flight or ()))
 
     # --- worker ------------------------------------------------------------------------
 
@@ -113,7 +133,7 @@ class BatchingQueue(Generic[T]):
                 return None if self._stopping.is_set() else []
             n = min(self._batch_size, len(self._items))
             batch = [self._items.popleft() for _ in range(n)]
-            self._in_flight = n
+            self._in_flight = batch
             return batch
 
     def _deliver(self, batch: list[T]) -> None:
@@ -127,19 +147,27 @@ class BatchingQueue(Generic[T]):
                 self._record_failure(e)
                 if (attempt >= self._max_retries or self._stopping.is_set()
                         or isinstance(e, PermanentSendError)):
-                    self._count(dropped_send_failed=len(batch))
-                    break
+                    self._settle(batch, "dropped_send_failed")
+                    return
                 self._count(retries=1)
                 delay = min(self._backoff_max_s, self._backoff_initial_s * 2 ** attempt)
                 attempt += 1
                 if self._stopping.wait(delay):
-                    self._count(dropped_send_failed=len(batch))
-                    break
+                    self._settle(batch, "dropped_send_failed")
+                    return
                 continue
-            self._count(sent_items=len(batch), sent_batches=1)
-            break
+            self._settle(batch, "sent_items", sent_batches=1)
+            return
+
+    def _settle(self, batch: list[T], outcome: str, **more: int) -> None:
+        """Count ``batch`` under ``outcome`` unless stop already counted it (abandoned)."""
         with self._cond:
-            self._in_flight = 0
+            if self._in_flight is not batch:
+                return
+            self._in_flight = None
+            self._counters[outcome] += len(batch)
+            for key, n in more.items():
+                self._counters[key] += n
 
     def _record_failure(self, error: Exception) -> None:
         self._count(send_errors=1)

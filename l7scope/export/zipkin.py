@@ -9,7 +9,8 @@ the BatchingQueue turns a batch into a JSON list of spans (zipkin2 ``Span`` mode
 it to ``url`` (Content-Type application/json).
 
 A span uses the captured ids: ``traceId``, ``id`` = the captured span id, ``parentId`` when
-the header carried one. ``name`` is the lowercase method (for gRPC the method path).
+the header carried one. ``name`` follows OpenTelemetry's conventions (export.semconv): the
+method ("GET"; the agent does not know route templates), gRPC ``package.Service/Method``.
 ``kind`` is CLIENT or SERVER from the side that observed the call; a SERVER span is marked
 ``shared`` since it reuses the caller's span id. ``timestamp`` is microseconds since the
 epoch and ``duration`` microseconds (at least 1). Each span-attached event
@@ -26,7 +27,7 @@ import json
 from collections.abc import Callable
 
 from l7scope.config import QueueSettings, ZipkinConfig
-from l7scope.exchange import Exchange
+from l7scope.export import semconv
 from l7scope.export.queue import BatchingQueue, http_post, put_with_context
 from l7scope.redact import Redactor
 from l7scope.sampling import SampledExchange
@@ -85,7 +86,7 @@ class ZipkinExporter:
             span["kind"] = _KIND[ex.side]
             if ex.side == "server":
                 span["shared"] = True
-        span["name"] = span_name(ex, self._redactor.redact_path)
+        span["name"] = semconv.span_name(ex)
         span["timestamp"] = start_us
         span["duration"] = max(1, ex.duration_ns // 1000)
         span["localEndpoint"] = _endpoint(ex.local, ex.comm)
@@ -96,16 +97,6 @@ class ZipkinExporter:
         span["annotations"] = _annotations(events)
         span["tags"] = _tags(sampled, events, self._redactor.redact_path)
         return span
-
-
-def span_name(ex: Exchange, redact_path: Callable[[str], str] | None = None) -> str:
-    """The lowercase method, e.g. "get": names are lookup labels and must stay low-cardinality
-    (the path, which embeds ids, goes to the http.path tag). gRPC: the method path, without
-    its query and fragment (``redact_path`` also applied when given)."""
-    if ex.protocol == "grpc" and ex.path:
-        path = redact_path(ex.path) if redact_path else ex.path
-        return path.split("?", 1)[0].split("#", 1)[0][:200]
-    return (ex.method or "unknown").lower()
 
 
 def _endpoint(addr: str | None, service: str | None) -> dict:

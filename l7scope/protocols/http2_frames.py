@@ -326,7 +326,8 @@ class FrameSplitter:
         self._pending += data[pos:pos + take]
         if len(self._pending) < FRAME_HEADER_LEN:
             return pos + take
-        if not conforming_header(self._pending):
+        header = parse_header(self._pending)
+        if header[1] in DEFINED_FLAGS and not _type_rules_hold(*header):  # conforming_header
             self._scan = self._pending[1:]  # the frame may start at any later octet
             self._scan_pos = 0
             self._pending = bytearray()
@@ -334,7 +335,7 @@ class FrameSplitter:
             self._go("header_not_conforming")
             self._count_dropped(1, ts, out, penalty=NOT_CONFORMING_PENALTY)
             return pos + take
-        self._start_frame(parse_header(self._pending))
+        self._start_frame(header)
         self._pending.clear()
         if self._remaining:
             self._go("header_with_payload")

@@ -8,7 +8,9 @@ name -> list of values, as urllib.parse.parse_qs gives it). Each endpoint parses
 parameters into a spec (store/queries.py; a bad one is a 400 with a one-line JSON reason),
 asks the store's backend for rows and shapes them into the contract's JSON. This module is the
 error boundary of a request: a store failure is a 503, our own bug a 500 with its type
-counted in ``api_internal_errors``; the listener never sees an exception.
+counted in ``api_internal_errors``; the listener never sees an exception. A backend that
+runs ``path_regex`` itself (``regex_in_query``: ClickHouse's RE2) gets it in its exchanges()
+query; otherwise the paths are matched here, over a bounded number of candidates.
 
 ``since`` counts back from ``now_ns()``: the wall clock for live capture; a capture-file run
 passes the time of its last packet, so "the last hour" means the file's last hour. The
@@ -132,7 +134,10 @@ class Api:
     def exchanges(self, query: dict) -> dict:
         q = queries.parse_exchanges(query)
         since = self._since_ts(q.since_s)
-        if q.path_regex is None:
+        if q.path_regex is not None and getattr(self.store, "regex_in_query", False):
+            self.store.check_path_regex(q.path_regex)  # a server-side engine (ClickHouse RE2)
+            found, truncated = list(self.store.exchanges(q, since, q.limit)), False
+        elif q.path_regex is None:
             found, truncated = list(self.store.exchanges(q, since, q.limit)), False
         else:  # paths first, whole rows only for the matches
             paths = self.store.exchange_paths(q, since, queries.MAX_CANDIDATES)
@@ -177,7 +182,8 @@ class Api:
                 "started_ns": self.started_ns,
                 "uptime_s": round(time.monotonic() - self._started_mono, 3),
                 "store": {"kind": getattr(self.store, "kind", None),
-                          "path": getattr(self.store, "path", None)},
+                          "path": getattr(self.store, "path", None),
+                          "last_error": getattr(self.store, "last_error", None)},
                 "counters_time_ns": at, "counters": counters,
                 "drops": {k: v for k, v in counters.items() if any(w in k for w in DROP_WORDS)},
                 "parse_errors": {k: v for k, v in counters.items() if k.startswith("parse_error")},
@@ -230,4 +236,4 @@ def _plain(v):
 def _is_store_error(e: Exception) -> bool:
     import sqlite3
 
-    return isinstance(e, (sqlite3.Error, OSError))
+    return isinstance(e, (sqlite3.Error, OSError, queries.StoreUnavailable))

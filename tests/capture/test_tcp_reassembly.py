@@ -421,3 +421,154 @@ def test_ack_without_pending_data_declares_nothing():
     ev += r.feed(pkt(SERVER, CLIENT, 201, payload=b"a" * 10, ack=101))
     ev += r.feed(pkt(CLIENT, SERVER, 101, ACK, ack=5_000))  # acked far ahead, nothing waits
     assert layout(ev, False) == [b"a" * 10] and r.counters["gaps"] == 0
+
+
+# --- late handshakes: positions never move backwards, buffers are never replaced ----------
+
+def _seqs_never_go_back(events) -> None:
+    """Per connection and direction, each chunk starts where the previous one ended."""
+    expect: dict = {}
+    for c in (e for e in events if isinstance(e, DataChunk)):
+        key = (c.conn_id, c.egress)
+        assert key not in expect or c.seq == expect[key], (key, c.seq, expect[key])
+        expect[key] = (c.seq + c.length) & MASK
+
+
+def test_late_syn_ack_after_server_data_keeps_the_buffer_and_its_pending_pieces():
+    r = TcpReassembler()
+    ev = r.feed(pkt(CLIENT, SERVER, 100, SYN))
+    ev += r.feed(pkt(CLIENT, SERVER, 101, payload=b"GET", ack=201))
+    ev += r.feed(pkt(SERVER, CLIENT, 201, payload=b"hello", ack=104))  # before its SYN-ACK
+    ev += r.feed(pkt(SERVER, CLIENT, 209, payload=b"world", ack=104))  # pending after "abc"
+    ev += r.feed(pkt(SERVER, CLIENT, 200, SYN | ACK, ack=101))  # the late SYN-ACK
+    ev += r.feed(pkt(SERVER, CLIENT, 206, payload=b"abc", ack=104))
+    ev += r.flush()
+    assert layout(ev, False) == [b"helloabcworld"]
+    assert layout(ev, True) == [b"GET"]
+    _seqs_never_go_back(ev)
+    assert [type(e) for e in ev].count(ConnectionOpened) == 1
+    c = r.counters
+    assert (c["late_handshakes"], c["gaps"], c["port_reuses"]) == (1, 0, 0)
+
+
+def test_retransmitted_syn_ack_after_data_moves_nothing_back():
+    r = TcpReassembler()
+    ev = handshake(r, 100, 200)
+    ev += r.feed(pkt(SERVER, CLIENT, 201, payload=b"abc"))
+    ev += r.feed(pkt(SERVER, CLIENT, 207, payload=b"ghi"))  # pending
+    ev += r.feed(pkt(SERVER, CLIENT, 200, SYN | ACK, ack=101))  # retransmitted
+    ev += r.feed(pkt(SERVER, CLIENT, 199, SYN | ACK, ack=101))  # a different ISN, just behind
+    ev += r.feed(pkt(SERVER, CLIENT, 204, payload=b"def"))
+    ev += r.flush()
+    assert layout(ev, False) == [b"abcdefghi"]
+    _seqs_never_go_back(ev)
+    assert (r.counters["late_handshakes"], r.counters["port_reuses"]) == (2, 0)
+
+
+def test_late_syn_after_its_syn_ack_is_not_a_new_connection():
+    r = TcpReassembler()
+    ev = r.feed(pkt(SERVER, CLIENT, 7000, SYN | ACK, ack=3001))
+    ev += r.feed(pkt(CLIENT, SERVER, 3001, payload=b"req", ack=7001))
+    ev += r.feed(pkt(CLIENT, SERVER, 3000, SYN))  # reordered after the data
+    ev += r.feed(pkt(CLIENT, SERVER, 3004, payload=b"uest", ack=7001))
+    ev += r.flush()
+    assert [type(e) for e in ev].count(ConnectionOpened) == 1
+    assert layout(ev, True) == [b"request"]
+    assert (r.counters["late_handshakes"], r.counters["port_reuses"]) == (1, 0)
+
+
+def test_late_syn_ack_of_a_connection_picked_up_mid_stream_starts_its_direction():
+    r = TcpReassembler()
+    ev = r.feed(pkt(CLIENT, SERVER, 3001, payload=b"GET /", ack=7001))
+    ev += r.feed(pkt(SERVER, CLIENT, 7000, SYN | ACK, ack=3001))  # acks the client's ISN + 1
+    ev += r.feed(pkt(SERVER, CLIENT, 7001, payload=b"200 OK", ack=3006))
+    ev += r.flush()
+    assert [type(e) for e in ev].count(ConnectionOpened) == 1
+    assert layout(ev, True) == [b"GET /"] and layout(ev, False) == [b"200 OK"]
+    assert (r.counters["late_handshakes"], r.counters["port_reuses"]) == (1, 0)
+
+
+def test_syn_ahead_of_the_stream_is_still_a_new_connection():
+    r = TcpReassembler()
+    ev = handshake(r, 100, 200)
+    ev += r.feed(pkt(CLIENT, SERVER, 101, payload=b"x"))
+    ev += r.feed(pkt(CLIENT, SERVER, 5_000_000, SYN, ts=2_000))
+    assert [type(e) for e in ev].count(ConnectionOpened) == 2
+    assert (r.counters["port_reuses"], r.counters["late_handshakes"]) == (1, 0)
+
+
+def test_late_syn_ack_after_close_opens_no_phantom_connection():
+    r = TcpReassembler()
+    ev = handshake(r, 100, 200)
+    ev += close_both(r, 101, 201)
+    ev += r.feed(pkt(SERVER, CLIENT, 200, SYN | ACK, ack=101, ts=9_500))
+    ev += r.feed(pkt(CLIENT, SERVER, 100, SYN, ts=9_600))
+    assert r.open_connections == 0
+    assert [type(e) for e in ev].count(ConnectionOpened) == 1
+    assert r.counters["packets_after_close"] == 2
+
+
+def test_dropped_bytes_are_counted_by_reason():
+    r = TcpReassembler()
+    ev = handshake(r, 100, 200)
+    ev += r.feed(pkt(CLIENT, SERVER, 101 + MAX_AHEAD + 10, payload=b"far"))
+    ev += r.feed(pkt(CLIENT, SERVER, 101, RST | ACK, payload=b"diag"))
+    ev += r.feed(pkt(CLIENT, SERVER, 101, payload=b"late!"))
+    assert (r.counters["out_of_window"], r.counters["out_of_window_bytes"]) == (1, 3)
+    assert r.counters["rst_bytes"] == 4
+    assert (r.counters["packets_after_close"], r.counters["bytes_after_close"]) == (1, 5)
+
+
+def _accounted(c: dict) -> int:
+    return (c["delivered_bytes"] + c["retransmitted_bytes"] + c["overlap_bytes"]
+            + c["out_of_window_bytes"] + c["data_after_fin"] + c["bytes_after_close"]
+            + c["rst_bytes"] + c["keepalives"])
+
+
+def _conversation(rng: random.Random, cisn: int, sisn: int) -> tuple[list, bytes, bytes]:
+    """SYN, SYN-ACK (and retransmissions) and data segments of both directions."""
+    up = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+    down = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+    pkts = [pkt(CLIENT, SERVER, cisn, SYN)]
+    pkts += [pkt(SERVER, CLIENT, sisn, SYN | ACK, ack=cisn + 1)] * rng.randrange(1, 4)
+    for data, src, dst, isn, ack in ((up, CLIENT, SERVER, cisn, sisn + 1),
+                                      (down, SERVER, CLIENT, sisn, cisn + 1)):
+        pos = 0
+        while pos < len(data):
+            n = rng.randrange(1, 60)
+            pkts.append(pkt(src, dst, isn + 1 + pos, payload=data[pos:pos + n], ack=ack))
+            pos += n
+    return pkts, up, down
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, MASK), st.integers(0, MASK))
+def test_handshakes_in_any_order_every_byte_delivered_or_counted(seed, cisn, sisn):
+    rng = random.Random(seed)
+    pkts, up, down = _conversation(rng, cisn, sisn)
+    rng.shuffle(pkts)
+    r = TcpReassembler()
+    ev = [e for p in pkts for e in r.feed(p)] + r.flush()
+    _seqs_never_go_back(ev)
+    assert _accounted(r.counters) == len(up) + len(down)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, MASK), st.integers(0, MASK))
+def test_syn_first_then_any_interleaving_reassembles_exactly(seed, cisn, sisn):
+    """Each direction in order, the SYN first, SYN-ACKs anywhere: one connection, exact."""
+    rng = random.Random(seed)
+    pkts, up, down = _conversation(rng, cisn, sisn)
+    syn, rest = pkts[0], pkts[1:]
+    lanes = [[p for p in rest if p.flags & SYN]]
+    lanes += [[p for p in rest if not p.flags & SYN and p.src_port == port]
+              for port in (CLIENT[1], SERVER[1])]
+    order = [syn]
+    while any(lanes):
+        lane = rng.choice([ln for ln in lanes if ln])
+        order.append(lane.pop(0))
+    r = TcpReassembler()
+    ev = [e for p in order for e in r.feed(p)] + r.flush()
+    assert [type(e) for e in ev].count(ConnectionOpened) == 1
+    assert layout(ev, True) == [up] and layout(ev, False) == [down]
+    assert (r.counters["port_reuses"], r.counters["gaps"]) == (0, 0)

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from l7scope.export.prometheus import PrometheusExporter, escape_label_value, parse_listen_address
 from l7scope.metrics_types import Histogram
-from tests.export import make_pair_metrics
+from tests.export import make_pair_metrics, wait_for
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
@@ -146,13 +149,82 @@ def test_series_are_bounded():
 
 
 @pytest.mark.parametrize("addr, expected", [
-    ("127.0.0.1:9464", ("127.0.0.1", 9464)), (":9464", ("0.0.0.0", 9464)),
+    ("127.0.0.1:9464", ("127.0.0.1", 9464)), (":9464", ("127.0.0.1", 9464)),
+    ("0.0.0.0:9464", ("0.0.0.0", 9464)),
     ("[::1]:9464", ("::1", 9464))])
 def test_parse_listen_address(addr, expected):
     assert parse_listen_address(addr) == expected
 
 
-@pytest.mark.parametrize("addr", ["9464", "host:", "host:99999", "host:http"])
+@pytest.mark.parametrize("addr", ["9464", "host:", "host:99999", "host:http", "::1:9464"])
 def test_parse_listen_address_rejects(addr):
     with pytest.raises(ValueError):
         parse_listen_address(addr)
+
+
+def test_port_only_listens_on_loopback():
+    exp = PrometheusExporter(":0")
+    exp.start()
+    try:
+        assert exp.address[0] == "127.0.0.1"
+    finally:
+        exp.stop()
+
+
+def test_200_concurrent_scrapes_are_all_answered(exporter):
+    exporter.update([make_pair_metrics()])
+    expected, _, _ = _scrape(exporter)
+    barrier = threading.Barrier(200)
+
+    def scrape(_):
+        barrier.wait(30)
+        return _scrape(exporter)[0]
+
+    with ThreadPoolExecutor(200) as pool:
+        results = list(pool.map(scrape, range(200)))
+    assert len(results) == 200 and all(r == expected for r in results)
+    assert exporter.stats()["http_rejected_over_cap"] == 0
+
+
+def test_500_slow_connections_hold_no_thread_and_scrapes_resume(exporter):
+    threads_before = threading.active_count()
+    slow = []
+    try:
+        for _ in range(500):
+            s = socket.create_connection(exporter.address, timeout=10)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: slow")
+            slow.append(s)
+        wait_for(lambda: exporter.stats()["http_accepted"]
+                 + exporter.stats()["http_rejected_over_cap"] == 500)
+        stats = exporter.stats()
+        assert (stats["http_open"], stats["http_rejected_over_cap"]) == (64, 436)
+        assert threading.active_count() == threads_before
+    finally:
+        for s in slow:
+            s.close()
+    wait_for(lambda: exporter.stats()["http_open"] == 0)
+    samples, _, _ = _scrape(exporter)
+    assert samples[_s("l7scope_exporter_dropped_total", reason="series_limit")] == 0
+
+
+def test_served_from_a_shared_listener():
+    from l7scope.outputs.http import HttpListener
+
+    listener = HttpListener("127.0.0.1:0")
+    listener.add_route("GET", "/api", lambda r: (200, "application/json", b"{}"))
+    exp = PrometheusExporter("127.0.0.1:0", listener=listener)
+    exp.update([make_pair_metrics()])
+    listener.start()
+    try:
+        exp.start()  # the listener is not its own: nothing to start
+        samples, _, ctype = _scrape(exp)
+        assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+        assert samples[_s("l7scope_requests_total", **PAIR)] == 3
+        exp.stop()  # nor to stop
+        assert _scrape(exp)[0] == samples
+        host, port = listener.address
+        with pytest.raises(urllib.error.HTTPError) as err:  # "/" stays the listener's
+            urllib.request.urlopen(f"http://{host}:{port}/", timeout=10)
+        assert err.value.code == 404
+    finally:
+        listener.stop()

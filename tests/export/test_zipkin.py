@@ -81,7 +81,7 @@ def test_spans_posted_validate_against_zipkin_v2(receiver):
     start_us = (5_000_000_000 + WALL_OFFSET_NS) // 1000
     assert server == {
         "traceId": "80f198ee56343ba864fe8b2a57d3eff7", "id": "e457b5a2e4d86bd1",
-        "parentId": "05e3ac9a4f6e3b90", "kind": "SERVER", "shared": True, "name": "get",
+        "parentId": "05e3ac9a4f6e3b90", "kind": "SERVER", "shared": True, "name": "GET",
         "timestamp": start_us, "duration": 12345,
         "localEndpoint": {"serviceName": "api", "ipv4": "10.1.0.2", "port": 8080},
         "remoteEndpoint": {"ipv4": "10.1.0.3", "port": 51234},
@@ -154,12 +154,17 @@ def test_rejected_payload_is_not_retried():
         r.close()
 
 
-def test_paths_in_tags_and_grpc_names_have_secrets_redacted():
+def test_paths_in_tags_and_span_names_have_no_secrets():
     exp = ZipkinExporter(ZipkinConfig(url="http://127.0.0.1:1/"), mono_to_wall_ns)
     span = exp.to_span(sample(make_exchange(path="/a?token=SEKRIT1&x=1")))
+    assert span["name"] == "GET"
     assert span["tags"]["http.path"] == "/a?token=[REDACTED]&x=1"
     assert span["tags"]["request.http.path"] == "/a?token=[REDACTED]&x=1"
-    grpc_span = exp.to_span(sample(make_exchange(path="/pkg.Svc/Call?sig=SEKRIT2",
-                                                 protocol="grpc", grpc_status=0)))
-    assert grpc_span["name"] == "/pkg.Svc/Call"
-    assert "SEKRIT" not in json.dumps([span, grpc_span])
+    grpc_span = exp.to_span(sample(make_exchange(path="/pkg.Svc/Call", protocol="grpc",
+                                                 grpc_status=0)._replace(method="POST")))
+    assert grpc_span["name"] == "pkg.Svc/Call"  # OpenTelemetry: package.Service/Method
+    # not a gRPC method path (a query): named by its method, the path only in the tag
+    odd = exp.to_span(sample(make_exchange(path="/pkg.Svc/Call?sig=SEKRIT2", protocol="grpc",
+                                           grpc_status=0)._replace(method="POST")))
+    assert odd["name"] == "POST" and odd["tags"]["http.path"] == "/pkg.Svc/Call?sig=[REDACTED]"
+    assert "SEKRIT" not in json.dumps([span, grpc_span, odd])

@@ -82,7 +82,7 @@ def test_data_only_stream_is_counted_not_reported():
 
 def test_mid_grpc_stream_start_then_eof_reports_only_streams_with_headers():
     # The agent starts while stream 1 streams messages both ways; stream 3 starts after.
-    enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+    enc_c = hpack.Encoder()
     grpc = REQUEST[:3] + [(":path", "/pkg.Svc/Watch"), ("content-type", "application/grpc")]
     chunks = [(True, frame(DATA, 0, 1, b"\x00\x00\x00\x00\x01a")),
               (False, frame(DATA, 0, 1, b"\x00\x00\x00\x00\x01b")),
@@ -94,7 +94,6 @@ def test_mid_grpc_stream_start_then_eof_reports_only_streams_with_headers():
     assert found[0].request.path == "/pkg.Svc/Watch" and found[0].response is None
     assert analyzer.counters()["streams_without_headers"] == 1
     assert all(e.request is not None or e.response is not None for e in found)
-    del enc_s
 
 
 @pytest.mark.parametrize("raw", ["\u00b2\u00b2\u00b2", "\u0661\u0662\u0663", "2" * 5000, "099",

@@ -1,10 +1,13 @@
 """The HTTP API over a store filled by the sink with the scripted run of scenario.py: every
-endpoint with exact counts, bad input answered 400, and the handlers mounted on the agent's
-HTTP listener."""
+endpoint with exact counts, bad input answered 400, and the handlers served over HTTP."""
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import types
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -242,7 +245,8 @@ def test_status_reports_counters_by_kind(api, filled):
     ("/api/exchanges", {"path_regex": "([a"}, "path_regex: not a regular expression"),
     ("/api/exchanges", {"path_regex": "a" * 257}, "path_regex: longer than 256"),
     ("/api/samples", {"list": "3xx"}, "list: expected one of slow|4xx|5xx"),
-    ("/api/metrics", {"since": "86400", "step": "1"}, "step: 86400 s in steps of 10 s is 8640 points, more than 1440"),
+    ("/api/metrics", {"since": "86400", "step": "1"},
+     "step: 86400 s in steps of 10 s is 8640 points, more than 1440"),
     ("/api/metrics", {"step": "0.5"}, "step: 0.5 is outside 1..86400"),
     ("/api/status", {"verbose": "1"}, "unknown parameter 'verbose'"),
 ])
@@ -274,15 +278,31 @@ def test_a_store_failure_is_503_not_a_traceback(tmp_path):
     store.close()
 
 
-def test_mounted_on_the_agent_http_listener(api):
-    from l7scope.outputs.http import HttpListener
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """A stdlib server in front of Api.handle, as the agent's listener mounts it."""
 
-    listener = HttpListener("127.0.0.1:0")
-    api.mount(listener)
-    listener.start()
+    api: Api = None
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        path, _, query = self.path.partition("?")
+        status, ctype, body = self.api.handle("GET", path, urllib.parse.parse_qs(query), b"")
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_served_over_http(api):
+    handler = type("H", (_Handler,), {"api": api})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        host, port = listener.address
-        base = f"http://{host}:{port}"
+        base = f"http://127.0.0.1:{server.server_address[1]}"
         with urllib.request.urlopen(f"{base}/api/topology?since=30", timeout=5) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "application/json"
             assert edge_tuples(json.load(r)) == [
@@ -295,4 +315,20 @@ def test_mounted_on_the_agent_http_listener(api):
         assert err.value.code == 400
         assert json.load(err.value) == {"error": "limit: expected an integer, got 'abc'"}
     finally:
-        listener.stop()
+        server.shutdown()
+        server.server_close()
+
+
+def test_route_takes_the_listener_request(api):
+    """Api.route is what Api.mount registers on the agent's HttpListener (outputs/http.py):
+    it takes that listener's Request (method, path, query text, body)."""
+    req = types.SimpleNamespace(method="GET", path="/api/exchanges",
+                                query="client=proc%3Anginx&limit=1000", body=b"")
+    status, _, body = api.route(req)
+    assert (status, len(json.loads(body)["exchanges"])) == (200, 7)
+    req.query = "&".join(f"p{i}=1" for i in range(65))
+    status, _, body = api.route(req)
+    assert (status, json.loads(body)) == (400, {"error": "more than 64 query parameters"})
+    routes = []
+    api.mount(types.SimpleNamespace(add_route=lambda *a: routes.append(a)))
+    assert routes == [("GET", "/api", api.route)]

@@ -9,6 +9,7 @@ before opening the store; the Exchange records themselves are built before the f
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +33,8 @@ def _records(n: int) -> list[Exchange]:
         server = i % 2 == 0
         start = T0 + i * 200_000  # 5,000 per second
         out.append(Exchange(
-            protocol="http1", side="server" if server else "client", pid=200 if server else 100 + i % 7,
+            protocol="http1", side="server" if server else "client",
+            pid=200 if server else 100 + i % 7,
             comm="nginx" if server else "curl", local="10.0.0.2:80" if server else "10.0.0.1:45000",
             remote="10.0.0.1:45000" if server else "10.0.0.2:80", peer_pid=None, conn_id=i,
             stream_id=None, method="GET", path=f"/api/items/{i % 1000}?page={i % 7}",
@@ -43,9 +45,29 @@ def _records(n: int) -> list[Exchange]:
     return out
 
 
+def _timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def _write(store, records: list[Exchange], now: int):
+    from l7scope.outputs.store.writer import StoreSink
+
+    sink = StoreSink(store, to_wall_ns=lambda ns: ns, now_ns=lambda: now, max_rate=10**9,
+                     max_queue_items=len(records) + 1, max_queue_bytes=1 << 40)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for ex in records:
+        sink(ex)
+    t_call = time.perf_counter() - t0
+    sink.flush(timeout=600)
+    t_all, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    sink.close()
+    return sink.counters(), t_call, t_all, cpu
+
+
 def main(n: int) -> None:
     from l7scope.outputs.store.sqlite import SqliteStore
-    from l7scope.outputs.store.writer import StoreSink
     from l7scope.web.api import Api
 
     records = _records(n)
@@ -53,30 +75,14 @@ def main(n: int) -> None:
     rss0 = _rss_kib()
     store = SqliteStore(path)
     now = T0 + n * 200_000
-    sink = StoreSink(store, to_wall_ns=lambda ns: ns, now_ns=lambda: now, max_rate=10**9,
-                     max_queue_items=n + 1, max_queue_bytes=1 << 40)
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    for ex in records:
-        sink(ex)
-    t_call = time.perf_counter() - t0
-    sink.flush(timeout=600)
-    t_all = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
+    c, t_call, t_all, cpu = _write(store, records, now)
     rss1 = _rss_kib()
     api = Api(store, now_ns=lambda: now)
-    t1 = time.perf_counter()
-    api.handle("GET", "/api/topology", {}, b"")
-    t_topo = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    api.handle("GET", "/api/exchanges", {"path_regex": ["items/99[0-9]"], "limit": ["100"]}, b"")
-    t_search = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    api.handle("GET", "/api/metrics", {"since": ["3600"], "step": ["60"]}, b"")
-    t_metrics = time.perf_counter() - t1
+    t_topo = _timed(api.handle, "GET", "/api/topology", {}, b"")
+    t_search = _timed(api.handle, "GET", "/api/exchanges",
+                      {"path_regex": ["items/99[0-9]"], "limit": ["100"]}, b"")
+    t_metrics = _timed(api.handle, "GET", "/api/metrics", {"since": ["3600"], "step": ["60"]}, b"")
     rss2 = _rss_kib()
-    c = sink.counters()
-    sink.close()
     size = store.size_bytes()
     print(f"exchanges: {n}, written {c['store_exchanges_written']}, "
           f"dropped {c['store_dropped_queue_full'] + c['store_dropped_write_error']}")
@@ -89,6 +95,7 @@ def main(n: int) -> None:
     print(f"rss added: {(rss1 - rss0) / 1024:.1f} MiB after writing (queue of {n} included), "
           f"{(rss2 - rss0) / 1024:.1f} MiB after the queries")
     store.close()
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Theory of operation
 Each endpoint has a frozen spec (TopologyQuery, ExchangeQuery, SampleQuery, MetricsQuery)
 built by ``parse_*`` from the URL's parameters: every parameter is optional, each is checked
 by an explicit rule and a bad one raises BadRequest with a one-line reason (the API answers
-400). A backend (sqlite.py now, ClickHouse later) answers a spec with plain rows; the shaping
+400). A backend (sqlite.py, clickhouse.py) answers a spec with plain rows; the shaping
 here turns them into the contract's JSON, so every backend gives the same answer.
 
 Percentiles come from log-scale buckets (schema.bucket_of, 16 per doubling) carried with the
@@ -44,6 +44,10 @@ QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 
 class BadRequest(ValueError):
     """A query parameter the API refuses; the message is the one-line reason."""
+
+
+class StoreUnavailable(Exception):
+    """A backend could not answer (a server refused or could not be reached): the API's 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +196,8 @@ def compile_path_regex(text: str | None) -> re.Pattern | None:
     return pattern
 
 
-_REPEATS = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT, getattr(_sre_parse, "POSSESSIVE_REPEAT", None)}
+_REPEATS = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT,
+            getattr(_sre_parse, "POSSESSIVE_REPEAT", None)}
 
 
 def _nested_repeat(parsed, inside: bool) -> bool:

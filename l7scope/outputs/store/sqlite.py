@@ -197,7 +197,8 @@ class SqliteStore:
         where, args = _where(since_ts, q.client, q.server)
         if q.list is not None:
             where, args = where + ' AND "list" = ?', args + [q.list]
-        order = "duration_ns DESC, ts_ns DESC" if q.list == "slow" else "ts_ns DESC, duration_ns DESC"
+        order = ("duration_ns DESC, ts_ns DESC" if q.list == "slow"
+                 else "ts_ns DESC, duration_ns DESC")
         return self._rows(f"SELECT * FROM samples WHERE 1 = 1{where} ORDER BY {order}, rowid DESC "
                           "LIMIT ?", args + [q.limit])
 

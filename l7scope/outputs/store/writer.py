@@ -23,7 +23,10 @@ thread goes on with the next batch. After its batches it runs retention (retenti
 
 ``on_interval(snapshot, top_n_lists, counters)`` queues the interval's pair metrics, the
 sampled exchanges of its top-N lists and a counters snapshot on a small queue of its own.
-``close()`` writes what is queued and stops the thread; the store stays open for the API.
+A backend with a buffer of its own (clickhouse.py) is given ``poll()`` after each round and
+``flush()`` at stop, and its counters join the sink's.
+``close()`` writes what is queued and stops the thread; the store stays open for the API, and
+an ``on_interval`` after it (the agent's final counters) is written on the caller's thread.
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ class StoreSink:
                  max_queue_bytes: int = 32 << 20, batch_items: int = 2000,
                  flush_every_s: float = 0.25, start: bool = True):
         self.store = store
-        self.node = node or socket.gethostname()
+        self.node = node or getattr(store, "node", None) or socket.gethostname()
         self._peer_name = peer_name
         if to_wall_ns is None:
             to_wall_ns = (time.time_ns() - time.monotonic_ns()).__add__
@@ -81,10 +84,11 @@ class StoreSink:
         self._idle = threading.Event()
         self._idle.set()
         self.last_error: str | None = None
+        self._closed = False
         self.c = {"store_exchanges_written": 0, "store_exchanges_not_stored": 0,
                   "store_dropped_queue_full": 0, "store_write_errors": 0,
                   "store_dropped_write_error": 0, "store_samples_written": 0,
-                  "store_retention_errors": 0, "store_bytes": 0}
+                  "store_retention_errors": 0, "store_internal_errors": 0, "store_bytes": 0}
         self._thread = threading.Thread(target=self._run, name="l7scope-store", daemon=True)
         if start:
             self._thread.start()
@@ -116,7 +120,8 @@ class StoreSink:
     def _weight(self, sec: int) -> int:
         """1 while under the rate this second; then N for one record in N, 0 for the rest."""
         if self._sec is None or sec > self._sec:
-            self._last_sec_count = self._in_sec if self._sec is not None and sec == self._sec + 1 else 0
+            follows = self._sec is not None and sec == self._sec + 1
+            self._last_sec_count = self._in_sec if follows else 0
             self._sec, self._in_sec = sec, 0
         self._in_sec += 1
         over = self._in_sec - self.max_rate
@@ -134,6 +139,8 @@ class StoreSink:
             self._intervals.append((list(snapshot or ()), dict(top_n_lists or {}),
                                     dict(counters) if counters is not None else None,
                                     self._now()))
+        if self._closed:  # after close(): the agent's final counters, written here and now
+            self._write_some()
         self._wake.set()
 
     # --- writer thread ---------------------------------------------------------------------
@@ -145,9 +152,16 @@ class StoreSink:
             stopping = self._stop.is_set()  # close() sets it, then wakes us: all is written
             while self._write_some():
                 pass
+            self._store_hook("flush" if stopping else "poll")
             self._retention()
             if stopping:
                 return
+
+    def _store_hook(self, name: str) -> None:
+        """A backend with a buffer of its own (ClickHouse) sends what is due; at stop, all."""
+        hook = getattr(self.store, name, None)
+        if hook is not None:
+            self._guarded(hook)
 
     def _take(self) -> tuple[list, list]:
         queue = self._queue
@@ -169,10 +183,10 @@ class StoreSink:
             return False
         batch, rollup = Batch(), Rollup()
         for ex, peer, weight, _ in items:
-            self._add_exchange(batch, rollup, ex, peer, weight)
+            self._guarded(self._add_exchange, batch, rollup, ex, peer, weight)
         batch.pair_slots = rollup.rows(self.node)
         for snapshot, top, counters, ts in intervals:
-            self._add_interval(batch, snapshot, top, counters, ts)
+            self._guarded(self._add_interval, batch, snapshot, top, counters, ts)
         try:
             self.store.write(batch)
         except Exception as e:  # noqa: BLE001 - any backend failure is counted, never raised
@@ -184,13 +198,23 @@ class StoreSink:
         self.c["store_samples_written"] += len(batch.samples)
         return True
 
+    def _guarded(self, build, *args) -> None:
+        """A row builder that fails (our bug, on a record we did not foresee) loses that
+        record only, counted in store_internal_errors; the thread goes on."""
+        try:
+            build(*args)
+        except Exception as e:  # noqa: BLE001 - the writer's error boundary
+            self.c["store_internal_errors"] += 1
+            self.last_error = f"internal: {type(e).__name__}: {e}"[:200]
+
     def _add_exchange(self, batch: Batch, rollup: Rollup, ex, peer: str | None,
                       weight: int) -> None:
         ts = self._to_wall(ex.start_ns)
         ends = schema.ends_of(ex, peer)
+        row = schema.exchange_row(ex, ts, self.node, peer, weight, ends) if weight else None
         rollup.add(ex, ts, *ends)
-        if weight:
-            batch.exchanges.append(schema.exchange_row(ex, ts, self.node, peer, weight, ends))
+        if row is not None:
+            batch.exchanges.append(row)
         for row in schema.process_rows(ex, peer, self.node, ts):
             key = (row[1], row[2])
             last = self._process_seen.get(key)
@@ -246,13 +270,19 @@ class StoreSink:
         return False
 
     def close(self, timeout: float = 30.0) -> None:
+        """Everything queued is written, the thread ends; later calls write on the caller's
+        thread (the final counters snapshot), the store stays open for the API."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._closed = not self._thread.is_alive()
 
     def counters(self) -> dict[str, int]:
         out = dict(self.c)
         out.update(self.retention.counters())
+        backend = getattr(self.store, "counters", None)
+        if backend is not None:
+            out.update(backend())  # store_clickhouse_*: what the backend sent, retried, dropped
         out["store_queue_items"] = len(self._queue)
         return out

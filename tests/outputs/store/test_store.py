@@ -71,7 +71,7 @@ def test_a_store_that_cannot_open_is_one_line(tmp_path):
     with pytest.raises(StoreError, match="file is not a database"):
         open_store(str(tmp_path / "junk.db"))
     with pytest.raises(StoreError, match="unknown kind"):
-        open_store("clickhouse://127.0.0.1:8123/db")
+        open_store("postgres://127.0.0.1:5432/db")
 
 
 def test_close_writes_everything_queued(store):
@@ -81,6 +81,16 @@ def test_close_writes_everything_queued(store):
     sink.close()
     assert store.row_count("exchanges") == 300
     assert sink.counters()["store_exchanges_written"] == 300
+
+
+def test_final_counters_after_close_are_written(store):
+    sink = sink_for(store)
+    sink(fast(1))
+    sink.close()
+    sink.on_interval((), None, {"exchanges": 1, **sink.counters()})
+    assert store.row_count("agent_counters") == 1
+    doc = Api(store).status({})
+    assert (doc["counters"]["exchanges"], doc["counters"]["store_exchanges_written"]) == (1, 1)
 
 
 def test_full_queue_is_a_counted_drop_and_capture_goes_on(store):
@@ -154,6 +164,18 @@ def test_locked_store_is_counted_then_writes_resume(store):
         sink(fast(i))
     assert sink.flush()
     assert (sink.counters()["store_exchanges_written"], store.row_count("exchanges")) == (7, 7)
+    sink.close()
+
+
+def test_a_record_the_rows_cannot_take_is_counted_and_the_rest_written(store):
+    sink = sink_for(store)
+    sink(fast(1))
+    sink(fast(2)._replace(request_bytes=None))  # not an int: the row builder fails
+    sink(fast(3))
+    assert sink.flush()
+    c = sink.counters()
+    assert (c["store_internal_errors"], c["store_exchanges_written"]) == (1, 2)
+    assert sink.last_error.startswith("internal: TypeError")
     sink.close()
 
 
