@@ -106,21 +106,27 @@ void h1_msg_free(h1_msg *m) {
 
 /* Arena growth: the head is copied once at its exact size; later appends (body capture,
  * trailers, folded values) double the arena but never past what the capture can still add. */
-int h1_msg_append(h1_msg *m, const uint8_t *data, size_t len, h1_span *out) {
+static int reserve(h1_msg *m, size_t len) {
     size_t need = (size_t)m->arena_len + len;
     if (len > UINT32_MAX || need > UINT32_MAX)
         return -1;
-    if (need > m->arena_cap) {
-        size_t cap = m->arena_cap ? (size_t)m->arena_cap * 2 : need;
-        size_t most = need + (m->capture_left > len ? m->capture_left - len : 0);
-        cap = cap < need ? need : cap > most ? most : cap;
-        cap = cap > UINT32_MAX ? UINT32_MAX : cap;
-        uint8_t *q = h1_mem_realloc(m->arena, cap);
-        if (!q)
-            return -1;
-        m->arena = q;
-        m->arena_cap = (uint32_t)cap;
-    }
+    if (need <= m->arena_cap)
+        return 0;
+    size_t cap = m->arena_cap ? (size_t)m->arena_cap * 2 : need;
+    size_t most = need + (m->capture_left > len ? m->capture_left - len : 0);
+    cap = cap < need ? need : cap > most ? most : cap;
+    cap = cap > UINT32_MAX ? UINT32_MAX : cap;
+    uint8_t *q = h1_mem_realloc(m->arena, cap);
+    if (!q)
+        return -1;
+    m->arena = q;
+    m->arena_cap = (uint32_t)cap;
+    return 0;
+}
+
+int h1_msg_append(h1_msg *m, const uint8_t *data, size_t len, h1_span *out) {
+    if (reserve(m, len))
+        return -1;
     if (len)
         memcpy(m->arena + m->arena_len, data, len);
     if (out) {
@@ -346,27 +352,33 @@ static h1_span strip_sp_ht(const uint8_t *arena, h1_span s) {
 }
 
 /* RFC 9112 5.2: "A user agent that receives an obs-fold in a response message ... MUST
- * replace each received obs-fold with one or more SP octets" */
+ * replace each received obs-fold with one or more SP octets". The joined value goes to the end
+ * of the arena once; further folds of the same field extend it there (linear, not a copy per
+ * fold). */
 static int fold(h1_msg *m, h1_field *last, h1_span line) {
     h1_span more = strip_sp_ht(m->arena, line);
-    if (last->value.len == 0 || more.len == 0) {
-        if (last->value.len == 0)
-            last->value = more;
+    if (more.len == 0)
+        return 0;
+    if (last->value.len == 0) {
+        last->value = more;
         return 0;
     }
-    h1_span tail;
-    uint32_t prev_off = last->value.off, prev_len = last->value.len;
-    size_t need = (size_t)prev_len + 1 + more.len;
-    uint8_t *tmp = h1_mem_malloc(need);
-    if (!tmp)
+    uint32_t off = last->value.off, len = last->value.len;
+    int at_end = off + len == m->arena_len;
+    size_t add = (at_end ? 0 : (size_t)len) + 1 + more.len;
+    if (reserve(m, add)) /* may move the arena: offsets only from here */
         return -1;
-    memcpy(tmp, m->arena + prev_off, prev_len);
-    tmp[prev_len] = ' ';
-    memcpy(tmp + prev_len + 1, m->arena + more.off, more.len);
-    int rc = h1_msg_append(m, tmp, need, &tail);
-    h1_mem_free(tmp);
-    last->value = tail;
-    return rc;
+    uint8_t *end = m->arena + m->arena_len;
+    if (!at_end) {
+        memcpy(end, m->arena + off, len);
+        end += len;
+        off = m->arena_len;
+    }
+    *end++ = ' ';
+    memcpy(end, m->arena + more.off, more.len); /* more lies before the old end: no overlap */
+    m->arena_len += (uint32_t)add;
+    last->value = (h1_span){off, len + 1 + more.len};
+    return 0;
 }
 
 /* RFC 9112 5: field-line = field-name ":" OWS field-value OWS; 1 if the line is one. */

@@ -137,3 +137,13 @@ def test_reentrant_calls_from_finalizers_are_refused_not_unsafe():
     assert [e.response.body for e in events] == [b"hi"] * 20
     assert seen == ["Http1Analyzer called while it is running",
                     "Http1Analyzer re-initialised while it is running"]
+
+
+def test_many_folded_lines_cost_memory_linear_in_the_head():
+    # 15,000 obs-fold lines in one 60 KB head: the joined value is built once, not once per fold
+    head = b"GET / HTTP/1.1\r\nX: a\r\n" + b" b\r\n" * 15_000 + b"Y: c\r\n d\r\n\r\n"
+    a = Http1Analyzer()
+    a.feed(True, head, 1)
+    assert a.memory() < Http1Analyzer().memory() + 3 * len(head)
+    (ex,) = a.eof(2)
+    assert ex.request.headers == (("X", "a" + " b" * 15_000), ("Y", "c d"))
