@@ -35,12 +35,12 @@ static double run(long n) {
     for (int i = 0; i < 1000; i++)
         lens[i] = (size_t)snprintf(reqs[i], sizeof reqs[i], REQUEST, i);
     struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
     for (long i = 0; i < n; i++) {
         h1_feed(a, 1, (const uint8_t *)reqs[i % 1000], lens[i % 1000], i * 2);
         h1_feed(a, 0, (const uint8_t *)RESPONSE, sizeof RESPONSE - 1, i * 2 + 1);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
     h1_free(a);
     if (seen != n)
         abort();
@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
         double r = run(n);
         best = r > best ? r : best;
     }
-    printf("%ld exchanges: %.0f exchanges/s (%.2f us per exchange), C library alone, one core\n",
+    printf("%ld exchanges: %.0f exchanges/s (%.2f us per exchange), C library alone, per CPU second\n",
            n, best, 1e6 / best);
     return 0;
 }
