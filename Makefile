@@ -1,4 +1,5 @@
-# l7scope: `make run` installs everything and runs the agent; `make test` installs and tests.
+# l7scope: `make install` builds what the agent needs to run; `make run ARGS=...` installs and
+# runs it (its stdout is the agent's alone); `make test` adds the test tools and runs every test.
 PYTHON ?= python3
 VENV := .venv
 BPF_OBJ := l7scope/bpf/l7scope.bpf.o
@@ -6,19 +7,31 @@ CLANG ?= clang
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 ARGS ?=
 
-.PHONY: install deps venv bpf run test test-unit test-kernel bench clean
+.PHONY: install deps venv bpf test-install test-deps run test test-unit test-kernel bench clean
 
+# runtime: Debian packages, the venv with the agent and its exporters, the BPF object
 install: deps venv bpf
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh runtime
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard l7scope/dataplane/*.c l7scope/dataplane/*.h)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[export,test]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[export]'
+	@touch $@
+
+# the tests' own Debian packages (servers, clients, capture tools, tmux, chromium) and the
+# venv's test extras: never on a host that only runs the agent
+test-install: install test-deps $(VENV)/.installed-test
+
+test-deps:
+	@scripts/install-deps.sh test
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[export,test]'
 	@touch $@
 
 bpf: $(BPF_OBJ)
@@ -30,20 +43,23 @@ $(BPF_OBJ): bpf/l7scope.bpf.c bpf/l7scope.h bpf/vmlinux.h
 	@mkdir -p $(dir $@)
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Ibpf -c bpf/l7scope.bpf.c -o $@
 
-run: install
-	$(VENV)/bin/l7scope run $(ARGS)
+# Everything before the agent's own output goes to stderr (make's echoed commands too), so
+# `make run ARGS="--output jsonl:-"` writes nothing but JSON Lines to stdout.
+run:
+	@$(MAKE) --no-print-directory install >&2
+	@$(VENV)/bin/l7scope run $(ARGS)
 
 # Under `make test` kernel tests must run: L7SCOPE_REQUIRE_KERNEL turns their skips into failures.
-test: install
+test: test-install
 	L7SCOPE_REQUIRE_KERNEL=1 $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
-test-unit: install
+test-unit: test-install
 	$(VENV)/bin/python -m pytest -q tests --ignore=tests/kernel
 
-test-kernel: install
+test-kernel: test-install
 	L7SCOPE_REQUIRE_KERNEL=1 $(VENV)/bin/python -m pytest -q tests/kernel
 
-bench: install
+bench: test-install
 	$(VENV)/bin/python bench/bench_agent.py
 
 clean:

@@ -12,7 +12,8 @@ from typing import NamedTuple
 from l7scope.protocols.message import HttpMessage
 
 CONTRACT_FIELDS = (
-    "protocol", "side", "pid", "comm", "local", "remote", "peer_pid", "conn_id", "stream_id",
+    "protocol", "side", "pid", "comm", "local", "remote", "peer_pid", "peer_name", "conn_id",
+    "stream_id",
     "method", "path", "authority", "status", "grpc_status", "request_bytes", "response_bytes",
     "start_ns", "end_ns", "duration_ns", "time", "trace", "request_id", "tls", "partial", "notes",
 )
@@ -71,6 +72,7 @@ class Exchange(NamedTuple):
     notes: tuple[str, ...]
     request: HttpMessage | None = None
     response: HttpMessage | None = None
+    peer_name: str | None = None  # the local peer process's name (peer_pid's), else None
 
     @property
     def duration_ns(self) -> int:
@@ -80,7 +82,8 @@ class Exchange(NamedTuple):
         d = {
             "protocol": self.protocol, "side": self.side, "pid": self.pid, "comm": self.comm,
             "local": self.local, "remote": self.remote, "peer_pid": self.peer_pid,
-            "conn_id": self.conn_id, "stream_id": self.stream_id, "method": self.method,
+            "peer_name": self.peer_name, "conn_id": self.conn_id, "stream_id": self.stream_id,
+            "method": self.method,
             "path": self.path, "authority": self.authority, "status": self.status,
             "grpc_status": self.grpc_status, "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes, "start_ns": self.start_ns,

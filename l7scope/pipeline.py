@@ -1,9 +1,10 @@
 """The user-space pipeline: capture events -> connections -> analyzers -> Exchange records.
 
 One direction only: Pipeline.feed(events) pushes capture events through the connection table,
-turns each ExchangeParsed into an Exchange (naming the local peer process when the other end
-is traced too) and hands it to the observers (sinks, metrics, sampler, exporters). Nothing
-downstream reaches back.
+turns each ExchangeParsed into an Exchange (naming the local peer process, ``peer_pid`` and
+``peer_name``, when the other end is traced too) and hands it to the observers (the sinks'
+``on_exchange``, outputs/__init__.py). Nothing downstream reaches back: what an output needs
+travels on the record.
 
 Error boundary (with the connection table's, which covers the analyzers): an exception while
 building an Exchange (trace context, numbers, path redaction) is counted as
@@ -158,11 +159,11 @@ class Pipeline:
             conn.endpoint_text = (format_endpoint(conn.local), format_endpoint(conn.remote))
         local, remote = conn.endpoint_text
         if self.capture_mode:
-            side, pid, comm, peer_pid = None, None, None, None
+            side, pid, comm, peer_pid, peer_name = None, None, None, None, None
         else:
             side = "client" if conn.client_is_local() else "server"
             pid, comm = conn.pid, conn.comm
-            peer_pid, _ = self.peers.peer(local, remote)
+            peer_pid, peer_name = self.peers.peer(local, remote)
         first = req or resp
         last = resp or req
         trace, request_id = extract_trace(req.headers, self.trace_errors) if req else (None, None)
@@ -178,7 +179,9 @@ class Pipeline:
             response_bytes=resp.wire_bytes if resp else 0, start_ns=first.start_ns,
             end_ns=last.end_ns, time=self.clock.rfc3339(first.start_ns), trace=trace,
             request_id=request_id, tls=conn.tls, partial=partial, notes=tuple(notes),
-            request=req, response=resp)
+            request=req, response=resp, peer_name=peer_name if peer_pid is not None else None)
 
-    def peer_comm(self, ex: Exchange) -> str | None:
-        return self.peers.peer(ex.local, ex.remote)[1] if ex.peer_pid is not None else None
+    @staticmethod
+    def peer_comm(ex: Exchange) -> str | None:
+        """The local peer process's name: it travels on the record (``peer_name``)."""
+        return ex.peer_name

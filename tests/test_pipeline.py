@@ -51,7 +51,8 @@ def test_client_side_exchange_every_field():
     [ex] = got
     assert ex.to_dict() == {
         "protocol": "http1", "side": "client", "pid": 100, "comm": "curl",
-        "local": "10.0.0.1:45000", "remote": "10.0.0.2:8080", "peer_pid": None, "conn_id": 1,
+        "local": "10.0.0.1:45000", "remote": "10.0.0.2:8080", "peer_pid": None,
+            "peer_name": None, "conn_id": 1,
         "stream_id": None, "method": "GET", "path": "/api/items?limit=5",
         "authority": "shop.test", "status": 503, "grpc_status": None,
         "request_bytes": len(REQ), "response_bytes": len(RESP),

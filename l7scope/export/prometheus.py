@@ -1,84 +1,126 @@
-"""Prometheus exporter: text exposition format 0.0.4 served over HTTP (``--metrics-listen``).
+"""Prometheus exporter: exchange metrics by OpenTelemetry's HTTP/RPC conventions, rendered by
+``prometheus_client`` (text 0.0.4 or OpenMetrics) and served over HTTP (``--metrics-listen``).
 
 Theory of operation
 -------------------
-The aggregator hands each interval's PairMetrics to ``update``; they are added into totals
-kept for the process lifetime, as Prometheus expects counters and histograms to be
-cumulative. Per (client, server, protocol):
+Every exchange is handed to ``observe(ex, peer_comm)`` (a pipeline observer, like the OTLP
+exporter's). It lands in cumulative series named as Prometheus users query OpenTelemetry
+instrumented services (the conventions' dots become underscores, units become suffixes):
 
-    l7scope_requests_total                     counter
-    l7scope_responses_total{...,status}        counter
-    l7scope_request_size_bytes                 histogram (bytes)
-    l7scope_response_size_bytes                histogram (bytes)
-    l7scope_client_duration_seconds            histogram (seconds; PairMetrics holds ms)
-    l7scope_server_duration_seconds            histogram (seconds)
+    http_server_request_duration_seconds   histogram  server-side records (and packet captures)
+    http_client_request_duration_seconds   histogram  client-side records
+    l7scope_requests_total                 counter    each request once
+    l7scope_exchange_errors_total          counter    each failed request once, by error_type
 
-Histogram buckets are rendered cumulative (``_bucket{le=".."}``, ``le="+Inf"`` equal to
-``_count``), with ``_sum`` and ``_count``. A histogram whose bounds differ from the ones already
-accumulated for its series is not added (counted ``histogram_bounds_mismatch``).
+Labels (an empty value is left out, as Prometheus treats it as absent): ``client`` and
+``server`` (service names: the process name, never a pid; a remote client as its IP, a remote
+server as ip:port, as metrics.py names them), ``http_request_method`` (a known method or
+``_OTHER``), ``http_response_status_code``, ``network_protocol_name`` ("http"),
+``network_protocol_version``, ``rpc_system``/``rpc_service``/``rpc_method``/
+``rpc_grpc_status_code`` for gRPC, and ``error_type``. Histograms carry the conventions'
+``error.type`` for their side (a client counts a 4xx as its failure); the two counters use
+the server's rule (no response, a status of 500 or more, a non-OK grpc-status), so a request
+is an error or not whichever end was traced. When both ends are traced a request is counted
+once, from the server's record (metrics.py's rule); each side's record still feeds its own
+histogram. The histogram buckets are the conventions' advisory boundaries in seconds.
 
-``set_agent_counters`` replaces the agent's own totals. A key ``"family.reason"`` becomes
-``l7scope_family_total{reason="reason"}`` and a key ``"name"`` becomes ``l7scope_name_total``;
-e.g. ``{"dropped_events.ringbuf_full": 3}`` -> ``l7scope_dropped_events_total{reason=
-"ringbuf_full"} 3``. The number of series is bounded (``max_series``); series beyond it are
-dropped and counted (``series_limit``), visible as ``l7scope_exporter_dropped_total``.
+The error counter is l7scope's own name: the conventions define no errors metric (they read
+errors off the duration histogram's ``error.type``), and names in the ``http_`` namespace are
+theirs. ``l7scope_exchange_errors_total`` counts what ``l7scope_requests_total{error_type!=""}``
+counts, kept as its own family because "errors per second by cause" is the everyday query.
 
-``GET /metrics`` (and ``/``) is answered by an ``outputs.http.HttpListener``: one event-loop
-thread with a connection cap and read timeouts, its own or one shared with other endpoints
-(``listener=``). ``:PORT`` binds loopback only; see ``outputs.http.listen_warning``.
+Bounded: at most ``max_series`` label sets over all families; an exchange past the bound is
+added to one overflow series per family (labelled ``otel_metric_overflow="true"``, the
+OpenTelemetry SDK's convention) and counted (``series_overflow_exchanges`` in ``stats()``).
+
+``set_agent_counters`` replaces the agent's own totals; each becomes
+``l7scope_agent_<name>_total`` (a counter) or ``l7scope_agent_<name>`` (a gauge: open
+connections, queue depths, series) with the HELP text of AGENT_HELP (see there).
+
+``update(snapshot)`` takes the interval's PairMetrics. They are used only while nothing calls
+``observe`` (a caller that has only pair metrics): then the same families are filled from
+them, by the same names and units, without method or status labels on the histograms.
+
+Exposition: a custom collector on its own CollectorRegistry, rendered by
+``prometheus_client.exposition.choose_encoder`` from the scrape's Accept header (OpenMetrics
+when asked for, else text 0.0.4). ``GET /metrics`` (and ``/``) is answered by an
+``outputs.http.HttpListener``: its own or one shared with other endpoints (``listener=``).
 """
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 
-from l7scope.metrics_types import Histogram, PairMetrics
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from l7scope.exchange import Exchange
+from l7scope.export import semconv
+from l7scope.metrics import pair_of
+from l7scope.metrics_types import PairMetrics
 from l7scope.outputs.http import HttpListener, Request, listen_warning, parse_listen_address
 
-__all__ = ["PrometheusExporter", "escape_label_value", "format_float", "listen_warning",
+__all__ = ["AGENT_HELP", "PrometheusExporter", "agent_family", "listen_warning",
            "parse_listen_address"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_SERIES = 50_000
+MAX_SERIES = 2000
+SERVER_DURATION = "http_server_request_duration_seconds"
+CLIENT_DURATION = "http_client_request_duration_seconds"
+REQUESTS = "l7scope_requests"
+ERRORS = "l7scope_exchange_errors"
+HELP = {
+    SERVER_DURATION: "Duration of HTTP server requests (gRPC calls included), first request "
+                     "byte to last response byte as the server process saw them.",
+    CLIENT_DURATION: "Duration of HTTP client requests (gRPC calls included), first request "
+                     "byte to last response byte as the client process saw them.",
+    REQUESTS: "Requests (HTTP exchanges and gRPC calls), each counted once: from the "
+              "server's record when the server process is traced, else the client's.",
+    ERRORS: "Failed requests, each counted once, by error_type: no response (incomplete, "
+            "timeout), a status code of 500 or more, or the name of a non-OK grpc-status.",
+}
+# OpenTelemetry HTTP semantic conventions, http.server.request.duration: advisory explicit
+# bucket boundaries, in seconds (the same as the OTLP exporter's).
+SECONDS_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+                  10.0)
+LABELS = ("client", "server", "http_request_method", "http_response_status_code",
+          "network_protocol_name", "network_protocol_version", "rpc_system", "rpc_service",
+          "rpc_method", "rpc_grpc_status_code", "error_type")
+OVERFLOW = None  # the label set key of the overflow series
+_OVERFLOW_LABELS = {"otel_metric_overflow": "true"}
+_PID_SUFFIX = re.compile(r"\(\d+\)$")
 
-_HISTOGRAMS = (
-    # (family, PairMetrics attribute, scale to base unit, help)
-    ("l7scope_request_size_bytes", "request_bytes", 1.0, "Request size (header+body) in bytes."),
-    ("l7scope_response_size_bytes", "response_bytes", 1.0,
-     "Response size (header+body) in bytes."),
-    ("l7scope_client_duration_seconds", "client_duration_ms", 0.001,
-     "Duration seen by the client process, first request byte to last response byte."),
-    ("l7scope_server_duration_seconds", "server_duration_ms", 0.001,
-     "Duration seen by the server process, first request byte to last response byte."),
-)
-_NAME_OK = re.compile(r"[^a-zA-Z0-9_:]")
-
-
-def escape_label_value(value: str) -> str:
-    # Exposition format: "label_value can be any sequence of UTF-8 characters, but the
-    # backslash (\), double-quote ("), and line feed (\n) characters have to be escaped as
-    # \\, \", and \n, respectively."
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def format_float(value: float) -> str:
-    """Go-style float text as Prometheus clients print it ("+Inf", "1.0", "0.0005")."""
-    if value == float("inf"):
-        return "+Inf"
-    if value == float("-inf"):
-        return "-Inf"
-    if value != value:
-        return "NaN"
-    return repr(float(value))
+Labels = tuple[str, ...]  # values in LABELS order; "" for absent
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs)
-    return "{" + inner + "}" if inner else ""
+def _service(comm: str | None, pid: int | None) -> str:
+    """A local process's service name: its command name (no pid: one series per program)."""
+    return comm or "?"
 
 
-class _HistogramTotal:
+def request_error_type(ex: Exchange) -> str:
+    """The counters' error_type ("" for none): the server's rule for every record, so a 4xx
+    (the client's fault) is not an error whichever end was traced."""
+    if ex.side == "client":
+        ex = ex._replace(side="server")
+    return semconv.error_type(ex) or ""
+
+
+def exchange_labels(ex: Exchange, client: str, server: str) -> Labels:
+    """Every label but error_type, in LABELS order."""
+    route = semconv.grpc_route(ex)
+    grpc = ex.protocol == "grpc"
+    return (client, server, semconv.method(ex), "" if ex.status is None else str(ex.status),
+            "http", semconv.protocol_version(ex) or "", "grpc" if grpc else "",
+            route[0] if route else "", route[1] if route else "",
+            "" if not grpc or ex.grpc_status is None else str(ex.grpc_status))
+
+
+class _Hist:
     __slots__ = ("bounds", "counts", "sum", "count")
 
     def __init__(self, bounds: tuple[float, ...]):
@@ -87,26 +129,64 @@ class _HistogramTotal:
         self.sum = 0.0
         self.count = 0
 
-    def add(self, h: Histogram) -> None:
-        for i, c in enumerate(h.counts):
-            self.counts[i] += c
-        self.sum += h.sum
-        self.count += h.count
+
+class _Series:
+    """One set of cumulative series: histograms by (family, labels), counters by labels;
+    at most ``max_series`` label sets in all, then the overflow series."""
+
+    def __init__(self, max_series: int):
+        self.max_series = max_series
+        self.hists: dict[tuple[str, Labels | None], _Hist] = {}
+        self.counters: dict[str, dict[Labels | None, int]] = {REQUESTS: {}, ERRORS: {}}
+        self.overflow_exchanges = 0  # exchanges (or pair intervals) added to an overflow series
+        self.overflowed = False  # set by hist()/add() when they used an overflow series
+
+    def size(self) -> int:
+        return len(self.hists) + sum(len(t) for t in self.counters.values())
+
+    def _room(self, present: bool) -> bool:
+        return present or self.size() < self.max_series
+
+    def count_overflow(self) -> None:
+        """One exchange (or pair interval) done: counted once if it reached an overflow."""
+        if self.overflowed:
+            self.overflowed = False
+            self.overflow_exchanges += 1
+
+    def hist(self, family: str, labels: Labels, bounds=SECONDS_BOUNDS) -> _Hist:
+        key = (family, labels)
+        h = self.hists.get(key)
+        if h is None:
+            if not self._room(False):
+                self.overflowed = True
+                key = (family, OVERFLOW)
+                h = self.hists.get(key)
+            if h is None:
+                h = self.hists[key] = _Hist(bounds)
+        return h
+
+    def add(self, family: str, labels: Labels, n: int) -> None:
+        table = self.counters[family]
+        if not self._room(labels in table):
+            self.overflowed = True
+            labels = OVERFLOW
+        table[labels] = table.get(labels, 0) + n
 
 
 class PrometheusExporter:
     def __init__(self, addr: str, *, max_series: int = MAX_SERIES,
-                 listener: HttpListener | None = None):
+                 listener: HttpListener | None = None,
+                 service_name: Callable[[str | None, int | None], str] = _service):
         self._addr = addr
         self._host, self._port = parse_listen_address(addr)
-        self._max_series = max_series
+        self._service_name = service_name
         self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = {}
-        self._responses: dict[tuple[str, str, str, str], int] = {}
-        self._hists: dict[str, dict[tuple[str, str, str], _HistogramTotal]] = {
-            family: {} for family, *_ in _HISTOGRAMS}
+        self._series = _Series(max_series)  # fed by observe()
+        self._pairs = _Series(max_series)  # fed by update() (used while nothing observes)
+        self._observed = 0
         self._agent: dict[str, int] = {}
-        self._dropped = {"series_limit": 0, "histogram_bounds_mismatch": 0}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
         self._listener = listener
         self._owns_listener = listener is None
         if listener is not None:
@@ -114,92 +194,78 @@ class PrometheusExporter:
 
     # --- input ---------------------------------------------------------------------------
 
+    def observe(self, ex: Exchange, peer_comm: str | None = None) -> None:
+        """A pipeline observer: every exchange, once, as it is built."""
+        if peer_comm is None:
+            peer_comm = ex.peer_name
+        client, server, _, _ = pair_of(ex, peer_comm, self._service_name)
+        base = exchange_labels(ex, client, server)
+        family = CLIENT_DURATION if ex.side == "client" else SERVER_DURATION
+        seconds = ex.duration_ns / 1e9
+        counted = ex.side != "client" or ex.peer_pid is None
+        with self._lock:
+            self._observed += 1
+            h = self._series.hist(family, (*base, semconv.error_type(ex) or ""))
+            h.counts[bisect_left(h.bounds, seconds)] += 1  # (bounds[i-1], bounds[i]]
+            h.sum += seconds
+            h.count += 1
+            if counted:
+                labels = (*base, request_error_type(ex))
+                self._series.add(REQUESTS, labels, 1)
+                if labels[-1]:
+                    self._series.add(ERRORS, labels, 1)
+            self._series.count_overflow()
+
     def update(self, metrics: list[PairMetrics]) -> None:
+        """The interval's pair metrics (shown only while nothing calls ``observe``)."""
         with self._lock:
             for pm in metrics:
                 self._add_pair(pm)
 
+    def _add_pair(self, pm: PairMetrics) -> None:
+        grpc = pm.protocol == "grpc"
+        version = "2" if pm.protocol in ("http2", "grpc") else ""
+        base = (_PID_SUFFIX.sub("", pm.client), _PID_SUFFIX.sub("", pm.server), "", "",
+                "http", version, "grpc" if grpc else "", "", "", "")
+        for status, n in pm.status_counts:
+            self._pairs.add(REQUESTS, (*base[:3], "" if status == "none" else status,
+                                       *base[4:], ""), n)
+        if pm.errors:
+            self._pairs.add(ERRORS, (*base, "_OTHER"), pm.errors)  # the cause is not known
+        for family, hist in ((CLIENT_DURATION, pm.client_duration_ms),
+                             (SERVER_DURATION, pm.server_duration_ms)):
+            if not hist.count:
+                continue
+            bounds = tuple(b / 1000 for b in hist.bounds)
+            h = self._pairs.hist(family, (*base, ""), bounds)
+            if h.bounds != bounds:
+                continue  # another bucket layout: not addable (never from one aggregator)
+            for i, c in enumerate(hist.counts):
+                h.counts[i] += c
+            h.sum += hist.sum / 1000
+            h.count += hist.count
+        self._pairs.count_overflow()
+
     def set_agent_counters(self, counters: dict[str, int]) -> None:
         with self._lock:
-            self._agent = dict(counters)
-
-    def _series_room(self, table: dict, key) -> bool:
-        if key in table or len(table) < self._max_series:
-            return True
-        self._dropped["series_limit"] += 1
-        return False
-
-    def _add_pair(self, pm: PairMetrics) -> None:
-        key = (pm.client, pm.server, pm.protocol)
-        if self._series_room(self._requests, key):
-            self._requests[key] = self._requests.get(key, 0) + pm.requests
-        for status, n in pm.status_counts:
-            rkey = (*key, status)
-            if self._series_room(self._responses, rkey):
-                self._responses[rkey] = self._responses.get(rkey, 0) + n
-        for family, attr, _scale, _help in _HISTOGRAMS:
-            hist: Histogram = getattr(pm, attr)
-            if hist.count == 0:
-                continue
-            table = self._hists[family]
-            if not self._series_room(table, key):
-                continue
-            total = table.setdefault(key, _HistogramTotal(hist.bounds))
-            if total.bounds != hist.bounds or len(hist.counts) != len(total.counts):
-                self._dropped["histogram_bounds_mismatch"] += 1
-                continue
-            total.add(hist)
+            self._agent = {k: v for k, v in counters.items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
     # --- output --------------------------------------------------------------------------
 
-    def render(self) -> str:
+    def collect(self) -> list[Metric]:
+        """The metric families as they stand (the collector's answer)."""
         with self._lock:
-            lines: list[str] = []
-            self._render_counters(lines)
-            for family, _attr, scale, help_text in _HISTOGRAMS:
-                self._render_histogram(lines, family, scale, help_text)
-            self._render_agent(lines)
-        return "\n".join(lines) + "\n"
+            series = self._series if self._observed else self._pairs
+            families = [_histogram(f, series.hists) for f in (SERVER_DURATION, CLIENT_DURATION)]
+            families += [_counter(f, series.counters[f]) for f in (REQUESTS, ERRORS)]
+            families += agent_families(self._agent)
+        return families
 
-    def _render_counters(self, lines: list[str]) -> None:
-        lines += ["# HELP l7scope_requests_total Requests from a client to a server process.",
-                  "# TYPE l7scope_requests_total counter"]
-        for (c, s, p), n in sorted(self._requests.items()):
-            lines.append(f"l7scope_requests_total"
-                         f"{_labels([('client', c), ('server', s), ('protocol', p)])} {n}")
-        lines += ["# HELP l7scope_responses_total Responses by status (\"none\": no response).",
-                  "# TYPE l7scope_responses_total counter"]
-        for (c, s, p, st), n in sorted(self._responses.items()):
-            labels = _labels([("client", c), ("server", s), ("protocol", p), ("status", st)])
-            lines.append(f"l7scope_responses_total{labels} {n}")
-
-    def _render_histogram(self, lines: list[str], family: str, scale: float,
-                          help_text: str) -> None:
-        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} histogram"]
-        for (c, s, p), total in sorted(self._hists[family].items()):
-            base = [("client", c), ("server", s), ("protocol", p)]
-            cumulative = 0
-            for i, n in enumerate(total.counts):
-                cumulative += n
-                le = total.bounds[i] * scale if i < len(total.bounds) else float("inf")
-                lines.append(f"{family}_bucket{_labels(base + [('le', format_float(le))])} "
-                             f"{cumulative}")
-            lines.append(f"{family}_sum{_labels(base)} {format_float(total.sum * scale)}")
-            lines.append(f"{family}_count{_labels(base)} {total.count}")
-
-    def _render_agent(self, lines: list[str]) -> None:
-        families: dict[str, list[tuple[str | None, int]]] = {}
-        for key, value in self._agent.items():
-            family, _, reason = key.partition(".")
-            families.setdefault(_NAME_OK.sub("_", family), []).append((reason or None, value))
-        families.setdefault("exporter_dropped", []).extend(
-            (reason, n) for reason, n in self._dropped.items())
-        for family in sorted(families):
-            name = f"l7scope_{family}_total"
-            lines += [f"# HELP {name} l7scope agent counter.", f"# TYPE {name} counter"]
-            for reason, value in sorted(families[family], key=lambda rv: rv[0] or ""):
-                labels = _labels([("reason", reason)]) if reason else ""
-                lines.append(f"{name}{labels} {value}")
+    def render(self, accept: str | None = None) -> tuple[str, bytes]:
+        """(Content-Type, body) of a scrape whose Accept header is ``accept``."""
+        encoder, content_type = choose_encoder(accept or "")
+        return content_type, encoder(self.registry)
 
     # --- HTTP endpoint -------------------------------------------------------------------
 
@@ -219,7 +285,8 @@ class PrometheusExporter:
         """The route handler: ``listener.add_route("GET", "/metrics", exporter.handle)``."""
         if request.path not in ("/metrics", "/"):
             return 404, "text/plain; charset=utf-8", b"404 Not Found\n"
-        return 200, CONTENT_TYPE, self.render().encode("utf-8")
+        content_type, body = self.render(request.header("accept"))
+        return 200, content_type, body
 
     def start(self) -> None:
         """Bind and serve (OSError when the address cannot be bound)."""
@@ -238,7 +305,151 @@ class PrometheusExporter:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            out = dict(self._dropped, series=len(self._requests) + len(self._responses))
+            s = self._series if self._observed else self._pairs
+            out = {"series": s.size(), "series_overflow_exchanges": s.overflow_exchanges}
         if self._listener is not None:
             out.update({f"http_{k}": v for k, v in self._listener.stats().items()})
         return out
+
+
+class _Collector(Collector):
+    def __init__(self, exporter: PrometheusExporter):
+        self._exporter = exporter
+
+    def collect(self) -> Iterable[Metric]:
+        return self._exporter.collect()
+
+
+def _label_dict(labels: Labels | None) -> dict[str, str]:
+    if labels is OVERFLOW:
+        return dict(_OVERFLOW_LABELS)
+    return {k: v for k, v in zip(LABELS, labels) if v}
+
+
+def _histogram(family: str, hists: dict) -> Metric:
+    m = Metric(family, HELP[family], "histogram", unit="seconds")
+    for (name, labels), h in sorted(hists.items(), key=_sort_key):
+        if name != family:
+            continue
+        base = _label_dict(labels)
+        cumulative = 0
+        for i, n in enumerate(h.counts):
+            cumulative += n
+            le = h.bounds[i] if i < len(h.bounds) else float("inf")
+            m.add_sample(family + "_bucket", {**base, "le": floatToGoString(le)}, cumulative)
+        m.add_sample(family + "_count", base, h.count)
+        m.add_sample(family + "_sum", base, h.sum)
+    return m
+
+
+def _counter(family: str, table: dict) -> Metric:
+    m = Metric(family, HELP[family], "counter")
+    for labels, n in sorted(table.items(), key=lambda kv: (kv[0] is None, kv[0] or ())):
+        m.add_sample(family + "_total", _label_dict(labels), n)
+    return m
+
+
+def _sort_key(item) -> tuple:
+    (name, labels), _ = item
+    return name, labels is None, labels or ()
+
+
+# --- the agent's own counters ----------------------------------------------------------------
+
+# (pattern over the agent's counter name, type, HELP text; {0}, {1} are the pattern's groups).
+# First match wins. Drops say "dropped"/"lost" and what was lost; parse errors say they are
+# parse errors (the analysis of that connection stopped), not drops.
+AGENT_HELP: tuple[tuple[str, str, str], ...] = (
+    # the pipeline
+    (r"exchanges", "counter", "Exchanges (a request with its response, or a request left "
+                              "without one) the agent produced."),
+    (r"exchanges_without_messages", "counter", "Analyzer outputs with neither a request nor a "
+                                               "response, not made into exchanges."),
+    (r"internal_error_(\w+)", "counter", "Internal errors (an l7scope bug met by captured "
+                                         "bytes) in the {0} analysis; that connection's "
+                                         "analysis was closed and the agent went on."),
+    (r"parse_error_(\w+)", "counter", "Parse errors '{0}': a connection whose bytes broke the "
+                                      "protocol's rules; its analysis stopped (not a drop)."),
+    (r"trace_context_(\w+)", "counter", "Trace context headers not used: {0} (the exchange is "
+                                        "kept, without that context)."),
+    # the kernel capture
+    (r"events", "counter", "Records read from the kernel ring buffer."),
+    (r"ringbuf_full", "counter", "Dropped in the kernel: records lost because the ring buffer "
+                                 "was full (raise --ringbuf-mb or lower the traffic traced)."),
+    (r"active_full", "counter", "Dropped in the kernel: syscalls not traced because the "
+                                "in-flight syscall table was full."),
+    (r"bytes_not_captured", "counter", "Bytes of traced payloads beyond the per-record capture "
+                                       "size, not copied to user space (lost for parsing)."),
+    (r"bytes_suppressed", "counter", "Payload bytes not copied because the connection needs "
+                                     "no more payload (e.g. a body being skipped)."),
+    (r"conns_created", "counter", "Connections the kernel programs started tracking."),
+    (r"read_faults", "counter", "Dropped in the kernel: payload copies that faulted "
+                                "(bpf_probe_read_user failed)."),
+    (r"tls_unmapped", "counter", "Dropped in the kernel: TLS library calls whose socket could "
+                                 "not be found."),
+    (r"malformed_records", "counter", "Dropped: ring buffer records that could not be decoded."),
+    # the connection table
+    (r"connections_evicted", "counter", "Dropped: connections evicted from the full connection "
+                                        "table, least recently used first."),
+    (r"connections_expired", "counter", "Connections closed by the agent after being idle."),
+    (r"connections_other", "counter", "Connections whose protocol is not analysed."),
+    (r"connections_shed_memory", "counter", "Dropped: connections whose analysis was ended "
+                                            "because the parser memory budget was exceeded."),
+    (r"bytes_shed_memory", "counter", "Dropped: bytes held by connections shed for the parser "
+                                      "memory budget."),
+    (r"bytes_before_detection", "counter", "Bytes seen before a connection's protocol was "
+                                           "recognised, not analysed."),
+    (r"stream_gap_bytes", "counter", "Stream bytes never seen (lost records or holes)."),
+    (r"stream_overlap_bytes", "counter", "Stream bytes seen twice and ignored."),
+    (r"stream_resyncs", "counter", "Times a stream's parser was resynchronised after a gap."),
+    # analyzers
+    (r"(http1|http2)_(\w*dropped\w*|\w*lost\w*|\w*shed\w*|\w*discarded\w*)", "counter",
+     "Dropped by the {0} analyzer: {1}."),
+    (r"(http1|http2)_(\w+)", "counter", "Counted by the {0} analyzer: {1}."),
+    # capture files and packet sources
+    (r"capture_(\w+)", "counter", "Packet capture: {0}."),
+    (r"tcp_(\w*dropped\w*|\w*gap\w*|\w*lost\w*|\w*truncated\w*)", "counter",
+     "Lost in TCP reassembly of captured packets: {0}."),
+    (r"tcp_(\w+)", "counter", "TCP reassembly of captured packets: {0}."),
+    (r"procs_(\w+)", "counter", "Process table: {0}."),
+    # outputs: gauges first
+    (r"(ui|\w+_http)_open", "gauge", "HTTP listener ({0}): connections open now."),
+    (r"(ui|\w+_http)_peak_open", "gauge", "HTTP listener ({0}): the most connections open "
+                                          "at once."),
+    (r"store_queue_items", "gauge", "Exchanges and samples waiting to be written to the store."),
+    (r"store_bytes", "gauge", "Bytes the store takes on disk."),
+    (r"(\w+)_pending", "gauge", "Items waiting in the {0} export queue."),
+    (r"prometheus_series", "gauge", "Series the Prometheus exporter holds (bounded)."),
+    (r"prometheus_series_overflow_exchanges", "counter",
+     "Exchanges added to the overflow series because the series bound was reached."),
+    (r"(ui|\w+_http)_(\w+)", "counter", "HTTP listener ({0}): {1}."),
+    (r"(\w+?)_dropped_(\w+)", "counter", "Dropped by the {0} output: {1}."),
+    (r"(zipkin|otlp|skywalking)_(\w+)", "counter", "Export queue of the {0} exporter: {1}."),
+    (r"(store|web|jsonl|prometheus)_(\w+)", "counter", "The {0} output: {1}."),
+)
+_AGENT_HELP = tuple((re.compile(p), t, h) for p, t, h in AGENT_HELP)
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def agent_family(name: str) -> tuple[str, str, str]:
+    """(family name, type, HELP) of one agent counter. A name in no pattern is a counter
+    with a HELP text made from its name (every agent counter counts events)."""
+    base = "l7scope_agent_" + _NAME_OK.sub("_", name).removesuffix("_total")
+    for pattern, kind, text in _AGENT_HELP:
+        m = pattern.fullmatch(name)
+        if m:
+            words = [g.replace("_", " ") for g in m.groups()]
+            return base, kind, text.format(*words)
+    return base, "counter", (f"Agent counter {name} ({name.replace('_', ' ')}); "
+                             f"no description in this version.")
+
+
+def agent_families(counters: dict[str, int]) -> list[Metric]:
+    out: dict[str, Metric] = {}
+    for name in sorted(counters):
+        family, kind, text = agent_family(name)
+        if family in out:
+            continue  # two names spelled alike once sanitised: the first is kept
+        m = out[family] = Metric(family, text, kind)
+        m.add_sample(family + ("_total" if kind == "counter" else ""), {}, counters[name])
+    return list(out.values())

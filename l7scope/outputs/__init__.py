@@ -1,1 +1,135 @@
-"""Outputs: sinks that receive Exchange records and interval snapshots."""
+"""Outputs: a fan-out of sinks with one small interface.
+
+Theory of operation
+-------------------
+Everything downstream of an Exchange record is a ``Sink``. The pipeline hands each Exchange to
+``FanOut.observers()`` (each sink's ``on_exchange``; the pipeline calls them one by one, so one
+failing sink is counted as ``internal_error_output`` and the others still get the record).
+The run loop calls ``FanOut.tick(now_wall_ns, counters_fn)`` every turn; once per metrics
+interval the fan-out takes the interval's pair metrics (MetricsAggregator) and top-N samples
+(Sampler) and gives them, with a counters snapshot, to every sink's ``on_interval``. Nothing
+here reaches back into the pipeline: what a sink needs travels on the Exchange (``peer_name``)
+or in the snapshot.
+
+A sink (override what it uses; the base does nothing):
+
+    on_exchange(ex)                              every Exchange, on the capture thread; None
+                                                 (the default) when the sink takes none
+    on_tick(now_wall_ns, counters_fn)            every loop turn (flush, redraw); counters_fn()
+                                                 only when really needed, it is not free
+    on_interval(snapshot, top_n, counters, now_wall_ns)
+                                                 the interval's PairMetrics list, {pair: TopN},
+                                                 and a counters dict (or None)
+    stop()                                       finish background work (exporters drain, the
+                                                 store writes its queue)
+    counters() -> dict                           the sink's own counters, prefixed by its name
+    close(aborted)                               release files and sockets; ``aborted`` when
+                                                 the run failed (a partial file may be removed)
+
+Stop, in order (``finish``): the last interval; ``stop()`` of every sink; the final counters
+(which so include what the stop sent or dropped) as one more ``on_interval((), {}, final,
+now)``; then ``close(False)``. A failed run skips straight to ``close(True)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class Sink:
+    """One output; see the module docstring. Subclasses set ``name``."""
+
+    name = "sink"
+    on_exchange: Callable | None = None
+
+    def on_tick(self, now_wall_ns: int, counters_fn: Callable[[], dict]) -> None:
+        pass
+
+    def on_interval(self, snapshot: list, top_n: dict, counters: dict | None,
+                    now_wall_ns: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def counters(self) -> dict:
+        return {}
+
+    def close(self, aborted: bool = False) -> None:
+        pass
+
+
+class FanOut:
+    """The sinks of one run, the interval clock, and the order of stop."""
+
+    def __init__(self, sinks, *, metrics, sampler, interval_ns: int,
+                 on_error: Callable[[BaseException], None] | None = None):
+        self.sinks: list[Sink] = list(sinks)
+        self.metrics = metrics
+        self.sampler = sampler
+        self.interval_ns = interval_ns
+        self.interval_start: int | None = None
+        self.on_error = on_error
+        self._closed = False
+
+    def observers(self) -> list[Callable]:
+        """The per-exchange callables, for the pipeline (one per sink that takes exchanges)."""
+        return [s.on_exchange for s in self.sinks if s.on_exchange is not None]
+
+    def tick(self, now_wall_ns: int, counters_fn: Callable[[], dict]) -> None:
+        if self.interval_start is None:
+            self.interval_start = now_wall_ns
+        if now_wall_ns - self.interval_start >= self.interval_ns:
+            self.interval(now_wall_ns, counters_fn())
+        self._each("on_tick", now_wall_ns, counters_fn)
+
+    def interval(self, now_wall_ns: int, counters: dict | None) -> None:
+        """The interval's pair metrics and top-N samples (and counters) to every sink."""
+        start = self.interval_start if self.interval_start is not None else now_wall_ns
+        snapshot = self.metrics.snapshot(start, now_wall_ns)
+        top = self.sampler.drain()
+        self.interval_start = now_wall_ns
+        self._each("on_interval", snapshot, top, counters, now_wall_ns)
+
+    def finish(self, now_wall_ns: int, counters_fn: Callable[[], dict]) -> dict:
+        """Last interval, every sink stopped, the final counters out; returns them."""
+        self.interval(now_wall_ns, None)
+        self._each("stop")
+        final = counters_fn()
+        self._each("on_interval", [], {}, final, now_wall_ns)
+        return final
+
+    def counters(self) -> dict:
+        out = {f"sampler_{k}": v for k, v in self.sampler.counters.items()}
+        out["metrics_overflow_records"] = self.metrics.overflow_records
+        for s in self.sinks:
+            try:
+                for k, v in s.counters().items():  # two sinks of a kind: their sums
+                    out[k] = out[k] + v if k in out and type(v) is int else v
+            except Exception as e:  # noqa: BLE001 - a sink's bug costs its counters only
+                self._error(e)
+        return out
+
+    def close(self, aborted: bool = False) -> None:
+        """Every sink closed, each on its own (one failing does not keep the others open)."""
+        if self._closed:
+            return
+        self._closed = True
+        for s in self.sinks:
+            try:
+                s.close(aborted)
+            except Exception as e:  # noqa: BLE001 - close the others whatever happens
+                if not aborted:
+                    self._error(e)
+
+    def _each(self, method: str, *args) -> None:
+        for s in self.sinks:
+            try:
+                getattr(s, method)(*args)
+            except OSError:
+                raise  # a full disk or a closed pipe: not our bug, the run's cleanup handles it
+            except Exception as e:  # noqa: BLE001 - one sink failing spares the others
+                self._error(e)
+
+    def _error(self, exc: BaseException) -> None:
+        if self.on_error is not None:
+            self.on_error(exc)

@@ -59,11 +59,18 @@ def _open_fd(path: str, mode: int) -> int:
 
 def _check(fd: int, path: str) -> None:
     st = os.fstat(fd)
+    if _is_dev_null(st):
+        return  # `--output jsonl:/dev/null` (benchmarks, dry runs) is a deliberate choice
     if not stat.S_ISREG(st.st_mode):
         raise OSError(errno.EINVAL, "is not a regular file", path)
     if st.st_uid != os.geteuid() and _shared_sticky_dir(path):
         raise OSError(errno.EPERM, f"is owned by another user (uid {st.st_uid}) in a "
                       "sticky world-writable directory; refusing to write to it", path)
+
+
+def _is_dev_null(st: os.stat_result) -> bool:
+    """The null device itself (character device 1:3 owned by root), whatever its path."""
+    return stat.S_ISCHR(st.st_mode) and st.st_uid == 0 and st.st_rdev == os.makedev(1, 3)
 
 
 def _shared_sticky_dir(path: str) -> bool:

@@ -13,10 +13,13 @@ Bounds, each counted in ``stats()`` when it bites:
                       ``503`` if its socket takes the bytes at once, and closed
                       (``rejected_over_cap``). At most ``ACCEPTS_PER_TURN`` connections are
                       accepted per loop turn, so the ones already accepted are served between
-                      bursts of new ones and short requests rarely meet the cap.
+                      bursts of new ones; when the cap is reached, new connections wait in the
+                      kernel's backlog for ``FULL_GRACE_S`` (a burst of quick scrapes frees its
+                      slots in that time) and, while the cap stays full, are refused at once.
     read_timeout_s    a request (head and body) must arrive whole within it, counted from
                       the accept or from the end of the previous response on a kept-alive
-                      connection (``timed_out_reading``; 408 when part of a request came).
+                      connection (``timed_out_reading``; 408 when part of a request came;
+                      ``idle_closed`` for a kept-alive connection not used again).
                       Trickling bytes does not extend it.
     write_timeout_s   a response must be taken by the client within it (``timed_out_writing``).
     max_head_bytes    request line and header fields (8 KiB; 431 ``head_too_large``).
@@ -60,6 +63,7 @@ MAX_REQUESTS_PER_CONNECTION = 100
 ACCEPTS_PER_TURN = 16
 LISTEN_BACKLOG = 512
 ACCEPT_PAUSE_S = 0.1  # after an accept error (no descriptors left) before trying again
+FULL_GRACE_S = 0.2  # at the cap, how long new connections wait before being refused
 
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
             405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
@@ -67,8 +71,8 @@ _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
             501: "Not Implemented", 503: "Service Unavailable",
             505: "HTTP Version Not Supported"}
 _COUNTERS = ("accepted", "rejected_over_cap", "accept_errors", "requests", "bad_requests",
-             "head_too_large", "timed_out_reading", "timed_out_writing", "handler_errors",
-             "internal_errors")
+             "head_too_large", "timed_out_reading", "timed_out_writing", "idle_closed",
+             "handler_errors", "internal_errors")
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -217,7 +221,9 @@ class HttpListener:
         self._wake_w: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._accept_paused_until = 0.0
+        self._accept_paused_until = 0.0  # listening socket out of the selector until then
+        self._full_since: float | None = None  # when the cap was reached
+        self._paused_full = False  # the pause is for the cap (ends when a slot frees)
 
     def add_route(self, method: str, path_prefix: str, handler: Handler) -> None:
         """Serve ``method`` requests under ``path_prefix``; ValueError if already routed."""
@@ -295,6 +301,9 @@ class HttpListener:
 
     def _accept(self) -> None:
         for _ in range(ACCEPTS_PER_TURN):
+            full = len(self._conns) >= self.max_connections
+            if full and self._hold_accepts():
+                return
             try:
                 sock, _ = self._listener.accept()
             except BlockingIOError:
@@ -302,14 +311,30 @@ class HttpListener:
             except OSError as e:  # EMFILE/ENFILE/ENOBUFS: let the loop breathe, then retry
                 self._count("accept_errors")
                 self.last_error = f"accept: {e.strerror or e}"
-                self._sel.unregister(self._listener)
-                self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE_S
+                self._pause_accepts(ACCEPT_PAUSE_S, full=False)
                 return
-            if len(self._conns) >= self.max_connections:
+            if full:
                 self._count("rejected_over_cap")
                 _send_and_close(sock, _error_response(503))
                 continue
             self._adopt(sock)
+
+    def _hold_accepts(self) -> bool:
+        """At the cap: True (leave new connections in the backlog) during FULL_GRACE_S."""
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        left = self._full_since + FULL_GRACE_S - now
+        if left <= 0:
+            return False
+        self._pause_accepts(left, full=True)
+        return True
+
+    def _pause_accepts(self, seconds: float, full: bool) -> None:
+        if not self._accept_paused_until:
+            self._sel.unregister(self._listener)
+        self._accept_paused_until = time.monotonic() + seconds
+        self._paused_full = full
 
     def _adopt(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -321,12 +346,15 @@ class HttpListener:
             self._peak = max(self._peak, len(self._conns))
 
     def _expire(self, now: float) -> None:
-        if self._accept_paused_until and now >= self._accept_paused_until:
+        if self._accept_paused_until and (now >= self._accept_paused_until or (
+                self._paused_full and self._full_since is None)):
             self._accept_paused_until = 0.0
             self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             if conn.writing:
                 self._count("timed_out_writing")
+            elif conn.served and not conn.buf:
+                self._count("idle_closed")  # a kept-alive connection nobody used again
             else:
                 self._count("timed_out_reading")
                 if conn.buf:
@@ -336,6 +364,8 @@ class HttpListener:
     def _close(self, conn: _Conn) -> None:
         with self._lock:
             self._conns.pop(conn.sock.fileno(), None)
+            if len(self._conns) < self.max_connections:
+                self._full_since = None  # a slot is free: accept again at once
         try:
             self._sel.unregister(conn.sock)
         except (KeyError, ValueError):

@@ -1,7 +1,7 @@
-"""Prometheus exporter: scrape over HTTP, parse the text format, check exact samples."""
+"""Prometheus exporter: scrape over HTTP, parse with prometheus_client's parsers (text 0.0.4 and
+OpenMetrics), check exact samples, names, labels, HELP and the series bound."""
 from __future__ import annotations
 
-import re
 import socket
 import threading
 import urllib.error
@@ -9,43 +9,38 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
-from l7scope.export.prometheus import PrometheusExporter, escape_label_value, parse_listen_address
-from l7scope.metrics_types import Histogram
-from tests.export import make_pair_metrics, wait_for
+from l7scope.export import otlp
+from l7scope.export.prometheus import SECONDS_BOUNDS, PrometheusExporter, parse_listen_address
+from l7scope.outputs.http import Request
+from tests.export import make_exchange, make_pair_metrics, wait_for
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r'\\(.)', lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), value)
+SERVER = "http_server_request_duration_seconds"
+CLIENT = "http_client_request_duration_seconds"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
-def parse_exposition(text: str) -> tuple[dict, dict]:
-    """(samples {(name, frozenset(labels)): value}, types {family: type}) from format 0.0.4."""
+def parse_exposition(text: str, openmetrics: bool = False) -> tuple[dict, dict]:
+    """(samples {(name, frozenset(labels)): value}, types {family: type}) by the library's
+    parser; a duplicate series fails the test."""
+    parse = openmetrics_families if openmetrics else text_string_to_metric_families
     samples, types = {}, {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, family, kind = line.split(" ", 3)
-            types[family] = kind
-            continue
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        assert m, f"bad sample line: {line!r}"
-        labels = {}
-        body = (m.group(2) or "{}")[1:-1]
-        pos = 0
-        while pos < len(body):
-            lm = _LABEL.match(body, pos)
-            assert lm, f"bad labels in {line!r}"
-            labels[lm.group(1)] = _unescape(lm.group(2))
-            pos = lm.end()
-        key = (m.group(1), frozenset(labels.items()))
-        assert key not in samples, f"duplicate series {line!r}"
-        samples[key] = float(m.group(3))
+    for family in parse(text):
+        types[family.name] = family.type
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in samples, f"duplicate series {key}"
+            samples[key] = s.value
     return samples, types
+
+
+def families_of(text: str, openmetrics: bool = False) -> dict:
+    parse = openmetrics_families if openmetrics else text_string_to_metric_families
+    return {f.name: f for f in parse(text)}
 
 
 @pytest.fixture
@@ -56,81 +51,210 @@ def exporter():
     exp.stop()
 
 
-def _scrape(exp) -> tuple[dict, dict, str]:
+def _scrape(exp, accept: str | None = None) -> tuple[dict, dict, str]:
     host, port = exp.address
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
+    req = urllib.request.Request(f"http://{host}:{port}/metrics",
+                                 headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
         ctype = resp.headers["Content-Type"]
-        samples, types = parse_exposition(resp.read().decode("utf-8"))
+        text = resp.read().decode("utf-8")
+    samples, types = parse_exposition(text, openmetrics=ctype.startswith(
+        "application/openmetrics-text"))
     return samples, types, ctype
+
+
+def _text(exp, accept: str | None = None) -> str:
+    status, _ctype, body = exp.handle(Request("GET", "/metrics", "", "HTTP/1.1",
+                                              (("accept", accept),) if accept else ()))
+    assert status == 200
+    return body.decode("utf-8")
 
 
 def _s(name, **labels):
     return name, frozenset(labels.items())
 
 
-PAIR = dict(client="curl(100)", server="nginx(200)", protocol="http1")
+def _series(samples: dict, name: str) -> dict:
+    """{frozenset(labels): value} of one sample name."""
+    return {labels: v for (n, labels), v in samples.items() if n == name}
 
 
-def test_cumulative_counters_and_histograms(exporter):
-    exporter.update([make_pair_metrics()])
-    exporter.update([make_pair_metrics(requests=2, statuses=(("200", 2),), sizes=(70, 70),
-                                       durations_ms=(1000, 20000))])
-    samples, types, ctype = _scrape(exporter)
+def grpc_call(grpc_status: int, **kw):
+    return make_exchange(protocol="grpc", path="/helloworld.Greeter/SayHello",
+                         grpc_status=grpc_status, trace=None, comm="greeter", pid=300,
+                         **kw)._replace(method="POST")
+
+
+GRPC = dict(client="10.1.0.3", server="greeter", http_request_method="POST",
+            http_response_status_code="200", network_protocol_name="http",
+            network_protocol_version="2", rpc_system="grpc", rpc_service="helloworld.Greeter",
+            rpc_method="SayHello")
+
+
+@pytest.mark.parametrize("accept", [None, OPENMETRICS])
+def test_grpc_ok_and_not_found_are_two_series_and_ten_errors(accept):
+    exp = PrometheusExporter("127.0.0.1:0")
+    for _ in range(10):
+        exp.observe(grpc_call(0))
+        exp.observe(grpc_call(5))
+    samples, types = parse_exposition(_text(exp, accept), openmetrics=accept is not None)
+    assert _series(samples, "l7scope_requests_total") == {
+        frozenset({**GRPC, "rpc_grpc_status_code": "0"}.items()): 10,
+        frozenset({**GRPC, "rpc_grpc_status_code": "5", "error_type": "NOT_FOUND"}.items()): 10}
+    assert _series(samples, "l7scope_exchange_errors_total") == {
+        frozenset({**GRPC, "rpc_grpc_status_code": "5", "error_type": "NOT_FOUND"}.items()): 10}
+    assert samples[_s(SERVER + "_count", **GRPC, rpc_grpc_status_code="0")] == 10
+    assert samples[_s(SERVER + "_count", **GRPC, rpc_grpc_status_code="5",
+                      error_type="NOT_FOUND")] == 10
+    assert _series(samples, CLIENT + "_count") == {}
+    assert types["l7scope_requests"] == types["l7scope_exchange_errors"] == "counter"
+    assert types[SERVER] == types[CLIENT] == "histogram"
+
+
+def test_200_short_lived_curl_clients_add_no_series_per_client():
+    exp = PrometheusExporter("127.0.0.1:0")
+    for i in range(200):
+        pid = 20_000 + i  # a new curl process each time, both ends traced
+        client = make_exchange(side="client", comm="curl", pid=pid, peer_pid=80,
+                               trace=None)._replace(peer_name="nginx", local="10.1.0.3:51234",
+                                                    remote="10.1.0.2:8080")
+        server = make_exchange(side="server", comm="nginx", pid=80, peer_pid=pid,
+                               trace=None)._replace(peer_name="curl")
+        exp.observe(client)
+        exp.observe(server)
+    samples, _ = parse_exposition(_text(exp))
+    pair = dict(client="curl", server="nginx", http_request_method="GET",
+                http_response_status_code="200", network_protocol_name="http",
+                network_protocol_version="1.1")
+    assert _series(samples, "l7scope_requests_total") == {frozenset(pair.items()): 200}
+    assert _series(samples, SERVER + "_count") == {frozenset(pair.items()): 200}
+    assert _series(samples, CLIENT + "_count") == {frozenset(pair.items()): 200}
+    assert exp.stats()["series"] == 3
+    assert {v for _, labels in samples for k, v in labels if k in ("client", "server")} == {
+        "curl", "nginx"}
+
+
+def test_durations_in_seconds_with_the_conventions_buckets():
+    exp = PrometheusExporter("127.0.0.1:0")
+    for ms in (3, 8, 300, 20_000):
+        exp.observe(make_exchange(duration_ms=ms, trace=None))
+    samples, _ = parse_exposition(_text(exp))
+    labels = dict(client="10.1.0.3", server="api", http_request_method="GET",
+                  http_response_status_code="200", network_protocol_name="http",
+                  network_protocol_version="1.1")
+    buckets = {dict(k)["le"]: v for k, v in _series(samples, SERVER + "_bucket").items()}
+    assert buckets == {"0.005": 1, "0.01": 2, "0.025": 2, "0.05": 2, "0.075": 2, "0.1": 2,
+                       "0.25": 2, "0.5": 3, "0.75": 3, "1.0": 3, "2.5": 3, "5.0": 3, "7.5": 3,
+                       "10.0": 3, "+Inf": 4}
+    assert samples[_s(SERVER + "_sum", **labels)] == pytest.approx(20.311)
+    assert samples[_s(SERVER + "_count", **labels)] == 4
+    assert SECONDS_BOUNDS == otlp.SECONDS_BOUNDS  # one set of boundaries for both exporters
+
+
+def test_http_errors_by_side_and_cause():
+    exp = PrometheusExporter("127.0.0.1:0")
+    base = dict(trace=None, comm="app", pid=7)
+    exp.observe(make_exchange(side="client", status=404, **base))  # server not traced
+    exp.observe(make_exchange(side="server", status=503, **base))
+    exp.observe(make_exchange(side="server", status=None, **base)._replace(response=None))
+    exp.observe(make_exchange(side="server", **base)._replace(method="BREW"))
+    samples, _ = parse_exposition(_text(exp))
+    common = dict(network_protocol_name="http", network_protocol_version="1.1")
+    client = dict(client="app", server="10.1.0.3:51234", http_request_method="GET",
+                  http_response_status_code="404", **common)
+    server = dict(client="10.1.0.3", server="app", **common)
+    # a client histogram counts its 4xx as a failure (the conventions); the counters do not
+    assert samples[_s(CLIENT + "_count", **client, error_type="404")] == 1
+    assert samples[_s("l7scope_requests_total", **client)] == 1
+    assert _series(samples, "l7scope_exchange_errors_total") == {
+        frozenset({**server, "http_request_method": "GET", "http_response_status_code": "503",
+                   "error_type": "503"}.items()): 1,
+        frozenset({**server, "http_request_method": "GET", "error_type": "incomplete",
+                   "network_protocol_version": "1.1"}.items()): 1}
+    assert samples[_s("l7scope_requests_total", **server, http_request_method="_OTHER",
+                      http_response_status_code="200")] == 1
+
+
+def test_every_family_has_help_and_agent_counters_their_type():
+    exp = PrometheusExporter("127.0.0.1:0")
+    exp.observe(make_exchange(trace=None))
+    exp.set_agent_counters({
+        "exchanges": 1, "ringbuf_full": 2, "parse_error_framing_lost": 3,
+        "http2_dropped_streams": 4, "ui_open": 5, "prometheus_http_peak_open": 6,
+        "otlp_metrics_pending": 7, "some_new_counter": 8, "internal_error_reasons": ["x"],
+        "store_bytes": 9})
+    for openmetrics in (False, True):
+        fams = families_of(_text(exp, OPENMETRICS if openmetrics else None), openmetrics)
+        for name, fam in fams.items():
+            assert fam.documentation and fam.documentation != "l7scope agent counter.", name
+        kinds = {n: f.type for n, f in fams.items() if n.startswith("l7scope_agent_")}
+        assert kinds == {
+            "l7scope_agent_exchanges": "counter", "l7scope_agent_ringbuf_full": "counter",
+            "l7scope_agent_parse_error_framing_lost": "counter",
+            "l7scope_agent_http2_dropped_streams": "counter",
+            "l7scope_agent_ui_open": "gauge", "l7scope_agent_prometheus_http_peak_open": "gauge",
+            "l7scope_agent_otlp_metrics_pending": "gauge",
+            "l7scope_agent_some_new_counter": "counter", "l7scope_agent_store_bytes": "gauge"}
+        values = {n: f.samples[0].value for n, f in fams.items() if n in kinds}
+        assert values["l7scope_agent_ringbuf_full"] == 2 and values["l7scope_agent_ui_open"] == 5
+        doc = {n: f.documentation for n, f in fams.items()}
+        assert doc["l7scope_agent_ringbuf_full"].startswith("Dropped in the kernel")
+        assert "(not a drop)" in doc["l7scope_agent_parse_error_framing_lost"]
+        assert doc["l7scope_agent_http2_dropped_streams"].startswith("Dropped by the http2")
+        assert doc["l7scope_agent_some_new_counter"] == (
+            "Agent counter some_new_counter (some new counter); no description in this version.")
+    exp.set_agent_counters({"exchanges": 5})
+    samples, _ = parse_exposition(_text(exp))
+    assert samples[_s("l7scope_agent_exchanges_total")] == 5
+    assert _s("l7scope_agent_ringbuf_full_total") not in samples
+
+
+def test_series_are_bounded_and_the_overflow_counted():
+    exp = PrometheusExporter("127.0.0.1:0", max_series=4)
+    for i in range(10):  # each a new client: one histogram and one counter series
+        exp.observe(make_exchange(trace=None)._replace(remote=f"10.9.0.{i}:40000"))
+    samples, _ = parse_exposition(_text(exp))
+    assert {dict(k).get("client") for k in _series(samples, "l7scope_requests_total")} == {
+        "10.9.0.0", "10.9.0.1", None}
+    assert samples[_s("l7scope_requests_total", otel_metric_overflow="true")] == 8
+    assert samples[_s(SERVER + "_count", otel_metric_overflow="true")] == 8
+    assert samples[_s(SERVER + "_bucket", otel_metric_overflow="true", le="+Inf")] == 8
+    assert exp.stats()["series"] == 4 + 2
+    assert exp.stats()["series_overflow_exchanges"] == 8
+
+
+def test_content_type_follows_accept(exporter):
+    exporter.observe(make_exchange(trace=None))
+    samples, _, ctype = _scrape(exporter)
     assert ctype == "text/plain; version=0.0.4; charset=utf-8"
-    assert types["l7scope_requests_total"] == "counter"
-    assert types["l7scope_server_duration_seconds"] == "histogram"
-    assert samples[_s("l7scope_requests_total", **PAIR)] == 5
-    assert samples[_s("l7scope_responses_total", status="200", **PAIR)] == 4
-    assert samples[_s("l7scope_responses_total", status="503", **PAIR)] == 1
-    dur = "l7scope_server_duration_seconds"
-    expected_buckets = {"0.0005": 1, "0.001": 1, "0.0025": 1, "0.005": 2, "0.01": 2,
-                        "0.025": 2, "0.05": 2, "0.1": 2, "0.25": 2, "0.5": 2, "1.0": 4,
-                        "2.5": 4, "5.0": 4, "10.0": 4, "+Inf": 5}
-    got = {dict(labels)["le"]: v for (name, labels), v in samples.items()
-           if name == dur + "_bucket"}
-    assert got == expected_buckets
-    assert samples[_s(dur + "_count", **PAIR)] == 5
-    assert samples[_s(dur + "_sum", **PAIR)] == pytest.approx(21.7034)
-    size = "l7scope_request_size_bytes"
-    assert samples[_s(size + "_bucket", le="64.0", **PAIR)] == 0
-    assert samples[_s(size + "_bucket", le="256.0", **PAIR)] == 3
-    assert samples[_s(size + "_bucket", le="+Inf", **PAIR)] == 5
-    assert samples[_s(size + "_sum", **PAIR)] == 5540
-    assert samples[_s("l7scope_response_size_bytes_count", **PAIR)] == 5
-    # no client-side observations yet: the family is declared, with no series
-    assert not [k for k in samples if k[0].startswith("l7scope_client_duration_seconds")]
+    om_samples, _, om_ctype = _scrape(exporter, OPENMETRICS)
+    assert om_ctype.startswith("application/openmetrics-text; version=1.0.0")
+    assert om_samples == samples
+    assert _text(exporter, OPENMETRICS).endswith("# EOF\n")
 
 
-def test_agent_counters_and_escaped_labels(exporter):
-    exporter.update([make_pair_metrics(client='we"ird\\pro\ncess', server="10.0.0.1:80")])
-    exporter.set_agent_counters({"dropped_events.ringbuf_full": 3,
-                                 "dropped_events.conn_table_full": 1, "lost_samples": 9})
-    samples, types, _ = _scrape(exporter)
-    assert samples[_s("l7scope_requests_total", client='we"ird\\pro\ncess',
-                      server="10.0.0.1:80", protocol="http1")] == 3
-    assert samples[_s("l7scope_dropped_events_total", reason="ringbuf_full")] == 3
-    assert samples[_s("l7scope_dropped_events_total", reason="conn_table_full")] == 1
-    assert samples[_s("l7scope_lost_samples_total")] == 9
-    assert types["l7scope_dropped_events_total"] == "counter"
-    exporter.set_agent_counters({"lost_samples": 10})
-    samples, _, _ = _scrape(exporter)
-    assert samples[_s("l7scope_lost_samples_total")] == 10
-    assert _s("l7scope_dropped_events_total", reason="ringbuf_full") not in samples
+def test_odd_names_survive_the_exposition():
+    exp = PrometheusExporter("127.0.0.1:0")
+    exp.observe(make_exchange(comm='we"ird\\pro\ncess', trace=None))
+    samples, _ = parse_exposition(_text(exp))
+    assert [dict(k)["server"] for k in _series(samples, "l7scope_requests_total")] == [
+        'we"ird\\pro\ncess']
 
 
-def test_escape_label_value():
-    assert escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
-
-
-def test_mismatched_bounds_counted_not_mixed(exporter):
-    exporter.update([make_pair_metrics()])
-    pm = make_pair_metrics()
-    odd = Histogram((1.0, 2.0), (1, 0, 0), 1.0, 1)
-    exporter.update([type(pm)(**{**{f: getattr(pm, f) for f in pm.__slots__},
-                                 "server_duration_ms": odd})])
-    samples, _, _ = _scrape(exporter)
-    assert samples[_s("l7scope_server_duration_seconds_count", **PAIR)] == 3
-    assert samples[_s("l7scope_exporter_dropped_total", reason="histogram_bounds_mismatch")] == 1
+def test_pair_metrics_are_shown_until_exchanges_are_observed():
+    exp = PrometheusExporter("127.0.0.1:0")
+    exp.update([make_pair_metrics(), make_pair_metrics()])
+    samples, _ = parse_exposition(_text(exp))
+    pair = dict(client="curl", server="nginx", network_protocol_name="http")
+    assert samples[_s("l7scope_requests_total", http_response_status_code="200", **pair)] == 4
+    assert samples[_s("l7scope_requests_total", http_response_status_code="503", **pair)] == 2
+    assert samples[_s("l7scope_exchange_errors_total", error_type="_OTHER", **pair)] == 2
+    assert samples[_s(SERVER + "_bucket", le="0.0005", **pair)] == 2
+    assert samples[_s(SERVER + "_count", **pair)] == 6
+    exp.observe(make_exchange(trace=None))
+    samples, _ = parse_exposition(_text(exp))
+    assert {dict(k)["client"] for k in _series(samples, "l7scope_requests_total")} == {
+        "10.1.0.3"}
 
 
 def test_unknown_path_is_404(exporter):
@@ -138,14 +262,6 @@ def test_unknown_path_is_404(exporter):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"http://{host}:{port}/other", timeout=10)
     assert err.value.code == 404
-
-
-def test_series_are_bounded():
-    exp = PrometheusExporter("127.0.0.1:0", max_series=1)
-    exp.update([make_pair_metrics(client="a", statuses=()), make_pair_metrics(client="b", statuses=())])
-    samples, _ = parse_exposition(exp.render())
-    assert [dict(k[1])["client"] for k in samples if k[0] == "l7scope_requests_total"] == ["a"]
-    assert exp.stats()["series_limit"] >= 1
 
 
 @pytest.mark.parametrize("addr, expected", [
@@ -172,7 +288,7 @@ def test_port_only_listens_on_loopback():
 
 
 def test_200_concurrent_scrapes_are_all_answered(exporter):
-    exporter.update([make_pair_metrics()])
+    exporter.observe(make_exchange(trace=None))
     expected, _, _ = _scrape(exporter)
     barrier = threading.Barrier(200)
 
@@ -187,6 +303,7 @@ def test_200_concurrent_scrapes_are_all_answered(exporter):
 
 
 def test_500_slow_connections_hold_no_thread_and_scrapes_resume(exporter):
+    exporter.observe(make_exchange(trace=None))
     threads_before = threading.active_count()
     slow = []
     try:
@@ -204,7 +321,7 @@ def test_500_slow_connections_hold_no_thread_and_scrapes_resume(exporter):
             s.close()
     wait_for(lambda: exporter.stats()["http_open"] == 0)
     samples, _, _ = _scrape(exporter)
-    assert samples[_s("l7scope_exporter_dropped_total", reason="series_limit")] == 0
+    assert sum(_series(samples, "l7scope_requests_total").values()) == 1
 
 
 def test_served_from_a_shared_listener():
@@ -213,13 +330,13 @@ def test_served_from_a_shared_listener():
     listener = HttpListener("127.0.0.1:0")
     listener.add_route("GET", "/api", lambda r: (200, "application/json", b"{}"))
     exp = PrometheusExporter("127.0.0.1:0", listener=listener)
-    exp.update([make_pair_metrics()])
+    exp.observe(make_exchange(trace=None))
     listener.start()
     try:
         exp.start()  # the listener is not its own: nothing to start
         samples, _, ctype = _scrape(exp)
         assert ctype == "text/plain; version=0.0.4; charset=utf-8"
-        assert samples[_s("l7scope_requests_total", **PAIR)] == 3
+        assert sum(_series(samples, "l7scope_requests_total").values()) == 1
         exp.stop()  # nor to stop
         assert _scrape(exp)[0] == samples
         host, port = listener.address

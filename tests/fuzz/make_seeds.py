@@ -23,9 +23,11 @@ CORPUS = HERE / "corpus"
 HPACK_STORIES = HERE.parents[2] / "shared" / "corpora" / "hpack-test-case"
 
 H1_CONVERSATIONS = {
-    "get": [(True, b"GET /hello?token=s3cret&x=1 HTTP/1.1\r\nHost: api.test\r\nUser-Agent: curl/8\r\n"
+    "get": [(True, b"GET /hello?token=s3cret&x=1 HTTP/1.1\r\nHost: api.test\r\n"
+                   b"User-Agent: curl/8\r\n"
                    b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n"),
-            (False, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello")],
+            (False, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n"
+                    b"hello")],
     "post_json_chunked": [
         (True, b"POST /login HTTP/1.1\r\nHost: api.test\r\nContent-Type: application/json\r\n"
                b"Content-Length: 39\r\n\r\n{\"user\":\"ann\",\"password\":\"hunter2xyz\"}\n"),
@@ -231,7 +233,8 @@ def pcapng_file(conv) -> bytes:
     out += block(1, struct.pack("<HHI", 1, 0, 65535))
     for i, pkt in enumerate(packets(conv)):
         ts = 1_700_000_000_000_000 + i * 1000
-        out += block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(pkt), len(pkt)) + pkt)
+        epb = struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(pkt), len(pkt))
+        out += block(6, epb + pkt)
     return out
 
 

@@ -52,7 +52,8 @@ def check_message(msg: HttpMessage | None, limits: AnalyzerLimits) -> None:
     check(msg.status is None or (type(msg.status) is int and 100 <= msg.status <= 999),
           f"status {msg.status!r} is not a 3-digit code")
     check(type(msg.wire_bytes) is int and msg.wire_bytes >= 0, f"wire_bytes {msg.wire_bytes!r}")
-    check(msg.start_ns <= msg.end_ns, f"message ends ({msg.end_ns}) before it starts ({msg.start_ns})")
+    check(msg.start_ns <= msg.end_ns,
+          f"message ends ({msg.end_ns}) before it starts ({msg.start_ns})")
     check(type(msg.body) is bytes and len(msg.body) <= limits.body_capture + 1,
           f"captured body of {len(msg.body)} octets over body_capture {limits.body_capture}")
     check(type(msg.body_len) is int and msg.body_len >= len(msg.body), f"body_len {msg.body_len}")

@@ -4,9 +4,10 @@ outputs, capture files through TCP reassembly, the config loader, redaction.
 pipeline: the script's opcodes become struct l7_event records (capture/wire.py layout) for four
 sockets (two client sockets and the server sockets they talk to, the last one TLS): data, a
 hole, open, close, end of stream, or the argument itself taken as a whole record; the records go
-through WireDecoder and a Pipeline whose observer is the agent's own Outputs (JSON Lines with
-headers, metrics, the sampler with redaction of JSON fields), and at the end the sampled
-exchanges are rendered as span events and top-N records. Invariant: no exception, no
+through WireDecoder and a Pipeline whose observers are the agent's own outputs as
+app.build_outputs makes them (JSON Lines with headers, metrics, the sampler with redaction of
+JSON fields), and at the end the sampled exchanges are rendered as span events and top-N
+records. Invariant: no exception, no
 internal_error counter, every output record a JSON object with a status of three digits or null,
 and (where the table accounts memory) the table within its budget after every record.
 """
@@ -19,7 +20,7 @@ import os
 import tempfile
 from types import SimpleNamespace
 
-from l7scope import agent
+from l7scope import agent, app
 from l7scope.capture import wire
 from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, StreamEnded
 from l7scope.capture.packet import CaptureError
@@ -28,6 +29,7 @@ from l7scope.capture.tcp_reassembly import TcpReassembler
 from l7scope.config import ConfigError, load_config, parse_config
 from l7scope.conn.table import ConnectionTable
 from l7scope.exchange import WallClock
+from l7scope.outputs.sinks import top_n_record
 from l7scope.pipeline import Pipeline
 from l7scope.redact import REDACTED, Redactor
 from l7scope.sampling import Sampler
@@ -93,9 +95,9 @@ class RecordScript:
         return [record(kind, conn, egress, self.ts, role=role)]
 
 
-def _args(out: str, metrics: str, with_headers: bool) -> SimpleNamespace:
-    return SimpleNamespace(output=[out], metrics_output=[metrics], with_headers=with_headers,
-                           metrics_interval=3600, metrics_listen=None)
+def _settings(out: str, metrics: str, with_headers: bool) -> app.Settings:
+    return app.Settings(command="pcap", outputs=(out,), metrics_outputs=(metrics,),
+                        with_headers=with_headers, metrics_interval_s=3600, ui=None)
 
 
 def _table(config: int) -> ConnectionTable:
@@ -160,7 +162,7 @@ def check_output_lines(path: str) -> None:
 
 
 def pipeline(data: bytes) -> None:
-    """Raw records -> WireDecoder -> Pipeline -> the agent's Outputs (module docstring).
+    """Raw records -> WireDecoder -> Pipeline -> the agent's outputs (module docstring).
     Config bits: 0 small analyzer limits, 1 two connections at most, 2 a 32 KiB memory budget
     (where the table has one), 3 headers in the records."""
     if not data:
@@ -171,13 +173,14 @@ def pipeline(data: bytes) -> None:
         if os.path.exists(path):
             os.unlink(path)
     decoder, script = wire.WireDecoder(), RecordScript()
-    pipe: Pipeline | None = None
-    outputs = agent.Outputs(_args(out, metrics, bool(config & 8)),
-                            parse_config(PIPELINE_CONFIG), WallClock(), lambda: pipe,
-                            show_summary=False)
-    pipe = Pipeline(table=_table(config), clock=outputs.clock, observers=[outputs])
+    cfg, clock = parse_config(PIPELINE_CONFIG), WallClock()
+    redactor = Redactor.from_config(cfg.redact)
+    outputs = app.build_outputs(_settings(out, metrics, bool(config & 8)), cfg, redactor, clock,
+                                "fuzz", lambda: script.ts)
+    pipe = Pipeline(table=_table(config), clock=clock, observers=outputs.observers())
     caught = watch_internal_errors(pipe.table)
-    counters = lambda: agent._all_counters(pipe, outputs, {"malformed": decoder.malformed})  # noqa: E731
+    source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
+    counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
     for op, arg in ops(data, 1):
         script.ts += IDLE_JUMP_NS if op >> 6 == 2 else 1_000_000
         events = [e for e in map(decoder.decode, script.records(op, arg)) if e is not None]
@@ -186,20 +189,21 @@ def pipeline(data: bytes) -> None:
             pipe.tick(script.ts)
         check_table_budget(pipe.table)
     pipe.finish()
-    _render_samples(outputs)
-    check_counters(outputs.close(counters), caught)
+    _render_samples(outputs, clock, redactor)
+    final = outputs.finish(script.ts, counters)
+    outputs.close()
+    check_counters(final, caught)
     check_output_lines(out)
     check_output_lines(metrics)
 
 
-def _render_samples(outputs) -> None:
+def _render_samples(outputs, clock, redactor) -> None:
     """What the exporters and the top-N records make of the sampled exchanges."""
     top = outputs.sampler.drain()
     for key, lists in top.items():
-        json.dumps(agent._top_n_record(key, lists, outputs.redactor))
+        json.dumps(top_n_record(key, lists))
         for sampled in lists.all():
-            for event in build_span_events(sampled, outputs.clock.offset_ns.__add__,
-                                           outputs.redactor):
+            for event in build_span_events(sampled, clock.offset_ns.__add__, redactor):
                 json.dumps(event.tags)
 
 

@@ -59,8 +59,12 @@ class Agent:
     def __init__(self, tmp: Path, args: list[str]):
         self.out = tmp / f"exchanges-{id(self)}.jsonl"
         self.metrics = tmp / f"metrics-{id(self)}.jsonl"
+        # no web UI (port 7070) or store (/var/lib/l7scope) unless the test asks for them
+        quiet = [*([] if "--ui" in args else ["--ui", "off"]),
+                 *([] if "--store" in args else ["--store", "off"])]
         cmd = [sys.executable, "-m", "l7scope.cli", "run", "--no-summary",
-               "--output", f"jsonl:{self.out}", "--metrics-output", f"jsonl:{self.metrics}", *args]
+               "--output", f"jsonl:{self.out}", "--metrics-output", f"jsonl:{self.metrics}",
+               *quiet, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.stderr: list[str] = []
         ready = threading.Event()

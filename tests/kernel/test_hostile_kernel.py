@@ -9,6 +9,7 @@ agent goes on with the old config).
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -19,7 +20,7 @@ import time
 
 import pytest
 
-from tests.kernel.conftest import curl, free_port
+from tests.kernel.conftest import curl, free_port, wait_port
 
 pytestmark = pytest.mark.kernel
 
@@ -37,7 +38,8 @@ CONFIG = "redact:\n  json_fields: [password]\nsampling:\n  rules:\n    - min_dur
 # --- bytes --------------------------------------------------------------------------------
 
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    header = len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+    return header + payload
 
 
 def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
@@ -101,7 +103,8 @@ def hostile_classes() -> dict[str, list[tuple[bool, bytes]]]:
                                     (False, frame(DATA, END_STREAM, 3, b"\x00\x00\x00\x00\x01z"))],
         "/h1-status-odd-digits": [(True, b"GET /h1-status-odd-digits HTTP/1.1\r\nHost: x\r\n\r\n"),
                                   (False, h1_response(f"HTTP/1.1 {ODD_DIGITS} OK"))],
-        "/h1-status-many-digits": [(True, b"GET /h1-status-many-digits HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "/h1-status-many-digits": [(True, b"GET /h1-status-many-digits HTTP/1.1\r\n"
+                                          b"Host: x\r\n\r\n"),
                                    (False, h1_response(f"HTTP/1.1 {MANY_DIGITS} OK"))],
         "/h1-grpc-status-odd": [(True, b"GET /h1-grpc-status-odd HTTP/1.1\r\nHost: x\r\n\r\n"),
                                 (False, h1_response("HTTP/1.1 200 OK",
@@ -124,7 +127,8 @@ def hostile_classes() -> dict[str, list[tuple[bool, bytes]]]:
                                 "Content-Type: application/json\r\n", nested_json(5000)))],
         "/h2-garbage-after-preface": [(True, PREFACE + b"\xff" * (256 * 1024))],
         "/h2-table-size-2^32-1": [
-            (True, h2_client("/h2-table-size-2^32-1", settings=b"\x00\x01" + huge_table.to_bytes(4, "big"))),
+            (True, h2_client("/h2-table-size-2^32-1",
+                             settings=b"\x00\x01" + huge_table.to_bytes(4, "big"))),
             (False, frame(SETTINGS, 0, 0) + frame(SETTINGS, ACK, 0)
              + frame(HEADERS, END_HEADERS | END_STREAM, 1, table_block))],
     }
@@ -163,7 +167,7 @@ def counter_records(a) -> list[dict]:
     return [r for r in a.metric_records() if r.get("kind") == "agent_counters"]
 
 
-def next_counters(a, after: int, timeout: float = 20.0) -> tuple[dict, int]:
+def next_counters(a, after: int, timeout: float = 60.0) -> tuple[dict, int]:
     """The agent_counters record written two intervals after record number ``after`` (so the
     bytes sent before are surely processed); (record, its number)."""
     deadline = time.monotonic() + timeout
@@ -213,13 +217,20 @@ def test_hostile_classes_are_counted_and_normal_traffic_reported_exactly(agent, 
                                                                         python_server):
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
-    a = agent("--config", str(config), "--metrics-interval", "1")
+    # only this test's processes (both ends of the hostile connections are this process), so
+    # the counters move for what it sends, not for the rest of the machine's traffic
+    pids = [os.getpid(), python_server[1], *nginx.worker_pids()]
+    a = agent("--config", str(config), "--metrics-interval", "1", "--comm", "curl",
+              *[x for pid in pids for x in ("--pid", str(pid))])
     listener = socket.create_server(("127.0.0.1", free_port()))
     counters, seen = next_counters(a, 0)
     accounted: dict[str, dict] = {}
     for name, conversation in hostile_classes().items():
         converse(listener, conversation)
-        after, seen = next_counters(a, seen)
+        try:
+            after, seen = next_counters(a, seen)
+        except AssertionError as e:
+            raise AssertionError(f"after {name}: {e}") from None
         accounted[name] = moved(counters, after)
         counters = after
         assert a.proc.poll() is None, f"agent stopped after {name}: {''.join(a.stderr)}"
@@ -283,5 +294,95 @@ def _normal_traffic_reported_exactly(a, port: int, h2port: int) -> None:
         assert got1 == want1, (side, recs1)
         assert got2 == want2, (side, recs2)
         assert all(not r["partial"] for r in recs1 + recs2 if r["side"] == side)
-    assert {r["protocol"] for r in recs1} == {"http1"} and {r["protocol"] for r in recs2} == {"http2"}
+    assert {r["protocol"] for r in recs1} == {"http1"}
+    assert {r["protocol"] for r in recs2} == {"http2"}
     assert all(r["comm"] == "curl" for r in recs1 + recs2 if r["side"] == "client")
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+MEMORY_CONNECTIONS = 16_384
+HEAD_BYTES = 60_000  # an unterminated head of 60 KB on each connection
+PARSER_STATE_MIB = 100  # the issue's bound for parser state at the default budget (64 MiB)
+FIXED_PER_CONNECTION = 2048  # the documented fixed part: bookkeeping of each open connection
+
+
+def _rss_mib(pid: int, key: str) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {key} for pid {pid}")
+
+
+def _hold_connections_server(port: int) -> subprocess.Popen:
+    """A server in its own process (its own file table) that accepts and never reads."""
+    code = ("import resource, socket\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))\n"
+            f"s = socket.create_server(('127.0.0.1', {port}), backlog=4096)\n"
+            "keep = []\n"
+            "while True:\n"
+            "    keep.append(s.accept()[0])\n")
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_unterminated_heads_on_16384_connections_shed_within_the_budget(agent):
+    """16,384 connections each holding an unterminated 60 KB head (the issue: 2.0 GB of RSS and
+    nothing counted): the agent sheds connections over its parser budget and counts it, its
+    RSS grows by at most 100 MiB of parser state plus a fixed part per connection, it keeps
+    running and exits 0. Measured: anonymous RSS (the heap), with the backlog read."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < MEMORY_CONNECTIONS + 1000:
+        pytest.fail(f"RLIMIT_NOFILE hard limit {hard} is below {MEMORY_CONNECTIONS + 1000}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    port = free_port()
+    server = _hold_connections_server(port)
+    socks: list[socket.socket] = []
+    try:
+        a = agent("--pid", str(os.getpid()), "--metrics-interval", "1")
+        time.sleep(2)
+        baseline = _rss_mib(a.proc.pid, "RssAnon")
+        head = b"POST /upload HTTP/1.1\r\nHost: h\r\nX-Filler: " + b"a" * HEAD_BYTES
+        wait_port(port)
+        for i in range(MEMORY_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(head)
+            socks.append(s)
+            if i % 256 == 255:
+                time.sleep(0.25)  # let the agent drain the ring buffer: the heads reach it
+        final = _settled_counters(a)
+        held = _rss_mib(a.proc.pid, "RssAnon")  # the heap; the ring buffer's pages are shared
+        assert a.proc.poll() is None, "".join(a.stderr)
+    finally:
+        for s in socks:
+            s.close()
+        server.kill()
+        server.wait()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert final.get("connections_shed_memory", 0) > 0, final
+    assert final.get("bytes_shed_memory", 0) > 0, final
+    allowed = PARSER_STATE_MIB + MEMORY_CONNECTIONS * FIXED_PER_CONNECTION / 2**20
+    print(f"heap {baseline:.0f} -> {held:.0f} MiB (allowed +{allowed:.0f}); shed "
+          f"{final.get('connections_shed_memory')} connections, "
+          f"{final.get('bytes_shed_memory')} bytes; ringbuf_full {final.get('ringbuf_full')}")
+    assert held - baseline <= allowed, (
+        f"agent heap grew by {held - baseline:.0f} MiB (RssAnon {baseline:.0f} -> {held:.0f}), "
+        f"over {allowed:.0f} MiB; counters {final}")
+    assert a.stop() == 0, "".join(a.stderr)
+    assert not any("Traceback" in line for line in a.stderr), "".join(a.stderr)
+
+
+def _settled_counters(a, timeout: float = 120.0) -> dict:
+    """The agent_counters once the captured event count stops moving (the backlog is read)."""
+    deadline = time.monotonic() + timeout
+    last, events = {}, None
+    while time.monotonic() < deadline:
+        time.sleep(1.5)
+        recs = counter_records(a)
+        if recs and recs[-1].get("events") == events:
+            return recs[-1]
+        last = recs[-1] if recs else {}
+        events = last.get("events")
+    return last

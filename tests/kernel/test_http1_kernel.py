@@ -303,7 +303,8 @@ def test_busy_metrics_listen_address_is_one_line_exit_2(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         res = subprocess.run([sys.executable, "-m", "l7scope.cli", "run", "--metrics-listen",
-                              f"127.0.0.1:{port}", "--duration", "5"],
+                              f"127.0.0.1:{port}", "--duration", "5", "--ui", "off",
+                              "--store", "off"],
                              capture_output=True, text=True, timeout=60)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()

@@ -124,3 +124,12 @@ def test_dash_is_stdout():
     sink = JsonlSink("-")
     assert sink._f is sys.stdout
     sink.close()
+
+
+def test_the_null_device_is_accepted_but_other_devices_are_not(tmp_path):
+    # the null device is a deliberate sink (benchmarks, dry runs); any other device is refused
+    f = open_output("/dev/null")
+    f.write("x\n")
+    f.close()
+    with pytest.raises(OSError, match="not a regular file"):
+        open_output("/dev/zero")

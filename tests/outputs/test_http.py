@@ -232,3 +232,36 @@ def test_a_route_is_served_once():
     lst.add_route("POST", "/metrics", _hello)
     with pytest.raises(ValueError, match="GET /metrics is already served"):
         lst.add_route("get", "/metrics", _hello)
+
+
+def test_idle_kept_alive_connection_is_closed_and_counted_apart(listener):
+    with _connect(listener) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        first = s.recv(65536)
+        assert _status_body(first) == (200, b"root")
+        assert _read_all(s) == b""  # closed after read_timeout_s without a second request
+    stats = listener.stats()
+    assert (stats["idle_closed"], stats["timed_out_reading"]) == (1, 0)
+
+
+def test_a_burst_beyond_the_cap_of_quick_requests_is_all_served():
+    lst = HttpListener("127.0.0.1:0", max_connections=4)
+    lst.add_route("GET", "/", lambda r: (200, "text/plain", b"ok"))
+    lst.start()
+    barrier = threading.Barrier(32)
+    answers = []
+
+    def client():
+        barrier.wait(30)
+        answers.append(_status_body(_ask(lst, b"GET / HTTP/1.0\r\n\r\n")))
+
+    threads = [threading.Thread(target=client) for _ in range(32)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert answers == [(200, b"ok")] * 32
+        assert lst.stats()["rejected_over_cap"] == 0 and lst.stats()["peak_open"] <= 4
+    finally:
+        lst.stop()

@@ -416,3 +416,55 @@ def test_a_long_edge_gets_its_own_lane(page):
     assert [c for c, _ in lane] == [1, 2]
     assert lane[0] != nodes["proc:nginx"] and lane[1] != nodes["proc:python3"]
     assert nodes["proc:curl"][1] == nodes["proc:nginx"][1] == nodes["proc:python3"][1]  # one line
+
+
+def test_a_refresh_redraws_the_lists_but_keeps_the_open_sample(page):
+    """The raw text being read (or selected to copy) is not rebuilt by the 5-second poll."""
+    page.goto(page.url.split("#")[0] + "#/topology?edge=proc:curl|proc:nginx|http1&tab=requests")
+    rows = page.locator("[data-testid=samples-5xx] [data-testid=sample-row]")
+    rows.first.click()
+    page.get_by_test_id("sample-request").evaluate("el => { el.dataset.marker = 'kept'; }")
+    rows.first.evaluate("el => { el.dataset.marker = 'old'; }")
+    page.wait_for_function(  # the next poll redraws the lists: the marked row is gone
+        "() => !document.querySelector('[data-testid=sample-row][data-marker=old]')",
+        timeout=TIMEOUT_MS)
+    assert page.get_by_test_id("sample-request").get_attribute("data-marker") == "kept"
+    assert rows.first.get_attribute("aria-pressed") == "true"  # still the selected row
+
+
+def test_an_agent_that_stops_answering_is_said_and_the_page_stays(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    store = SqliteStore(str(tmp_path / "l7scope.db"))
+    fill(store).close()
+    base, stop = serve(Api(store, now_ns=lambda: sc.NOW))
+    w = Watched(browser, base)
+    try:
+        w.page.goto(base + "/")
+        curl_nginx = edge(w.page, "proc:curl", "proc:nginx")
+        curl_nginx.click()
+        expect(w.page.get_by_test_id("live")).to_have_class("live ok")
+        stop()
+        live = w.page.get_by_test_id("live")
+        expect(live).to_have_class("live error")
+        expect(live).to_contain_text("topology: the agent is not answering")
+        expect(curl_nginx).to_have_attribute("aria-pressed", "true")  # the last picture stays
+        expect(w.page.get_by_test_id("pair-title")).to_have_text("curl → nginx")
+        assert [e for e in w.errors if "ERR_CONNECTION_REFUSED" not in e] == []
+    finally:
+        w.close()
+        store.close()
+
+
+def test_a_loop_has_room_under_its_node(page):
+    """A process calling itself: its loop and label sit between it and the next box."""
+    got = page.evaluate("""async () => {
+        const { layout } = await import("/topology.js");
+        const e = (client, server) => ({ client, server, protocol: "http1", requests: 9, errors: 0 });
+        const ids = ["proc:Unknown", "proc:curl", "proc:nginx"];
+        const { pos } = layout(ids.map((id) => ({ id })), [e("proc:Unknown", "proc:Unknown"), e("proc:curl", "proc:nginx")]);
+        return ids.map((id) => [pos.get(id).col, pos.get(id).y]);
+    }""")
+    (c_self, y_self), (c_curl, y_curl), (c_nginx, _) = got
+    assert (c_self, c_curl, c_nginx) == (0, 0, 1)
+    assert y_curl - y_self >= 96 + 50  # a row, and the loop with its two label lines

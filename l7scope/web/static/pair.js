@@ -100,21 +100,21 @@ export class PairPanel {
     if (!this.edge) return;
     if (windowS !== undefined) this.windowS = windowS;
     const seq = ++this.seq;
+    if (this.tab === "requests") {  // updates its own part of the panel in place
+      await this.requests.render(this.body, this.edge, this.windowS);
+      return;
+    }
     const body = h("div");
-    if (this.tab === "requests") {
-      await this.requests.render(body, this.edge, this.windowS);
-    } else {
-      const protocols = this.tab === "http1" ? ["http1"] : ["http2", "grpc"];
-      const docs = await Promise.all(protocols.map((p) => getJson("/api/metrics",
-        { client: this.edge.client, server: this.edge.server, protocol: p, since: this.windowS })));
-      const failed = docs.find((d) => !d.ok);
-      if (failed) body.append(h("p", { class: "error", "data-testid": "metrics-error", text: failed.error }));
-      const shown = docs.map((d, i) => [d, protocols[i]]).filter(([d]) => d.ok && sum(d.data.series, (p) => p.requests) > 0);
-      for (const [d, p] of shown) body.append(protocolCharts(d.data, p));
-      if (!failed && !shown.length) {
-        body.append(h("p", { class: "empty", "data-testid": "metrics-empty",
-          text: `No ${protocols.map((p) => PROTOCOL_NAMES[p]).join(" or ")} requests between these two in this window.` }));
-      }
+    const protocols = this.tab === "http1" ? ["http1"] : ["http2", "grpc"];
+    const docs = await Promise.all(protocols.map((p) => getJson("/api/metrics",
+      { client: this.edge.client, server: this.edge.server, protocol: p, since: this.windowS })));
+    const failed = docs.find((d) => !d.ok);
+    if (failed) body.append(h("p", { class: "error", "data-testid": "metrics-error", text: failed.error }));
+    const shown = docs.map((d, i) => [d, protocols[i]]).filter(([d]) => d.ok && sum(d.data.series, (p) => p.requests) > 0);
+    for (const [d, p] of shown) body.append(protocolCharts(d.data, p));
+    if (!failed && !shown.length) {
+      body.append(h("p", { class: "empty", "data-testid": "metrics-empty",
+        text: `No ${protocols.map((p) => PROTOCOL_NAMES[p]).join(" or ")} requests between these two in this window.` }));
     }
     if (seq !== this.seq || !this.edge) return;
     clear(this.body).append(...body.childNodes);

@@ -97,31 +97,47 @@ export function renderDetail(container, smp) {
   );
 }
 
-// The tab: state {selectedKey, selected} survives refreshes of the lists.
+// The tab: the selection survives refreshes of the lists, and the detail is rebuilt only when
+// another sample is picked (a refresh never clears text the user is selecting to copy).
 export class RequestsTab {
   constructor() {
     this.selectedKey = null;
     this.selected = null;
+    this.lists = null;
+    this.detail = null;
+    this.shownKey = undefined;
+    this.results = [];
   }
 
   async render(container, edge, windowS) {
     const results = await Promise.all(LISTS.map(([name]) => getJson("/api/samples",
       { client: edge.client, server: edge.server, list: name, since: windowS, limit: 20 })));
-    const lists = h("div", { class: "sample-lists" });
-    const detail = h("div", { class: "sample-detail", "data-testid": "sample-detail" });
-    const pick = (smp) => {
-      this.selectedKey = sampleKey(smp);
-      this.selected = smp;
-      renderDetail(detail, smp);
-      this.redrawLists(lists, results, pick);
-    };
-    this.redrawLists(lists, results, pick);
-    if (this.selected) renderDetail(detail, this.selected);
-    else detail.append(h("p", { class: "empty", text: "Click a sampled request to read it." }));
-    clear(container).append(lists, detail);
+    if (!this.lists || !container.contains(this.lists)) {
+      this.lists = h("div", { class: "sample-lists" });
+      this.detail = h("div", { class: "sample-detail", "data-testid": "sample-detail" });
+      this.shownKey = undefined;
+      clear(container).append(this.lists, this.detail);
+    }
+    this.results = results;
+    this.redrawLists();
+    if (this.shownKey !== this.selectedKey) this.showDetail();
   }
 
-  redrawLists(lists, results, pick) {
-    clear(lists).append(...LISTS.map((l, i) => listSection(l, results[i], this.selectedKey, pick)));
+  pick(smp) {
+    this.selectedKey = sampleKey(smp);
+    this.selected = smp;
+    this.redrawLists();
+    this.showDetail();
+  }
+
+  showDetail() {
+    this.shownKey = this.selectedKey;
+    if (this.selected) renderDetail(this.detail, this.selected);
+    else clear(this.detail).append(h("p", { class: "empty", text: "Click a sampled request to read it." }));
+  }
+
+  redrawLists() {
+    const pick = (smp) => this.pick(smp);
+    clear(this.lists).append(...LISTS.map((l, i) => listSection(l, this.results[i], this.selectedKey, pick)));
   }
 }

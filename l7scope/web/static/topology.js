@@ -10,7 +10,7 @@
 
 import { s, h, clear, fmtMs, fmtRate, nodeLabel, PROTOCOL_NAMES } from "./dom.js";
 
-const COL_W = 340, ROW_H = 96, NODE_W = 168, NODE_H = 44, PAD = 24;
+const COL_W = 340, ROW_H = 96, NODE_W = 168, NODE_H = 44, PAD = 24, LOOP_ROOM = 56;
 export const AMBER_RATIO = 0.01, RED_RATIO = 0.05;
 
 export function edgeKey(e) {
@@ -79,25 +79,31 @@ export function layout(nodes, edges) {
     link(prev, e.server);
     via.set(edgeKey(e), points);
   }
+  const looped = new Set();  // ends of loops (self, same column, leftwards): room below them
+  for (const e of edges) {
+    if (col.get(e.server) <= col.get(e.client)) { looped.add(e.client); looped.add(e.server); }
+  }
   const row = new Map();
   const pos = new Map();
-  let maxRows = 0;
+  let bottom = 0;
   for (const c of [...members.keys()].sort((a, b) => a - b)) {
     const key = (id) => {
       const r = (into.get(id) || []).filter((f) => row.has(f)).map((f) => row.get(f));
       return r.length ? r.reduce((a, b) => a + b, 0) / r.length : Infinity;
     };
     const ids = members.get(c).sort((a, b) => key(a) - key(b) || (a < b ? -1 : a > b ? 1 : 0));
+    let y = PAD;
     ids.forEach((id, i) => {
       row.set(id, i);
-      pos.set(id, { x: PAD + c * COL_W, y: PAD + i * ROW_H, col: c });
+      pos.set(id, { x: PAD + c * COL_W, y, col: c });
+      bottom = Math.max(bottom, y);
+      y += ROW_H + (looped.has(id) ? LOOP_ROOM : 0);
     });
-    maxRows = Math.max(maxRows, ids.length);
   }
   const routes = new Map([...via].map(([k, ids]) => [k, ids.map((id) => pos.get(id))]));
   const ncols = members.size ? Math.max(...members.keys()) + 1 : 0;
   return { pos, routes, width: PAD * 2 + Math.max(0, ncols - 1) * COL_W + NODE_W,
-           height: PAD * 2 + Math.max(0, maxRows - 1) * ROW_H + NODE_H + 72 };
+           height: bottom + PAD + NODE_H + 72 };
 }
 
 function edgePath(a, b, offset, waypoints) {

@@ -1,0 +1,389 @@
+"""The composition root: settings -> source -> pipeline -> outputs, with one cleanup path.
+
+Theory of operation
+-------------------
+``run(settings)`` is the whole life of ``l7scope run`` and ``l7scope pcap``:
+
+    config      the YAML file (errors.ConfigProblem)
+    source      sources.py: kernel, interface or capture file (checked before any output exists)
+    outputs     outputs/sinks.py: JSON Lines files, metrics file, aggregator, sampler,
+                exporters, Prometheus, live view, store + API + UI (one listener)
+    pipeline    pipeline.py, whose observers are the sinks' on_exchange
+    loop        agent.py, until a signal, --duration or the end of the file
+    finish      last interval, sinks stopped, final counters, stop line on stderr
+
+One ``try/finally`` closes whatever was opened, in reverse order, whatever happened: an
+output that cannot open leaves nothing attached, and a run that fails after the outputs are
+open (a capture file with nothing readable, a full disk) closes every sink with
+``aborted=True``: an output file this run created and wrote nothing to is removed; one that
+holds records is kept, and a line on stderr names it as a partial result before the
+error's own line. A capture file read
+with ``--ui`` keeps its listener serving after the stop line until Ctrl-C.
+
+Settings are a frozen dataclass made by cli.py; nothing below the command line sees argparse.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from l7scope import agent
+from l7scope.config import Config, ConfigError, load_config
+from l7scope.errors import ConfigProblem, OutputError, UserError
+from l7scope.outputs import FanOut
+from l7scope.outputs import sinks as S
+
+DEFAULT_UI = "127.0.0.1:7070"
+STORE_FILE = "l7scope.db"
+INTERRUPTED = 130
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a run needs from the command line."""
+
+    command: str  # "run" | "pcap"
+    file: str | None = None  # pcap
+    interface: str | None = None  # run: AF_PACKET instead of eBPF
+    pids: tuple[int, ...] = ()
+    comms: tuple[str, ...] = ()
+    duration_s: float | None = None
+    max_payload: int = 65536
+    ringbuf_mb: int = 16
+    debug_bpf: bool = False
+    outputs: tuple[str, ...] = ()  # JSON Lines paths, "-" = stdout
+    metrics_outputs: tuple[str, ...] = ()
+    metrics_interval_s: float | None = None  # None: the config's
+    config_path: str | None = None
+    with_headers: bool = False
+    metrics_listen: str | None = None
+    max_parser_memory_mb: int = 64
+    live_view: bool = True  # on a terminal, unless --no-summary
+    ui: str | None = DEFAULT_UI  # HOST:PORT, None = off
+    store: str | None = None  # None: the default for the command; "off"; a path; clickhouse://
+    data_dir: str | None = None
+
+    def store_spec(self) -> tuple[str | None, bool]:
+        """(store spec or None for no store, temporary): the file under the data directory
+        for ``run``; a capture file's run stores only when asked (``--store``) or for its
+        UI (a temporary store, removed at exit); ``off`` with the UI on is temporary too."""
+        spec = self.store
+        if spec is None and self.command == "run":
+            from l7scope.outputs.store import default_data_dir
+
+            return os.path.join(self.data_dir or default_data_dir(), STORE_FILE), False
+        if spec in (None, "off"):
+            return (None, self.ui is not None)
+        return spec, False
+
+    def show_live_view(self, stdout_isatty: bool) -> bool:
+        return (self.command == "run" and self.live_view and stdout_isatty
+                and "-" not in self.outputs)
+
+
+def load(path: str | None) -> Config:
+    if not path:
+        return Config.default()
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise ConfigProblem(f"config: {e}") from None
+
+
+def open_source(s: Settings):
+    from l7scope import sources
+
+    if s.command == "pcap":
+        return sources.FileSource(s.file)
+    if s.interface:
+        return sources.InterfaceSource(s.interface)
+    return sources.KernelSource(s.pids, s.comms, s.max_payload, s.ringbuf_mb, s.debug_bpf)
+
+
+class _Run:
+    """The parts of one run, each None until opened; ``close`` undoes what was done."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.source = None
+        self.outputs: FanOut | None = None
+        self.web = None
+        self.signals: agent.Signals | None = None
+        self._source_open = False
+
+    def close_source(self) -> None:
+        if self._source_open:
+            self._source_open = False
+            self.source.close()
+
+    def close(self, aborted: bool) -> None:
+        try:
+            if self.outputs is not None:
+                self.outputs.close(aborted)
+        finally:
+            self.close_source()
+            if self.signals is not None:
+                self.signals.restore()
+
+
+def run(settings: Settings) -> int:
+    config = load(settings.config_path)
+    r = _Run(settings)
+    aborted = True
+    try:
+        r.signals = agent.Signals()
+        r.source = open_source(settings)
+        r._source_open = True
+        status = _run(r, config)
+        aborted = False
+        return status
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            raise
+        raise OutputError(f"output failed: {e.strerror or e}") from None
+    finally:
+        r.close(aborted)
+        if aborted:
+            _say_partial(r)
+
+
+def _run(r: _Run, config: Config) -> int:
+    from l7scope.conn.listeners import ListeningPorts
+    from l7scope.conn.table import ConnectionTable
+    from l7scope.pipeline import Pipeline
+    from l7scope.redact import Redactor
+
+    s, source = r.settings, r.source
+    redactor = Redactor.from_config(config.redact)
+    clock = agent.RunClock(source)
+    now_ns = clock.wall_ns if s.command == "pcap" else time.time_ns
+    r.outputs = build_outputs(s, config, redactor, source.clock, source.label, now_ns)
+    r.web = web_of(r.outputs)
+    table = ConnectionTable(listening=None if source.capture_mode else ListeningPorts(),
+                            max_memory=s.max_parser_memory_mb << 20)
+    r.outputs.on_error = lambda exc: table.record_internal_error("output", exc)
+    pipeline = Pipeline(table=table, clock=source.clock, observers=r.outputs.observers(),
+                        capture_mode=source.capture_mode, redact_path=redactor.redact_path)
+    _announce(s, source, r.web)
+    live = next((x for x in r.outputs.sinks if isinstance(x, S.LiveView)), None)
+    if live is not None and r.web is not None:
+        live.summary.view.note = f"web UI {r.web.web.url}"
+    progress = agent.Progress.maybe(source) if s.command == "pcap" else None
+    ended = agent.loop(source, pipeline, r.outputs, r.signals, clock, duration_s=s.duration_s,
+                       on_reload=lambda: _reload(s, r.outputs), progress=progress)
+    if progress is not None:
+        progress.clear()
+    pipeline.finish()
+    clock.last_ts = pipeline.last_ts
+    final = r.outputs.finish(clock.wall_ns(),
+                             lambda: agent.all_counters(pipeline, r.outputs, source))
+    r.close_source()
+    _report(s, final, pipeline, source, interrupted=s.command == "pcap" and not ended)
+    if s.command == "pcap" and r.web is not None and ended:
+        print(f"l7scope: {s.file} read; the web UI stays at {r.web.web.url} (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+        r.signals.wait()
+    return INTERRUPTED if s.command == "pcap" and not ended else 0
+
+
+def build_outputs(s: Settings, config: Config, redactor, clock, label: str, now_ns) -> FanOut:
+    """Every sink of the run, opened in order (``clock``: the source's WallClock, ``label``
+    the source for the API, ``now_ns`` the run's wall clock); when one cannot open, the ones
+    already open are closed before the error goes up."""
+    from l7scope.metrics import MetricsAggregator, pair_of
+    from l7scope.sampling import Sampler
+
+    metrics = MetricsAggregator()
+
+    def pair_key(ex):
+        client, server, _, _ = pair_of(ex, ex.peer_name)
+        return client, server, ex.protocol
+
+    sampler = Sampler(config.sampling, redactor=redactor, pair_key=pair_key)
+    interval_s = s.metrics_interval_s or config.metrics_interval_s
+    fan = FanOut([], metrics=metrics, sampler=sampler, interval_ns=int(interval_s * 1e9))
+    try:
+        _open_sinks(fan, s, config, redactor, clock, label, now_ns)
+    except BaseException:
+        fan.close(aborted=True)
+        raise
+    return fan
+
+
+def web_of(fan: FanOut):
+    return next((x for x in fan.sinks if isinstance(x, S.Web)), None)
+
+
+def _open_sinks(fan: FanOut, s: Settings, config: Config, redactor, clock, label, now_ns):
+    live = s.show_live_view(sys.stdout.isatty())
+    paths = list(s.outputs) or ([] if live else ["-"])
+    for p in paths:
+        fan.sinks.append(_jsonl(p, with_headers=s.with_headers, redact=redactor.redact_headers))
+    fan.sinks.append(S.Metrics(fan.metrics))
+    if live:
+        from l7scope.summary import LiveSummary
+
+        fan.sinks.append(S.LiveView(LiveSummary(redactor=redactor)))
+    fan.sinks.append(S.Sampling(fan.sampler))
+    fan.sinks.extend(_exporters(config, clock, redactor))
+    prometheus = _prometheus(s)
+    shared = prometheus is not None and s.ui is not None and _same_address(s.metrics_listen, s.ui)
+    web = _store_and_web(s, clock, label, now_ns, prometheus.handle if shared else None)
+    if web is not None:
+        fan.sinks.append(web)
+    if prometheus is not None:
+        try:
+            fan.sinks.append(S.Prometheus(prometheus, own_listener=not shared))
+        except OSError as e:
+            raise OutputError(f"--metrics-listen {s.metrics_listen}: {e.strerror or e}") from None
+    for p in s.metrics_outputs:
+        fan.sinks.append(_jsonl(p, metrics=True))
+
+
+def _jsonl(path: str, **kw) -> S.JsonlFile:
+    try:
+        return S.JsonlFile(path, **kw)
+    except OSError as e:
+        raise OutputError(f"cannot open output {path}: {e.strerror}") from None
+
+
+def _exporters(config: Config, clock, redactor) -> list:
+    out, ex = [], config.exporters
+    to_wall = clock.offset_ns.__add__
+    if ex.zipkin:
+        from l7scope.export.zipkin import ZipkinExporter
+
+        out.append(ZipkinExporter(ex.zipkin, to_wall, redactor=redactor))
+    if ex.otlp:
+        from l7scope.export.otlp import OtlpExporter
+
+        out.append(OtlpExporter(ex.otlp, to_wall, service_name=config.service_name,
+                                redactor=redactor))
+    if ex.skywalking:
+        from l7scope.export.skywalking import SkyWalkingExporter
+
+        out.append(SkyWalkingExporter(ex.skywalking, to_wall, redactor=redactor))
+    return [S.Exporter(e) for e in out]
+
+
+def _prometheus(s: Settings):
+    """The Prometheus exporter, not yet serving (its own listener starts in its sink; one
+    sharing the web UI's address becomes that listener's /metrics route)."""
+    if not s.metrics_listen:
+        return None
+    from l7scope.export.prometheus import PrometheusExporter
+
+    try:
+        return PrometheusExporter(s.metrics_listen)
+    except ValueError as e:
+        raise OutputError(f"--metrics-listen {s.metrics_listen}: {e}") from None
+
+
+def _same_address(a: str, b: str) -> bool:
+    from l7scope.outputs.http import parse_listen_address
+
+    return parse_listen_address(a) == parse_listen_address(b)
+
+
+def _store_and_web(s: Settings, clock, label: str, now_ns, prometheus_route):
+    """The store with the API and UI on one listener, the store alone (--ui off), or None."""
+    spec, temporary = s.store_spec()
+    if spec is None and not temporary:
+        return None
+    temp_dir = tempfile.mkdtemp(prefix="l7scope-store-") if temporary else None
+    if temp_dir is not None:
+        spec = os.path.join(temp_dir, STORE_FILE)
+    to_wall = clock.offset_ns.__add__
+    try:
+        if s.ui is None:
+            return _store_only(spec, to_wall, now_ns, temp_dir)
+        from l7scope.web.server import WebError, WebOutput
+
+        try:
+            web = WebOutput.open(ui=s.ui, store=spec, to_wall_ns=to_wall, source=label,
+                                 now_ns=now_ns, prometheus=prometheus_route)
+        except WebError as e:
+            hint = ("; another l7scope? choose --ui HOST:PORT or --ui off"
+                    if "in use" in str(e) else "")
+            raise OutputError(f"{e}{hint}") from None
+        return S.Web(web, temp_dir)
+    except BaseException:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+
+
+def _store_only(spec: str, to_wall, now_ns, temp_dir):
+    from l7scope.outputs.store import StoreError, StoreSink, open_store
+
+    try:
+        store = open_store(spec)
+    except StoreError as e:
+        raise OutputError(str(e)) from None
+    return S.Store(StoreSink(store, to_wall_ns=to_wall, now_ns=now_ns), store, temp_dir)
+
+
+def _announce(s: Settings, source, web) -> None:
+    """The first lines on stderr: the web UI's address (and a warning beyond loopback), then
+    what is captured."""
+    if web is not None:
+        for line in web.web.banner(s.ui):
+            print(line, file=sys.stderr, flush=True)
+    if s.metrics_listen and not (web is not None and _same_address(s.metrics_listen, s.ui)):
+        from l7scope.outputs.http import listen_warning
+
+        warning = listen_warning(s.metrics_listen)
+        if warning:
+            print(f"l7scope: warning: {warning}", file=sys.stderr, flush=True)
+    if s.command == "pcap":
+        return
+    what = (f"pids {list(s.pids)}" if s.pids else f"commands {list(s.comms)}" if s.comms
+            else "all processes")
+    if s.interface:
+        where = f" on {s.interface}"
+    else:
+        tls = getattr(source, "tls_library", None)
+        where = f"; TLS via {tls}" if tls else \
+            f"; TLS not traced ({getattr(source, 'tls_problem', None)})"
+    print(f"l7scope: capturing HTTP/1.x, HTTP/2 and gRPC traffic of {what}{where} (Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+
+
+def _reload(s: Settings, outputs: FanOut) -> None:
+    try:
+        config = load_config(s.config_path) if s.config_path else Config.default()
+    except ConfigError as e:
+        print(f"l7scope: config not reloaded: {e}", file=sys.stderr, flush=True)
+        return
+    outputs.sampler.reconfigure(config.sampling)
+    for sink in outputs.sinks:
+        problem = sink.reopen() if isinstance(sink, S.JsonlFile) else None
+        if problem:
+            print(f"l7scope: {problem}", file=sys.stderr, flush=True)
+    print("l7scope: sampling rules reloaded; output files reopened", file=sys.stderr, flush=True)
+
+
+def _report(s: Settings, final: dict, pipeline, source, interrupted: bool) -> None:
+    if final.get("capture_errors") and s.command == "pcap":
+        print(f"l7scope: {s.file}: {final.get('capture_error_message', 'capture damaged')}",
+              file=sys.stderr)
+    print(agent.stop_line(final, pipeline.table.internal_errors), file=sys.stderr, flush=True)
+    if interrupted:
+        print(f"l7scope: interrupted; the outputs hold a partial result (the exchanges of the "
+              f"first {int(source.progress() * 100)}% of {s.file})",
+              file=sys.stderr, flush=True)
+
+
+def _say_partial(r: _Run) -> None:
+    """After a failed run: name the output files left with records (a partial result)."""
+    if r.outputs is None:
+        return
+    kept = [x.path for x in r.outputs.sinks
+            if isinstance(x, S.JsonlFile) and x.path != "-" and x.written]
+    if kept:
+        print(f"l7scope: the run failed; partial output kept in {', '.join(kept)}",
+              file=sys.stderr, flush=True)
