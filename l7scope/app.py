@@ -364,7 +364,7 @@ def _reload(s: Settings, outputs: FanOut) -> None:
         problem = sink.reopen() if isinstance(sink, S.JsonlFile) else None
         if problem:
             print(f"l7scope: {problem}", file=sys.stderr, flush=True)
-    print("l7scope: sampling rules reloaded; output files reopened", file=sys.stderr, flush=True)
+    print("l7scope: sampling rules reloaded", file=sys.stderr, flush=True)
 
 
 def _report(s: Settings, final: dict, pipeline, source, interrupted: bool) -> None:
