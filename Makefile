@@ -17,7 +17,7 @@ deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard l7scope/dataplane/*.c l7scope/dataplane/*.h)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[export]'
