@@ -247,6 +247,40 @@ def print_table(result: dict) -> None:
             print("  by module: " + ", ".join(f"{m} {x * 100:.0f}%" for m, x in st["modules"][:12]))
 
 
+def to_markdown(result: dict) -> str:
+    """The same figures as one Markdown table per protocol (for docs/benchmarks.md)."""
+    out = [f"{result['date']}, commit {result['commit']}, load average at start "
+           f"{result['load_avg_start']}, {result['seconds_per_point']:.0f} s per point.", ""]
+    for res in result["protocols"]:
+        out += [f"**{res['protocol']}**", "",
+                "| point | achieved req/s | completeness server / client | requests/s per agent core "
+                "| agent peak RSS | drops | load (1 min) |", "|---|---|---|---|---|---|---|"]
+        if t := res.get("throughput"):
+            out.append(f"| full speed, agent off / on | {_num(t['off_rps'])} / {_num(t['on_rps'])} "
+                       f"({_pct(t['on_vs_off'])}) | {_pct(t['reported']['server'] / max(t['served'], 1))}"
+                       f" / {_pct(t['reported']['client'] / max(t['served'], 1))} | - | "
+                       f"{t['rss_mb']:.0f} MiB | {_drops_md(t['drops'])} | {t['load_avg'].split()[0]} |")
+        for p in res.get("rates", []) + [res[k] for k in ("metrics_only", "pyspy") if k in res]:
+            name = {"jsonl": "JSON Lines", "devnull": "output /dev/null", "pyspy": "JSON Lines + py-spy"}
+            core = _num(p["requests_per_core"]) + (" (drops)" if p["mode"] == "devnull" and p["drops"] else "")
+            out.append(f"| {p['offered']:,}/s offered, {name[p['mode']]} | {p['achieved_rps']:,.0f} | "
+                       f"{_pct(p.get('completeness_server'))} / {_pct(p.get('completeness_client'))} | "
+                       f"{core} | {p['rss_mb']:.0f} MiB | {_drops_md(p['drops'])} | "
+                       f"{p['load_avg'].split()[0]} |")
+        if "bpf" in res:
+            out.append(f"| BPF per request (5,000/s) | | | {_num(res['bpf']['ns_per_request'])} ns | | | "
+                       f"{res['bpf'].get('load_avg', '-').split()[0]} |")
+        st = res.get("pyspy", {}).get("stages")
+        if st and "stages" in st:
+            out += ["", "py-spy: " + ", ".join(f"{s} {x * 100:.0f}%" for s, x in st["stages"] if x >= 0.005)]
+        out.append("")
+    return "\n".join(out)
+
+
+def _drops_md(d: dict) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--protocols", default="h1,h2", help="h1, h2 or h1,h2")
@@ -259,6 +293,8 @@ def parse_args(argv=None):
     ap.add_argument("--tree", type=Path, default=ROOT, help="checkout whose agent runs")
     ap.add_argument("--bpf-script", type=Path, help="bench_bpf.py of another tree, when this one has none")
     ap.add_argument("--json", type=Path, help="write the results here as JSON")
+    ap.add_argument("--markdown", action="store_true", help="also print the figures as Markdown")
+    ap.add_argument("--from-json", type=Path, help="print a saved run (--json) and run nothing")
     ap.add_argument("--commit", help="label for the tree's commit (default: git rev-parse of --tree)")
     args = ap.parse_args(argv)
     args.protocols = [p for p in args.protocols.split(",") if p]
@@ -283,6 +319,12 @@ def _commit(tree: Path) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        print_table(result)
+        if args.markdown:
+            print("\n" + to_markdown(result))
+        return
     result = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": args.commit or _commit(args.tree),
               "tree": str(args.tree), "seconds_per_point": args.seconds,
               "load_avg_start": load_average(), "protocols": []}
@@ -295,6 +337,8 @@ def main(argv=None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     result["load_avg_end"] = load_average()
     print_table(result)
+    if args.markdown:
+        print("\n" + to_markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
