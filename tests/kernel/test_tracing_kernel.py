@@ -396,7 +396,9 @@ def test_sighup_swaps_rules_and_keeps_them_on_a_bad_file(agent, python_server, t
     ("sampling:\n  rules:\n    - {uri_regex: '^/a'}\n    - {uri_regex: '^/a', when_4xx: false}\n",
      "sampling.rules[1].uri_regex: duplicate of sampling.rules[0].uri_regex"),
     ("sampling:\n  rules:\n    - {uri_regex: '^/a'\n",
-     "{cfg}: not valid YAML: line 4 column 1: expected ',' or '}', but got '<stream end>'"),
+     # libyaml ("did not find expected ',' or '}'") and PyYAML's own parser ("expected ',' or
+     # '}', but got '<stream end>'") word the cause apart: the line up to the cause is ours
+     "{cfg}: not valid YAML: line 4 column 1: ..."),
 ], ids=["max_request_bytes", "unknown_key", "quoted_number", "duplicate_regex", "yaml_syntax"])
 def test_invalid_config_at_start_exits_2_naming_the_field(tmp_path, text, message):
     cfg = write_config(tmp_path, text, "bad.yaml")
@@ -405,7 +407,12 @@ def test_invalid_config_at_start_exits_2_naming_the_field(tmp_path, text, messag
                           "--duration", "1", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert (res.returncode, res.stdout) == (2, "")
-    assert res.stderr.splitlines() == [f"l7scope: config: {message}"]
+    lines = res.stderr.splitlines()
+    if message.endswith("..."):
+        assert len(lines) == 1 and lines[0].startswith(f"l7scope: config: {message[:-3]}"), lines
+        assert "expected ',' or '}'" in lines[0]
+    else:
+        assert lines == [f"l7scope: config: {message}"]
 
 
 # --- 5. exporters down and slow never cost an exchange -----------------------------------
