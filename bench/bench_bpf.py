@@ -92,7 +92,7 @@ class Agent:
         self.metrics.unlink(missing_ok=True)
         args = [a for c in comms for a in ("--comm", c)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "l7scope.cli", "run", "--no-summary", "--output",
+            [sys.executable, "-m", "l7scope.cli", "run", "--no-summary", "--ui", "off", "--store", "off", "--output",
              f"jsonl:{tmp / 'ex.jsonl'}", "--metrics-output", f"jsonl:{self.metrics}", *args],
             stderr=subprocess.PIPE, text=True, cwd=ROOT)
         for line in self.proc.stderr:
