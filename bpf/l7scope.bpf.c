@@ -157,6 +157,8 @@ struct tls_conn {
 	struct conn_info ci;
 	__u64 sk;     /* the socket the stream was made for */
 	__u64 raw_id; /* and that socket's connection entry then (0: none) */
+	__u32 pos[2]; /* plaintext bytes so far, egress and ingress: the records' seq, so a
+		       * record lost on the way is a known-length gap, not bytes spliced out */
 };
 
 struct {
@@ -715,9 +717,9 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	__builtin_memset(c, 0, sizeof(*c));
 	ev = &s->ev;
 	fill_header(ev, L7_KIND_DATA, ci, ac->ts_enter, ac->fd, ac->syscall);
-	if (tls) {
-		ev->flags |= L7_FLAG_TLS; /* plaintext has no TCP position: contiguous per SSL */
-	} else if (ac->has_seq) {
+	if (tls)
+		ev->flags |= L7_FLAG_TLS; /* seq: the position in the SSL object's plaintext */
+	if (ac->has_seq) {
 		/* the position before the call: exact even when a read also consumed the FIN,
 		 * which advances copied_seq by one more */
 		ev->seq = ac->seq;
@@ -1160,7 +1162,7 @@ static __always_inline void tls_close(struct conn_info *ci)
 
 /* The stream of this SSL object on this socket: the one kept while it is the same socket
  * (same sock, same connection entry), else a new one, the old one closed. */
-static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
+static __always_inline struct tls_conn *tls_conn_of(__u64 ssl, struct sock *sk)
 {
 	struct tls_conn *tc = bpf_map_lookup_elem(&tls_conns, &ssl);
 	__u64 key = (__u64)sk;
@@ -1168,7 +1170,7 @@ static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
 	struct tls_conn fresh = {};
 
 	if (tc && tc->sk == key && tc->raw_id == (raw ? raw->conn_id : 0))
-		return &tc->ci;
+		return tc;
 	if (tc)
 		tls_close(&tc->ci);
 	fresh.ci.conn_id = new_conn_id();
@@ -1177,8 +1179,7 @@ static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
 	fresh.raw_id = raw ? raw->conn_id : 0;
 	fill_endpoints(&fresh.ci, sk);
 	bpf_map_update_elem(&tls_conns, &ssl, &fresh, BPF_ANY);
-	tc = bpf_map_lookup_elem(&tls_conns, &ssl);
-	return tc ? &tc->ci : NULL;
+	return bpf_map_lookup_elem(&tls_conns, &ssl);
 }
 
 SEC("uprobe")
@@ -1219,7 +1220,7 @@ int BPF_KRETPROBE(ssl_exit)
 	struct active_call ac = {};
 	int ret = (int)PT_REGS_RC(ctx); /* int: the upper half of the register is not the value */
 	__u64 n = 0, *skp;
-	struct conn_info *ci;
+	struct tls_conn *tc;
 
 	if (!call)
 		return 0;
@@ -1235,8 +1236,12 @@ int BPF_KRETPROBE(ssl_exit)
 	if (n && !skp)
 		count(L7_STAT_TLS_UNMAPPED, 1);
 	if (skp) {
-		ci = tls_conn_of(call->ssl, (struct sock *)*skp);
-		if (ci) {
+		tc = tls_conn_of(call->ssl, (struct sock *)*skp);
+		if (tc) {
+			__u32 *pos = &tc->pos[call->direction == L7_DIR_INGRESS];
+			ac.has_seq = 1;
+			ac.seq = *pos;
+			*pos += n;
 			ac.ts_enter = call->ts_enter;
 			ac.ptr = call->buf;
 			ac.fd = -1;
@@ -1244,7 +1249,7 @@ int BPF_KRETPROBE(ssl_exit)
 			ac.shape = SHAPE_BUF;
 			ac.direction = call->direction;
 			ac.tls = 1;
-			emit_payload(&ac, (struct sock *)*skp, ci, (__u32)n);
+			emit_payload(&ac, (struct sock *)*skp, &tc->ci, (__u32)n);
 		}
 	}
 	bpf_map_delete_elem(&ssl_active, &id);
