@@ -30,6 +30,7 @@ TLS_SERVER = """
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location = /boom {{ return 200 "boom\\n"; }}
+        location /static/ {{ root {tmp}/www; }}
         location /py/ {{ proxy_pass http://127.0.0.1:{upstream}/; proxy_http_version 1.1;
                          proxy_set_header Connection ""; }}
         location /l7scope.test.Echo/ {{ grpc_pass grpc://127.0.0.1:{grpc}; }}
@@ -56,9 +57,11 @@ def tls_nginx(tmp_path, python_server, grpc_backend):
                     "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
                    check=True, capture_output=True)
     port = free_port()
+    (tmp / "www" / "static").mkdir(parents=True)
+    (tmp / "www" / "static" / "large.bin").write_bytes(bytes(range(256)) * 1024)
     conf = tmp / "nginx.conf"
     conf.write_text(nginx_config(tmp, TLS_SERVER.format(
-        port=port, cert=cert, key=key, upstream=python_server[0], grpc=grpc_backend[0])))
+        tmp=tmp, port=port, cert=cert, key=key, upstream=python_server[0], grpc=grpc_backend[0])))
     os.environ["PATH"] += ":/usr/sbin"
     proc = _spawn([need_tool("nginx"), "-c", str(conf), "-e", str(tmp / "error.log")], port)
     yield port, str(cert), (python_server, grpc_backend)
@@ -72,6 +75,12 @@ def _run_clients(port: int, cert: str) -> None:
                      ("--http1.1", f"{base}/py/hello")):
             res = curl("-k", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", *args)
             assert res.returncode == 0 and res.stdout.split()[0] == b"200", (args, res)
+    # one HTTP/2 connection, N streams at once; a 256 KiB file over each protocol
+    res = curl("-k", "--http2", "-Z", *[a for i in range(N) for a in
+                                         ("-o", "/dev/null", f"{base}/boom?c=mux{i}")])
+    assert res.returncode == 0, res
+    for proto in ("--http1.1", "--http2"):
+        assert curl("-k", proto, "-o", "/dev/null", f"{base}/static/large.bin").returncode == 0
     for argv in (["https", str(port), str(N)], ["grpc", str(port), cert, str(N)]):
         res = subprocess.run([sys.executable, str(APPS / "tls_clients.py"), *argv],
                              capture_output=True, text=True, timeout=60)
@@ -92,7 +101,11 @@ EXPECTED_SERVER = Counter({
     **{("server", "nginx", "http1", f"/boom?py={i}", 200, None): 1 for i in range(N)},
     ("server", "nginx", "grpc", ECHO, 200, 0): N,
     ("server", "nginx", "grpc", FAIL, 200, 5): 1,
+    **{("server", "nginx", "http2", f"/boom?c=mux{i}", 200, None): 1 for i in range(N)},
+    ("server", "nginx", "http1", "/static/large.bin", 200, None): 1,
+    ("server", "nginx", "http2", "/static/large.bin", 200, None): 1,
 })
+LARGE = 256 * 1024
 
 
 @pytest.mark.parametrize("comm", [False, True], ids=["all", "comm-nginx"])
@@ -114,8 +127,10 @@ def test_nginx_tls_every_request_once_on_both_sides(agent, tls_nginx, comm):
     for r in servers:
         by_conn.setdefault(r["conn_id"], set()).add(r["remote"])
     assert all(len(remotes) == 1 for remotes in by_conn.values())
-    # curl: 3N connections; Python: 1 kept-alive + N/2 fresh; grpcio: 1
-    assert len(by_conn) == 3 * N + 1 + N // 2 + 1
+    # curl: 3N + 1 multiplexed + 2 large; Python: 1 kept-alive + N/2 fresh; grpcio: 1
+    assert len(by_conn) == 3 * N + 3 + 1 + N // 2 + 1
+    large = [r for r in servers if r["path"] == "/static/large.bin"]
+    assert [LARGE < r["response_bytes"] < LARGE + 1024 for r in large] == [True, True], large
     clients = _kinds([r for r in at_nginx if r["side"] == "client"])
     # behind nginx: the proxied requests and the gRPC calls, client (nginx) and server sides
     behind = _kinds(a.records(backends[0][0]) + a.records(backends[1][0]),
@@ -133,8 +148,14 @@ def test_nginx_tls_every_request_once_on_both_sides(agent, tls_nginx, comm):
             ("client", "curl", "http1", "/boom?c=h1", 200, None): N,
             ("client", "curl", "http2", "/boom?c=h2", 200, None): N,
             ("client", "curl", "http1", "/py/hello", 200, None): N,
+            **{("client", "curl", "http2", f"/boom?c=mux{i}", 200, None): 1 for i in range(N)},
+            ("client", "curl", "http1", "/static/large.bin", 200, None): 1,
+            ("client", "curl", "http2", "/static/large.bin", 200, None): 1,
             **{("client", "python", "http1", f"/boom?py={i}", 200, None): 1 for i in range(N)},
         })  # grpcio's BoringSSL is not libssl: its side of the TLS connection is not seen
+        sizes = Counter((r["protocol"], r["response_bytes"]) for r in at_nginx
+                        if r["path"] == "/static/large.bin")
+        assert sorted(sizes.values()) == [2, 2]  # each protocol: the same bytes on both sides
         assert behind == nginx_out + Counter({
             ("server", "backend", "http1", "/hello", 200, None): N,
             ("server", "backend", "grpc", ECHO, 200, 0): N,
