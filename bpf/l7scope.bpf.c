@@ -149,11 +149,23 @@ struct {
 	__type(value, __u64);
 } ssl_socks SEC(".maps");
 
+/* the plaintext stream of an SSL object, valid for the one socket it was made for: libraries
+ * reuse a freed SSL object's address for the next connection (nginx does, connection after
+ * connection), so an entry whose socket differs, or whose SSL object was freed, is a stream
+ * that has ended */
+struct tls_conn {
+	struct conn_info ci;
+	__u64 sk;     /* the socket the stream was made for */
+	__u64 raw_id; /* and that socket's connection entry then (0: none) */
+	__u32 pos[2]; /* plaintext bytes so far, egress and ingress: the records' seq, so a
+		       * record lost on the way is a known-length gap, not bytes spliced out */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, struct conn_info);
+	__type(value, struct tls_conn);
 } tls_conns SEC(".maps");
 
 struct {
@@ -705,9 +717,9 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	__builtin_memset(c, 0, sizeof(*c));
 	ev = &s->ev;
 	fill_header(ev, L7_KIND_DATA, ci, ac->ts_enter, ac->fd, ac->syscall);
-	if (tls) {
-		ev->flags |= L7_FLAG_TLS; /* plaintext has no TCP position: contiguous per SSL */
-	} else if (ac->has_seq) {
+	if (tls)
+		ev->flags |= L7_FLAG_TLS; /* seq: the position in the SSL object's plaintext */
+	if (ac->has_seq) {
 		/* the position before the call: exact even when a read also consumed the FIN,
 		 * which advances copied_seq by one more */
 		ev->seq = ac->seq;
@@ -1100,10 +1112,24 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	return 0;
 }
 
-/* ---- TLS plaintext: uprobes on libssl's SSL_read/SSL_write (and _ex) ----
- * Entry remembers the SSL object and buffer per thread; the syscalls made inside the call map
- * the SSL object to its socket (learn_ssl_socket); the return copies the plaintext, as a stream
- * of its own (conn_id per SSL object, flag TLS), with the socket's addresses and role. */
+/* ---- TLS plaintext: uprobes on libssl ----
+ * SSL_read/SSL_write (and _ex) entry remembers the SSL object and buffer per thread; the
+ * syscalls made inside the call map the SSL object to its socket (learn_ssl_socket); the
+ * return copies the plaintext, as a stream of its own (conn_id per SSL object and socket, flag
+ * TLS), with the socket's addresses and role.
+ * SSL_do_handshake (SSL_accept and SSL_connect call it) is a call in progress too, without
+ * plaintext: its syscalls name the socket before the first SSL_read, which may find the
+ * request already decrypted in the library's buffer and make no syscall.
+ * A stream ends (CLOSE record) when its SSL object is freed (SSL_free) or when the SSL
+ * object's address is found on another socket: allocators hand a freed SSL object's address
+ * to the next connection (nginx, connection after connection), whose bytes must not continue
+ * the previous connection's stream.
+ * SSL objects are keyed with their process: forked workers allocate at the same addresses. */
+
+static __always_inline __u64 ssl_key(__u64 ssl)
+{
+	return ssl ^ ((bpf_get_current_pid_tgid() >> 32) * 0x9E3779B97F4A7C15ULL);
+}
 
 static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 direction, __u8 sc, int ex)
 {
@@ -1112,11 +1138,11 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 direction, __u8 s
 
 	if (!traced(id >> 32))
 		return 0;
-	call.ssl = PT_REGS_PARM1(ctx);
+	call.ssl = ssl_key(PT_REGS_PARM1(ctx));
 	call.buf = PT_REGS_PARM2(ctx);
 	call.count_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
 	call.ts_enter = bpf_ktime_get_ns();
-	call.direction = direction;
+	call.direction = direction; /* 0: a handshake, no plaintext */
 	call.syscall = sc;
 	if (bpf_map_update_elem(&ssl_active, &id, &call, BPF_ANY))
 		count(L7_STAT_ACTIVE_FULL, 1);
@@ -1125,20 +1151,34 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 direction, __u8 s
 	return 0;
 }
 
-static __always_inline struct conn_info *tls_conn_of(__u64 ssl, struct sock *sk)
+/* The end of a TLS stream, as the socket close ends a TCP one. */
+static __always_inline void tls_close(struct conn_info *ci)
 {
-	struct conn_info *ci = bpf_map_lookup_elem(&tls_conns, &ssl);
-	__u64 key = (__u64)sk;
-	struct conn_info *raw;
+	struct l7_event *ev = header(L7_KIND_CLOSE, ci, 0, -1, L7_SYS_STATE);
 
-	if (ci)
-		return ci;
-	struct conn_info nci = {};
-	nci.conn_id = new_conn_id();
-	raw = bpf_map_lookup_elem(&conns, &key);
-	nci.role = raw ? raw->role : L7_ROLE_UNKNOWN;
-	fill_endpoints(&nci, sk);
-	bpf_map_update_elem(&tls_conns, &ssl, &nci, BPF_ANY);
+	if (ev)
+		output(ev, 0);
+}
+
+/* The stream of this SSL object on this socket: the one kept while it is the same socket
+ * (same sock, same connection entry), else a new one, the old one closed. */
+static __always_inline struct tls_conn *tls_conn_of(__u64 ssl, struct sock *sk)
+{
+	struct tls_conn *tc = bpf_map_lookup_elem(&tls_conns, &ssl);
+	__u64 key = (__u64)sk;
+	struct conn_info *raw = bpf_map_lookup_elem(&conns, &key);
+	struct tls_conn fresh = {};
+
+	if (tc && tc->sk == key && tc->raw_id == (raw ? raw->conn_id : 0))
+		return tc;
+	if (tc)
+		tls_close(&tc->ci);
+	fresh.ci.conn_id = new_conn_id();
+	fresh.ci.role = raw ? raw->role : L7_ROLE_UNKNOWN;
+	fresh.sk = key;
+	fresh.raw_id = raw ? raw->conn_id : 0;
+	fill_endpoints(&fresh.ci, sk);
+	bpf_map_update_elem(&tls_conns, &ssl, &fresh, BPF_ANY);
 	return bpf_map_lookup_elem(&tls_conns, &ssl);
 }
 
@@ -1154,6 +1194,24 @@ int BPF_KPROBE(ssl_read_enter) { return ssl_enter(ctx, L7_DIR_INGRESS, L7_SYS_SS
 SEC("uprobe")
 int BPF_KPROBE(ssl_read_ex_enter) { return ssl_enter(ctx, L7_DIR_INGRESS, L7_SYS_SSL_READ, 1); }
 
+SEC("uprobe")
+int BPF_KPROBE(ssl_handshake_enter) { return ssl_enter(ctx, 0, 0, 0); }
+
+/* SSL_free: the stream ends, its socket is forgotten (any process: a miss costs two lookups). */
+SEC("uprobe")
+int BPF_KPROBE(ssl_free_enter)
+{
+	__u64 ssl = ssl_key(PT_REGS_PARM1(ctx));
+	struct tls_conn *tc = bpf_map_lookup_elem(&tls_conns, &ssl);
+
+	bpf_map_delete_elem(&ssl_socks, &ssl);
+	if (tc) {
+		tls_close(&tc->ci);
+		bpf_map_delete_elem(&tls_conns, &ssl);
+	}
+	return 0;
+}
+
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_exit)
 {
@@ -1162,7 +1220,7 @@ int BPF_KRETPROBE(ssl_exit)
 	struct active_call ac = {};
 	int ret = (int)PT_REGS_RC(ctx); /* int: the upper half of the register is not the value */
 	__u64 n = 0, *skp;
-	struct conn_info *ci;
+	struct tls_conn *tc;
 
 	if (!call)
 		return 0;
@@ -1172,12 +1230,18 @@ int BPF_KRETPROBE(ssl_exit)
 	} else if (ret > 0) {
 		n = ret;
 	}
+	if (!call->direction)
+		n = 0; /* a handshake: its syscalls named the socket, no plaintext */
 	skp = n ? bpf_map_lookup_elem(&ssl_socks, &call->ssl) : NULL;
 	if (n && !skp)
 		count(L7_STAT_TLS_UNMAPPED, 1);
 	if (skp) {
-		ci = tls_conn_of(call->ssl, (struct sock *)*skp);
-		if (ci) {
+		tc = tls_conn_of(call->ssl, (struct sock *)*skp);
+		if (tc) {
+			__u32 *pos = &tc->pos[call->direction == L7_DIR_INGRESS];
+			ac.has_seq = 1;
+			ac.seq = *pos;
+			*pos += n;
 			ac.ts_enter = call->ts_enter;
 			ac.ptr = call->buf;
 			ac.fd = -1;
@@ -1185,7 +1249,7 @@ int BPF_KRETPROBE(ssl_exit)
 			ac.shape = SHAPE_BUF;
 			ac.direction = call->direction;
 			ac.tls = 1;
-			emit_payload(&ac, (struct sock *)*skp, ci, (__u32)n);
+			emit_payload(&ac, (struct sock *)*skp, &tc->ci, (__u32)n);
 		}
 	}
 	bpf_map_delete_elem(&ssl_active, &id);

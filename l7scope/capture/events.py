@@ -4,7 +4,8 @@ The connection layer (l7scope.conn) consumes only these three types, so the kern
 packet path share every stage after capture.
 
 Positions: ``seq`` is the TCP stream position (a u32 that wraps) of the first byte a DataChunk
-covers, or None when the source cannot say (then chunks are taken to be contiguous). ``length``
+covers (for TLS plaintext, the position in the SSL object's plaintext), or None when the source
+cannot say (then chunks are taken to be contiguous). ``length``
 is how many stream bytes the chunk covers; ``data`` holds the first ``len(data) <= length`` of
 them. When ``len(data) < length`` the rest is a known-length hole (payload not captured, a lost
 packet): parsers skip it by length instead of losing their place.

@@ -32,9 +32,13 @@ WAKEUP_BYTES_MAX = 256 << 10
 LIBSSL_CANDIDATES = ("/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libssl.so.3",
                      "/lib/aarch64-linux-gnu/libssl.so.3", "/usr/lib64/libssl.so.3",
                      "/usr/lib/libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.1.1")
+# (SSL_do_handshake moves no plaintext: its syscalls name the SSL object's socket early)
 SSL_FUNCTIONS = {"SSL_write": "ssl_write_enter", "SSL_write_ex": "ssl_write_ex_enter",
-                 "SSL_read": "ssl_read_enter", "SSL_read_ex": "ssl_read_ex_enter"}
+                 "SSL_read": "ssl_read_enter", "SSL_read_ex": "ssl_read_ex_enter",
+                 "SSL_do_handshake": "ssl_handshake_enter"}
 SSL_RETURN_PROGRAM = "ssl_exit"
+# entry only: the SSL object's plaintext stream ends
+SSL_END_FUNCTIONS = {"SSL_free": "ssl_free_enter"}
 
 
 class CaptureUnavailable(RuntimeError):
@@ -176,6 +180,8 @@ class KernelCapture:
             for func, entry in SSL_FUNCTIONS.items():
                 self._obj.attach_uprobe(programs[entry], library, func, retprobe=False)
                 self._obj.attach_uprobe(programs[SSL_RETURN_PROGRAM], library, func, retprobe=True)
+            for func, entry in SSL_END_FUNCTIONS.items():
+                self._obj.attach_uprobe(programs[entry], library, func, retprobe=False)
         except (libbpf.LibbpfError, KeyError) as e:
             self.tls_problem = str(e)
             return

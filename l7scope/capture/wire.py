@@ -114,11 +114,10 @@ class WireDecoder:
         local, remote, comm = ends
         egress = direction == DIR_EGRESS
         if kind == KIND_DATA:
-            tls = bool(rec[FLAGS_AT] & FLAG_TLS)  # plaintext: no TCP position, contiguous
+            tls = bool(rec[FLAGS_AT] & FLAG_TLS)  # seq: the position in the TLS plaintext
             return DataChunk(
                 conn_id, egress, ts_enter if egress else ts_exit,
-                rec[HEADER_LEN:HEADER_LEN + data_len], chunk_len,
-                None if tls else (seq + chunk_off) & 0xFFFFFFFF,
+                rec[HEADER_LEN:HEADER_LEN + data_len], chunk_len, (seq + chunk_off) & 0xFFFFFFFF,
                 ROLES[role] if role < 3 else Role.UNKNOWN, local, remote, tgid, tid, comm, fd,
                 SYSCALLS.get(syscall), ts_enter, ts_exit, tls)
         if kind == KIND_OPEN:

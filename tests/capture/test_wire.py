@@ -253,6 +253,16 @@ def test_decode_known_length_hole():
     assert (ev.data, ev.length, ev.missing) == (b"abc", 4096, 4093)
 
 
+def test_decode_tls_plaintext_positions():
+    # TLS records carry their position in the SSL object's plaintext: a record lost between
+    # two others is a known-length gap for the stream, not bytes spliced out
+    d = wire.WireDecoder()
+    first = d.decode(rec(flags=wire.FLAG_TLS, seq=0, payload=b"GET / HTTP/1.1\r\n", syscall=17))
+    later = d.decode(rec(flags=wire.FLAG_TLS, seq=4096, chunk_off=100, payload=b"x", syscall=17))
+    assert (first.tls, first.seq, first.syscall) == (True, 0, "SSL_read")
+    assert (later.tls, later.seq) == (True, 4196)
+
+
 def test_decode_ipv6():
     ev = wire.WireDecoder().decode(rec(family=wire.AF_INET6, laddr="::1", raddr="2001:db8::2",
                                        payload=b"x"))
