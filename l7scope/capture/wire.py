@@ -14,6 +14,7 @@ from l7scope.capture import wire_layout as L
 from l7scope.capture.events import (
     CaptureEvent, ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded,
 )
+from l7scope.capture.tcp_summary import decode_tcp
 
 _EVENT = {name: (offset, size, code) for name, offset, size, code in L.L7_EVENT_FIELDS}
 _NAMES = [f[0] for f in L.L7_EVENT_FIELDS]
@@ -37,8 +38,8 @@ assert NUMBERS.size == ENDPOINTS_AT and ENDPOINTS_AT + ENDPOINTS.size == HEADER_
 MAX_ENDPOINT_CACHE = 8192
 
 _E = L.ENUMS
-KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF = (
-    _E["l7_kind"][f"L7_KIND_{k}"] for k in ("DATA", "OPEN", "CLOSE", "EOF"))
+KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF, KIND_TCP = (
+    _E["l7_kind"][f"L7_KIND_{k}"] for k in ("DATA", "OPEN", "CLOSE", "EOF", "TCP"))
 DIR_EGRESS, DIR_INGRESS = _E["l7_direction"]["L7_DIR_EGRESS"], _E["l7_direction"]["L7_DIR_INGRESS"]
 AF_INET, AF_INET6 = 2, 10
 FLAG_PAYLOAD_SUPPRESSED, FLAG_TRUNCATED, FLAG_TLS = (
@@ -127,5 +128,9 @@ class WireDecoder:
                 local=local, remote=remote, pid=tgid, comm=comm, fd=fd)
         if kind == KIND_EOF:
             return StreamEnded(conn_id=conn_id, egress=egress, ts=ts_exit)
+        if kind == KIND_TCP:  # a socket's TCP health at close (l7scope/tcpmetrics.py)
+            summary = decode_tcp(rec, ts_enter, ts_exit, tgid, role, ends)
+            if summary is not None:
+                return summary
         self.malformed += 1
         return None
