@@ -1205,10 +1205,11 @@ int BPF_KRETPROBE(ssl_exit)
  *   and skb:kfree_skb (the skb's socket: rx_sk where the tracepoint has it, else skb->sk) add to
  *   an existing entry; a retransmission or reset of a socket that predates the agent makes one.
  *   Drops keep L7_TCP_DROP_SLOTS reasons per socket, the rest are counted in drops_other.
- * sock:inet_sock_set_state to TCP_CLOSE reads srtt/mdev and sk_err, classifies a connect that
- *   never got established (refused / timed out / aborted), emits one L7_KIND_TCP record and
- *   forgets the entry. A tracepoint this kernel lacks is not attached (capture/kernel.py) and its
- *   counters stay 0; user space reports them as unavailable.
+ * sock:inet_sock_set_state to TCP_CLOSE reads srtt/mdev and sk_err and classifies a connect
+ *   that never got established (refused / timed out / aborted); tcp:tcp_destroy_sock (after an
+ *   abortive close's reset) emits one L7_KIND_TCP record and forgets the entry. A tracepoint
+ *   this kernel lacks is not attached (capture/kernel.py) and its counters stay 0; user space
+ *   reports them as unavailable (without tcp_destroy_sock, Linux < 5.x, there are no records).
  */
 #define TCP_ESTABLISHED_STATE 1
 #define TCP_SYN_SENT_STATE 2
@@ -1221,7 +1222,8 @@ struct tcp_health {
 	__u64 syn_ts;
 	__u32 tgid;
 	__u8 role;
-	__u8 pad[3];
+	__u8 closed; /* reached TCP_CLOSE: outcome, RTT and sk_err are final */
+	__u8 pad[2];
 	char comm[L7_COMM_LEN];
 	struct conn_info ends; /* taken when established: at close the local port is released */
 	struct l7_tcp_stats st;
@@ -1274,17 +1276,26 @@ static __always_inline __u8 tcp_outcome(int oldstate, __u16 err)
 	return L7_TCP_ABORTED;
 }
 
-static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *h, int oldstate)
+/* At TCP_CLOSE: what the socket ends with (connect() clears sk_err once it has reported it).
+ * The record waits for tcp:tcp_destroy_sock: an abortive close sends its reset after this
+ * state change. */
+static __always_inline void tcp_health_close(struct sock *sk, struct tcp_health *h, int oldstate)
 {
-	__u32 size = L7_EVENT_HDR_LEN + sizeof(struct l7_tcp_stats);
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	struct conn_info *ci = &h->ends;
-	struct l7_event *ev;
 
 	h->st.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	h->st.rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
 	h->st.sk_err = BPF_CORE_READ(sk, sk_err);
 	h->st.outcome = tcp_outcome(oldstate, h->st.sk_err);
+	h->closed = 1;
+}
+
+static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *h)
+{
+	__u32 size = L7_EVENT_HDR_LEN + sizeof(struct l7_tcp_stats);
+	struct conn_info *ci = &h->ends;
+	struct l7_event *ev;
+
 	ev = bpf_ringbuf_reserve(&events, size, 0);
 	if (!ev) {
 		count(L7_STAT_RINGBUF_FULL, 1);
@@ -1337,10 +1348,24 @@ int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			h->st.connect_ns = bpf_ktime_get_ns() - h->syn_ts;
 		fill_endpoints(&h->ends, (struct sock *)ctx->skaddr);
 	}
-	if (new == TCP_CLOSE_STATE) {
-		tcp_health_emit((struct sock *)ctx->skaddr, h, old);
-		bpf_map_delete_elem(&tcp_health, &key);
-	}
+	if (new == TCP_CLOSE_STATE)
+		tcp_health_close((struct sock *)ctx->skaddr, h, old);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_destroy_sock")
+int tcp_health_destroy(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	__u64 key = (__u64)ctx->skaddr;
+	struct tcp_health *h;
+
+	h = bpf_map_lookup_elem(&tcp_health, &key);
+	if (!h)
+		return 0;
+	if (!h->closed) /* not through TCP_CLOSE (cannot happen for TCP): take it now */
+		tcp_health_close((struct sock *)ctx->skaddr, h, TCP_CLOSE_STATE);
+	tcp_health_emit((struct sock *)ctx->skaddr, h);
+	bpf_map_delete_elem(&tcp_health, &key);
 	return 0;
 }
 

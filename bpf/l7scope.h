@@ -100,7 +100,7 @@ struct l7_event {
 #define L7_EVENT_HDR_LEN 112
 
 /* ---- TCP health (record kind L7_KIND_TCP) ----
- * One record per TCP socket when it reaches TCP_CLOSE: the l7_event header (tgid and comm of
+ * One record per TCP socket when it is destroyed (after TCP_CLOSE): the l7_event header (tgid and comm of
  * the connecting process for a client, 0 and empty for an accepted socket; role; endpoints;
  * ts_enter = when the socket was first seen, ts_exit = its close) and this struct as payload.
  */
