@@ -1201,9 +1201,10 @@ int BPF_KRETPROBE(ssl_exit)
  *   socket enters SYN_SENT (connect(): process context, so its tgid and comm are kept) or when a
  *   passive open reaches ESTABLISHED (softirq: no owner; user space names it by its endpoints).
  *   SYN_SENT -> ESTABLISHED stores the connect latency.
- * tcp:tcp_retransmit_skb (successful ones: err == 0), tcp:tcp_send_reset, tcp:tcp_receive_reset
+ * tcp:tcp_retransmit_skb (successful ones: err == 0; SYN-ACKs through tcp_retransmit_synack,
+ *   kept by endpoints until the handshake's socket exists), tcp:tcp_send_reset, tcp:tcp_receive_reset
  *   and skb:kfree_skb (the skb's socket: rx_sk where the tracepoint has it, else skb->sk) add to
- *   an existing entry; a retransmission or reset of a socket that predates the agent makes one.
+ *   an existing entry; a retransmission of a socket that predates the agent makes one.
  *   Drops keep L7_TCP_DROP_SLOTS reasons per socket, the rest are counted in drops_other.
  * sock:inet_sock_set_state to TCP_CLOSE reads srtt/mdev and sk_err and classifies a connect
  *   that never got established (refused / timed out / aborted); tcp:tcp_destroy_sock (after an
@@ -1235,6 +1236,33 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tcp_health);
 } tcp_health SEC(".maps");
+
+/* SYN-ACKs retransmitted for a request not yet a socket, by its endpoints: added to the
+ * socket the handshake makes (TcpRetransSegs counts them too) */
+struct tcp_ends {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u16 family;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tcp_ends);
+	__type(value, __u32);
+} tcp_synack_retrans SEC(".maps");
+
+static __always_inline void tcp_ends_of(struct tcp_ends *e, struct conn_info *ci)
+{
+	__builtin_memcpy(e->laddr, ci->laddr, 16);
+	__builtin_memcpy(e->raddr, ci->raddr, 16);
+	e->lport = ci->lport;
+	e->rport = ci->rport;
+	e->family = ci->family;
+}
 
 static __always_inline struct tcp_health *tcp_health_new(__u64 key, __u8 role, int owner)
 {
@@ -1337,7 +1365,18 @@ int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		return 0;
 	}
 	if (new == TCP_ESTABLISHED_STATE && old == TCP_SYN_RECV_STATE) {
-		tcp_health_new(key, L7_ROLE_SERVER, 0);
+		struct tcp_ends e = {};
+		__u32 *synacks;
+
+		h = tcp_health_new(key, L7_ROLE_SERVER, 0);
+		if (!h)
+			return 0;
+		tcp_ends_of(&e, &h->ends);
+		synacks = bpf_map_lookup_elem(&tcp_synack_retrans, &e);
+		if (synacks) {
+			h->st.retransmits += *synacks;
+			bpf_map_delete_elem(&tcp_synack_retrans, &e);
+		}
 		return 0;
 	}
 	h = bpf_map_lookup_elem(&tcp_health, &key);
@@ -1387,10 +1426,35 @@ int tcp_health_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 	return 0;
 }
 
+SEC("tracepoint/tcp/tcp_retransmit_synack")
+int tcp_health_retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
+{
+	struct tcp_ends e = {};
+	__u32 one = 1, *n;
+
+	e.family = ctx->family;
+	e.lport = ctx->sport;
+	e.rport = ctx->dport;
+	if (e.family == AF_INET) { /* unaligned in the record: copied by the helper */
+		bpf_probe_read_kernel(e.laddr, 4, ctx->saddr);
+		bpf_probe_read_kernel(e.raddr, 4, ctx->daddr);
+	} else {
+		bpf_probe_read_kernel(e.laddr, 16, ctx->saddr_v6);
+		bpf_probe_read_kernel(e.raddr, 16, ctx->daddr_v6);
+	}
+	n = bpf_map_lookup_elem(&tcp_synack_retrans, &e);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&tcp_synack_retrans, &e, &one, BPF_ANY);
+	return 0;
+}
+
 SEC("tracepoint/tcp/tcp_send_reset")
 int tcp_health_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
 {
-	struct tcp_health *h = tcp_health_of(ctx->skaddr, 1);
+	/* no entry made here: the socket may be a listener or a time-wait one, never destroyed */
+	struct tcp_health *h = tcp_health_of(ctx->skaddr, 0);
 
 	if (h)
 		__sync_fetch_and_add(&h->st.resets_sent, 1);

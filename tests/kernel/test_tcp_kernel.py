@@ -188,14 +188,14 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
             p.kill()
             p.wait()
     records = metrics.snapshot(0, 1)
-    print(*pump.summaries, sep="\n")
     by_server = {r["server"]: r for r in records}
     main = next(r for r in records if r["server_pid"] == server.pid)
     assert (main["client"], main["server"]) == (names[client.pid], names[server.pid])
     assert (main["connects"], main["accepts"], main["connect_failures"]) == (1, 1, 0)
     assert (main["bytes_sent"], main["bytes_received"]) == (SEND, REPLY) == (SEND, int(got))
     assert retrans > 0, "the lossy link made no retransmissions"
-    assert abs(main["retransmits"] - retrans) <= 0.1 * retrans, (main["retransmits"], retrans)
+    ours = [s for s in pump.summaries if S_ADDR in (s.local[0], s.remote[0])]
+    assert abs(main["retransmits"] - retrans) <= 0.1 * retrans, "\n".join(map(str, [retrans, main, *ours]))
     assert (main["resets_sent"], main["resets_received"]) == (1, 0)
     cm = main["connect_ms"]
     assert cm["count"] == 1 and 0 < cm["sum"] <= int(took) / 1e6
