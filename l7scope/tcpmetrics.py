@@ -43,7 +43,8 @@ RTT_US_BOUNDS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 10000
                  500000, 1000000)
 DROP_FORMAT = "/sys/kernel/tracing/events/skb/kfree_skb/format"
 # the tracepoints each metric needs: a kernel without one reports the metric as unavailable
-NEEDS = {"tcp_metrics": "tcp/tcp_destroy_sock", "connects": "sock/inet_sock_set_state", "retransmits": "tcp/tcp_retransmit_skb",
+NEEDS = {"tcp_metrics": "tcp/tcp_destroy_sock", "connects": "sock/inet_sock_set_state",
+         "retransmits": "tcp/tcp_retransmit_skb",
          "synack_retransmits": "tcp/tcp_retransmit_synack",
          "resets_sent": "tcp/tcp_send_reset", "resets_received": "tcp/tcp_receive_reset",
          "drops": "skb/kfree_skb"}
@@ -57,8 +58,8 @@ def drop_reason_names(path: str = DROP_FORMAT) -> dict[int, str]:
             text = f.read()
     except OSError:
         return {}
-    return {int(n, 0): name for n, name in re.findall(r'\{\s*(0x[0-9a-fA-F]+|\d+),\s*"(\w+)"\s*\}',
-                                                       text)}
+    pairs = re.findall(r'\{\s*(0x[0-9a-fA-F]+|\d+),\s*"(\w+)"\s*\}', text)
+    return {int(n, 0): name for n, name in pairs}
 
 
 def unavailable(missing_tracepoints) -> list[str]:

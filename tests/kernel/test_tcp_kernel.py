@@ -195,7 +195,8 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
     assert (main["bytes_sent"], main["bytes_received"]) == (SEND, REPLY) == (SEND, int(got))
     assert retrans > 0, "the lossy link made no retransmissions"
     ours = [s for s in pump.summaries if S_ADDR in (s.local[0], s.remote[0])]
-    assert abs(main["retransmits"] - retrans) <= 0.1 * retrans, "\n".join(map(str, [retrans, main, *ours]))
+    shown = "\n".join(map(str, [retrans, main, *ours]))
+    assert abs(main["retransmits"] - retrans) <= 0.1 * retrans, shown
     assert (main["resets_sent"], main["resets_received"]) == (1, 0)
     cm = main["connect_ms"]
     assert cm["count"] == 1 and 0 < cm["sum"] <= int(took) / 1e6
