@@ -1505,3 +1505,60 @@ int tcp_health_drop(struct trace_event_raw_kfree_skb *ctx)
 	}
 	return 0;
 }
+
+/* ---- process exec and exit, for the agent's process table ----
+ * Every process (not only the traced ones: a traced process's peer is named from the table
+ * too): sched_process_exec with the executed file's path, sched_process_exit of a thread-group
+ * leader (the other threads' exits are not the process's). Exec and exit are rare next to
+ * syscalls; no record per thread. */
+static __always_inline struct l7_event *proc_record(__u8 kind, __u32 size)
+{
+	struct l7_event *ev = bpf_ringbuf_reserve(&events, size, 0);
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!ev) {
+		count(L7_STAT_RINGBUF_FULL, 1);
+		return NULL;
+	}
+	__builtin_memset(ev, 0, L7_EVENT_HDR_LEN);
+	ev->ts_enter = ev->ts_exit = bpf_ktime_get_ns();
+	ev->tgid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->fd = -1;
+	ev->kind = kind;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	return ev;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u32 size = L7_EVENT_HDR_LEN + L7_EXEC_FILENAME;
+	__u32 off = ctx->__data_loc_filename & 0xffff;
+	struct l7_event *ev = proc_record(L7_KIND_EXEC, size);
+	long n;
+
+	if (!ev)
+		return 0;
+	n = bpf_probe_read_kernel_str(ev->data, L7_EXEC_FILENAME, (void *)ctx + off);
+	ev->data_len = n > 0 ? n : 0;
+	bpf_ringbuf_submit(ev, wake_flags(size));
+	count(L7_STAT_EVENTS, 1);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int proc_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct l7_event *ev;
+
+	if ((__u32)id != id >> 32)
+		return 0;
+	ev = proc_record(L7_KIND_EXIT, L7_EVENT_HDR_LEN);
+	if (!ev)
+		return 0;
+	bpf_ringbuf_submit(ev, wake_flags(L7_EVENT_HDR_LEN));
+	count(L7_STAT_EVENTS, 1);
+	return 0;
+}

@@ -16,6 +16,8 @@ enum l7_kind {
 	L7_KIND_CLOSE = 3,  /* the socket reached TCP_CLOSE */
 	L7_KIND_EOF = 4,    /* a read returned 0: the peer closed its side */
 	L7_KIND_TCP = 5,    /* a TCP socket's health at its close: struct l7_tcp_stats in data */
+	L7_KIND_EXEC = 6,   /* a process ran a new program: tgid, comm; data: the file (NUL-ended) */
+	L7_KIND_EXIT = 7,   /* a process (its thread-group leader) exited: tgid, comm */
 };
 
 enum l7_direction {
@@ -104,6 +106,7 @@ struct l7_event {
  * the connecting process for a client, 0 and empty for an accepted socket; role; endpoints;
  * ts_enter = when the socket was first seen, ts_exit = its close) and this struct as payload.
  */
+#define L7_EXEC_FILENAME 256 /* bytes of the executed file's path kept (NUL included) */
 #define L7_TCP_DROP_SLOTS 4 /* distinct drop reasons kept per socket; more: drops_other */
 
 enum l7_tcp_outcome {

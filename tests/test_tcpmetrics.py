@@ -109,3 +109,19 @@ def test_drop_reason_names_come_from_the_tracepoint_format(tmp_path):
 def test_unavailable_names_what_missing_tracepoints_feed():
     assert unavailable(["tracepoint/tcp/tcp_receive_reset", "tracepoint/skb/kfree_skb"]) == [
         "drops", "resets_received"]
+
+
+def test_exec_and_exit_records_decode_without_endpoints():
+    from l7scope.capture.proc_events import ProcessExec, ProcessExit
+
+    def proc(kind, data=b""):
+        head = EVENT.pack(5, 6, 0, 42, 43, -1, 0, 0, 0, 0, len(data),
+                          L.ENUMS["l7_kind"][kind], 0, 0, 0, 0, 0, 0, 0, b"", b"",
+                          b"python3".ljust(16, b"\0"))
+        return head + data
+    d = WireDecoder()
+    assert d.decode(proc("L7_KIND_EXEC", b"/usr/bin/python3\0")) == ProcessExec(
+        42, 6, "python3", "/usr/bin/python3")
+    assert d.decode(proc("L7_KIND_EXIT")) == ProcessExit(42, 6, "python3")
+    assert d.decode(proc("L7_KIND_EXEC", b"/usr/bin/python3\0")[:-5]) is None
+    assert d.malformed == 1

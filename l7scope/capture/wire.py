@@ -14,6 +14,7 @@ from l7scope.capture import wire_layout as L
 from l7scope.capture.events import (
     CaptureEvent, ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded,
 )
+from l7scope.capture.proc_events import KIND_EXEC, KIND_EXIT, decode_proc
 from l7scope.capture.tcp_summary import decode_tcp
 
 _EVENT = {name: (offset, size, code) for name, offset, size, code in L.L7_EVENT_FIELDS}
@@ -102,6 +103,11 @@ class WireDecoder:
          data_len, kind, direction, syscall, role) = NUMBERS.unpack_from(rec)
         if kind == KIND_CLOSE:
             return ConnectionClosed(conn_id=conn_id, ts=ts_exit)
+        if kind == KIND_EXEC or kind == KIND_EXIT:  # no endpoints (capture/proc_events.py)
+            ev = decode_proc(rec, kind, ts_exit, tgid, data_len)
+            if ev is None:
+                self.malformed += 1
+            return ev
         key = rec[ENDPOINTS_AT:HEADER_LEN]
         ends = self._endpoint_cache.get(key)
         if ends is None:

@@ -73,6 +73,7 @@ CONSTANTS = {
     'L7_FLAG_TRUNCATED': 2,
     'L7_FLAG_TLS': 4,
     'L7_EVENT_HDR_LEN': 112,
+    'L7_EXEC_FILENAME': 256,
     'L7_TCP_DROP_SLOTS': 4,
 }
 ENUMS = {
@@ -82,6 +83,8 @@ ENUMS = {
         'L7_KIND_CLOSE': 3,
         'L7_KIND_EOF': 4,
         'L7_KIND_TCP': 5,
+        'L7_KIND_EXEC': 6,
+        'L7_KIND_EXIT': 7,
     },
     'l7_direction': {
         'L7_DIR_EGRESS': 1,
