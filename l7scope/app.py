@@ -169,6 +169,9 @@ def _run(r: _Run, config: Config) -> int:
     pipeline = Pipeline(table=table, clock=source.clock, observers=r.outputs.observers(),
                         capture_mode=source.capture_mode, redact_path=redactor.redact_path)
     _announce(s, source, r.web)
+    live = next((x for x in r.outputs.sinks if isinstance(x, S.LiveView)), None)
+    if live is not None and r.web is not None:
+        live.summary.view.note = f"web UI {r.web.web.url}"
     progress = agent.Progress.maybe(source) if s.command == "pcap" else None
     ended = agent.loop(source, pipeline, r.outputs, r.signals, clock, duration_s=s.duration_s,
                        on_reload=lambda: _reload(s, r.outputs), progress=progress)
@@ -330,6 +333,12 @@ def _announce(s: Settings, source, web) -> None:
     if web is not None:
         for line in web.web.banner(s.ui):
             print(line, file=sys.stderr, flush=True)
+    if s.metrics_listen and not (web is not None and _same_address(s.metrics_listen, s.ui)):
+        from l7scope.outputs.http import listen_warning
+
+        warning = listen_warning(s.metrics_listen)
+        if warning:
+            print(f"l7scope: warning: {warning}", file=sys.stderr, flush=True)
     if s.command == "pcap":
         return
     what = (f"pids {list(s.pids)}" if s.pids else f"commands {list(s.comms)}" if s.comms
@@ -355,7 +364,7 @@ def _reload(s: Settings, outputs: FanOut) -> None:
         problem = sink.reopen() if isinstance(sink, S.JsonlFile) else None
         if problem:
             print(f"l7scope: {problem}", file=sys.stderr, flush=True)
-    print("l7scope: sampling rules reloaded; output files reopened", file=sys.stderr, flush=True)
+    print("l7scope: sampling rules reloaded", file=sys.stderr, flush=True)
 
 
 def _report(s: Settings, final: dict, pipeline, source, interrupted: bool) -> None:

@@ -11,7 +11,8 @@ When both ends are traced, each request produces two records. To count every req
 requests, statuses and sizes come from the server's record when the server is traced, else from
 the client's; each side's record feeds its own duration histogram (client_duration_ms from
 client records, server_duration_ms from server records). Packet captures (side None) count the
-request and feed both durations.
+request and feed both durations. A request is an error by its protocol's rule (the registry's
+``is_error``: for HTTP no response, a status of 500 or more, or a non-zero grpc-status).
 
 Bounded: at most `max_pairs` pairs per interval; records beyond land in one "(overflow)" pair
 and are counted.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 from l7scope.exchange import Exchange
 from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS, Histogram, PairMetrics
+from l7scope.protocols import registry
 
 
 @dataclass(slots=True)
@@ -82,11 +84,9 @@ def pair_of(ex: Exchange, peer_comm: str | None = None,
 
 
 def is_error(ex: Exchange) -> bool:
-    if ex.status is None:
-        return True
-    if ex.grpc_status not in (None, 0):
-        return True
-    return ex.status >= 500
+    """The call failed by its protocol's rule (protocols/registry.py; HTTP: no response, a
+    status of 500 or more, a non-zero grpc-status)."""
+    return registry.is_error(ex)
 
 
 class MetricsAggregator:

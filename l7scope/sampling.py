@@ -7,7 +7,10 @@ Every finished Exchange is offered to the Sampler. It picks one rule by the requ
 one that matches wins; when none matches the default rule (the one without a regex) applies;
 with no default rule the exchange is not sampled.
 
-The rule then gives at most one reason, in priority order:
+The rule then gives at most one reason: the first of the exchange's failures, as its
+protocol's registry entry lists them (protocols/registry.py, most serious first), that the rule
+asks for (an error with ``when_5xx``, a refused request with ``when_4xx``), else "slow". For
+HTTP and gRPC that is, in priority order:
 
     5xx         status 500-599                      (when_5xx)
     grpc_error  gRPC status present and non-zero    (when_5xx: a failed call, like a 5xx)
@@ -15,17 +18,19 @@ The rule then gives at most one reason, in priority order:
     slow        duration >= min_duration_ms
 
 An exchange with a reason competes for a place in its process pair's list for that reason:
-"slowest" (slow), "status_4xx" (4xx) or "status_5xx" (5xx and grpc_error). Each list is a
+"slowest" (slow), "status_4xx" (a refused request: 4xx) or "status_5xx" (an error: 5xx and
+grpc_error). Each list is a
 min-heap of at most ``top_n`` entries ordered by duration, so every list keeps the slowest
 calls of its kind for the interval; on a tie the earlier call stays. ``offer`` returns the
 SampledExchange when it took a place (a later, slower call may still displace it) and None
 otherwise. ``drain()`` hands over all lists, sorted slowest first, and starts a new interval.
 
-The raw request/response text (start line, headers, rendered body, trailers) is built only
-for exchanges that take a place (checked before the text is built, so a storm of errors does
-not render bodies that are then thrown away), with secrets redacted (credential headers,
-secret query parameters in the request line and URL headers, secret body fields), and
-truncated to the rule's ``max_*_bytes``. ``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
+The raw request/response text (start line as the protocol's registry entry renders it,
+headers, rendered body, trailers) is built only for exchanges that take a place (checked
+before the text is built, so a storm of errors does not render bodies that are then thrown
+away), with secrets redacted (credential headers, secret query parameters in the request line
+and URL headers, secret body fields), and truncated to the rule's ``max_*_bytes``.
+``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from l7scope.config import SamplingConfig, SamplingRule
 from l7scope.exchange import Exchange
 from l7scope.metrics import pair_of
+from l7scope.protocols import registry
 from l7scope.protocols.message import HttpMessage
 from l7scope.redact import Redactor
 
@@ -69,7 +75,7 @@ class TopN:
         return self.status_5xx + self.status_4xx + self.slowest
 
 
-_LIST_OF_REASON = {"5xx": 2, "grpc_error": 2, "4xx": 1, "slow": 0}
+SLOWEST, REFUSED, FAILED = 0, 1, 2  # TopN lists, in TopN's field order
 
 
 def _display_name(comm: str | None, pid: int | None) -> str:
@@ -110,15 +116,17 @@ class _Rules:
 
 
 def sample_reason(ex: Exchange, rule: SamplingRule) -> str | None:
-    status = ex.status
-    if rule.when_5xx and status is not None and 500 <= status <= 599:
-        return "5xx"
-    if rule.when_5xx and ex.grpc_status not in (None, 0):
-        return "grpc_error"
-    if rule.when_4xx and status is not None and 400 <= status <= 499:
-        return "4xx"
+    chosen = _reason(ex, rule)
+    return chosen[0] if chosen is not None else None
+
+
+def _reason(ex: Exchange, rule: SamplingRule) -> tuple[str, int] | None:
+    """(reason, list) by the rule: the first wanted failure of the exchange, else slow."""
+    for failure in registry.failures(ex):
+        if failure.sample and (rule.when_5xx if failure.is_error else rule.when_4xx):
+            return failure.reason, FAILED if failure.is_error else REFUSED
     if ex.duration_ns >= rule.min_duration_ms * 1_000_000:
-        return "slow"
+        return "slow", SLOWEST
     return None
 
 
@@ -144,13 +152,14 @@ class Sampler:
         rules = self._rules
         self.counters["offered"] += 1
         rule = rules.select(exchange.path)
-        reason = sample_reason(exchange, rule) if rule is not None else None
-        if reason is None:
+        chosen = _reason(exchange, rule) if rule is not None else None
+        if chosen is None:
             return None
+        reason, which = chosen
         if _incomplete(exchange, rule.settings):
             self.counters["skipped_incomplete"] += 1
             return None
-        key, which = self._pair_key(exchange), _LIST_OF_REASON[reason]
+        key = self._pair_key(exchange)
         if not self._has_place(key, which, exchange.duration_ns, rules.top_n):
             self.counters["not_kept"] += 1
             return None
@@ -202,16 +211,17 @@ class Sampler:
         s = rule.settings
         req_complete = ex.request is not None and ex.request.complete
         resp_complete = ex.response is not None and ex.response.complete
-        req_raw = (self.raw_text(ex.request, s.max_request_bytes)
+        req_raw = (self.raw_text(ex.request, s.max_request_bytes, ex.protocol)
                    if s.capture_request and ex.request is not None else None)
-        resp_raw = (self.raw_text(ex.response, s.max_response_bytes)
+        resp_raw = (self.raw_text(ex.response, s.max_response_bytes, ex.protocol)
                     if s.capture_response and ex.response is not None else None)
         return SampledExchange(ex, reason, rule, req_raw, resp_raw, req_complete,
                                resp_complete)
 
-    def raw_text(self, msg: HttpMessage, limit: int) -> bytes:
-        """The message rebuilt as text, secrets redacted, at most ``limit`` bytes."""
-        lines = [_start_line(msg, self._redactor.redact_path)]
+    def raw_text(self, msg: HttpMessage, limit: int, protocol: str = "http1") -> bytes:
+        """The message rebuilt as text, secrets redacted, at most ``limit`` bytes; the start
+        line as ``protocol``'s registry entry renders it."""
+        lines = [registry.start_line(protocol, msg, self._redactor.redact_path)]
         lines += [f"{k}: {v}" for k, v in self._redactor.redact_headers(msg.headers)
                   if not k.startswith(":")]
         text = "\r\n".join(lines) + "\r\n\r\n"
@@ -228,15 +238,6 @@ def _incomplete(ex: Exchange, s) -> bool:
         return True
     return s.require_complete_response and not (ex.response is not None and
                                                 ex.response.complete)
-
-
-def _start_line(msg: HttpMessage, redact_path: Callable[[str], str]) -> str:
-    version = msg.version or "HTTP/1.1"
-    if msg.is_request:
-        return f"{msg.method or '?'} {redact_path(msg.path or '?')} {version}"
-    # status-line = HTTP-version SP status-code SP [ reason-phrase ]  (RFC 9112 section 4);
-    # the reason phrase is not captured, so none is invented.
-    return f"{version} {msg.status if msg.status is not None else '?'} "
 
 
 def _slowest_first(heap: list, top_n: int) -> tuple[SampledExchange, ...]:

@@ -294,3 +294,15 @@ def _wait(url: str, predicate, timeout: float = 20.0) -> dict:
             return doc
         time.sleep(0.2)
     return doc
+
+
+def test_the_live_view_shows_the_web_ui_address_under_its_title():
+    import io
+
+    from l7scope.summary import LiveSummary
+
+    summary = LiveSummary(out=io.StringIO(), keyboard=False, size=(80, 24))
+    summary.view.note = "web UI http://127.0.0.1:7070/"
+    summary.draw({}, 0.0)
+    lines = summary.out.getvalue().replace("\x1b[H\x1b[2J", "").splitlines()
+    assert lines[0].startswith("l7scope live") and lines[1] == "web UI http://127.0.0.1:7070/"

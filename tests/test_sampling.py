@@ -33,6 +33,38 @@ def test_switches_off():
     assert sample_reason(make_exchange(status=200, grpc_status=2), rule) is None
 
 
+def test_a_failed_grpc_call_with_a_4xx_goes_to_the_list_its_switch_picks():
+    """The protocol's failures in order (grpc_error before 4xx): when_5xx puts the call in the
+    5xx list; with when_5xx off it is sampled as the 4xx it also is."""
+    ex = make_exchange(protocol="grpc", status=404, grpc_status=2, duration_ms=5)
+    both = _sampler([SamplingRule(min_duration_ms=1000)])
+    assert both.offer(ex).reason == "grpc_error"
+    (top,) = both.drain().values()
+    assert ([s.reason for s in top.status_5xx], top.status_4xx, top.slowest) == \
+        (["grpc_error"], (), ())
+    only_4xx = _sampler([SamplingRule(min_duration_ms=1000, when_5xx=False)])
+    assert only_4xx.offer(ex).reason == "4xx"
+    (top,) = only_4xx.drain().values()
+    assert ([s.reason for s in top.status_4xx], top.status_5xx) == (["4xx"], ())
+
+
+def test_no_response_and_status_over_599_are_not_sampling_reasons():
+    rule = SamplingRule(min_duration_ms=100)
+    assert sample_reason(make_exchange(status=None, duration_ms=5), rule) is None
+    assert sample_reason(make_exchange(status=600, duration_ms=5), rule) is None
+    assert sample_reason(make_exchange(status=None, duration_ms=100), rule) == "slow"
+
+
+def test_raw_text_start_lines_of_an_http2_exchange():
+    sampler = _sampler([SamplingRule(min_duration_ms=0)])
+    ex = make_exchange(protocol="http2", path="/api/users?token=abc")
+    ex = ex._replace(request=ex.request._replace(version="HTTP/2"),
+                     response=ex.response._replace(version="HTTP/2"))
+    got = sampler.offer(ex)
+    assert got.request_raw.split(b"\r\n")[0] == b"GET /api/users?token=[REDACTED] HTTP/2"
+    assert got.response_raw.split(b"\r\n")[0] == b"HTTP/2 200 "
+
+
 def test_rule_selection_last_match_wins_query_ignored_default_otherwise():
     config = parse_config({"sampling": {"rules": [
         {"min_duration_ms": 1000},

@@ -7,11 +7,13 @@ role known, seen from its start) or lazily by the first DataChunk of a connectio
 predates the capture (role maybe unknown, not seen from start). Each direction has a
 StreamPosition that turns chunks into ("data", bytes) and ("skip", n) pieces.
 
-Until a protocol is known, each data piece is offered to detect(): an HTTP/1 start line or the
-HTTP/2 preface or plausible HTTP/2 frames pick the analyzer (and, when the role is unknown,
-tell which end is the client). Pieces before that are dropped; after `max_undetected`
-unrecognised messages the connection is marked "other" and ignored. ProtocolSwitched from the
-HTTP/1 analyzer switches to HTTP/2 (h2c) or marks the connection "other" (tunnel, websocket).
+Until a protocol is known, each data piece is offered to detect(), which asks every protocol
+of the registry (protocols/registry.py): an HTTP/1 start line or the HTTP/2 preface or
+plausible HTTP/2 frames pick the protocol, whose registry entry makes the analyzer (and, when
+the role is unknown, the bytes may tell which end is the client). Pieces before that are
+dropped; after `max_undetected` unrecognised messages the connection is marked "other" and
+ignored. ProtocolSwitched hands the connection to the protocol the current one's entry names
+for that target (HTTP/1's "h2c": HTTP/2), or marks it "other" (tunnel, websocket).
 
 Connection end: ConnectionClosed, a StreamEnded (the peer closed), idle expiry, LRU
 eviction (max_connections) or shedding (memory budget) all call the analyzer's eof(), so
@@ -42,7 +44,9 @@ from l7scope.capture.events import (
 )
 from l7scope.conn.stream import TOTALS as STREAM_TOTALS
 from l7scope.conn.stream import StreamPosition
-from l7scope.protocols.detect import NEED_MORE
+from l7scope.protocols import registry
+from l7scope.protocols.base import Analyzer
+from l7scope.protocols.detect import NEED_MORE, detect
 from l7scope.protocols.message import AnalyzerLimits, ExchangeParsed, ProtocolSwitched
 
 OTHER = "other"
@@ -66,7 +70,7 @@ class Connection:
     seen_from_start: bool = False
     last_ts: int = 0
     protocol: str | None = None
-    analyzer: object | None = None
+    analyzer: Analyzer | None = None
     undetected: int = 0
     pending: bytes = b""  # bytes of one direction held until detect() decides
     pending_egress: bool = False
@@ -110,16 +114,6 @@ def _guess_client_is_local(local: Endpoint | None, remote: Endpoint | None) -> b
     return lp > rp
 
 
-def _make_analyzer(protocol: str, limits: AnalyzerLimits, seen_from_start: bool, counters: dict):
-    if protocol == "http1":
-        from l7scope.protocols.http1 import Http1Analyzer
-
-        return Http1Analyzer(limits, counters=counters)
-    from l7scope.protocols.http2 import Http2Analyzer
-
-    return Http2Analyzer(limits, seen_from_start=seen_from_start, counters=counters)
-
-
 def error_reason(exc: BaseException) -> str:
     """Exception type and the innermost function it came from: "KeyError in _read_head"."""
     tb, where = exc.__traceback__, "?"
@@ -134,8 +128,6 @@ class ConnectionTable:
     def __init__(self, limits: AnalyzerLimits | None = None, max_connections: int = 16384,
                  idle_timeout_ns: int = 300 * 10**9, max_undetected: int = 16, listening=None,
                  max_memory: int = DEFAULT_MAX_MEMORY):
-        from l7scope.protocols.detect import detect
-
         self._detect = detect
         self.limits = limits or AnalyzerLimits()
         self.max_connections = max_connections
@@ -296,16 +288,20 @@ class ConnectionTable:
             else:
                 conn.role = guess_role(conn.local, conn.remote, self.listening)
         conn.protocol = protocol
-        conn.analyzer = _make_analyzer(protocol, self.limits, conn.seen_from_start, self.counters)
+        conn.analyzer = registry.new_analyzer(protocol, self.limits,
+                                              seen_from_start=conn.seen_from_start,
+                                              counters=self.counters)
         return True
 
     def _route(self, conn: Connection, events: list, ts: int) -> list:
         out = []
         for e in events:
             if type(e) is ProtocolSwitched:
-                if e.to == "h2c":
-                    conn.protocol = "http2"
-                    conn.analyzer = _make_analyzer("http2", self.limits, True, self.counters)
+                target = registry.upgrade_target(conn.protocol, e.to)
+                if target is not None:
+                    conn.protocol = target
+                    conn.analyzer = registry.new_analyzer(target, self.limits, seen_from_start=True,
+                                                          counters=self.counters)
                     if e.request is not None:
                         conn.analyzer.upgraded_from(e.request)
                     if e.remainder:

@@ -37,6 +37,9 @@ OpenTelemetry SDK's convention) and counted (``series_overflow_exchanges`` in ``
 ``l7scope_agent_<name>_total`` (a counter) or ``l7scope_agent_<name>`` (a gauge: open
 connections, queue depths, series) with the HELP text of AGENT_HELP (see there).
 
+``service_name(comm, pid)`` names local processes (default: the command name); the process
+identity table can supply service names through it.
+
 ``update(snapshot)`` takes the interval's PairMetrics. They are used only while nothing calls
 ``observe`` (a caller that has only pair metrics): then the same families are filled from
 them, by the same names and units, without method or status labels on the histograms.
@@ -67,7 +70,6 @@ from l7scope.outputs.http import HttpListener, Request, listen_warning, parse_li
 __all__ = ["AGENT_HELP", "PrometheusExporter", "agent_family", "listen_warning",
            "parse_listen_address"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SERIES = 2000
 SERVER_DURATION = "http_server_request_duration_seconds"
 CLIENT_DURATION = "http_client_request_duration_seconds"
@@ -219,6 +221,8 @@ class PrometheusExporter:
     def update(self, metrics: list[PairMetrics]) -> None:
         """The interval's pair metrics (shown only while nothing calls ``observe``)."""
         with self._lock:
+            if self._observed:
+                return  # exchanges are counted: the pair metrics are not needed
             for pm in metrics:
                 self._add_pair(pm)
 
@@ -255,12 +259,15 @@ class PrometheusExporter:
 
     def collect(self) -> list[Metric]:
         """The metric families as they stand (the collector's answer)."""
-        with self._lock:
+        with self._lock:  # a copy of the numbers only: observe() waits for no rendering
             series = self._series if self._observed else self._pairs
-            families = [_histogram(f, series.hists) for f in (SERVER_DURATION, CLIENT_DURATION)]
-            families += [_counter(f, series.counters[f]) for f in (REQUESTS, ERRORS)]
-            families += agent_families(self._agent)
-        return families
+            hists = {k: (h.bounds, tuple(h.counts), h.sum, h.count)
+                     for k, h in series.hists.items()}
+            counters = {f: dict(t) for f, t in series.counters.items()}
+            agent = self._agent
+        families = [_histogram(f, hists) for f in (SERVER_DURATION, CLIENT_DURATION)]
+        families += [_counter(f, counters[f]) for f in (REQUESTS, ERRORS)]
+        return families + agent_families(agent)
 
     def render(self, accept: str | None = None) -> tuple[str, bytes]:
         """(Content-Type, body) of a scrape whose Accept header is ``accept``."""
@@ -328,17 +335,17 @@ def _label_dict(labels: Labels | None) -> dict[str, str]:
 
 def _histogram(family: str, hists: dict) -> Metric:
     m = Metric(family, HELP[family], "histogram", unit="seconds")
-    for (name, labels), h in sorted(hists.items(), key=_sort_key):
+    for (name, labels), (bounds, counts, total, count) in sorted(hists.items(), key=_sort_key):
         if name != family:
             continue
         base = _label_dict(labels)
         cumulative = 0
-        for i, n in enumerate(h.counts):
+        for i, n in enumerate(counts):
             cumulative += n
-            le = h.bounds[i] if i < len(h.bounds) else float("inf")
+            le = bounds[i] if i < len(bounds) else float("inf")
             m.add_sample(family + "_bucket", {**base, "le": floatToGoString(le)}, cumulative)
-        m.add_sample(family + "_count", base, h.count)
-        m.add_sample(family + "_sum", base, h.sum)
+        m.add_sample(family + "_count", base, count)
+        m.add_sample(family + "_sum", base, total)
     return m
 
 
@@ -403,6 +410,32 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
     (r"stream_overlap_bytes", "counter", "Stream bytes seen twice and ignored."),
     (r"stream_resyncs", "counter", "Times a stream's parser was resynchronised after a gap."),
     # analyzers
+    (r"http1_dropped_pending", "counter", "Dropped by the http1 analyzer: requests waiting for "
+                                          "their response past the pipelining bound."),
+    (r"http1_discarded_bytes", "counter", "Dropped by the http1 analyzer: bytes skipped while "
+                                          "looking for a start line."),
+    (r"http1_lost_heads", "counter", "Dropped by the http1 analyzer: incomplete heads too short "
+                                     "to say what message they began."),
+    (r"http1_ignored_bytes", "counter", "Bytes after a protocol switch or the connection's end, "
+                                        "not analysed as HTTP/1.x."),
+    (r"http1_interim_responses", "counter", "1xx interim responses (other than 101) seen."),
+    (r"http2_dropped_streams", "counter", "Dropped by the http2 analyzer: open streams flushed "
+                                          "because too many were open at once."),
+    (r"http2_streams_shed_memory", "counter", "Dropped by the http2 analyzer: open streams "
+                                              "flushed because they held too many bytes."),
+    (r"http2_streams_without_headers", "counter", "Dropped by the http2 analyzer: streams with "
+                                                  "only DATA frames (begun before the capture "
+                                                  "or after a gap), not reported."),
+    (r"http2_hpack_resets", "counter", "HPACK decoders reset after a lost header block (header "
+                                       "fields of later requests may be missing)."),
+    (r"http2_hpack_unknown_headers", "counter", "Header fields that referred to HPACK table "
+                                                "entries not seen (missing from records)."),
+    (r"http2_hpack_table_size_clamped", "counter", "HPACK table sizes above the accepted "
+                                                   "maximum, clamped."),
+    (r"http2_header_lists_truncated", "counter", "Decoded header lists cut at the header size "
+                                                 "bound."),
+    (r"http2_resync_abandoned", "counter", "HTTP/2 connections whose analysis was abandoned: "
+                                           "no frame header found after lost bytes."),
     (r"(http1|http2)_(\w*dropped\w*|\w*lost\w*|\w*shed\w*|\w*discarded\w*)", "counter",
      "Dropped by the {0} analyzer: {1}."),
     (r"(http1|http2)_(\w+)", "counter", "Counted by the {0} analyzer: {1}."),
@@ -413,16 +446,19 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
     (r"tcp_(\w+)", "counter", "TCP reassembly of captured packets: {0}."),
     (r"procs_(\w+)", "counter", "Process table: {0}."),
     # outputs: gauges first
-    (r"(ui|\w+_http)_open", "gauge", "HTTP listener ({0}): connections open now."),
-    (r"(ui|\w+_http)_peak_open", "gauge", "HTTP listener ({0}): the most connections open "
-                                          "at once."),
+    (r"ui_open", "gauge", "HTTP listener of the web UI: connections open now."),
+    (r"ui_peak_open", "gauge", "HTTP listener of the web UI: the most connections open at once."),
+    (r"(\w+)_http_open", "gauge", "HTTP listener of the {0} output: connections open now."),
+    (r"(\w+)_http_peak_open", "gauge", "HTTP listener of the {0} output: the most connections "
+                                       "open at once."),
     (r"store_queue_items", "gauge", "Exchanges and samples waiting to be written to the store."),
     (r"store_bytes", "gauge", "Bytes the store takes on disk."),
     (r"(\w+)_pending", "gauge", "Items waiting in the {0} export queue."),
     (r"prometheus_series", "gauge", "Series the Prometheus exporter holds (bounded)."),
     (r"prometheus_series_overflow_exchanges", "counter",
      "Exchanges added to the overflow series because the series bound was reached."),
-    (r"(ui|\w+_http)_(\w+)", "counter", "HTTP listener ({0}): {1}."),
+    (r"ui_(\w+)", "counter", "HTTP listener of the web UI: {0}."),
+    (r"(\w+)_http_(\w+)", "counter", "HTTP listener of the {0} output: {1}."),
     (r"(\w+?)_dropped_(\w+)", "counter", "Dropped by the {0} output: {1}."),
     (r"(zipkin|otlp|skywalking)_(\w+)", "counter", "Export queue of the {0} exporter: {1}."),
     (r"(store|web|jsonl|prometheus)_(\w+)", "counter", "The {0} output: {1}."),

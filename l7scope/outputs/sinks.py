@@ -182,6 +182,11 @@ class LiveView(Sink):
 
     def stop(self) -> None:
         self.summary.close()  # the terminal back in cooked mode before the stop line
+        try:
+            self.summary.out.write("\n")  # the stop line starts below the table
+            self.summary.out.flush()
+        except (OSError, ValueError):
+            pass
 
     def close(self, aborted: bool = False) -> None:
         self.summary.close()

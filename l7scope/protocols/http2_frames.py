@@ -47,6 +47,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 FRAME_HEADER_LEN = 9
 DEFAULT_MAX_FRAME_SIZE = 16384  # RFC 9113 6.5.2 SETTINGS_MAX_FRAME_SIZE initial value
 MAX_FRAME_SIZE_LIMIT = (1 << 24) - 1
+LENIENT_FRAME_SIZE = 1 << 20  # frame length accepted on a connection picked up mid-way
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0, 1, 2, 3, 4
 PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 5, 6, 7, 8, 9
@@ -252,6 +253,9 @@ class FrameSplitter:
         else:
             self.state = HEADER_STATE if in_sync else RESYNC_STATE
         self.max_frame_size = DEFAULT_MAX_FRAME_SIZE  # raised by the peer's SETTINGS
+        # seen from its start, the receiver's SETTINGS_MAX_FRAME_SIZE is known; picked up
+        # mid-way it may have been raised before we looked, so only absurd lengths are refused
+        self._size_known = in_sync or expect_preface
         self.payload_cap = payload_cap
         self.data_capture = data_capture
         self.scan_cap = scan_cap
@@ -276,6 +280,13 @@ class FrameSplitter:
     def memory(self) -> int:
         """Octets buffered: partial header, scan buffer, payload being kept."""
         return len(self._pending) + len(self._scan) + len(self._payload)
+
+    def _length_bound(self) -> int:
+        """RFC 9113 4.2: "An endpoint MUST send an error code of FRAME_SIZE_ERROR if a frame
+        exceeds the size defined in SETTINGS_MAX_FRAME_SIZE": no conforming peer sends one."""
+        if self._size_known:
+            return self.max_frame_size
+        return max(self.max_frame_size, LENIENT_FRAME_SIZE)
 
     def _go(self, event: str) -> None:
         self.state = TRANSITIONS[(self.state, event)]
@@ -327,7 +338,8 @@ class FrameSplitter:
         if len(self._pending) < FRAME_HEADER_LEN:
             return pos + take
         header = parse_header(self._pending)
-        if header[1] in DEFINED_FLAGS and not _type_rules_hold(*header):  # conforming_header
+        if header[0] > self._length_bound() or \
+                (header[1] in DEFINED_FLAGS and not _type_rules_hold(*header)):  # conforming_header
             self._scan = self._pending[1:]  # the frame may start at any later octet
             self._scan_pos = 0
             self._pending = bytearray()

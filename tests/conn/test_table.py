@@ -5,6 +5,8 @@ the "other" verdict, h2c and websocket upgrades, LRU eviction, idle expiry and s
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h2.config
 import h2.connection
 import pytest
@@ -13,6 +15,7 @@ from l7scope.capture.events import (
     ConnectionClosed, ConnectionOpened, Role, StreamEnded,
 )
 from l7scope.conn.table import ConnectionTable
+from l7scope.protocols import registry
 from l7scope.protocols.message import AnalyzerLimits, ExchangeParsed, ProtocolSwitched
 from tests.conn.h2_peers import CLIENT_EP, SERVER_EP, H2Peers, chunk, get, pieces
 
@@ -296,6 +299,19 @@ def test_h2c_upgrade_switches_to_the_http2_analyzer():
     assert (by_stream[1].response.status, by_stream[1].response.body) == (200, b"hi")
     assert t.conns[2].protocol == "http2"
     assert t.counters["connections_other"] == 0
+
+
+def test_h2c_switch_follows_the_registry_entry():
+    """The table hands the connection to whatever protocol HTTP/1's entry names for "h2c":
+    without that line the connection is "other" after the 101, like a websocket."""
+    previous = registry.install((replace(registry.HTTP1, upgrades={}), registry.HTTP2))
+    try:
+        t = ConnectionTable()
+        out = run(t, H2cUpgrade().events(same_write=False))
+    finally:
+        registry.install(previous)
+    assert [brief(e) for e in exchanges(out)] == [("http1", None, "GET", "/up", 101, ())]
+    assert t.conns[2].protocol == "other" and t.counters["connections_other"] == 1
 
 
 def test_h2c_stream_1_is_the_upgrade_request():

@@ -15,7 +15,12 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from l7scope.export import otlp
-from l7scope.export.prometheus import SECONDS_BOUNDS, PrometheusExporter, parse_listen_address
+from l7scope.export.prometheus import (
+    SECONDS_BOUNDS,
+    PrometheusExporter,
+    agent_family,
+    parse_listen_address,
+)
 from l7scope.outputs.http import Request
 from tests.export import make_exchange, make_pair_metrics, wait_for
 
@@ -173,6 +178,20 @@ def test_http_errors_by_side_and_cause():
                    "network_protocol_version": "1.1"}.items()): 1}
     assert samples[_s("l7scope_requests_total", **server, http_request_method="_OTHER",
                       http_response_status_code="200")] == 1
+
+
+def test_capture_records_count_as_server_records_and_names_can_be_services():
+    exp = PrometheusExporter("127.0.0.1:0", service_name=lambda comm, pid: f"svc-{comm}")
+    exp.observe(make_exchange(side=None, pid=None, comm=None, trace=None))  # a packet capture
+    exp.observe(make_exchange(side="server", comm="api", trace=None))
+    samples, _ = parse_exposition(_text(exp))
+    common = dict(http_request_method="GET", http_response_status_code="200",
+                  network_protocol_name="http", network_protocol_version="1.1")
+    assert _series(samples, SERVER + "_count") == {
+        frozenset(dict(common, client="10.1.0.2", server="10.1.0.3:51234").items()): 1,
+        frozenset(dict(common, client="10.1.0.3", server="svc-api").items()): 1}
+    assert _series(samples, CLIENT + "_count") == {}
+    assert sum(_series(samples, "l7scope_requests_total").values()) == 2
 
 
 def test_every_family_has_help_and_agent_counters_their_type():
@@ -345,3 +364,24 @@ def test_served_from_a_shared_listener():
         assert err.value.code == 404
     finally:
         listener.stop()
+
+
+def test_every_counter_name_the_code_declares_has_its_own_help():
+    """Names from the modules' declared counter tuples: each needs a row in AGENT_HELP (a new
+    name falls back to a generic HELP text; this test says which ones to describe)."""
+    from l7scope.capture.wire import STATS
+    from l7scope.conn.stream import TOTALS
+    from l7scope.outputs.http import _COUNTERS as LISTENER
+    from l7scope.procs.table import COUNTER_NAMES as PROCS
+    from l7scope.protocols.http1_message import READER_COUNTERS
+    from l7scope.protocols.http2 import COUNTER_NAMES as HTTP2
+
+    names = [*STATS, "malformed_records", *TOTALS, *PROCS, *READER_COUNTERS,
+             *(f"http2_{n}" for n in HTTP2), *(f"ui_{n}" for n in (*LISTENER, "open")),
+             *(f"prometheus_http_{n}" for n in (*LISTENER, "peak_open")),
+             "connections_evicted", "connections_expired", "bytes_before_detection",
+             "connections_other", "connections_shed_memory", "bytes_shed_memory", "exchanges",
+             "exchanges_without_messages", "prometheus_series",
+             "prometheus_series_overflow_exchanges"]
+    generic = [n for n in names if "no description" in agent_family(n)[2]]
+    assert generic == []

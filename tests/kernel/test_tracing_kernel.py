@@ -6,6 +6,8 @@ from __future__ import annotations
 import calendar
 import datetime
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -461,40 +463,49 @@ def sample_of(samples: dict, name: str, **labels) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-def test_prometheus_counts_the_curl_to_python_pair(agent, python_server):
+def test_prometheus_counts_the_curl_to_python_pair(agent, python_server, tmp_path):
     port, server_pid = python_server
     listen = free_port()
-    a = agent("--metrics-listen", f"127.0.0.1:{listen}", "--metrics-interval", "1")
+    # /metrics is a route of the web UI's listener when both are given one address
+    a = agent("--metrics-listen", f"127.0.0.1:{listen}", "--ui", f"127.0.0.1:{listen}",
+              "--store", str(tmp_path / "store.db"), "--metrics-interval", "1")
+    # curl under a name of its own: series are per program name, other tests run curl too
+    name = f"pcurl{os.getpid()}"[:15]
+    shutil.copy(shutil.which("curl"), tmp_path / name)
     paths = ["/hello"] * 4 + ["/status/404"] * 2 + ["/status/503", "/slow?ms=300"]
-    client = subprocess.Popen(["curl", "-sS", *[x for p in paths for x in (
+    client = subprocess.Popen([str(tmp_path / name), "-sS", *[x for p in paths for x in (
         "-o", "/dev/null", f"http://127.0.0.1:{port}{p}")]], stderr=subprocess.PIPE)
     assert client.wait(30) == 0, client.stderr.read()
     server_comm = Path(f"/proc/{server_pid}/comm").read_text().strip()
-    pair = {"client": f"curl({client.pid})", "server": f"{server_comm}({server_pid})",
-            "protocol": "http1"}
-    assert wait_until(lambda: sample_of(scrape(listen), "l7scope_requests_total", **pair) == 8)
+    pair = {"client": name, "server": server_comm, "http_request_method": "GET",
+            "network_protocol_name": "http", "network_protocol_version": "1.1"}
+
+    def of_pair(samples, family):
+        """{status: value} of the pair's series of one sample name."""
+        return {dict(labels).get("http_response_status_code"): v
+                for (n, labels), v in samples.items() if n == family and pair.items() <= labels}
+
+    wait_until(lambda: sum(of_pair(scrape(listen), "l7scope_requests_total").values()) == 8)
     samples = scrape(listen)
     recs = [r for r in a.records(port) if r["side"] == "server"]
-    assert len(recs) == 8
-    assert {st: sample_of(samples, "l7scope_responses_total", status=st, **pair)
-            for st in ("200", "404", "503")} == {"200": 5, "404": 2, "503": 1}
-    for family in ("l7scope_server_duration_seconds", "l7scope_client_duration_seconds",
-                   "l7scope_request_size_bytes", "l7scope_response_size_bytes"):
-        buckets = sorted(((float(dict(labels)["le"]), v) for (name, labels), v in samples.items()
-                          if name == family + "_bucket" and pair.items() <= set(labels)),
-                         key=lambda b: b[0])
-        counts = [v for _, v in buckets]
-        assert counts == sorted(counts) and buckets[-1] == (float("inf"), 8), family
-        assert sample_of(samples, family + "_count", **pair) == 8
-    server = "l7scope_server_duration_seconds_bucket"
-    assert sample_of(samples, server, le="0.25", **pair) == 7  # all but the 300 ms call
-    assert sample_of(samples, server, le="0.5", **pair) == 8
-    assert sample_of(samples, "l7scope_request_size_bytes_sum", **pair) == sum(
-        r["request_bytes"] for r in recs)
-    assert sample_of(samples, "l7scope_response_size_bytes_sum", **pair) == sum(
-        r["response_bytes"] for r in recs)
-    assert sample_of(samples, "l7scope_server_duration_seconds_sum", **pair) == pytest.approx(
+    assert len(recs) == 8, ([r["path"] for r in recs], [r["path"] for r in a.records(port)])
+    # counted once although both ends are traced; the server's 503 is the one error
+    assert of_pair(samples, "l7scope_requests_total") == {"200": 5, "404": 2, "503": 1}
+    assert sample_of(samples, "l7scope_exchange_errors_total", http_response_status_code="503",
+                     error_type="503", **pair) == 1
+    assert sum(of_pair(samples, "l7scope_exchange_errors_total").values()) == 1
+    for family in ("http_server_request_duration_seconds", "http_client_request_duration_seconds"):
+        assert of_pair(samples, family + "_count") == {"200": 5, "404": 2, "503": 1}, family
+    client_404 = dict(pair, http_response_status_code="404", error_type="404")  # client rule
+    assert sample_of(samples, "http_client_request_duration_seconds_count", **client_404) == 2
+    server = "http_server_request_duration_seconds"
+    ok = dict(pair, http_response_status_code="200")
+    assert sample_of(samples, server + "_bucket", le="0.25", **ok) == 4  # all but the 300 ms
+    assert sample_of(samples, server + "_bucket", le="0.5", **ok) == 5
+    assert sample_of(samples, server + "_bucket", le="+Inf", **ok) == 5
+    assert sum(of_pair(samples, server + "_sum").values()) == pytest.approx(
         sum(r["duration_ns"] for r in recs) / 1e9, rel=1e-9)
+    assert not [labels for _, labels in samples if f"({server_pid})" in str(labels)]
 
 
 # --- 7. redaction end to end -------------------------------------------------------------

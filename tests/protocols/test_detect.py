@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from l7scope.protocols.base import Match
 from l7scope.protocols.detect import MAX_PENDING, NEED_MORE, detect
+from l7scope.protocols.http.detection import detect_http1, detect_http2
 from l7scope.protocols.http1_message import KNOWN_METHODS
 from l7scope.protocols.http2 import PREFACE
 from tests.conn.h2_peers import H2Peers, get
@@ -147,6 +149,22 @@ def test_every_prefix_of_not_http_is_never_reported_as_http():
             continue  # "GET / HTTP/2.0" is decided HTTP/1 at "GET /": the analyzer rejects it
         for cut in range(len(data) + 1):
             assert detect(data[:cut])[0] in (None, NEED_MORE), (data, cut)
+
+
+def test_each_protocol_answers_for_itself():
+    assert detect_http1(b"GET /x HTTP/1.1\r\n", True) == Match("http1", True)
+    assert detect_http1(b"GET", True) == NEED_MORE and detect_http1(b"GET", False) is None
+    assert detect_http1(PREFACE, True) is None
+    assert detect_http2(PREFACE, False) == Match("http2", True)
+    assert detect_http2(b"GET", True) == NEED_MORE  # fewer octets than a frame header
+    assert detect_http2(b"GET /x HTTP/1.1\r\n", True) is None
+
+
+def test_frames_that_can_grow_no_more_are_http2_only_when_nothing_waits():
+    short = SETTINGS_ACK + PING[:9]  # 18 octets, two plausible headers, the PING cut short
+    assert detect_http2(short, True) == Match("http2", None, sure=False)
+    assert detect_http1(short, True) is None
+    assert detect(short) == H2_FRAMES
 
 
 @settings(max_examples=2000, deadline=None)

@@ -137,7 +137,8 @@ def _table_size_conversation(advertised: int, update: int, ack_first: bool) -> l
     ``update`` (a size update and a 40,000-octet entry), before or after its ACK."""
     enc_c = hpack.Encoder()
     block = size_update(update) + literal("x-big", "v" * 40_000, indexing=True) + b"\x88"
-    chunks = [(True, PREFACE + settings((1, advertised)) +
+    # the client also allows frames of 64 KiB (SETTINGS_MAX_FRAME_SIZE): the block is one frame
+    chunks = [(True, PREFACE + settings((1, advertised), (5, 65_536)) +
                frame(HEADERS, END_HEADERS | END_STREAM, 1, enc_c.encode(REQUEST)))]
     ack = (False, frame(SETTINGS, ACK, 0))
     response = (False, frame(HEADERS, END_HEADERS | END_STREAM, 1, block))
@@ -374,3 +375,26 @@ def test_short_runs_of_frames_between_bad_headers_give_up_after_256():
     # each bad header charges 1 KiB (+ the octets scanned) to the 256 KiB resync limit
     assert 100 < codes.count("framing_lost") <= 256
     assert codes[-1] == "resync_abandoned" and analyzer.counters()["resync_abandoned"] == 1
+
+
+def test_frame_longer_than_the_max_frame_size_in_sync_is_framing_lost_and_counted():
+    # 0xff... after the preface reads as a 16 MiB frame: RFC 9113 4.2 makes it a FRAME_SIZE_ERROR,
+    # so the octets are not a frame; they must not be swallowed uncounted as its payload
+    shared: dict[str, int] = {}
+    analyzer = Http2Analyzer(counters=shared)
+    events = feed_all(analyzer, [(True, PREFACE + b"\xff" * 262_144)]) + analyzer.eof(99)
+    codes = [e.code for e in events if isinstance(e, ParseError)]
+    assert codes and codes[-1] == "resync_abandoned"
+    assert shared["http2_resync_abandoned"] == 1
+
+
+def test_a_raised_max_frame_size_lets_large_frames_through():
+    enc_c, enc_s = hpack.Encoder(), hpack.Encoder()
+    body = b"b" * 40_000
+    chunks = [(True, PREFACE + settings((5, 65_536)) +
+               frame(HEADERS, END_HEADERS | END_STREAM, 1, enc_c.encode(REQUEST))),
+              (False, frame(HEADERS, END_HEADERS, 1, enc_s.encode([(":status", "200")])) +
+               frame(DATA, END_STREAM, 1, body))]
+    found = exchanges(feed_all(Http2Analyzer(), chunks))
+    assert len(found) == 1 and found[0].response.status == 200 and found[0].response.notes == ()
+    assert found[0].response.body_len == 40_000

@@ -166,11 +166,12 @@ def table_screen(view: LiveView, rows: list[RowFigures], counters: dict, width: 
     footer = counter_lines(counters)
     help_line = (Text(f"filter: {clean(view.editing)}_  (Enter apply, Esc cancel)",
                       style="bold") if view.mode == "filter" else Text(HELP, style="dim"))
-    room = max(1, height - 3 - len(footer))
+    note = [Text(clean(view.note), style="dim")] if view.note else []
+    room = max(1, height - 3 - len(footer) - len(note))
     shown = rows[:max(1, room - 4)] if rows else []
     start = max(0, min(view.selected - len(shown) + 1, len(rows) - len(shown)))
     shown = rows[start:start + len(shown)]
-    lines = [title(view, len(rows)), table_header(width)]
+    lines = [title(view, len(rows)), *note, table_header(width)]
     lines += [table_row(r, width, start + i == view.selected) for i, r in enumerate(shown)]
     if not rows:
         lines.append(Text("(no exchanges in the window" +

@@ -99,6 +99,7 @@ class LiveView:
         self.sample_index = 0
         self.quit = False
         self.last_recent: deque = deque(maxlen=recent)
+        self.note = ""  # a line under the title (the agent puts the web UI's address there)
 
     # --- data ----------------------------------------------------------------------------
 
