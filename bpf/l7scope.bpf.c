@@ -1207,8 +1207,9 @@ int BPF_KRETPROBE(ssl_exit)
  *   an existing entry; a retransmission of a socket that predates the agent makes one.
  *   Drops keep L7_TCP_DROP_SLOTS reasons per socket, the rest are counted in drops_other.
  * sock:inet_sock_set_state to TCP_CLOSE reads srtt/mdev and sk_err and classifies a connect
- *   that never got established (refused / timed out / aborted); tcp:tcp_destroy_sock (after an
- *   abortive close's reset) emits one L7_KIND_TCP record and forgets the entry. A tracepoint
+ *   that never got established (refused / timed out / aborted), whose record is emitted then;
+ *   for the others tcp:tcp_destroy_sock (after an abortive close's reset) emits the one
+ *   L7_KIND_TCP record and forgets the entry. A tracepoint
  *   this kernel lacks is not attached (capture/kernel.py) and its counters stay 0; user space
  *   reports them as unavailable (without tcp_destroy_sock, Linux < 5.x, there are no records).
  */
@@ -1387,8 +1388,13 @@ int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			h->st.connect_ns = bpf_ktime_get_ns() - h->syn_ts;
 		fill_endpoints(&h->ends, (struct sock *)ctx->skaddr);
 	}
-	if (new == TCP_CLOSE_STATE)
+	if (new == TCP_CLOSE_STATE) {
 		tcp_health_close((struct sock *)ctx->skaddr, h, old);
+		if (old == TCP_SYN_SENT_STATE) { /* a failed connect: nothing follows, report it now */
+			tcp_health_emit((struct sock *)ctx->skaddr, h);
+			bpf_map_delete_elem(&tcp_health, &key);
+		}
+	}
 	return 0;
 }
 

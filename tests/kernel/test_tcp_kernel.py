@@ -141,6 +141,7 @@ class Pump:
         self.stop = True
         self.thread.join()
         self._take(self.capture.drain())
+        self.counters = self.capture.counters()
 
 
 def start(ns: str, script: str) -> subprocess.Popen:
@@ -195,7 +196,7 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
     assert (main["bytes_sent"], main["bytes_received"]) == (SEND, REPLY) == (SEND, int(got))
     assert retrans > 0, "the lossy link made no retransmissions"
     ours = [s for s in pump.summaries if S_ADDR in (s.local[0], s.remote[0])]
-    shown = "\n".join(map(str, [retrans, main, *ours]))
+    shown = "\n".join(map(str, [retrans, main, *ours, metrics.counters, pump.counters]))
     assert abs(main["retransmits"] - retrans) <= 0.1 * retrans, shown
     assert (main["resets_sent"], main["resets_received"]) == (1, 0)
     cm = main["connect_ms"]
@@ -208,5 +209,5 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
     assert refused["connect_failures_by_reason"] == {"refused": 1}
     assert (refused["connects"], refused["resets_received"]) == (0, 1)
     timed_out = by_server[f"{S_ADDR}:{BLACKHOLE_PORT}"]
-    assert timed_out["connect_failures_by_reason"] == {"timed_out": 1}
+    assert timed_out["connect_failures_by_reason"] == {"timed_out": 1}, shown
     assert timed_out["retransmits"] == syn_retries > 0
