@@ -17,7 +17,7 @@ deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard l7scope/dataplane/*.c l7scope/dataplane/*.h)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[export]'
@@ -39,9 +39,11 @@ bpf: $(BPF_OBJ)
 bpf/vmlinux.h:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-# generated from the one Python method list: the kernel prefilter agrees with user space
-bpf/l7_http_methods.h: scripts/gen_http_methods.py l7scope/protocols/http1_message.py
-	$(PYTHON) scripts/gen_http_methods.py $@
+# generated from the protocol registry's one method list: the kernel prefilter agrees with user
+# space (the list lives in the compiled analyzer, so the venv and its extension come first)
+bpf/l7_http_methods.h: scripts/gen_http_methods.py $(VENV)/.installed \
+		l7scope/protocols/registry.py l7scope/protocols/http/spec.py
+	$(VENV)/bin/python scripts/gen_http_methods.py $@
 
 # the wire layout and .rodata knobs user space packs and unpacks, read from the one C header
 l7scope/capture/wire_layout.py: bpf/l7scope.h scripts/gen_wire_layout.py

@@ -15,7 +15,10 @@ protocol:
   agent's drop counters (last agent_counters record of --metrics-output);
 - "metrics only" at the first rate: the agent has no switch that turns the per-exchange output
   off, so this point writes JSON Lines to /dev/null (records are still built and serialised);
-  requests and completeness there come from the agent's own `exchanges` counter (both sides);
+  requests/s per core there is nginx's served requests over agent CPU, no completeness (the
+  agent's `exchanges` counter also counts halves after a loss): marked * when drops occurred;
+- completeness counts complete exchanges only (method and status, not partial); the others
+  are reported as "incomplete";
 - the per-stage breakdown at the first rate (py-spy, by l7scope module; bench/stages.py);
 - BPF ns per request (HTTP/1.1 only): bench/bench_bpf.py of this tree when present, or of
   --bpf-script (run against this tree's agent), else n/a.
@@ -89,7 +92,7 @@ def throughput(servers: Servers, proto: str, args, tmp: Path) -> dict:
             agent.settle()
             st = agent.stop()
         for side, n in records_per_side(agent.output, port_of(servers, proto)).items():
-            got[side] += n
+            got[side] = got.get(side, 0) + n
         (tmp / "ex.jsonl").unlink(missing_ok=True)
         served += servers.served().get(port_of(servers, proto), 0)
         rss, cpu = max(rss, st["rss_mb"]), cpu + st["cpu_s"]
@@ -122,9 +125,9 @@ def rated_point(servers: Servers, proto: str, args, tmp: Path, rate: int, mode: 
         point.update(reported=got, **{f"completeness_{s}": got[s] / max(served, 1)
                                        for s in ("server", "client")})
         requests = (got["server"] + got["client"]) / 2
-    else:  # no exchange file: the agent's own count of exchanges (both sides)
-        requests = st["counters"].get("exchanges", 0) / 2
-        point["completeness_both"] = requests / max(served, 1)
+    else:  # no exchange file: served requests; with drops, the figure is marked (table: *)
+        requests = served
+        point["exchanges_counter"] = st["counters"].get("exchanges", 0)
     point["requests_per_core"] = requests / st["cpu_s"] if st["cpu_s"] > 0 else None
     if spy is not None:
         point["stages"] = _profile(spy, tmp / "pyspy.txt")
@@ -214,7 +217,8 @@ def print_table(result: dict) -> None:
                   f"requests/s ({_pct(t['on_vs_off'])}; medians of {len(t['on_runs'])} pairs, off "
                   f"{', '.join(_num(x) for x in t['off_runs'])}, on "
                   f"{', '.join(_num(x) for x in t['on_runs'])}); agent wrote server "
-                  f"{t['reported']['server']:,} client {t['reported']['client']:,} of "
+                  f"{t['reported']['server']:,} client {t['reported']['client']:,} (incomplete "
+                  f"{t['reported'].get('incomplete', 0):,}) of "
                   f"{t['served']:,} served; peak RSS {t['rss_mb']:.0f} MiB; drops {t['drops']}; "
                   f"load {t['load_avg']}")
         head = (f"{'output':8s} {'offered':>8s} {'achieved':>9s} {'served':>9s} {'server':>9s} "
@@ -224,10 +228,14 @@ def print_table(result: dict) -> None:
             print(head)
         for p in rows:
             print(f"{p['mode']:8s} {p['offered']:>8,} {p['achieved_rps']:>9,.0f} {p['served']:>9,} "
-                  f"{_pct(p.get('completeness_server', p.get('completeness_both'))):>9s} "
-                  f"{_pct(p.get('completeness_client', p.get('completeness_both'))):>9s} "
-                  f"{_num(p['requests_per_core']):>10s} {p['agent_cpu_s']:>6.1f} "
+                  f"{_pct(p.get('completeness_server')):>9s} {_pct(p.get('completeness_client')):>9s} "
+                  f"{_num(p['requests_per_core']) + ('*' if p['mode'] == 'devnull' and p['drops'] else ''):>10s} "
+                  f"{p['agent_cpu_s']:>6.1f} "
                   f"{p['rss_mb']:>7.0f}  {p['load_avg'].split()[0]}  {p['drops'] or '-'}")
+        if any(p.get("reported", {}).get("incomplete") for p in rows):
+            print("incomplete exchanges (halves, partial) per point: "
+                  + ", ".join(f"{p['mode']} {p['offered']:,}: {p['reported']['incomplete']:,}"
+                              for p in rows if "reported" in p))
         if "bpf" in res:
             b = res["bpf"]
             print(f"BPF per request: {_num(b['ns_per_request'])} ns"
@@ -237,6 +245,40 @@ def print_table(result: dict) -> None:
             print(f"where the agent's busy time goes (py-spy, {st['samples']} samples):")
             print("  " + ", ".join(f"{s} {x * 100:.0f}%" for s, x in st["stages"] if x >= 0.005))
             print("  by module: " + ", ".join(f"{m} {x * 100:.0f}%" for m, x in st["modules"][:12]))
+
+
+def to_markdown(result: dict) -> str:
+    """The same figures as one Markdown table per protocol (for docs/benchmarks.md)."""
+    out = [f"{result['date']}, commit {result['commit']}, load average at start "
+           f"{result['load_avg_start']}, {result['seconds_per_point']:.0f} s per point.", ""]
+    for res in result["protocols"]:
+        out += [f"**{res['protocol']}**", "",
+                "| point | achieved req/s | completeness server / client | requests/s per agent core "
+                "| agent peak RSS | drops | load (1 min) |", "|---|---|---|---|---|---|---|"]
+        if t := res.get("throughput"):
+            out.append(f"| full speed, agent off / on | {_num(t['off_rps'])} / {_num(t['on_rps'])} "
+                       f"({_pct(t['on_vs_off'])}) | {_pct(t['reported']['server'] / max(t['served'], 1))}"
+                       f" / {_pct(t['reported']['client'] / max(t['served'], 1))} | - | "
+                       f"{t['rss_mb']:.0f} MiB | {_drops_md(t['drops'])} | {t['load_avg'].split()[0]} |")
+        for p in res.get("rates", []) + [res[k] for k in ("metrics_only", "pyspy") if k in res]:
+            name = {"jsonl": "JSON Lines", "devnull": "output /dev/null", "pyspy": "JSON Lines + py-spy"}
+            core = _num(p["requests_per_core"]) + (" (drops)" if p["mode"] == "devnull" and p["drops"] else "")
+            out.append(f"| {p['offered']:,}/s offered, {name[p['mode']]} | {p['achieved_rps']:,.0f} | "
+                       f"{_pct(p.get('completeness_server'))} / {_pct(p.get('completeness_client'))} | "
+                       f"{core} | {p['rss_mb']:.0f} MiB | {_drops_md(p['drops'])} | "
+                       f"{p['load_avg'].split()[0]} |")
+        if "bpf" in res:
+            out.append(f"| BPF per request (5,000/s) | | | {_num(res['bpf']['ns_per_request'])} ns | | | "
+                       f"{res['bpf'].get('load_avg', '-').split()[0]} |")
+        st = res.get("pyspy", {}).get("stages")
+        if st and "stages" in st:
+            out += ["", "py-spy: " + ", ".join(f"{s} {x * 100:.0f}%" for s, x in st["stages"] if x >= 0.005)]
+        out.append("")
+    return "\n".join(out)
+
+
+def _drops_md(d: dict) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
 
 
 def parse_args(argv=None):
@@ -251,6 +293,8 @@ def parse_args(argv=None):
     ap.add_argument("--tree", type=Path, default=ROOT, help="checkout whose agent runs")
     ap.add_argument("--bpf-script", type=Path, help="bench_bpf.py of another tree, when this one has none")
     ap.add_argument("--json", type=Path, help="write the results here as JSON")
+    ap.add_argument("--markdown", action="store_true", help="also print the figures as Markdown")
+    ap.add_argument("--from-json", type=Path, help="print a saved run (--json) and run nothing")
     ap.add_argument("--commit", help="label for the tree's commit (default: git rev-parse of --tree)")
     args = ap.parse_args(argv)
     args.protocols = [p for p in args.protocols.split(",") if p]
@@ -275,6 +319,12 @@ def _commit(tree: Path) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        print_table(result)
+        if args.markdown:
+            print("\n" + to_markdown(result))
+        return
     result = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": args.commit or _commit(args.tree),
               "tree": str(args.tree), "seconds_per_point": args.seconds,
               "load_avg_start": load_average(), "protocols": []}
@@ -287,6 +337,8 @@ def main(argv=None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     result["load_avg_end"] = load_average()
     print_table(result)
+    if args.markdown:
+        print("\n" + to_markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -238,8 +238,10 @@ class Agent:
 
 
 def records_per_side(path: Path | None, port: int) -> dict[str, int]:
-    """Exchanges in a JSON Lines file with `port` at either end, by side (server/client)."""
-    sides = {"server": 0, "client": 0}
+    """Exchanges in a JSON Lines file with `port` at either end: complete ones (a method and a
+    status, not partial) by side ("server", "client"), and the others ("incomplete"): after
+    a loss the analyzers report halves and partial exchanges, which complete no request."""
+    sides = {"server": 0, "client": 0, "incomplete": 0}
     if path is None or not path.exists():
         return sides
     needle, suffix = str(port), f":{port}"
@@ -248,6 +250,10 @@ def records_per_side(path: Path | None, port: int) -> dict[str, int]:
             if needle not in line:
                 continue
             r = json.loads(line)
-            if (r.get("local") or "").endswith(suffix) or (r.get("remote") or "").endswith(suffix):
-                sides[r["side"]] = sides.get(r["side"], 0) + 1
+            if not ((r.get("local") or "").endswith(suffix)
+                    or (r.get("remote") or "").endswith(suffix)):
+                continue
+            whole = r.get("method") and r.get("status") is not None and not r.get("partial")
+            key = r["side"] if whole else "incomplete"
+            sides[key] = sides.get(key, 0) + 1
     return sides

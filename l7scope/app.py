@@ -33,7 +33,7 @@ import time
 
 from l7scope import agent
 from l7scope.config import Config, ConfigError, load_config
-from l7scope.errors import ConfigProblem, OutputError, UserError
+from l7scope.errors import ConfigProblem, OutputError
 from l7scope.outputs import FanOut
 from l7scope.outputs import sinks as S
 
@@ -152,6 +152,29 @@ def run(settings: Settings) -> int:
 
 
 def _run(r: _Run, config: Config) -> int:
+    s, source = r.settings, r.source
+    pipeline, clock = _assemble(r, config)
+    progress = agent.Progress.maybe(source) if s.command == "pcap" else None
+    ended = agent.loop(source, pipeline, r.outputs, r.signals, clock, duration_s=s.duration_s,
+                       on_reload=lambda: _reload(s, r.outputs), progress=progress)
+    if progress is not None:
+        progress.clear()
+    pipeline.finish()
+    clock.last_ts = pipeline.last_ts
+    final = r.outputs.finish(clock.wall_ns(),
+                             lambda: agent.all_counters(pipeline, r.outputs, source))
+    r.close_source()
+    interrupted = s.command == "pcap" and not ended
+    _report(s, final, pipeline, source, interrupted)
+    if s.command == "pcap" and r.web is not None and ended:
+        print(f"l7scope: {s.file} read; the web UI stays at {r.web.web.url} (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+        r.signals.wait()
+    return INTERRUPTED if interrupted else 0
+
+
+def _assemble(r: _Run, config: Config):
+    """Outputs, then the pipeline feeding them; the first lines on stderr. (pipeline, clock)"""
     from l7scope.conn.listeners import ListeningPorts
     from l7scope.conn.table import ConnectionTable
     from l7scope.pipeline import Pipeline
@@ -172,22 +195,7 @@ def _run(r: _Run, config: Config) -> int:
     live = next((x for x in r.outputs.sinks if isinstance(x, S.LiveView)), None)
     if live is not None and r.web is not None:
         live.summary.view.note = f"web UI {r.web.web.url}"
-    progress = agent.Progress.maybe(source) if s.command == "pcap" else None
-    ended = agent.loop(source, pipeline, r.outputs, r.signals, clock, duration_s=s.duration_s,
-                       on_reload=lambda: _reload(s, r.outputs), progress=progress)
-    if progress is not None:
-        progress.clear()
-    pipeline.finish()
-    clock.last_ts = pipeline.last_ts
-    final = r.outputs.finish(clock.wall_ns(),
-                             lambda: agent.all_counters(pipeline, r.outputs, source))
-    r.close_source()
-    _report(s, final, pipeline, source, interrupted=s.command == "pcap" and not ended)
-    if s.command == "pcap" and r.web is not None and ended:
-        print(f"l7scope: {s.file} read; the web UI stays at {r.web.web.url} (Ctrl-C stops)",
-              file=sys.stderr, flush=True)
-        r.signals.wait()
-    return INTERRUPTED if s.command == "pcap" and not ended else 0
+    return pipeline, clock
 
 
 def build_outputs(s: Settings, config: Config, redactor, clock, label: str, now_ns) -> FanOut:
@@ -229,7 +237,8 @@ def _open_sinks(fan: FanOut, s: Settings, config: Config, redactor, clock, label
 
         fan.sinks.append(S.LiveView(LiveSummary(redactor=redactor)))
     fan.sinks.append(S.Sampling(fan.sampler))
-    fan.sinks.extend(_exporters(config, clock, redactor))
+    for exporter in _exporters(config, clock, redactor):
+        fan.sinks.append(S.Exporter(exporter))
     prometheus = _prometheus(s)
     shared = prometheus is not None and s.ui is not None and _same_address(s.metrics_listen, s.ui)
     web = _store_and_web(s, clock, label, now_ns, prometheus.handle if shared else None)
@@ -267,7 +276,7 @@ def _exporters(config: Config, clock, redactor) -> list:
         from l7scope.export.skywalking import SkyWalkingExporter
 
         out.append(SkyWalkingExporter(ex.skywalking, to_wall, redactor=redactor))
-    return [S.Exporter(e) for e in out]
+    return out  # started one by one as sinks (a failure closes those already started)
 
 
 def _prometheus(s: Settings):

@@ -78,15 +78,22 @@ def test_failed_connection_reused_by_a_new_socket_is_analysed_again(boom_on_mark
 
 def test_exception_in_eof_is_counted_and_the_others_are_flushed(monkeypatch):
     p, got = pipeline()
-    p.feed(conversation(1, b"a") + conversation(2, b"b", t0=100))
-    p.feed([chunk(1, True, 200, REQ % b"pending1"), chunk(2, True, 210, REQ % b"pending2")])
-    real = http1.Http1Analyzer.eof
+    real_feed, real_eof = http1.Http1Analyzer.feed, http1.Http1Analyzer.eof
+    waiting_pending1 = set()  # ids of the analyzers holding the request for /pending1
+
+    def feed(self, from_client, data, ts):
+        if b"/pending1 " in data:
+            waiting_pending1.add(id(self))
+        return real_feed(self, from_client, data, ts)
 
     def eof(self, ts):
-        if self._awaiting and self._awaiting[0].request.path == "/pending1":
+        if id(self) in waiting_pending1:
             raise KeyError("simulated")
-        return real(self, ts)
+        return real_eof(self, ts)
 
+    monkeypatch.setattr(http1.Http1Analyzer, "feed", feed)
+    p.feed(conversation(1, b"a") + conversation(2, b"b", t0=100))
+    p.feed([chunk(1, True, 200, REQ % b"pending1"), chunk(2, True, 210, REQ % b"pending2")])
     monkeypatch.setattr(http1.Http1Analyzer, "eof", eof)
     p.finish()
     assert paths(got) == ["/a", "/b", "/pending2"]

@@ -141,7 +141,8 @@ class Exporter(Sink):
 
 
 class Prometheus(Sink):
-    """Pair metrics and the agent's counters for scraping; served on its own listener
+    """Every exchange (``observe``), pair metrics and the agent's counters for scraping;
+    served on its own listener
     (``own_listener``) or as the web UI listener's /metrics route."""
 
     name = "prometheus"
@@ -149,6 +150,9 @@ class Prometheus(Sink):
     def __init__(self, exporter, own_listener: bool):
         self.exporter = exporter
         self.own_listener = own_listener
+        observe = getattr(exporter, "observe", None)
+        if observe is not None:  # every exchange into its series (then pair metrics are unused)
+            self.on_exchange = lambda ex: observe(ex, ex.peer_name)
         if own_listener:
             exporter.start()
 

@@ -122,7 +122,8 @@ def test_api_answers_with_the_traffic_and_prometheus_shares_the_listener(agent, 
     assert sorted((r["side"], r["peer_name"], r["status"]) for r in mine) == sorted(
         [("client", SERVER_NAME, 200)] * 4 + [("client", SERVER_NAME, 503)]
         + [("server", CLIENT_NAME, 200)] * 4 + [("server", CLIENT_NAME, 503)])
-    exchanges = api(base, f"/api/exchanges?since=600&server={python}&limit=100")["exchanges"]
+    exchanges = wait_api(base, f"/api/exchanges?since=600&server={python}&limit=100",
+                         lambda d: len(d["exchanges"]) >= 10)["exchanges"]
     assert sorted((e["side"], e["status"]) for e in exchanges) == sorted(
         [("client", 200)] * 4 + [("client", 503)] + [("server", 200)] * 4 + [("server", 503)])
 

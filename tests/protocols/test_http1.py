@@ -9,8 +9,10 @@ import random
 
 import pytest
 
-from l7scope.protocols.http1 import Http1Analyzer, looks_like_request, looks_like_response
-from l7scope.protocols.http1_message import TRANSITIONS, State, Step, _HANDLERS
+from l7scope.protocols.http1 import (
+    HANDLED_STATES, STATES, STEPS, TRANSITIONS, Http1Analyzer, looks_like_request,
+    looks_like_response,
+)
 from l7scope.protocols.message import (
     AnalyzerLimits, ExchangeParsed, ParseError, ProtocolSwitched,
 )
@@ -352,11 +354,23 @@ def test_looks_like_request_and_response():
 
 
 def test_transition_table_is_total_for_handlers():
-    # every state but STOPPED reads bytes; every table target is a state; eof closes any state
-    assert set(_HANDLERS) == set(State) - {State.STOPPED}
-    assert all(isinstance(t, State) for t in TRANSITIONS.values())
-    assert {s for s, step in TRANSITIONS if step is Step.CLOSED} == set(State)
+    # the compiled reader's table, as exported: every state but STOPPED reads bytes; every
+    # table target is a state; eof closes any state
+    assert STATES == ("HEAD", "LENGTH_BODY", "CHUNK_SIZE", "CHUNK_DATA", "CHUNK_DATA_END",
+                      "TRAILERS", "CLOSE_BODY", "RESYNC", "STOPPED")
+    assert HANDLED_STATES == set(STATES) - {"STOPPED"}
+    assert set(TRANSITIONS.values()) <= set(STATES)
+    assert all(state in STATES and step in STEPS for state, step in TRANSITIONS)
+    assert {s for s, step in TRANSITIONS if step == "CLOSED"} == set(STATES)
     # the steps a head can end with all lead somewhere
-    for step in (Step.MESSAGE_DONE, Step.BODY_BY_LENGTH, Step.BODY_CHUNKED,
-                 Step.BODY_UNTIL_CLOSE, Step.SWITCHED, Step.INVALID, Step.HOLE):
-        assert (State.HEAD, step) in TRANSITIONS
+    for step in ("MESSAGE_DONE", "BODY_BY_LENGTH", "BODY_CHUNKED", "BODY_UNTIL_CLOSE", "SWITCHED",
+                 "INVALID", "HOLE"):
+        assert ("HEAD", step) in TRANSITIONS
+    # a body ends only where its framing says; a hole inside a body is not in the table (it is
+    # counted as body bytes); nothing leaves STOPPED
+    assert TRANSITIONS["LENGTH_BODY", "MESSAGE_DONE"] == "HEAD"
+    assert ("LENGTH_BODY", "HOLE") not in TRANSITIONS
+    assert ("CLOSE_BODY", "MESSAGE_DONE") not in TRANSITIONS
+    assert {step for s, step in TRANSITIONS if s == "STOPPED"} == {"CLOSED"}
+    assert TRANSITIONS["RESYNC", "SYNCED"] == "HEAD"
+    assert len(TRANSITIONS) == 30

@@ -1,0 +1,17 @@
+"""Build of the compiled data plane; everything else about the package is in pyproject.toml.
+
+`pip install -e .` (make install) compiles the C extension with the system C compiler and the
+running Python's headers; no other build dependency.
+"""
+from setuptools import Extension, setup
+
+DATAPLANE = "l7scope/dataplane/"
+
+setup(ext_modules=[
+    Extension(
+        "l7scope.dataplane._h1",
+        sources=[DATAPLANE + name for name in ("_h1module.c", "h1.c", "h1_reader.c", "h1_text.c")],
+        depends=[DATAPLANE + "h1.h", DATAPLANE + "h1_internal.h"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
+])
