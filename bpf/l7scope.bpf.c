@@ -1256,3 +1256,379 @@ int BPF_KRETPROBE(ssl_exit)
 	__sync_fetch_and_add(&ssl_calls, -1);
 	return 0;
 }
+
+/* ---- TCP health: per-socket counters summarised in one record at close ----
+ *
+ * Theory of operation
+ * -------------------
+ * An entry in `tcp_health` (keyed by the sock, like `conns`) is made when a traced process's
+ *   socket enters SYN_SENT (connect(): process context, so its tgid and comm are kept) or when a
+ *   passive open reaches ESTABLISHED (softirq: no owner; user space names it by its endpoints).
+ *   SYN_SENT -> ESTABLISHED stores the connect latency.
+ * tcp:tcp_retransmit_skb (successful ones: err == 0; SYN-ACKs through tcp_retransmit_synack,
+ *   kept by endpoints until the handshake's socket exists), tcp:tcp_send_reset, tcp:tcp_receive_reset
+ *   and skb:kfree_skb (the skb's socket: rx_sk where the tracepoint has it, else skb->sk) add to
+ *   an existing entry; a retransmission of a socket that predates the agent makes one.
+ *   Drops keep L7_TCP_DROP_SLOTS reasons per socket, the rest are counted in drops_other.
+ * sock:inet_sock_set_state to TCP_CLOSE reads srtt/mdev and sk_err and classifies a connect
+ *   that never got established (refused / timed out / aborted), whose record is emitted then;
+ *   for the others tcp:tcp_destroy_sock (after an abortive close's reset) emits the one
+ *   L7_KIND_TCP record and forgets the entry. A tracepoint
+ *   this kernel lacks is not attached (capture/kernel.py) and its counters stay 0; user space
+ *   reports them as unavailable (without tcp_destroy_sock, Linux < 5.x, there are no records).
+ */
+#define TCP_ESTABLISHED_STATE 1
+#define TCP_SYN_SENT_STATE 2
+#define TCP_SYN_RECV_STATE 3
+#define ECONNREFUSED 111
+#define ETIMEDOUT 110
+
+struct tcp_health {
+	__u64 first_ts;
+	__u64 syn_ts;
+	__u32 tgid;
+	__u8 role;
+	__u8 closed; /* reached TCP_CLOSE: outcome, RTT and sk_err are final */
+	__u8 pad[2];
+	char comm[L7_COMM_LEN];
+	struct conn_info ends; /* taken when established: at close the local port is released */
+	struct l7_tcp_stats st;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tcp_health);
+} tcp_health SEC(".maps");
+
+/* SYN-ACKs retransmitted for a request not yet a socket, by its endpoints: added to the
+ * socket the handshake makes (TcpRetransSegs counts them too) */
+struct tcp_ends {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u16 family;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tcp_ends);
+	__type(value, __u32);
+} tcp_synack_retrans SEC(".maps");
+
+static __always_inline void tcp_ends_of(struct tcp_ends *e, struct conn_info *ci)
+{
+	__builtin_memcpy(e->laddr, ci->laddr, 16);
+	__builtin_memcpy(e->raddr, ci->raddr, 16);
+	e->lport = ci->lport;
+	e->rport = ci->rport;
+	e->family = ci->family;
+}
+
+static __always_inline struct tcp_health *tcp_health_new(__u64 key, __u8 role, int owner)
+{
+	struct tcp_health h = {};
+
+	h.first_ts = bpf_ktime_get_ns();
+	h.role = role;
+	fill_endpoints(&h.ends, (struct sock *)key);
+	if (owner) {
+		h.tgid = bpf_get_current_pid_tgid() >> 32;
+		h.syn_ts = h.first_ts;
+		bpf_get_current_comm(h.comm, sizeof(h.comm));
+	}
+	bpf_map_update_elem(&tcp_health, &key, &h, BPF_ANY);
+	return bpf_map_lookup_elem(&tcp_health, &key);
+}
+
+static __always_inline struct tcp_health *tcp_health_of(const void *sk, int create)
+{
+	__u64 key = (__u64)sk;
+	struct tcp_health *h;
+
+	if (!sk)
+		return NULL;
+	h = bpf_map_lookup_elem(&tcp_health, &key);
+	if (!h && create)
+		h = tcp_health_new(key, L7_ROLE_UNKNOWN, 0);
+	return h;
+}
+
+static __always_inline __u8 tcp_outcome(int oldstate, __u16 err)
+{
+	if (oldstate != TCP_SYN_SENT_STATE)
+		return L7_TCP_ESTABLISHED;
+	if (err == ECONNREFUSED)
+		return L7_TCP_REFUSED;
+	if (err == ETIMEDOUT)
+		return L7_TCP_TIMED_OUT;
+	return L7_TCP_ABORTED;
+}
+
+/* At TCP_CLOSE: what the socket ends with (connect() clears sk_err once it has reported it).
+ * The record waits for tcp:tcp_destroy_sock: an abortive close sends its reset after this
+ * state change. */
+static __always_inline void tcp_health_close(struct sock *sk, struct tcp_health *h, int oldstate)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+
+	h->st.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	h->st.rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
+	h->st.sk_err = BPF_CORE_READ(sk, sk_err);
+	h->st.outcome = tcp_outcome(oldstate, h->st.sk_err);
+	h->closed = 1;
+}
+
+static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *h)
+{
+	__u32 size = L7_EVENT_HDR_LEN + sizeof(struct l7_tcp_stats);
+	struct conn_info *ci = &h->ends;
+	struct l7_event *ev;
+
+	ev = bpf_ringbuf_reserve(&events, size, 0);
+	if (!ev) {
+		count(L7_STAT_RINGBUF_FULL, 1);
+		return;
+	}
+	if (!ci->family)
+		fill_endpoints(ci, sk); /* a connect that failed: the remote end still stands */
+	__builtin_memset(ev, 0, L7_EVENT_HDR_LEN);
+	ev->ts_enter = h->first_ts;
+	ev->ts_exit = bpf_ktime_get_ns();
+	ev->tgid = h->tgid;
+	ev->fd = -1;
+	ev->kind = L7_KIND_TCP;
+	ev->syscall = L7_SYS_STATE;
+	ev->role = h->role;
+	ev->family = ci->family;
+	ev->lport = ci->lport;
+	ev->rport = ci->rport;
+	__builtin_memcpy(ev->laddr, ci->laddr, 16);
+	__builtin_memcpy(ev->raddr, ci->raddr, 16);
+	__builtin_memcpy(ev->comm, h->comm, L7_COMM_LEN);
+	__builtin_memcpy(ev->data, &h->st, sizeof(struct l7_tcp_stats));
+	bpf_ringbuf_submit(ev, wake_flags(size));
+	count(L7_STAT_EVENTS, 1);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	__u64 key = (__u64)ctx->skaddr;
+	int old = ctx->oldstate, new = ctx->newstate;
+	struct tcp_health *h;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (new == TCP_SYN_SENT_STATE) {
+		if (traced(bpf_get_current_pid_tgid() >> 32))
+			tcp_health_new(key, L7_ROLE_CLIENT, 1);
+		return 0;
+	}
+	if (new == TCP_ESTABLISHED_STATE && old == TCP_SYN_RECV_STATE) {
+		struct tcp_ends e = {};
+		__u32 *synacks;
+
+		h = tcp_health_new(key, L7_ROLE_SERVER, 0);
+		if (!h)
+			return 0;
+		tcp_ends_of(&e, &h->ends);
+		synacks = bpf_map_lookup_elem(&tcp_synack_retrans, &e);
+		if (synacks) {
+			h->st.retransmits += *synacks;
+			bpf_map_delete_elem(&tcp_synack_retrans, &e);
+		}
+		return 0;
+	}
+	h = bpf_map_lookup_elem(&tcp_health, &key);
+	if (!h)
+		return 0;
+	if (new == TCP_ESTABLISHED_STATE && old == TCP_SYN_SENT_STATE) {
+		if (h->syn_ts)
+			h->st.connect_ns = bpf_ktime_get_ns() - h->syn_ts;
+		fill_endpoints(&h->ends, (struct sock *)ctx->skaddr);
+	}
+	if (new == TCP_CLOSE_STATE) {
+		tcp_health_close((struct sock *)ctx->skaddr, h, old);
+		if (old == TCP_SYN_SENT_STATE) { /* a failed connect: nothing follows, report it now */
+			tcp_health_emit((struct sock *)ctx->skaddr, h);
+			bpf_map_delete_elem(&tcp_health, &key);
+		}
+	}
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_destroy_sock")
+int tcp_health_destroy(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	__u64 key = (__u64)ctx->skaddr;
+	struct tcp_health *h;
+
+	h = bpf_map_lookup_elem(&tcp_health, &key);
+	if (!h)
+		return 0;
+	if (!h->closed) /* not through TCP_CLOSE (cannot happen for TCP): take it now */
+		tcp_health_close((struct sock *)ctx->skaddr, h, TCP_CLOSE_STATE);
+	tcp_health_emit((struct sock *)ctx->skaddr, h);
+	bpf_map_delete_elem(&tcp_health, &key);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int tcp_health_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
+{
+	struct tcp_health *h;
+	struct sk_buff *skb;
+	__u16 segs = 0;
+
+	if (bpf_core_field_exists(ctx->err) && BPF_CORE_READ(ctx, err))
+		return 0; /* not sent: TcpRetransSegs does not count it either */
+	h = tcp_health_of(ctx->skaddr, 1);
+	if (!h)
+		return 0;
+	skb = (struct sk_buff *)ctx->skbaddr;
+	bpf_core_read(&segs, sizeof(segs), &((struct tcp_skb_cb *)skb->cb)->tcp_gso_segs);
+	__sync_fetch_and_add(&h->st.retransmits, segs ? segs : 1);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_synack")
+int tcp_health_retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
+{
+	struct tcp_ends e = {};
+	__u32 one = 1, *n;
+
+	e.family = ctx->family;
+	e.lport = ctx->sport;
+	e.rport = ctx->dport;
+	if (e.family == AF_INET) { /* unaligned in the record: copied by the helper */
+		bpf_probe_read_kernel(e.laddr, 4, ctx->saddr);
+		bpf_probe_read_kernel(e.raddr, 4, ctx->daddr);
+	} else {
+		bpf_probe_read_kernel(e.laddr, 16, ctx->saddr_v6);
+		bpf_probe_read_kernel(e.raddr, 16, ctx->daddr_v6);
+	}
+	n = bpf_map_lookup_elem(&tcp_synack_retrans, &e);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&tcp_synack_retrans, &e, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_send_reset")
+int tcp_health_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
+{
+	/* no entry made here: the socket may be a listener or a time-wait one, never destroyed */
+	struct tcp_health *h = tcp_health_of(ctx->skaddr, 0);
+
+	if (h)
+		__sync_fetch_and_add(&h->st.resets_sent, 1);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int tcp_health_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	struct tcp_health *h = tcp_health_of(ctx->skaddr, 1);
+
+	if (h)
+		__sync_fetch_and_add(&h->st.resets_received, 1);
+	return 0;
+}
+
+/* the slot of `reason` (the first free one if it has none), -1 when all four hold others */
+static __always_inline int drop_slot(struct l7_tcp_stats *st, __u16 reason)
+{
+	if (st->drop_reason0 == reason || !st->drop_reason0) { st->drop_reason0 = reason; return 0; }
+	if (st->drop_reason1 == reason || !st->drop_reason1) { st->drop_reason1 = reason; return 1; }
+	if (st->drop_reason2 == reason || !st->drop_reason2) { st->drop_reason2 = reason; return 2; }
+	if (st->drop_reason3 == reason || !st->drop_reason3) { st->drop_reason3 = reason; return 3; }
+	return -1;
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int tcp_health_drop(struct trace_event_raw_kfree_skb *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
+	const void *sk = NULL;
+	struct tcp_health *h;
+	__u16 reason = (__u16)ctx->reason;
+
+	if (bpf_core_field_exists(ctx->rx_sk))
+		sk = BPF_CORE_READ(ctx, rx_sk);
+	if (!sk)
+		sk = BPF_CORE_READ(skb, sk);
+	h = tcp_health_of(sk, 0); /* entries exist for TCP sockets only */
+	if (!h)
+		return 0;
+	switch (drop_slot(&h->st, reason ? reason : 1)) {
+	case 0: __sync_fetch_and_add(&h->st.drop_count0, 1); break;
+	case 1: __sync_fetch_and_add(&h->st.drop_count1, 1); break;
+	case 2: __sync_fetch_and_add(&h->st.drop_count2, 1); break;
+	case 3: __sync_fetch_and_add(&h->st.drop_count3, 1); break;
+	default: __sync_fetch_and_add(&h->st.drops_other, 1);
+	}
+	return 0;
+}
+
+/* ---- process exec and exit, for the agent's process table ----
+ * Every process (not only the traced ones: a traced process's peer is named from the table
+ * too): sched_process_exec with the executed file's path, sched_process_exit of a thread-group
+ * leader (the other threads' exits are not the process's). Exec and exit are rare next to
+ * syscalls; no record per thread. */
+static __always_inline struct l7_event *proc_record(__u8 kind, __u32 size)
+{
+	struct l7_event *ev = bpf_ringbuf_reserve(&events, size, 0);
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!ev) {
+		count(L7_STAT_RINGBUF_FULL, 1);
+		return NULL;
+	}
+	__builtin_memset(ev, 0, L7_EVENT_HDR_LEN);
+	ev->ts_enter = ev->ts_exit = bpf_ktime_get_ns();
+	ev->tgid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->fd = -1;
+	ev->kind = kind;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	return ev;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u32 size = L7_EVENT_HDR_LEN + L7_EXEC_FILENAME;
+	__u32 off = ctx->__data_loc_filename & 0xffff;
+	struct l7_event *ev = proc_record(L7_KIND_EXEC, size);
+	long n;
+
+	if (!ev)
+		return 0;
+	n = bpf_probe_read_kernel_str(ev->data, L7_EXEC_FILENAME, (void *)ctx + off);
+	ev->data_len = n > 0 ? n : 0;
+	bpf_ringbuf_submit(ev, wake_flags(size));
+	count(L7_STAT_EVENTS, 1);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int proc_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct l7_event *ev;
+
+	if ((__u32)id != id >> 32)
+		return 0;
+	ev = proc_record(L7_KIND_EXIT, L7_EVENT_HDR_LEN);
+	if (!ev)
+		return 0;
+	bpf_ringbuf_submit(ev, wake_flags(L7_EVENT_HDR_LEN));
+	count(L7_STAT_EVENTS, 1);
+	return 0;
+}

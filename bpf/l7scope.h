@@ -15,6 +15,9 @@ enum l7_kind {
 	L7_KIND_OPEN = 2,   /* connect() / accept() completed on a TCP socket */
 	L7_KIND_CLOSE = 3,  /* the socket reached TCP_CLOSE */
 	L7_KIND_EOF = 4,    /* a read returned 0: the peer closed its side */
+	L7_KIND_TCP = 5,    /* a TCP socket's health at its close: struct l7_tcp_stats in data */
+	L7_KIND_EXEC = 6,   /* a process ran a new program: tgid, comm; data: the file (NUL-ended) */
+	L7_KIND_EXIT = 7,   /* a process (its thread-group leader) exited: tgid, comm */
 };
 
 enum l7_direction {
@@ -97,5 +100,41 @@ struct l7_event {
 };
 
 #define L7_EVENT_HDR_LEN 112
+
+/* ---- TCP health (record kind L7_KIND_TCP) ----
+ * One record per TCP socket when it is destroyed (after TCP_CLOSE): the l7_event header (tgid and comm of
+ * the connecting process for a client, 0 and empty for an accepted socket; role; endpoints;
+ * ts_enter = when the socket was first seen, ts_exit = its close) and this struct as payload.
+ */
+#define L7_EXEC_FILENAME 256 /* bytes of the executed file's path kept (NUL included) */
+#define L7_TCP_DROP_SLOTS 4 /* distinct drop reasons kept per socket; more: drops_other */
+
+enum l7_tcp_outcome {
+	L7_TCP_ESTABLISHED = 0, /* the connection was established (then closed) */
+	L7_TCP_REFUSED = 1,     /* SYN_SENT -> CLOSE with ECONNREFUSED (a reset answered the SYN) */
+	L7_TCP_TIMED_OUT = 2,   /* SYN_SENT -> CLOSE with ETIMEDOUT (SYN retries exhausted) */
+	L7_TCP_ABORTED = 3,     /* SYN_SENT -> CLOSE otherwise (closed by its owner, other error) */
+};
+
+struct l7_tcp_stats {
+	__u64 connect_ns;       /* SYN_SENT -> ESTABLISHED; 0 when not seen */
+	__u32 srtt_us;          /* tcp_sock.srtt_us >> 3 at close */
+	__u32 rttvar_us;        /* tcp_sock.mdev_us >> 2 at close */
+	__u32 retransmits;      /* segments retransmitted (tcp:tcp_retransmit_skb, gso segments) */
+	__u32 resets_sent;      /* tcp:tcp_send_reset */
+	__u32 resets_received;  /* tcp:tcp_receive_reset */
+	__u32 drops_other;      /* drops whose reason found no free slot */
+	__u32 drop_count0;      /* skb:kfree_skb of this socket's skbs, by reason */
+	__u32 drop_count1;
+	__u32 drop_count2;
+	__u32 drop_count3;
+	__u16 drop_reason0;     /* enum skb_drop_reason of the slot (0: slot unused) */
+	__u16 drop_reason1;
+	__u16 drop_reason2;
+	__u16 drop_reason3;
+	__u16 sk_err;           /* sk_err at close */
+	__u8 outcome;           /* enum l7_tcp_outcome */
+	__u8 pad;
+};
 
 #endif /* L7SCOPE_H */

@@ -10,9 +10,10 @@ set -euo pipefail
 # python3-venv: the virtualenv; make: the build.
 RUNTIME=(clang llvm libbpf-dev libbpf1 bpftool libelf-dev make gcc python3-dev python3-venv)
 # servers and clients the tests run traffic with, capture tools they compare against, tmux
-# (the live view), chromium (the web UI in a browser), libclang-rt-14-dev (fuzzing harnesses)
+# (the live view), chromium (the web UI in a browser), libclang-rt-14-dev (fuzzing harnesses),
+# nftables (packet loss between test network namespaces)
 TEST=(curl nginx-light nghttp2-client nghttp2-server wrk tcpdump tshark iproute2 openssl
-      tmux chromium libclang-rt-14-dev)
+      tmux chromium libclang-rt-14-dev nftables)
 
 case "${1:-}" in
   runtime) PACKAGES=("${RUNTIME[@]}") ;;

@@ -14,6 +14,8 @@ from l7scope.capture import wire_layout as L
 from l7scope.capture.events import (
     CaptureEvent, ConnectionClosed, ConnectionOpened, DataChunk, Role, StreamEnded,
 )
+from l7scope.capture.proc_events import KIND_EXEC, KIND_EXIT, decode_proc
+from l7scope.capture.tcp_summary import decode_tcp
 
 _EVENT = {name: (offset, size, code) for name, offset, size, code in L.L7_EVENT_FIELDS}
 _NAMES = [f[0] for f in L.L7_EVENT_FIELDS]
@@ -37,8 +39,8 @@ assert NUMBERS.size == ENDPOINTS_AT and ENDPOINTS_AT + ENDPOINTS.size == HEADER_
 MAX_ENDPOINT_CACHE = 8192
 
 _E = L.ENUMS
-KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF = (
-    _E["l7_kind"][f"L7_KIND_{k}"] for k in ("DATA", "OPEN", "CLOSE", "EOF"))
+KIND_DATA, KIND_OPEN, KIND_CLOSE, KIND_EOF, KIND_TCP = (
+    _E["l7_kind"][f"L7_KIND_{k}"] for k in ("DATA", "OPEN", "CLOSE", "EOF", "TCP"))
 DIR_EGRESS, DIR_INGRESS = _E["l7_direction"]["L7_DIR_EGRESS"], _E["l7_direction"]["L7_DIR_INGRESS"]
 AF_INET, AF_INET6 = 2, 10
 FLAG_PAYLOAD_SUPPRESSED, FLAG_TRUNCATED, FLAG_TLS = (
@@ -101,6 +103,11 @@ class WireDecoder:
          data_len, kind, direction, syscall, role) = NUMBERS.unpack_from(rec)
         if kind == KIND_CLOSE:
             return ConnectionClosed(conn_id=conn_id, ts=ts_exit)
+        if kind == KIND_EXEC or kind == KIND_EXIT:  # no endpoints (capture/proc_events.py)
+            ev = decode_proc(rec, kind, ts_exit, tgid, data_len)
+            if ev is None:
+                self.malformed += 1
+            return ev
         key = rec[ENDPOINTS_AT:HEADER_LEN]
         ends = self._endpoint_cache.get(key)
         if ends is None:
@@ -126,5 +133,9 @@ class WireDecoder:
                 local=local, remote=remote, pid=tgid, comm=comm, fd=fd)
         if kind == KIND_EOF:
             return StreamEnded(conn_id=conn_id, egress=egress, ts=ts_exit)
+        if kind == KIND_TCP:  # a socket's TCP health at close (l7scope/tcpmetrics.py)
+            summary = decode_tcp(rec, ts_enter, ts_exit, tgid, role, ends)
+            if summary is not None:
+                return summary
         self.malformed += 1
         return None

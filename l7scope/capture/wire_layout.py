@@ -43,6 +43,28 @@ L7_CONFIG_FIELDS = (
     ('max_checks', 11, 1, 'B'),
     ('wakeup_bytes', 12, 4, 'I'),
 )
+L7_TCP_STATS_FORMAT = "<QIIIIIIIIIIHHHHHBB"
+L7_TCP_STATS_SIZE = 64
+L7_TCP_STATS_FIELDS = (
+    ('connect_ns', 0, 8, 'Q'),
+    ('srtt_us', 8, 4, 'I'),
+    ('rttvar_us', 12, 4, 'I'),
+    ('retransmits', 16, 4, 'I'),
+    ('resets_sent', 20, 4, 'I'),
+    ('resets_received', 24, 4, 'I'),
+    ('drops_other', 28, 4, 'I'),
+    ('drop_count0', 32, 4, 'I'),
+    ('drop_count1', 36, 4, 'I'),
+    ('drop_count2', 40, 4, 'I'),
+    ('drop_count3', 44, 4, 'I'),
+    ('drop_reason0', 48, 2, 'H'),
+    ('drop_reason1', 50, 2, 'H'),
+    ('drop_reason2', 52, 2, 'H'),
+    ('drop_reason3', 54, 2, 'H'),
+    ('sk_err', 56, 2, 'H'),
+    ('outcome', 58, 1, 'B'),
+    ('pad', 59, 1, 'B'),
+)
 CONSTANTS = {
     'L7_CHUNK': 4096,
     'L7_MAX_STEPS': 32,
@@ -51,6 +73,8 @@ CONSTANTS = {
     'L7_FLAG_TRUNCATED': 2,
     'L7_FLAG_TLS': 4,
     'L7_EVENT_HDR_LEN': 112,
+    'L7_EXEC_FILENAME': 256,
+    'L7_TCP_DROP_SLOTS': 4,
 }
 ENUMS = {
     'l7_kind': {
@@ -58,6 +82,9 @@ ENUMS = {
         'L7_KIND_OPEN': 2,
         'L7_KIND_CLOSE': 3,
         'L7_KIND_EOF': 4,
+        'L7_KIND_TCP': 5,
+        'L7_KIND_EXEC': 6,
+        'L7_KIND_EXIT': 7,
     },
     'l7_direction': {
         'L7_DIR_EGRESS': 1,
@@ -103,6 +130,12 @@ ENUMS = {
         'L7_STAT_READ_FAULTS': 6,
         'L7_STAT_TLS_UNMAPPED': 7,
         'L7_STAT_MAX': 8,
+    },
+    'l7_tcp_outcome': {
+        'L7_TCP_ESTABLISHED': 0,
+        'L7_TCP_REFUSED': 1,
+        'L7_TCP_TIMED_OUT': 2,
+        'L7_TCP_ABORTED': 3,
     },
 }
 # fmt: on

@@ -1,0 +1,282 @@
+"""TCP health per process pair: the kernel's per-socket summaries joined with the byte counts.
+
+Theory of operation
+-------------------
+The kernel emits one L7_KIND_TCP record per TCP socket when it closes (bpf/l7scope.bpf.c, "TCP
+health"): connect latency or why the connect failed, smoothed RTT and its variance, segments
+retransmitted, resets sent and received, drops by reason. It is decoded into a ``TcpSummary``
+(``decode_tcp``, called by capture/wire.py). The bytes and syscalls are not counted twice in the
+kernel: the DATA records already carry every send and receive of a traced socket (payload or
+not), so ``TcpMetrics.feed`` adds them up per socket, keyed by its endpoints (local, remote),
+and also learns the owning process from them and from OPEN records (an accepted socket's
+summary has no owner: the kernel sees its handshake in softirq).
+
+When a summary arrives the socket's byte counts are joined to it and it waits for the interval.
+``snapshot`` then pairs the two ends of connections whose both ends are local (the client's
+(local, remote) is the server's (remote, local)), so a connection counts once per pair:
+
+- client / server: "comm(pid)" of the local process at that end, else the other end's view of
+  the address ("ip" for a remote client, "ip:port" for a remote server), as pair metrics do;
+- connects, connect_failures, connect_ms: from the client end (accepts from the server end);
+- bytes_sent / bytes_received (client -> server / server -> client) and resets: from the end
+  that did the sending (the client's sends, the server's sends) when it is seen, else from the
+  receiving end;
+- retransmits, drops: the sum of both ends (each is a different segment); rtt_us: one sample
+  per socket.
+
+State is bounded: at most ``max_sockets`` open sockets' byte counts and ``max_sockets`` closed
+sockets per interval; what does not fit is counted (``tcp_sockets_evicted``,
+``tcp_summaries_dropped``), never kept.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+from l7scope.capture.events import ConnectionOpened, DataChunk, Role
+from l7scope.capture.tcp_summary import TcpSummary
+from l7scope.metrics import process_name
+from l7scope.metrics_types import DURATION_MS_BOUNDS, Histogram
+
+RTT_US_BOUNDS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+                 500000, 1000000)
+DROP_FORMAT = "/sys/kernel/tracing/events/skb/kfree_skb/format"
+# the tracepoints each metric needs: a kernel without one reports the metric as unavailable
+NEEDS = {"tcp_metrics": "tcp/tcp_destroy_sock", "connects": "sock/inet_sock_set_state",
+         "retransmits": "tcp/tcp_retransmit_skb",
+         "synack_retransmits": "tcp/tcp_retransmit_synack",
+         "resets_sent": "tcp/tcp_send_reset", "resets_received": "tcp/tcp_receive_reset",
+         "drops": "skb/kfree_skb"}
+
+
+def drop_reason_names(path: str = DROP_FORMAT) -> dict[int, str]:
+    """enum skb_drop_reason numbers -> names, from the kfree_skb tracepoint's print format
+    (the kernel's own table: `{ 2, "NOT_SPECIFIED" }`); empty when it cannot be read."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    pairs = re.findall(r'\{\s*(0x[0-9a-fA-F]+|\d+),\s*"(\w+)"\s*\}', text)
+    return {int(n, 0): name for n, name in pairs}
+
+
+def unavailable(missing_tracepoints) -> list[str]:
+    """The metrics this kernel cannot give: their tracepoint was not attached."""
+    missing = " ".join(missing_tracepoints)
+    return sorted(m for m, tp in NEEDS.items() if tp in missing)
+
+
+@dataclass(slots=True)
+class _Bytes:
+    """A socket's traffic from its DATA records, and its owner."""
+
+    pid: int | None = None
+    comm: str | None = None
+    sent: int = 0
+    received: int = 0
+    writes: int = 0
+    reads: int = 0
+    write_ns: int = 0
+    last_call: tuple = ()
+
+
+@dataclass(slots=True)
+class _Pair:
+    client_pid: int | None
+    server_pid: int | None
+    connects: int = 0
+    accepts: int = 0
+    failures: Counter = field(default_factory=Counter)
+    connect_ms: list = field(default_factory=list)
+    rtt_us: list = field(default_factory=list)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    write_calls: int = 0
+    read_calls: int = 0
+    write_ns: int = 0
+    retransmits: int = 0
+    resets_sent: int = 0
+    resets_received: int = 0
+    drops: Counter = field(default_factory=Counter)
+
+
+def _histogram(values: list, bounds: tuple) -> Histogram:
+    counts = [0] * (len(bounds) + 1)
+    for v in values:
+        counts[next((i for i, b in enumerate(bounds) if v <= b), len(bounds))] += 1
+    return Histogram(bounds, tuple(counts), float(sum(values)), len(values))
+
+
+def _addr(ep) -> str:
+    return ep[0] if ep else "?"
+
+
+def _addr_port(ep) -> str:
+    if not ep:
+        return "?"
+    return f"[{ep[0]}]:{ep[1]}" if ":" in ep[0] else f"{ep[0]}:{ep[1]}"
+
+
+class TcpMetrics:
+    """Per-pair TCP health over intervals: ``feed`` every capture event, ``snapshot`` each
+    interval (``kind: tcp_metrics`` records for --metrics-output)."""
+
+    def __init__(self, max_sockets: int = 65536, name=process_name, owned_only: bool = False,
+                 reasons: dict[int, str] | None = None, max_pairs: int = 4096):
+        self.max_sockets = max_sockets
+        self.max_pairs = max_pairs
+        self.name = name
+        self.owned_only = owned_only  # --pid/--comm: sockets no traced process owns are left out
+        self.reasons = drop_reason_names() if reasons is None else reasons
+        self.counters = Counter(tcp_sockets_evicted=0, tcp_summaries_dropped=0,
+                                tcp_pairs_overflow=0, tcp_unowned_skipped=0)
+        self._open: OrderedDict[tuple, _Bytes] = OrderedDict()
+        self._closed: list[tuple[TcpSummary, _Bytes]] = []
+
+    # ---- events ----
+
+    def feed(self, events) -> None:
+        for ev in events:
+            t = type(ev)
+            if t is DataChunk:
+                if not ev.tls:
+                    self._data(ev)
+            elif t is TcpSummary:
+                self._summary(ev)
+            elif t is ConnectionOpened:
+                b = self._socket((ev.local, ev.remote))
+                b.pid, b.comm = ev.pid, ev.comm
+
+    def _socket(self, key: tuple) -> _Bytes:
+        b = self._open.get(key)
+        if b is None:
+            if len(self._open) >= self.max_sockets:
+                self._open.popitem(last=False)
+                self.counters["tcp_sockets_evicted"] += 1
+            b = self._open[key] = _Bytes()
+        return b
+
+    def _data(self, ev: DataChunk) -> None:
+        b = self._socket((ev.local, ev.remote))
+        if b.pid is None:
+            b.pid, b.comm = ev.pid, ev.comm
+        call = (ev.tid, ev.ts_enter, ev.ts_exit)
+        new_call = call != b.last_call  # the chunks of one syscall share its times
+        b.last_call = call
+        if ev.egress:
+            b.sent += ev.length
+            if new_call:
+                b.writes += 1
+                b.write_ns += max(0, (ev.ts_exit or 0) - (ev.ts_enter or 0))
+        else:
+            b.received += ev.length
+            b.reads += new_call
+
+    def _summary(self, s: TcpSummary) -> None:
+        b = self._open.pop((s.local, s.remote), None) or _Bytes()
+        if s.pid is not None:
+            b.pid, b.comm = s.pid, s.comm
+        if b.pid is None and self.owned_only:
+            self.counters["tcp_unowned_skipped"] += 1
+            return
+        if len(self._closed) >= self.max_sockets:
+            self.counters["tcp_summaries_dropped"] += 1
+            return
+        self._closed.append((s, b))
+
+    # ---- interval ----
+
+    def snapshot(self, start_wall_ns: int, end_wall_ns: int) -> list[dict]:
+        """The interval's records, one per (client, server) pair; the interval starts afresh."""
+        closed, self._closed = self._closed, []
+        servers = {(s.local, s.remote): (s, b) for s, b in closed if s.role == Role.SERVER}
+        pairs: dict[tuple, _Pair] = {}
+        for s, b in closed:
+            if s.role == Role.SERVER:
+                continue
+            self._add(pairs, (s, b), servers.pop((s.remote, s.local), None))
+        for sb in servers.values():
+            self._add(pairs, None, sb)
+        return [self._record(k, p, start_wall_ns, end_wall_ns) for k, p in pairs.items()]
+
+    def _add(self, pairs: dict, client, server) -> None:
+        cs, cb = client or (None, None)
+        ss, sb = server or (None, None)
+        cname = (self.name(cb.comm, cb.pid) if cb is not None and cb.pid
+                 else _addr(ss.remote if ss is not None else cs.local))
+        sname = (self.name(sb.comm, sb.pid) if sb is not None and sb.pid
+                 else _addr_port(cs.remote if cs is not None else ss.local))
+        p = pairs.get((cname, sname))
+        if p is None:
+            if len(pairs) >= self.max_pairs:
+                self.counters["tcp_pairs_overflow"] += 1
+                return
+            p = pairs[(cname, sname)] = _Pair(cb.pid if cb else None, sb.pid if sb else None)
+        if cs is not None:
+            _client_side(p, cs, cb)
+        if ss is not None:
+            _server_side(p, ss, sb, client_seen=cs is not None)
+        for s in (cs, ss):
+            if s is not None and s.outcome == "established" and s.srtt_us:
+                p.rtt_us.append(s.srtt_us)
+            if s is not None:
+                p.retransmits += s.retransmits
+                for reason, n in s.drops:
+                    p.drops[self.reasons.get(reason, str(reason))] += n
+                if s.drops_other:
+                    p.drops["other"] += s.drops_other
+
+    def _record(self, key: tuple, p: _Pair, start: int, end: int) -> dict:
+        return {
+            "kind": "tcp_metrics", "client": key[0], "server": key[1],
+            "client_pid": p.client_pid, "server_pid": p.server_pid,
+            "interval_start_ns": start, "interval_end_ns": end,
+            "connects": p.connects, "accepts": p.accepts,
+            "connect_failures": sum(p.failures.values()),
+            "connect_failures_by_reason": dict(p.failures),
+            "connect_ms": _histogram(p.connect_ms, DURATION_MS_BOUNDS).to_dict(),
+            "bytes_sent": p.bytes_sent, "bytes_received": p.bytes_received,
+            "write_calls": p.write_calls, "read_calls": p.read_calls,
+            "write_ms": round(p.write_ns / 1e6, 3),
+            "rtt_us": _histogram(p.rtt_us, RTT_US_BOUNDS).to_dict(),
+            "retransmits": p.retransmits, "resets_sent": p.resets_sent,
+            "resets_received": p.resets_received, "drops": dict(p.drops),
+        }
+
+
+def _client_side(p: _Pair, s: TcpSummary, b: _Bytes) -> None:
+    """The client's own view: its connect, its sends and reads, the resets it sent."""
+    if s.outcome == "established":
+        p.connects += 1
+        if s.connect_ns:
+            p.connect_ms.append(s.connect_ns / 1e6)
+    else:
+        p.failures[s.outcome] += 1
+    p.bytes_sent += b.sent
+    p.bytes_received += b.received
+    p.write_calls += b.writes
+    p.read_calls += b.reads
+    p.write_ns += b.write_ns
+    p.resets_sent += s.resets_sent
+    p.resets_received += s.resets_received
+
+
+def _server_side(p: _Pair, s: TcpSummary, b: _Bytes, client_seen: bool) -> None:
+    """The server's view. With the client seen, only what the client could not see: its
+    accept, and the resets it sent (the client counted those it received: replaced)."""
+    p.accepts += 1
+    if client_seen:
+        p.write_calls += b.writes
+        p.read_calls += b.reads
+        p.write_ns += b.write_ns
+        return
+    p.bytes_sent += b.received
+    p.bytes_received += b.sent
+    p.write_calls += b.writes
+    p.read_calls += b.reads
+    p.write_ns += b.write_ns
+    p.resets_sent += s.resets_received
+    p.resets_received += s.resets_sent
+

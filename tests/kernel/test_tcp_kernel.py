@@ -1,0 +1,213 @@
+"""TCP health with real traffic: two network namespaces joined by a veth pair, nftables dropping
+about 3% of the TCP segments both ways so retransmissions really happen.
+
+The kernel programs are loaded (capture/kernel.py) and their records fed to the aggregator the
+agent runs (l7scope/tcpmetrics.py); what it reports is compared with what the kernel itself
+says: nstat's TcpRetransSegs deltas in both namespaces, `ss -ti` for the client's socket, the
+byte counts the scripts moved, the client's own connect timing, a refused connect, a connect
+that times out, and the reset a zero-linger close sends.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from l7scope.capture.tcp_summary import TcpSummary
+from tests.kernel.conftest import cannot_run, need_tool
+
+NS_C, NS_S = "l7t-tcp-c", "l7t-tcp-s"
+C_ADDR, S_ADDR = "10.77.31.1", "10.77.31.2"
+PORT, CLOSED_PORT, BLACKHOLE_PORT = 8080, 8081, 8082
+SEND, REPLY = 3_000_000, 1_500_000
+
+SERVER = f"""
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("{S_ADDR}", {PORT})); srv.listen()
+print("listening", flush=True)
+c, _ = srv.accept()
+got = 0
+while got < {SEND}:
+    d = c.recv(65536)
+    if not d:
+        break
+    got += len(d)
+c.sendall(b"r" * {REPLY})
+try:
+    while c.recv(65536):
+        pass
+    print("eof", got, flush=True)
+except ConnectionResetError:
+    print("reset", got, flush=True)
+"""
+
+CLIENT = f"""
+import socket, struct, sys, time
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "transfer":
+        s = socket.socket()
+        t0 = time.monotonic_ns(); s.connect(("{S_ADDR}", {PORT})); took = time.monotonic_ns() - t0
+        s.sendall(b"s" * {SEND})
+        got = 0
+        while got < {REPLY}:
+            got += len(s.recv(65536))
+        print("moved", took, s.getsockname()[1], got, flush=True)
+    elif cmd == "reset":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); s.close()
+        print("closed", flush=True)
+    elif cmd in ("refused", "timeout"):
+        port = {CLOSED_PORT} if cmd == "refused" else {BLACKHOLE_PORT}
+        try:
+            socket.create_connection(("{S_ADDR}", port), timeout=30)
+        except OSError as e:
+            print("failed", e.errno, flush=True)
+"""
+
+
+def sh(*cmd: str, check: bool = True) -> str:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True).stdout
+
+
+def in_ns(ns: str, *cmd: str) -> str:
+    return sh("ip", "netns", "exec", ns, *cmd)
+
+
+@pytest.fixture
+def lossy_link():
+    for tool in ("ip", "nft", "nstat", "ss"):
+        need_tool(tool)
+    for ns in (NS_C, NS_S):
+        sh("ip", "netns", "del", ns, check=False)
+    try:
+        sh("ip", "netns", "add", NS_C)
+        sh("ip", "netns", "add", NS_S)
+        sh("ip", "link", "add", "l7tc0", "netns", NS_C, "type", "veth", "peer", "name", "l7ts0",
+           "netns", NS_S)
+        for ns, dev, addr in ((NS_C, "l7tc0", C_ADDR), (NS_S, "l7ts0", S_ADDR)):
+            in_ns(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev)
+            in_ns(ns, "ip", "link", "set", dev, "up")
+            in_ns(ns, "ip", "link", "set", "lo", "up")
+            in_ns(ns, "nft", f"add table inet l7loss; add chain inet l7loss in "
+                  f"{{ type filter hook input priority 0; }}; add rule inet l7loss in "
+                  f"tcp dport {BLACKHOLE_PORT} drop; add rule inet l7loss in meta l4proto tcp "
+                  f"numgen random mod 100 < 3 counter drop")
+        in_ns(NS_C, "sysctl", "-qw", "net.ipv4.tcp_syn_retries=1")  # the timeout in ~3 s
+    except subprocess.CalledProcessError as e:
+        cannot_run(f"cannot build the test network: {e.stderr.strip()}")
+    yield
+    for ns in (NS_C, NS_S):
+        sh("ip", "netns", "del", ns, check=False)
+
+
+def retrans_segs() -> int:
+    total = 0
+    for ns in (NS_C, NS_S):
+        m = re.search(r"TcpRetransSegs\s+(\d+)", in_ns(ns, "nstat", "-az", "TcpRetransSegs"))
+        total += int(m.group(1))
+    return total
+
+
+def ss_rtt_us(local_port: int) -> float:
+    out = in_ns(NS_C, "ss", "-tinH", "sport", f"= :{local_port}")
+    return float(re.search(r"\brtt:([\d.]+)/", out).group(1)) * 1000
+
+
+class Pump:
+    """The capture polled into the aggregator (and every TCP summary kept) while a test runs."""
+
+    def __init__(self, capture, metrics):
+        import threading
+        self.capture, self.metrics, self.summaries = capture, metrics, []
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            self._take(self.capture.poll(50))
+
+    def _take(self, events):
+        self.metrics.feed(events)
+        self.summaries += [e for e in events if type(e) is TcpSummary]
+
+    def finish(self):
+        time.sleep(0.3)
+        self.stop = True
+        self.thread.join()
+        self._take(self.capture.drain())
+        self.counters = self.capture.counters()
+
+
+def start(ns: str, script: str) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", script],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def ask(proc: subprocess.Popen, cmd: str) -> list[str]:
+    proc.stdin.write(cmd + "\n")
+    proc.stdin.flush()
+    return proc.stdout.readline().split()
+
+
+def test_tcp_health_across_a_lossy_link(lossy_link):
+    from l7scope.capture.kernel import CaptureUnavailable, KernelCapture, KernelOptions
+    from l7scope.tcpmetrics import TcpMetrics
+
+    server, client = start(NS_S, SERVER), start(NS_C, CLIENT)
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        names = {p.pid: f"{Path(f'/proc/{p.pid}/comm').read_text().strip()}({p.pid})"
+                 for p in (client, server)}
+        try:  # the two scripts only: their ip-netns-exec'd python pids
+            capture = KernelCapture(KernelOptions(pids=(server.pid, client.pid), tls=False))
+        except CaptureUnavailable as e:
+            cannot_run(str(e))
+        metrics = TcpMetrics(owned_only=True)
+        pump = Pump(capture, metrics)
+        try:
+            before = retrans_segs()
+            _, took, cport, got = ask(client, "transfer")
+            rtt_ss = ss_rtt_us(int(cport))
+            retrans = retrans_segs() - before
+            assert ask(client, "reset") == ["closed"]
+            assert server.stdout.readline().split() == ["reset", str(SEND)]
+            assert ask(client, "refused") == ["failed", "111"]
+            before = retrans_segs()
+            assert ask(client, "timeout")[0] == "failed"
+            syn_retries = retrans_segs() - before
+            pump.finish()
+        finally:
+            capture.close()
+    finally:
+        for p in (client, server):
+            p.kill()
+            p.wait()
+    records = metrics.snapshot(0, 1)
+    by_server = {r["server"]: r for r in records}
+    main = next(r for r in records if r["server_pid"] == server.pid)
+    assert (main["client"], main["server"]) == (names[client.pid], names[server.pid])
+    assert (main["connects"], main["accepts"], main["connect_failures"]) == (1, 1, 0)
+    assert (main["bytes_sent"], main["bytes_received"]) == (SEND, REPLY) == (SEND, int(got))
+    assert retrans > 0, "the lossy link made no retransmissions"
+    ours = [s for s in pump.summaries if S_ADDR in (s.local[0], s.remote[0])]
+    shown = "\n".join(map(str, [retrans, main, *ours, metrics.counters, pump.counters]))
+    assert abs(main["retransmits"] - retrans) <= 0.1 * retrans, shown
+    assert (main["resets_sent"], main["resets_received"]) == (1, 0)
+    cm = main["connect_ms"]
+    assert cm["count"] == 1 and 0 < cm["sum"] <= int(took) / 1e6
+    mine = next(s for s in pump.summaries if s.local == (C_ADDR, int(cport)))
+    assert abs(mine.srtt_us - rtt_ss) <= 0.2 * rtt_ss, (mine.srtt_us, rtt_ss)
+    assert main["rtt_us"]["count"] == 2  # the client's socket and the server's
+    assert sum(main["drops"].values()) > 0 and "NETFILTER_DROP" in main["drops"], main["drops"]
+    refused = by_server[f"{S_ADDR}:{CLOSED_PORT}"]
+    assert refused["connect_failures_by_reason"] == {"refused": 1}
+    assert (refused["connects"], refused["resets_received"]) == (0, 1)
+    timed_out = by_server[f"{S_ADDR}:{BLACKHOLE_PORT}"]
+    assert timed_out["connect_failures_by_reason"] == {"timed_out": 1}, shown
+    assert timed_out["retransmits"] == syn_retries > 0
