@@ -793,6 +793,32 @@ static __always_inline void saved_args(__u64 *a0, __u64 *a1, __u64 *a2)
 #endif
 }
 
+#define L7_MSG_PEEK 0x2 /* <linux/socket.h> */
+
+/* The fourth argument (recvfrom's flags), from the saved registers. */
+static __always_inline __u64 saved_arg3(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+#if defined(__TARGET_ARCH_x86)
+	return regs->r10; /* the syscall ABI passes the fourth argument in r10, not rcx */
+#elif defined(__TARGET_ARCH_arm64)
+	return regs->regs[3];
+#endif
+}
+
+/* A receive with MSG_PEEK moves no bytes out of the socket: the same bytes come again with the
+ * read that takes them, so the peek is no stream data (recv(2): "MSG_PEEK ... a subsequent
+ * receive call will return the same data"). nginx peeks one byte on every ssl listener. */
+static __always_inline int peeked(__u8 sc, __u64 a2)
+{
+	if (sc == L7_SYS_RECVMSG)
+		return (a2 & L7_MSG_PEEK) != 0;
+	if (sc == L7_SYS_RECVFROM)
+		return (saved_arg3() & L7_MSG_PEEK) != 0;
+	return 0;
+}
+
 /* The thread's slot takes the call: overwritten in place when it exists, else inserted. */
 static __always_inline void store_call(__u64 id, struct active_call *ac)
 {
@@ -928,6 +954,8 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 		ts = 0; /* the header's exit time stands for both */
 	}
 	saved_args(&a0, &a1, &a2);
+	if (direction == L7_DIR_INGRESS && peeked(sc, a2))
+		return;
 	sk = tcp_sock_of_fd((int)a0);
 	if (!sk)
 		return;

@@ -53,6 +53,13 @@ def need_tool(name: str) -> str:
     return path
 
 
+def _whole_lines(path: Path) -> list[dict]:
+    """The records of a JSON Lines file the agent may be writing: a last line without its
+    newline is still being written and is left for the next read."""
+    return [json.loads(line) for line in path.read_text().splitlines(keepends=True)
+            if line.endswith("\n") and line.strip()]
+
+
 class Agent:
     """Runs `l7scope run` as a subprocess writing JSON Lines to files."""
 
@@ -84,7 +91,7 @@ class Agent:
     def records(self, port: int | None = None) -> list[dict]:
         if not self.out.exists():
             return []
-        recs = [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+        recs = _whole_lines(self.out)
         if port is None:
             return recs
         suffix = f":{port}"
@@ -94,7 +101,7 @@ class Agent:
     def metric_records(self) -> list[dict]:
         if not self.metrics.exists():
             return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        return _whole_lines(self.metrics)
 
     def wait_for(self, predicate, port: int | None = None, timeout: float = 15.0) -> list[dict]:
         deadline = time.monotonic() + timeout

@@ -109,3 +109,46 @@ def test_close_delimited_response_read_with_the_fin_is_whole(agent):
     client = by_side(recs, "client")
     assert [(r["path"], r["status"], r["partial"]) for r in client] == [("/fin", 200, False)]
     assert client[0]["response_bytes"] == len(got)
+
+
+def _peeking_server(listener: socket.socket, use_recvmsg: bool) -> None:
+    """Accepts one connection, peeks at the request's first byte (as nginx does on ssl
+    listeners), then reads and answers it."""
+    conn, _ = listener.accept()
+    with conn:
+        if use_recvmsg:
+            first, _, _, _ = conn.recvmsg(1, 0, socket.MSG_PEEK)
+        else:
+            first = conn.recv(1, socket.MSG_PEEK)
+        assert first == b"G"
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_peek_is_no_stream_data(agent):
+    import os
+    import time
+
+    a = agent("--pid", str(os.getpid()))
+    request = b"GET /peeked/first HTTP/1.1\r\nHost: peek\r\n\r\n"
+    ports = []
+    for use_recvmsg in (False, True):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            ports.append(port)
+            t = threading.Thread(target=_peeking_server, args=(listener, use_recvmsg))
+            t.start()
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(request)
+                assert _read_response(s).startswith(b"HTTP/1.1 204")
+            t.join(10)
+    for port in ports:
+        recs = a.wait_for(lambda r: len(by_side(r, "server")) >= 1 and len(by_side(r, "client")) >= 1,
+                          port)
+        server = by_side(recs, "server")
+        assert [(r["path"], r["status"], r["request_bytes"], r["partial"]) for r in server] == [
+            ("/peeked/first", 204, len(request), False)], (port, server)
+    time.sleep(0.2)
+    assert a.stop() == 0
