@@ -16,6 +16,7 @@ CONTRACT_FIELDS = (
     "stream_id",
     "method", "path", "authority", "status", "grpc_status", "request_bytes", "response_bytes",
     "start_ns", "end_ns", "duration_ns", "time", "trace", "request_id", "tls", "partial", "notes",
+    "name", "exe", "container_id", "thread",
 )
 
 
@@ -49,7 +50,7 @@ class Exchange(NamedTuple):
     protocol: str
     side: str | None  # "client" | "server" | None (packet capture)
     pid: int | None
-    comm: str | None
+    comm: str | None  # the process's name (thread-group leader's), never a worker thread's
     local: str | None
     remote: str | None
     peer_pid: int | None
@@ -73,6 +74,10 @@ class Exchange(NamedTuple):
     request: HttpMessage | None = None
     response: HttpMessage | None = None
     peer_name: str | None = None  # the local peer process's name (peer_pid's), else None
+    name: str | None = None  # the observing process's name (from the process table)
+    exe: str | None = None  # its executable's path
+    container_id: str | None = None  # its container (64 hex digits), else None
+    thread: str | None = None  # the name of the thread that made the syscalls
 
     @property
     def duration_ns(self) -> int:
@@ -90,7 +95,8 @@ class Exchange(NamedTuple):
             "end_ns": self.end_ns, "duration_ns": self.duration_ns, "time": self.time,
             "trace": self.trace.to_dict() if self.trace else None,
             "request_id": self.request_id, "tls": self.tls, "partial": self.partial,
-            "notes": list(self.notes),
+            "notes": list(self.notes), "name": self.name, "exe": self.exe,
+            "container_id": self.container_id, "thread": self.thread,
         }
         if with_headers:
             for key, msg in (("request_headers", self.request), ("response_headers", self.response)):

@@ -124,7 +124,7 @@ class Failure(NamedTuple):
 COMMON_FIELDS = (
     "protocol", "side", "pid", "comm", "local", "remote", "peer_pid", "peer_name", "conn_id",
     "request_bytes", "response_bytes", "start_ns", "end_ns", "duration_ns", "time", "tls",
-    "partial", "notes",
+    "partial", "notes", "name", "exe", "container_id", "thread",
 )
 
 
