@@ -492,7 +492,12 @@ def test_prometheus_counts_the_curl_to_python_pair(agent, python_server, tmp_pat
         return {dict(labels).get("http_response_status_code"): v
                 for (n, labels), v in samples.items() if n == family and pair.items() <= labels}
 
-    wait_until(lambda: sum(of_pair(scrape(listen), "l7scope_requests_total").values()) == 8)
+    def both_sides_in(samples) -> bool:  # each side's histogram is fed by its own records
+        return all(sum(of_pair(samples, f).values()) == 8 for f in (
+            "l7scope_requests_total", "http_server_request_duration_seconds_count",
+            "http_client_request_duration_seconds_count"))
+
+    wait_until(lambda: both_sides_in(scrape(listen)))
     samples = scrape(listen)
     recs = [r for r in a.records(port) if r["side"] == "server"]
     assert len(recs) == 8, ([r["path"] for r in recs], [r["path"] for r in a.records(port)])
