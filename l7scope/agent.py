@@ -82,8 +82,12 @@ def loop(source, pipeline, outputs, signals: Signals, clock: RunClock, *,
     """Turns until a stop; True when the source was read to its end, False when stopped."""
     deadline = time.monotonic() + duration_s if duration_s else None
     counters = lambda: all_counters(pipeline, outputs, source)  # noqa: E731
+    tcp = getattr(outputs, "tcp", None)
     while not signals.stop and (deadline is None or time.monotonic() < deadline):
-        pipeline.feed(source.poll(POLL_MS))
+        events = source.poll(POLL_MS)
+        pipeline.feed(events)
+        if tcp is not None:
+            tcp.feed(events)
         if signals.reload and on_reload is not None:
             signals.reload = False
             on_reload()
@@ -94,7 +98,10 @@ def loop(source, pipeline, outputs, signals: Signals, clock: RunClock, *,
             progress()
         if source.done:
             return True
-    pipeline.feed(source.drain())
+    events = source.drain()
+    pipeline.feed(events)
+    if tcp is not None:
+        tcp.feed(events)
     return False
 
 

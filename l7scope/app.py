@@ -113,6 +113,7 @@ class _Run:
         self.outputs: FanOut | None = None
         self.web = None
         self.signals: agent.Signals | None = None
+        self.processes = None  # procs.ProcessTable of a kernel run
         self._source_open = False
 
     def close_source(self) -> None:
@@ -183,14 +184,21 @@ def _assemble(r: _Run, config: Config):
     s, source = r.settings, r.source
     redactor = Redactor.from_config(config.redact)
     clock = agent.RunClock(source)
+    r.processes = _processes(s, source)
     now_ns = clock.wall_ns if s.command == "pcap" else time.time_ns
-    r.outputs = build_outputs(s, config, redactor, source.clock, source.label, now_ns)
+    r.outputs = build_outputs(s, config, redactor, source.clock, source.label, now_ns,
+                              processes=r.processes)
     r.web = web_of(r.outputs)
+    if not source.capture_mode:  # the kernel source's TCP health records (docs/metrics.md)
+        from l7scope.tcpmetrics import TcpMetrics
+
+        r.outputs.tcp = TcpMetrics(owned_only=bool(s.pids or s.comms))
     table = ConnectionTable(listening=None if source.capture_mode else ListeningPorts(),
                             max_memory=s.max_parser_memory_mb << 20)
     r.outputs.on_error = lambda exc: table.record_internal_error("output", exc)
     pipeline = Pipeline(table=table, clock=source.clock, observers=r.outputs.observers(),
-                        capture_mode=source.capture_mode, redact_path=redactor.redact_path)
+                        capture_mode=source.capture_mode, redact_path=redactor.redact_path,
+                        processes=r.processes)
     _announce(s, source, r.web)
     live = next((x for x in r.outputs.sinks if isinstance(x, S.LiveView)), None)
     if live is not None and r.web is not None:
@@ -198,24 +206,39 @@ def _assemble(r: _Run, config: Config):
     return pipeline, clock
 
 
-def build_outputs(s: Settings, config: Config, redactor, clock, label: str, now_ns) -> FanOut:
+def _processes(s: Settings, source):
+    """The run's process table (kernel runs; packet captures name no process), after the
+    warnings about --comm and --pid on stderr."""
+    if source.capture_mode:
+        return None
+    from l7scope.procs import ProcessTable, comm_filter_warnings, pid_warnings
+
+    for line in comm_filter_warnings(s.comms or ()) + pid_warnings(s.pids or ()):
+        print(f"l7scope: warning: {line}", file=sys.stderr, flush=True)
+    return ProcessTable()
+
+
+def build_outputs(s: Settings, config: Config, redactor, clock, label: str, now_ns,
+                  processes=None) -> FanOut:
     """Every sink of the run, opened in order (``clock``: the source's WallClock, ``label``
     the source for the API, ``now_ns`` the run's wall clock); when one cannot open, the ones
-    already open are closed before the error goes up."""
-    from l7scope.metrics import MetricsAggregator, pair_of
+    already open are closed before the error goes up. With a process table, pairs are named
+    by service (metrics.service_names) in the metrics, sampling and Prometheus alike."""
+    from l7scope.metrics import MetricsAggregator, pair_of, process_name, service_names
     from l7scope.sampling import Sampler
 
-    metrics = MetricsAggregator()
+    names = process_name if processes is None else service_names(processes)
+    metrics = MetricsAggregator(name=names)
 
     def pair_key(ex):
-        client, server, _, _ = pair_of(ex, ex.peer_name)
+        client, server, _, _ = pair_of(ex, ex.peer_name, names)
         return client, server, ex.protocol
 
     sampler = Sampler(config.sampling, redactor=redactor, pair_key=pair_key)
     interval_s = s.metrics_interval_s or config.metrics_interval_s
     fan = FanOut([], metrics=metrics, sampler=sampler, interval_ns=int(interval_s * 1e9))
     try:
-        _open_sinks(fan, s, config, redactor, clock, label, now_ns)
+        _open_sinks(fan, s, config, redactor, clock, label, now_ns, names)
     except BaseException:
         fan.close(aborted=True)
         raise
@@ -226,7 +249,8 @@ def web_of(fan: FanOut):
     return next((x for x in fan.sinks if isinstance(x, S.Web)), None)
 
 
-def _open_sinks(fan: FanOut, s: Settings, config: Config, redactor, clock, label, now_ns):
+def _open_sinks(fan: FanOut, s: Settings, config: Config, redactor, clock, label, now_ns,
+                names):
     live = s.show_live_view(sys.stdout.isatty())
     paths = list(s.outputs) or ([] if live else ["-"])
     for p in paths:
@@ -239,7 +263,7 @@ def _open_sinks(fan: FanOut, s: Settings, config: Config, redactor, clock, label
     fan.sinks.append(S.Sampling(fan.sampler))
     for exporter in _exporters(config, clock, redactor):
         fan.sinks.append(S.Exporter(exporter))
-    prometheus = _prometheus(s)
+    prometheus = _prometheus(s, names)
     shared = prometheus is not None and s.ui is not None and _same_address(s.metrics_listen, s.ui)
     web = _store_and_web(s, clock, label, now_ns, prometheus.handle if shared else None)
     if web is not None:
@@ -279,7 +303,7 @@ def _exporters(config: Config, clock, redactor) -> list:
     return out  # started one by one as sinks (a failure closes those already started)
 
 
-def _prometheus(s: Settings):
+def _prometheus(s: Settings, names):
     """The Prometheus exporter, not yet serving (its own listener starts in its sink; one
     sharing the web UI's address becomes that listener's /metrics route)."""
     if not s.metrics_listen:
@@ -287,7 +311,7 @@ def _prometheus(s: Settings):
     from l7scope.export.prometheus import PrometheusExporter
 
     try:
-        return PrometheusExporter(s.metrics_listen)
+        return PrometheusExporter(s.metrics_listen, service_name=names)
     except ValueError as e:
         raise OutputError(f"--metrics-listen {s.metrics_listen}: {e}") from None
 

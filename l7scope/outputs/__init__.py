@@ -48,6 +48,9 @@ class Sink:
                     now_wall_ns: int) -> None:
         pass
 
+    def on_tcp_metrics(self, records: list[dict]) -> None:
+        """The interval's ``tcp_metrics`` records (docs/metrics.md), when the source has them."""
+
     def stop(self) -> None:
         pass
 
@@ -69,6 +72,7 @@ class FanOut:
         self.interval_ns = interval_ns
         self.interval_start: int | None = None
         self.on_error = on_error
+        self.tcp = None  # TCP health per pair (tcpmetrics.TcpMetrics) where the source gives it
         self._closed = False
 
     def observers(self) -> list[Callable]:
@@ -87,7 +91,10 @@ class FanOut:
         start = self.interval_start if self.interval_start is not None else now_wall_ns
         snapshot = self.metrics.snapshot(start, now_wall_ns)
         top = self.sampler.drain()
+        tcp = self.tcp.snapshot(start, now_wall_ns) if self.tcp is not None else []
         self.interval_start = now_wall_ns
+        if tcp:
+            self._each("on_tcp_metrics", tcp)
         self._each("on_interval", snapshot, top, counters, now_wall_ns)
 
     def finish(self, now_wall_ns: int, counters_fn: Callable[[], dict]) -> dict:
@@ -101,6 +108,8 @@ class FanOut:
     def counters(self) -> dict:
         out = {f"sampler_{k}": v for k, v in self.sampler.counters.items()}
         out["metrics_overflow_records"] = self.metrics.overflow_records
+        if self.tcp is not None:
+            out.update(self.tcp.counters)
         for s in self.sinks:
             try:
                 for k, v in s.counters().items():  # two sinks of a kind: their sums

@@ -30,6 +30,7 @@ class JsonlFile(Sink):
             self.on_exchange = self.out  # JsonlSink.__call__: no extra call per exchange
         else:
             self.on_interval = self._interval
+            self.on_tcp_metrics = self._tcp_metrics
 
     @property
     def written(self) -> int:
@@ -45,6 +46,10 @@ class JsonlFile(Sink):
 
     def counters(self) -> dict:
         return self.out.counters()
+
+    def _tcp_metrics(self, records) -> None:
+        for r in records:
+            self.out.write(r)
 
     def _interval(self, snapshot, top_n, counters, now_wall_ns) -> None:
         for pm in snapshot:

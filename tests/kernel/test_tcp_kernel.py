@@ -211,3 +211,38 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
     timed_out = by_server[f"{S_ADDR}:{BLACKHOLE_PORT}"]
     assert timed_out["connect_failures_by_reason"] == {"timed_out": 1}, shown
     assert timed_out["retransmits"] == syn_retries > 0
+
+
+def test_agent_writes_tcp_metrics_per_pair(agent, python_server, tmp_path):
+    """The agent's --metrics-output carries one tcp_metrics record per pair and interval: a
+    keep-alive connection with its exact bytes, and a refused connect."""
+    import shutil
+
+    from tests.kernel.conftest import free_port
+
+    port, _ = python_server
+    name = "tcpm-curl"
+    shutil.copy(shutil.which("curl"), tmp_path / name)
+    a = agent("--comm", name, "--metrics-interval", "1")
+    res = subprocess.run([str(tmp_path / name), "-sS", "-o", "/dev/null", "-o", "/dev/null",
+                          f"http://127.0.0.1:{port}/hello", f"http://127.0.0.1:{port}/status/404"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    closed = free_port()  # nothing listens here: the connect is refused
+    refused = subprocess.run([str(tmp_path / name), "-sS", f"http://127.0.0.1:{closed}/"],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 7
+    recs = a.wait_for(lambda r: len([x for x in r if x["side"] == "client"]) >= 2, port)
+    time.sleep(2.5)  # the summaries come at socket close, then one more interval
+    assert a.stop() == 0
+    client = [r for r in recs if r["side"] == "client"]
+    tcp = [m for m in a.metric_records() if m.get("kind") == "tcp_metrics"]
+    ok = [m for m in tcp if m["server"] == f"127.0.0.1:{port}"]
+    assert sum(m["connects"] for m in ok) == 1 and sum(m["connect_failures"] for m in ok) == 0
+    assert sum(m["bytes_sent"] for m in ok) == sum(r["request_bytes"] for r in client)
+    assert sum(m["bytes_received"] for m in ok) == sum(r["response_bytes"] for r in client)
+    assert sum(m["rtt_us"]["count"] for m in ok) == 1
+    bad = [m for m in tcp if m["server"] == f"127.0.0.1:{closed}"]
+    assert sum(m["connect_failures"] for m in bad) == 1
+    assert {k: v for m in bad for k, v in m["connect_failures_by_reason"].items()} == {"refused": 1}
+    assert all(m["client"].startswith(name) for m in ok + bad)
