@@ -3,9 +3,12 @@
 Theory of operation
 -------------------
 Each record names the observing process (pid/comm) and, when the other end is a traced local
-process, that peer (peer_pid/peer comm). A pair is (client name, server name, protocol):
-local processes are "comm(pid)", a remote client is its IP, a remote server "ip:port" (client
-ports are ephemeral: naming clients by port would make a series per connection).
+process, that peer (peer_pid/peer_name). A pair is (client name, server name, protocol):
+local processes are named by service, never by pid (``service_names``: the process table's
+service name, else the process name; without a table the process name), a remote client is its
+IP, a remote server "ip:port" (client ports are ephemeral: naming clients by port would make a
+series per connection). So 200 short-lived clients of one program are one series; the pids stay
+in the Exchange records, and each pair's client_pid/server_pid are the last ones seen.
 
 When both ends are traced, each request produces two records. To count every request once,
 requests, statuses and sizes come from the server's record when the server is traced, else from
@@ -60,7 +63,22 @@ class _Pair:
 
 
 def process_name(comm: str | None, pid: int | None) -> str:
-    return f"{comm or '?'}({pid})"
+    """A local process's pair name without a process table: its name (no pid)."""
+    return comm or "?"
+
+
+def service_names(processes):
+    """The pair-name function of a run with a process table (procs.ProcessTable): a local
+    process is its service name (docs/processes.md), else its name; one dict hit a call."""
+    lookup = processes.lookup
+
+    def name(comm: str | None, pid: int | None) -> str:
+        info = lookup(pid) if pid is not None else None
+        if info is None:
+            return comm or "?"
+        return info.service or info.name or comm or "?"
+
+    return name
 
 
 def _ip_of(endpoint: str | None) -> str:
@@ -73,7 +91,7 @@ def _ip_of(endpoint: str | None) -> str:
 def pair_of(ex: Exchange, peer_comm: str | None = None,
             name=process_name) -> tuple[str, str, int | None, int | None]:
     """(client name, server name, client pid, server pid) for a record; `name(comm, pid)` names
-    local processes ("comm(pid)" by default)."""
+    local processes (the process name by default, ``service_names`` with a process table)."""
     me = name(ex.comm, ex.pid) if ex.pid is not None else None
     peer = name(peer_comm, ex.peer_pid) if ex.peer_pid is not None else None
     if ex.side == "server":
@@ -107,6 +125,10 @@ class MetricsAggregator:
                 p = self._pairs.get(key)
             if p is None:
                 p = self._pairs[key] = _Pair(cpid, spid)
+        if cpid is not None:
+            p.client_pid = cpid  # the last seen (the pair's name has no pid)
+        if spid is not None:
+            p.server_pid = spid
         ms = ex.duration_ns / 1e6
         counts_request = ex.side != "client" or ex.peer_pid is None
         if counts_request:

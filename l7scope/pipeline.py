@@ -6,6 +6,13 @@ turns each ExchangeParsed into an Exchange (naming the local peer process, ``pee
 ``on_exchange``, outputs/__init__.py). Nothing downstream reaches back: what an output needs
 travels on the record.
 
+Processes (kernel runs): with a process table (``processes=``, l7scope/procs) the record's
+``comm`` and ``name`` are the process's name (the thread-group leader's), never the name of the
+worker thread that made the syscalls (that one goes to ``thread``), with ``exe`` and
+``container_id``; ``peer_name`` is the table's name for a local peer. The table is looked up
+(a dict hit) when the record is built; ``tick`` expires its exited processes and copies its
+counters into ``counters``.
+
 Error boundary (with the connection table's, which covers the analyzers): an exception while
 building an Exchange (trace context, numbers, path redaction) is counted as
 ``internal_error_<protocol>`` and ends that connection's analysis; an exception out of an
@@ -37,6 +44,9 @@ def _grpc_status(resp: HttpMessage | None) -> int | None:
     if value is None:
         return None
     return parse_decimal(value.strip(" \t"), max_digits=3)
+
+
+_NOBODY = (None, None, None, None, None)  # packet captures name no process
 
 
 class PeerIndex:
@@ -89,13 +99,14 @@ class PeerIndex:
 
 class Pipeline:
     def __init__(self, table: ConnectionTable | None = None, clock: WallClock | None = None,
-                 observers=(), capture_mode: bool = False, redact_path=None):
+                 observers=(), capture_mode: bool = False, redact_path=None, processes=None):
         self.table = table or ConnectionTable()
         self.clock = clock or WallClock()
         self.observers = list(observers)
         self.capture_mode = capture_mode
         self.redact_path = redact_path  # str -> str applied to the request path, or None
         self.peers = PeerIndex()
+        self.processes = processes  # procs.ProcessTable (kernel runs) or None
         self.parse_errors: Counter = Counter()
         self.trace_errors: Counter = Counter()
         self.exchanges = 0
@@ -118,6 +129,9 @@ class Pipeline:
         for conn, out in self.table.expire(now_ns):
             self._analyzer_event(conn, out)
         self.peers.expire(now_ns)
+        if self.processes is not None:
+            self.processes.expire()
+            self.counters.update(self.processes.counters())
 
     def finish(self, ts: int | None = None) -> None:
         for conn, out in self.table.close_all(ts if ts is not None else self.last_ts):
@@ -159,11 +173,14 @@ class Pipeline:
             conn.endpoint_text = (format_endpoint(conn.local), format_endpoint(conn.remote))
         local, remote = conn.endpoint_text
         if self.capture_mode:
-            side, pid, comm, peer_pid, peer_name = None, None, None, None, None
+            side, pid, peer_pid, peer_name, who = None, None, None, None, _NOBODY
         else:
             side = "client" if conn.client_is_local() else "server"
-            pid, comm = conn.pid, conn.comm
+            pid = conn.pid
             peer_pid, peer_name = self.peers.peer(local, remote)
+            who = self._identity(conn)
+            if peer_pid is not None and self.processes is not None:
+                peer_name = self.processes.name(peer_pid) or peer_name
         first = req or resp
         last = resp or req
         trace, request_id = extract_trace(req.headers, self.trace_errors) if req else (None, None)
@@ -171,7 +188,7 @@ class Pipeline:
         if path is not None and self.redact_path is not None:
             path = self.redact_path(path)
         return Exchange(
-            protocol=ep.protocol, side=side, pid=pid, comm=comm, local=local, remote=remote,
+            protocol=ep.protocol, side=side, pid=pid, comm=who[0], local=local, remote=remote,
             peer_pid=peer_pid, conn_id=conn.conn_id, stream_id=ep.stream_id,
             method=req.method if req else None, path=path,
             authority=req.authority if req else None, status=resp.status if resp else None,
@@ -179,7 +196,18 @@ class Pipeline:
             response_bytes=resp.wire_bytes if resp else 0, start_ns=first.start_ns,
             end_ns=last.end_ns, time=self.clock.rfc3339(first.start_ns), trace=trace,
             request_id=request_id, tls=conn.tls, partial=partial, notes=tuple(notes),
-            request=req, response=resp, peer_name=peer_name if peer_pid is not None else None)
+            request=req, response=resp, peer_name=peer_name if peer_pid is not None else None,
+            name=who[1], exe=who[2], container_id=who[3], thread=who[4])
+
+    def _identity(self, conn: Connection) -> tuple:
+        """(comm, name, exe, container_id, thread) of the observing process: the process
+        table's names (the thread-group leader's, never a worker thread's) when it knows the
+        pid, else the kernel's name as the record had it."""
+        procs = self.processes
+        info = procs.lookup(conn.pid) if procs is not None and conn.pid is not None else None
+        if info is None:
+            return conn.comm, None, None, None, conn.comm
+        return info.name, info.name, info.exe, info.container_id, conn.comm
 
     @staticmethod
     def peer_comm(ex: Exchange) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from l7scope.exchange import Exchange
-from l7scope.metrics import MetricsAggregator, is_error, pair_of
+from l7scope.metrics import MetricsAggregator, is_error, pair_of, service_names
 from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS
 
 MS = 1_000_000
@@ -39,18 +39,18 @@ def one_hot(n: int, i: int) -> tuple[int, ...]:
 # -- pair names ----------------------------------------------------------------------------------
 
 def test_pair_of_both_ends_traced():
-    assert pair_of(client_rec(peer_pid=200), "nginx") == ("curl(100)", "nginx(200)", 100, 200)
-    assert pair_of(server_rec(peer_pid=100), "curl") == ("curl(100)", "nginx(200)", 100, 200)
+    assert pair_of(client_rec(peer_pid=200), "nginx") == ("curl", "nginx", 100, 200)
+    assert pair_of(server_rec(peer_pid=100), "curl") == ("curl", "nginx", 100, 200)
 
 
 def test_remote_server_is_named_by_ip_and_port():
-    assert pair_of(client_rec()) == ("curl(100)", "10.0.0.2:8080", 100, None)
-    assert pair_of(client_rec(remote="[2001:db8::2]:443")) == ("curl(100)", "[2001:db8::2]:443", 100, None)
+    assert pair_of(client_rec()) == ("curl", "10.0.0.2:8080", 100, None)
+    assert pair_of(client_rec(remote="[2001:db8::2]:443")) == ("curl", "[2001:db8::2]:443", 100, None)
 
 
 def test_remote_client_is_named_by_ip_only():
-    assert pair_of(server_rec()) == ("10.0.0.1", "nginx(200)", None, 200)
-    assert pair_of(server_rec(remote="[2001:db8::1]:51000")) == ("2001:db8::1", "nginx(200)", None, 200)
+    assert pair_of(server_rec()) == ("10.0.0.1", "nginx", None, 200)
+    assert pair_of(server_rec(remote="[2001:db8::1]:51000")) == ("2001:db8::1", "nginx", None, 200)
 
 
 def test_capture_record_local_is_the_client():
@@ -59,7 +59,7 @@ def test_capture_record_local_is_the_client():
 
 
 def test_unknown_comm_is_a_question_mark():
-    assert pair_of(client_rec(comm=None))[0] == "?(100)"
+    assert pair_of(client_rec(comm=None))[0] == "?"
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ def test_both_sides_traced_counts_the_request_once_and_each_side_its_duration():
                           response_bytes=65), "nginx")
     [pm] = agg.snapshot(1_000, 61 * 10**9 + 1_000)
     assert (pm.protocol, pm.client, pm.server, pm.client_pid, pm.server_pid) == (
-        "http1", "curl(100)", "nginx(200)", 100, 200)
+        "http1", "curl", "nginx", 100, 200)
     assert (pm.requests, pm.status_counts, pm.errors) == (1, (("200", 1),), 0)
     assert pm.server_duration_ms.counts == one_hot(N_DUR, DURATION_MS_BOUNDS.index(25))
     assert pm.client_duration_ms.counts == one_hot(N_DUR, DURATION_MS_BOUNDS.index(50))
@@ -96,7 +96,7 @@ def test_client_only_traced_counts_from_the_client_record():
     agg = MetricsAggregator()
     agg.record(client_rec(status=502, end_ns=3 * MS))
     [pm] = agg.snapshot(0, 10**9)
-    assert (pm.client, pm.server, pm.requests, pm.errors) == ("curl(100)", "10.0.0.2:8080", 1, 1)
+    assert (pm.client, pm.server, pm.requests, pm.errors) == ("curl", "10.0.0.2:8080", 1, 1)
     assert pm.status_counts == (("502", 1),)
     assert pm.client_duration_ms.counts == one_hot(N_DUR, DURATION_MS_BOUNDS.index(5))
     assert pm.server_duration_ms.count == 0
@@ -107,7 +107,7 @@ def test_server_only_traced_remote_clients_share_one_pair_per_ip():
     for port in (40000, 40001, 40002):
         agg.record(server_rec(remote=f"10.0.0.1:{port}", end_ns=MS))
     [pm] = agg.snapshot(0, 10**9)
-    assert (pm.client, pm.server, pm.requests) == ("10.0.0.1", "nginx(200)", 3)
+    assert (pm.client, pm.server, pm.requests) == ("10.0.0.1", "nginx", 3)
     assert pm.server_duration_ms.counts == tuple(3 if i == 1 else 0 for i in range(N_DUR))
     assert pm.client_duration_ms.count == 0
 
@@ -164,11 +164,11 @@ def test_overflow_pair_beyond_max_pairs():
     agg.record(client_rec(remote="10.0.0.2:4", status=500))
     agg.record(client_rec(remote="10.0.0.2:1"))  # an existing pair still has its own series
     out = {(pm.client, pm.server): pm for pm in agg.snapshot(0, 1)}
-    assert sorted(out) == [("(overflow)", "(overflow)"), ("curl(100)", "10.0.0.2:1"),
-                           ("curl(100)", "10.0.0.2:2")]
+    assert sorted(out) == [("(overflow)", "(overflow)"), ("curl", "10.0.0.2:1"),
+                           ("curl", "10.0.0.2:2")]
     assert out["(overflow)", "(overflow)"].requests == 2
     assert out["(overflow)", "(overflow)"].errors == 1
-    assert out["curl(100)", "10.0.0.2:1"].requests == 2
+    assert out["curl", "10.0.0.2:1"].requests == 2
     assert agg.overflow_records == 2
 
 
@@ -195,3 +195,42 @@ def test_pair_metrics_dict():
     assert d["client_duration_ms"]["counts"][DURATION_MS_BOUNDS.index(10)] == 3
     assert d["client_duration_ms"]["bounds"] == list(DURATION_MS_BOUNDS)
     assert pm.client_duration_ms.quantile(0.5) == 10
+
+
+# -- names without pids (issue: short-lived clients add no series) ------------------------------
+
+def test_200_client_pids_of_one_program_are_one_client_series():
+    agg = MetricsAggregator()
+    for pid in range(1000, 1200):
+        agg.record(client_rec(pid=pid, comm="curl", peer_pid=200, status=200), "nginx")
+        agg.record(server_rec(peer_pid=pid), "curl")
+    [pm] = agg.snapshot(0, 1)
+    assert (pm.client, pm.server, pm.requests) == ("curl", "nginx", 200)
+    assert (pm.client_pid, pm.server_pid) == (1199, 200)  # the last seen
+    assert pm.client_duration_ms.count == 200 and pm.server_duration_ms.count == 200
+
+
+class _Info:
+    def __init__(self, name, service):
+        self.name, self.service = name, service
+
+
+class _Table:
+    def __init__(self, infos):
+        self.infos = infos
+
+    def lookup(self, pid):
+        return self.infos.get(pid)
+
+
+def test_service_names_from_the_process_table():
+    table = _Table({100: _Info("python3", "python3 client.py"), 101: _Info("python3", None),
+                    200: _Info("nginx", "nginx")})
+    name = service_names(table)
+    agg = MetricsAggregator(name=name)
+    agg.record(client_rec(pid=100, comm="python3", peer_pid=200), "nginx")
+    agg.record(client_rec(pid=101, comm="python3", peer_pid=200), "nginx")
+    agg.record(client_rec(pid=999, comm="curl", peer_pid=200), "nginx")  # unknown to the table
+    out = [(pm.client, pm.server) for pm in agg.snapshot(0, 1)]
+    assert out == [("curl", "nginx"), ("python3", "nginx"), ("python3 client.py", "nginx")]
+    assert name(None, 4242) == "?"

@@ -59,7 +59,7 @@ def test_client_side_exchange_every_field():
         "start_ns": 1_000_123_456, "end_ns": 1_250_000_000, "duration_ns": 249_876_544,
         "time": "2023-11-14T22:13:21.000123Z", "trace": None, "request_id": "req-77",
         "tls": False, "partial": False, "notes": [],
-        "name": None, "exe": None, "container_id": None, "thread": None,
+        "name": None, "exe": None, "container_id": None, "thread": "curl",
     }
     assert p.exchanges == 1
 

@@ -63,7 +63,7 @@ def test_both_ends_local_count_once_and_name_both_processes():
                     retransmits=1, resets_received=1)])
     [r] = m.snapshot(0, 10)
     assert (r["client"], r["server"], r["client_pid"], r["server_pid"]) == (
-        "curl(7)", "nginx(17)", 7, 17)
+        "curl", "nginx", 7, 17)
     assert (r["connects"], r["accepts"], r["connect_failures"]) == (1, 1, 0)
     assert (r["bytes_sent"], r["bytes_received"]) == (500, 5000)
     assert (r["write_calls"], r["read_calls"]) == (3, 2)
