@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 
 from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, format_endpoint
+from l7scope.capture.proc_events import ProcessExec, ProcessExit, feed_process_table
 from l7scope.conn.table import Connection, ConnectionTable
 from l7scope.exchange import Exchange, WallClock
 from l7scope.protocols.message import ExchangeParsed, HttpMessage, ParseError
@@ -121,9 +122,18 @@ class Pipeline:
                 learn(ev.conn_id, ev.local, ev.remote, ev.pid, ev.comm)
             elif t is ConnectionClosed:
                 self.peers.closed(ev.conn_id, ev.ts)
+            elif t is ProcessExec or t is ProcessExit:
+                self._process_event(ev)
+                continue
             self.last_ts = max(self.last_ts, ev.ts)
             for conn, out in handle(ev):
                 self._analyzer_event(conn, out)
+
+    def _process_event(self, ev) -> None:
+        """An exec or exit record: the process table learns it at once (names change with
+        an exec; an exited process keeps its name a grace period for late records)."""
+        if self.processes is not None:
+            feed_process_table(self.processes, (ev,))
 
     def tick(self, now_ns: int) -> None:
         for conn, out in self.table.expire(now_ns):

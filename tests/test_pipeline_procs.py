@@ -1,5 +1,6 @@
 """The pipeline names processes from the process table: the process's name (never a worker
 thread's) in comm and name, exe, container id, the table's name for a local peer, counters."""
+from l7scope.capture.proc_events import ProcessExec, ProcessExit
 from l7scope.exchange import WallClock
 from l7scope.pipeline import Pipeline
 from l7scope.procs.procfs import ProcFS
@@ -54,3 +55,21 @@ def test_table_counters_reach_the_pipeline_counters_on_tick(tmp_path):
 def test_capture_mode_names_no_process(tmp_path):
     p, [ex] = run(tmp_path, client_events(), capture_mode=True)
     assert (ex.pid, ex.comm, ex.name, ex.exe, ex.container_id, ex.thread) == (None,) * 6
+
+
+def test_exec_record_renames_the_process_at_once(tmp_path):
+    p, got = run(tmp_path, client_events(conn_id=1))
+    FakeProc(tmp_path).add(100, "bash", exe="/usr/bin/bash")  # the same process ran bash
+    p.feed([ProcessExec(100, 2 * 10**9, "bash", "/usr/bin/bash")]
+           + client_events(conn_id=3, t0=3 * 10**9))
+    assert [(ex.comm, ex.exe) for ex in got] == [("python3", "/usr/bin/python3.12"),
+                                                 ("bash", "/usr/bin/bash")]
+
+
+def test_exit_record_keeps_the_name_for_late_records(tmp_path):
+    p, got = run(tmp_path, [])
+    p.processes.lookup(100)
+    FakeProc(tmp_path).remove(100)
+    p.feed([ProcessExit(100, 5, "python3")] + client_events())
+    assert [ex.comm for ex in got] == ["python3"]
+    assert p.processes.counters()["procs_exited"] == 1

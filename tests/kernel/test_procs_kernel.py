@@ -82,6 +82,9 @@ def test_worker_thread_syscalls_name_the_process(agent, tmp_path):
         assert table.lookup(tid).pid == server.pid  # a thread id answers for its process
         assert info.service == f"{leader} threaded.py"
         assert info.exe == os.path.realpath(sys.executable)
+        # the record names the process, not the worker thread that made the syscalls
+        assert rec["comm"] == rec["name"] == info.name and rec["thread"] == "event_engine"
+        assert rec["exe"] == info.exe and rec["container_id"] is None
     finally:
         server.kill()
         server.wait()
