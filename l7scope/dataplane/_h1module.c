@@ -10,6 +10,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <structmember.h>
 
 #include "h1.h"
@@ -337,6 +338,17 @@ static void Analyzer_dealloc(Analyzer *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* A timestamp argument as int64 nanoseconds. Times come from captures too, where a damaged
+ * or hostile file can carry any 64-bit value scaled by its resolution: beyond int64 they
+ * saturate (a time past the year 2262 is no time to order messages by) instead of failing. */
+static int ts_arg(PyObject *obj, long long *ts) {
+    int overflow = 0;
+    *ts = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow)
+        *ts = overflow > 0 ? LLONG_MAX : LLONG_MIN;
+    return (*ts == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
 static PyObject *Analyzer_feed(Analyzer *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_buffer data;
     if (nargs != 3) {
@@ -344,8 +356,8 @@ static PyObject *Analyzer_feed(Analyzer *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     int from_client = PyObject_IsTrue(args[0]);
-    long long ts = PyLong_AsLongLong(args[2]);
-    if (from_client < 0 || (ts == -1 && PyErr_Occurred()))
+    long long ts;
+    if (from_client < 0 || ts_arg(args[2], &ts) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -364,8 +376,8 @@ static PyObject *Analyzer_skip(Analyzer *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     int from_client = PyObject_IsTrue(args[0]);
-    long long ts = PyLong_AsLongLong(args[2]);
-    if (from_client < 0 || (ts == -1 && PyErr_Occurred()))
+    long long ts;
+    if (from_client < 0 || ts_arg(args[2], &ts) < 0)
         return NULL;
     int sign = PyObject_RichCompareBool(args[1], S.zero, Py_GT);
     if (sign < 0)
@@ -385,8 +397,8 @@ static PyObject *Analyzer_skip(Analyzer *self, PyObject *const *args, Py_ssize_t
 }
 
 static PyObject *Analyzer_eof(Analyzer *self, PyObject *arg) {
-    long long ts = PyLong_AsLongLong(arg);
-    if (ts == -1 && PyErr_Occurred())
+    long long ts;
+    if (ts_arg(arg, &ts) < 0)
         return NULL;
     if (begin_call(self) < 0)
         return NULL;

@@ -147,3 +147,13 @@ def test_many_folded_lines_cost_memory_linear_in_the_head():
     assert a.memory() < Http1Analyzer().memory() + 3 * len(head)
     (ex,) = a.eof(2)
     assert ex.request.headers == (("X", "a" + " b" * 15_000), ("Y", "c d"))
+
+
+def test_timestamps_beyond_int64_saturate_instead_of_failing():
+    # a capture file can carry any 64-bit time scaled by its resolution
+    a = Http1Analyzer()
+    assert a.feed(True, b"GET /t HTTP/1.1\r\nHost: x\r\n\r\n", 2**70) == []
+    done = a.feed(False, b"HTTP/1.1 204 No Content\r\n\r\n", -2**80)
+    assert [(e.request.path, e.request.start_ns, e.response.start_ns) for e in done] == [
+        ("/t", 2**63 - 1, -2**63)]
+    assert a.eof(2**90) == []
