@@ -89,7 +89,7 @@ def test_counters_shown_apart_and_explained():
                        "internal_error_http1": 1, "http2_streams_shed_memory": 0})
     assert lines[-4:-1] == [
         "drop  ringbuf_full=3 ring buffer full, events lost (--ringbuf-mb)",
-        "parse parse_error_framing_lost=2 framing lost (gap or damaged frames), rest skipped",
+        "parse parse_error_framing_lost=2 framing lost (gap or bad frames), rest skipped",
         "bug   internal_error_http1=1 ours; that connection's analysis stopped"]
 
 

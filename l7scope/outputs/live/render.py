@@ -40,7 +40,7 @@ _MEANINGS = (
     ("lost_heads", "message heads lost in a capture gap"),
     ("discarded", "bytes skipped, stream not followed"),
     ("pair_limit", "too many process pairs to aggregate"),
-    ("framing_lost", "framing lost (gap or damaged frames), rest skipped"),
+    ("framing_lost", "framing lost (gap or bad frames), rest skipped"),
     ("malformed", "bytes break the protocol's grammar"),
 )
 
