@@ -192,7 +192,8 @@ def _assemble(r: _Run, config: Config):
     if not source.capture_mode:  # the kernel source's TCP health records (docs/metrics.md)
         from l7scope.tcpmetrics import TcpMetrics
 
-        r.outputs.tcp = TcpMetrics(owned_only=bool(s.pids or s.comms))
+        r.outputs.tcp = TcpMetrics(owned_only=bool(s.pids or s.comms),
+                                   name=r.outputs.metrics.name)  # pairs named alike
     table = ConnectionTable(listening=None if source.capture_mode else ListeningPorts(),
                             max_memory=s.max_parser_memory_mb << 20)
     r.outputs.on_error = lambda exc: table.record_internal_error("output", exc)

@@ -41,8 +41,9 @@ class Histogram:
 class PairMetrics:
     """Traffic between one client and one server process (or address) over one interval.
 
-    ``client``/``server`` are display names: "comm(pid)" for local processes, "ip" for a remote
-    client and "ip:port" for a remote server. Request counts, statuses and sizes are counted once
+    ``client``/``server`` are display names: the service name of a local process (never a pid;
+    ``client_pid``/``server_pid`` are the last seen), "ip" for a remote client and "ip:port" for
+    a remote server. Request counts, statuses and sizes are counted once
     per request (from the server's record when the server is a traced local process, else from
     the client's); the two duration histograms come from each side's own records.
     """
