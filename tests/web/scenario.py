@@ -92,3 +92,23 @@ def sampled(exchanges: list[Exchange]) -> dict:
     for ex in exchanges:
         sampler.offer(ex)
     return sampler.drain()
+
+
+def fill(store):
+    """The scripted run written through the store sink as the agent writes it: every record,
+    one interval of pair metrics and samples, and a counters snapshot; returns the sink with
+    everything flushed (still open)."""
+    from l7scope.metrics import MetricsAggregator
+    from l7scope.outputs.store import StoreSink
+
+    sink = StoreSink(store, node="host-a", peer_name=peer_name, to_wall_ns=lambda ns: ns,
+                     now_ns=lambda: NOW)
+    recs = records()
+    agg = MetricsAggregator()
+    for ex in recs:
+        sink(ex)
+        agg.record(ex, peer_name(ex))
+    sink.on_interval(agg.snapshot(T0, NOW), sampled(recs),
+                     {"exchanges": len(recs), "ringbuf_dropped": 2, "parse_error_bad_start": 1})
+    assert sink.flush()
+    return sink

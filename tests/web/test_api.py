@@ -12,9 +12,7 @@ import urllib.request
 
 import pytest
 
-from l7scope.metrics import MetricsAggregator
 from l7scope.outputs.store.sqlite import SqliteStore
-from l7scope.outputs.store.writer import StoreSink
 from l7scope.web.api import Api
 from tests.web import scenario as sc
 
@@ -22,16 +20,7 @@ from tests.web import scenario as sc
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
     store = SqliteStore(str(tmp_path_factory.mktemp("store") / "l7scope.db"))
-    sink = StoreSink(store, node="host-a", peer_name=sc.peer_name, to_wall_ns=lambda ns: ns,
-                     now_ns=lambda: sc.NOW)
-    recs = sc.records()
-    agg = MetricsAggregator()
-    for ex in recs:
-        sink(ex)
-        agg.record(ex, sc.peer_name(ex))
-    sink.on_interval(agg.snapshot(sc.T0, sc.NOW), sc.sampled(recs),
-                     {"exchanges": len(recs), "ringbuf_dropped": 2, "parse_error_bad_start": 1})
-    assert sink.flush()
+    sink = sc.fill(store)
     sink.close()
     yield store, sink
     store.close()

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from l7scope.metrics import MetricsAggregator
 from l7scope.outputs.store.sqlite import SqliteStore
 from l7scope.outputs.store.writer import StoreSink
 from l7scope.web.api import Api
 from l7scope.web.ui import UiFiles
 from tests.web import scenario as sc
+from tests.web.scenario import fill
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -98,18 +98,6 @@ def screenshot(page, tmp_path: Path, name: str) -> Path:
 
 # --- fixtures -------------------------------------------------------------------------------
 
-def fill(store) -> StoreSink:
-    sink = StoreSink(store, node="host-a", peer_name=sc.peer_name, to_wall_ns=lambda ns: ns,
-                     now_ns=lambda: sc.NOW)
-    recs = sc.records()
-    agg = MetricsAggregator()
-    for ex in recs:
-        sink(ex)
-        agg.record(ex, sc.peer_name(ex))
-    sink.on_interval(agg.snapshot(sc.T0, sc.NOW), sc.sampled(recs),
-                     {"exchanges": len(recs), "ringbuf_dropped": 2, "parse_error_bad_start": 1})
-    assert sink.flush()
-    return sink
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import chdb  # noqa: F401 - a missing chDB is a failure, never a skip
 import pytest
 from chdb import session as chdb_session
 
-from l7scope.metrics import MetricsAggregator
 from l7scope.outputs.store import schema
 from l7scope.outputs.store.clickhouse import ClickHouseStore, columns_of
 from l7scope.outputs.store.clickhouse_http import parse_url
@@ -19,6 +18,7 @@ from l7scope.outputs.store.sqlite import SqliteStore
 from l7scope.outputs.store.writer import StoreSink
 from l7scope.web.api import Api
 from tests.web import scenario as sc
+from tests.web.scenario import fill
 from tests.web import test_api
 
 # the scenario's records are from 2023: a TTL of ten years keeps them (a table TTL drops rows
@@ -41,20 +41,6 @@ class ChdbTransport:
         return self.sess.query(sql, "JSONEachRow").bytes()
 
 
-def fill(store) -> StoreSink:
-    """What tests/web/test_api.py's fixture writes, through the same sink."""
-    sink = StoreSink(store, node="host-a", peer_name=sc.peer_name, to_wall_ns=lambda ns: ns,
-                     now_ns=lambda: sc.NOW)
-    recs = sc.records()
-    agg = MetricsAggregator()
-    for ex in recs:
-        sink(ex)
-        agg.record(ex, sc.peer_name(ex))
-    sink.on_interval(agg.snapshot(sc.T0, sc.NOW), sc.sampled(recs),
-                     {"exchanges": len(recs), "ringbuf_dropped": 2, "parse_error_bad_start": 1})
-    assert sink.flush()
-    sink.close()
-    return sink
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +56,10 @@ def both(chdb_sess, tmp_path_factory):
     ch = ClickHouseStore(parse_url(URL), transport, insert_every_s=0)
     ch.create_schema()
     ch_sink = fill(ch)
+    ch_sink.close()
     lite = SqliteStore(str(tmp_path_factory.mktemp("lite") / "l7scope.db"))
     lite_sink = fill(lite)
+    lite_sink.close()
     yield ch, lite, ch_sink, lite_sink, transport
     ch.close()
     lite.close()
