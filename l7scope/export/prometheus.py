@@ -37,6 +37,11 @@ OpenTelemetry SDK's convention) and counted (``series_overflow_exchanges`` in ``
 ``l7scope_agent_<name>_total`` (a counter) or ``l7scope_agent_<name>`` (a gauge: open
 connections, queue depths, series) with the HELP text of AGENT_HELP (see there).
 
+``tcp_metrics(records)`` takes the interval's ``tcp_metrics`` records (tcpmetrics.py; deltas)
+and adds them to cumulative ``l7scope_tcp_*`` families labelled ``client`` and ``server`` (and
+``reason`` for connect failures and drops), bounded by ``max_series`` like the exchange
+families with the same overflow series (counted in ``tcp_series_overflow_records``).
+
 ``service_name(comm, pid)`` names local processes (default: the command name); the process
 identity table can supply service names through it.
 
@@ -187,6 +192,7 @@ class PrometheusExporter:
         self._pairs = _Series(max_series)  # fed by update() (used while nothing observes)
         self._observed = 0
         self._agent: dict[str, int] = {}
+        self._tcp = _TcpSeries(max_series)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
         self._listener = listener
@@ -250,6 +256,12 @@ class PrometheusExporter:
             h.count += hist.count
         self._pairs.count_overflow()
 
+    def tcp_metrics(self, records: list[dict]) -> None:
+        """The interval's ``tcp_metrics`` records (deltas), added to the cumulative series."""
+        with self._lock:
+            for r in records:
+                self._tcp.add_record(r)
+
     def set_agent_counters(self, counters: dict[str, int]) -> None:
         with self._lock:
             self._agent = {k: v for k, v in counters.items()
@@ -265,9 +277,10 @@ class PrometheusExporter:
                      for k, h in series.hists.items()}
             counters = {f: dict(t) for f, t in series.counters.items()}
             agent = self._agent
+            tcp = self._tcp.families()
         families = [_histogram(f, hists) for f in (SERVER_DURATION, CLIENT_DURATION)]
         families += [_counter(f, counters[f]) for f in (REQUESTS, ERRORS)]
-        return families + agent_families(agent)
+        return families + tcp + agent_families(agent)
 
     def render(self, accept: str | None = None) -> tuple[str, bytes]:
         """(Content-Type, body) of a scrape whose Accept header is ``accept``."""
@@ -313,7 +326,9 @@ class PrometheusExporter:
     def stats(self) -> dict[str, int]:
         with self._lock:
             s = self._series if self._observed else self._pairs
-            out = {"series": s.size(), "series_overflow_exchanges": s.overflow_exchanges}
+            out = {"series": s.size() + self._tcp.size(),
+                   "series_overflow_exchanges": s.overflow_exchanges,
+                   "tcp_series_overflow_records": self._tcp.overflow_records}
         if self._listener is not None:
             out.update({f"http_{k}": v for k, v in self._listener.stats().items()})
         return out
@@ -359,6 +374,119 @@ def _counter(family: str, table: dict) -> Metric:
 def _sort_key(item) -> tuple:
     (name, labels), _ = item
     return name, labels is None, labels or ()
+
+
+# --- TCP health per process pair (tcp_metrics records) --------------------------------------
+
+# (family, record field, HELP); a field holding a dict is counted by its keys as ``reason``.
+TCP_COUNTERS = (
+    ("l7scope_tcp_connects", "connects", "TCP connections established by the client."),
+    ("l7scope_tcp_accepts", "accepts", "TCP connections accepted by a traced server socket."),
+    ("l7scope_tcp_connect_failures", "connect_failures_by_reason",
+     "TCP connects never established, by reason (refused, timed_out, aborted)."),
+    ("l7scope_tcp_sent_bytes", "bytes_sent", "Payload bytes sent client -> server."),
+    ("l7scope_tcp_received_bytes", "bytes_received", "Payload bytes sent server -> client."),
+    ("l7scope_tcp_retransmits", "retransmits", "TCP segments retransmitted by either end."),
+    ("l7scope_tcp_resets_sent", "resets_sent", "TCP resets the client sent."),
+    ("l7scope_tcp_resets_received", "resets_received", "TCP resets the client received."),
+    ("l7scope_tcp_drops", "drops", "Packets of the pair's sockets the kernel dropped, by "
+                                   "skb drop reason."),
+)
+# (family, record field, the record's units per second, HELP)
+TCP_HISTOGRAMS = (
+    ("l7scope_tcp_connect_duration_seconds", "connect_ms", 1e3,
+     "TCP connect latency (SYN_SENT to ESTABLISHED), client side."),
+    ("l7scope_tcp_rtt_seconds", "rtt_us", 1e6,
+     "The kernel's smoothed TCP RTT, one sample per socket when it closes."),
+)
+_TCP_HELP = {f: h for f, _, h in TCP_COUNTERS} | {f: h for f, _, _, h in TCP_HISTOGRAMS}
+
+
+class _TcpSeries:
+    """Cumulative tcp_metrics sums by (family, (client, server[, reason])), at most
+    ``max_series`` label sets, then one overflow series per family."""
+
+    def __init__(self, max_series: int):
+        self.max_series = max_series
+        self.counters: dict[str, dict[tuple | None, int]] = {f: {} for f, _, _ in TCP_COUNTERS}
+        self.hists: dict[str, dict[tuple | None, _Hist]] = {f: {} for f, *_ in TCP_HISTOGRAMS}
+        self.overflow_records = 0
+        self._overflowed = False
+
+    def size(self) -> int:
+        return sum(map(len, self.counters.values())) + sum(map(len, self.hists.values()))
+
+    def _key(self, table: dict, key: tuple) -> tuple | None:
+        if key in table or self.size() < self.max_series:
+            return key
+        self._overflowed = True
+        return OVERFLOW
+
+    def add_record(self, r: dict) -> None:
+        pair = (str(r.get("client") or "?"), str(r.get("server") or "?"))
+        for family, field, _ in TCP_COUNTERS:
+            value = r.get(field)
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            for reason, n in items:
+                if isinstance(n, int) and n > 0:
+                    table = self.counters[family]
+                    key = self._key(table, pair if reason is None else (*pair, str(reason)))
+                    table[key] = table.get(key, 0) + n
+        for family, field, per_second, _ in TCP_HISTOGRAMS:
+            self._add_hist(family, pair, r.get(field), per_second)
+        if self._overflowed:
+            self._overflowed = False
+            self.overflow_records += 1
+
+    def _add_hist(self, family: str, pair: tuple, hist, per_second: float) -> None:
+        if not isinstance(hist, dict) or not hist.get("count"):
+            return
+        bounds = tuple(b / per_second for b in hist["bounds"])
+        table = self.hists[family]
+        key = self._key(table, pair)
+        h = table.get(key)
+        if h is None:
+            h = table[key] = _Hist(bounds)
+        if h.bounds != bounds or len(hist["counts"]) != len(h.counts):
+            return  # another bucket layout: not addable (never from one aggregator)
+        for i, c in enumerate(hist["counts"]):
+            h.counts[i] += c
+        h.sum += hist["sum"] / per_second
+        h.count += hist["count"]
+
+    def families(self) -> list[Metric]:
+        out = []
+        for family, _, _ in TCP_COUNTERS:
+            m = Metric(family, _TCP_HELP[family], "counter")
+            for key, n in sorted(self.counters[family].items(), key=_tcp_order):
+                m.add_sample(family + "_total", _tcp_labels(key), n)
+            out.append(m)
+        for family, *_ in TCP_HISTOGRAMS:
+            m = Metric(family, _TCP_HELP[family], "histogram")
+            for key, h in sorted(self.hists[family].items(), key=_tcp_order):
+                _add_buckets(m, family, _tcp_labels(key), h)
+            out.append(m)
+        return out
+
+
+def _tcp_order(item) -> tuple:
+    return item[0] is None, item[0] or ()
+
+
+def _tcp_labels(key: tuple | None) -> dict[str, str]:
+    if key is OVERFLOW:
+        return dict(_OVERFLOW_LABELS)
+    return dict(zip(("client", "server", "reason"), key))
+
+
+def _add_buckets(m: Metric, family: str, labels: dict, h: _Hist) -> None:
+    cumulative = 0
+    for i, n in enumerate(h.counts):
+        cumulative += n
+        le = h.bounds[i] if i < len(h.bounds) else float("inf")
+        m.add_sample(family + "_bucket", {**labels, "le": floatToGoString(le)}, cumulative)
+    m.add_sample(family + "_count", labels, h.count)
+    m.add_sample(family + "_sum", labels, h.sum)
 
 
 # --- the agent's own counters ----------------------------------------------------------------
@@ -457,6 +585,8 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
     (r"prometheus_series", "gauge", "Series the Prometheus exporter holds (bounded)."),
     (r"prometheus_series_overflow_exchanges", "counter",
      "Exchanges added to the overflow series because the series bound was reached."),
+    (r"prometheus_tcp_series_overflow_records", "counter",
+     "tcp_metrics records added to an overflow series because the series bound was reached."),
     (r"ui_(\w+)", "counter", "HTTP listener of the web UI: {0}."),
     (r"(\w+)_http_(\w+)", "counter", "HTTP listener of the {0} output: {1}."),
     (r"(\w+?)_dropped_(\w+)", "counter", "Dropped by the {0} output: {1}."),

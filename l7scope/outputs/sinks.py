@@ -158,6 +158,9 @@ class Prometheus(Sink):
         observe = getattr(exporter, "observe", None)
         if observe is not None:  # every exchange into its series (then pair metrics are unused)
             self.on_exchange = lambda ex: observe(ex, ex.peer_name)
+        tcp_metrics = getattr(exporter, "tcp_metrics", None)
+        if tcp_metrics is not None:  # the interval's tcp_metrics records into l7scope_tcp_*
+            self.on_tcp_metrics = tcp_metrics
         if own_listener:
             exporter.start()
 

@@ -385,3 +385,85 @@ def test_every_counter_name_the_code_declares_has_its_own_help():
              "prometheus_series_overflow_exchanges"]
     generic = [n for n in names if "no description" in agent_family(n)[2]]
     assert generic == []
+
+
+def _tcp_record(client="curl", server="nginx", **fields) -> dict:
+    """A tcp_metrics record as tcpmetrics.py builds one (deltas of one interval)."""
+    record = {"kind": "tcp_metrics", "client": client, "server": server,
+              "connects": 0, "accepts": 0, "connect_failures": 0,
+              "connect_failures_by_reason": {},
+              "connect_ms": {"bounds": [0.5, 1.0, 2.5], "counts": [0, 0, 0, 0], "sum": 0.0,
+                             "count": 0},
+              "bytes_sent": 0, "bytes_received": 0,
+              "rtt_us": {"bounds": [50, 100, 250], "counts": [0, 0, 0, 0], "sum": 0.0,
+                         "count": 0},
+              "retransmits": 0, "resets_sent": 0, "resets_received": 0, "drops": {}}
+    record.update(fields)
+    return record
+
+
+def test_tcp_metrics_accumulate_over_intervals_by_pair(exporter):
+    exporter.tcp_metrics([_tcp_record(
+        connects=3, accepts=3, connect_failures=1, connect_failures_by_reason={"refused": 1},
+        connect_ms={"bounds": [0.5, 1.0, 2.5], "counts": [2, 1, 0, 0], "sum": 1.5, "count": 3},
+        bytes_sent=100, bytes_received=2000,
+        rtt_us={"bounds": [50, 100, 250], "counts": [0, 1, 1, 0], "sum": 280.0, "count": 2},
+        retransmits=4, resets_received=1, drops={"NETFILTER_DROP": 2})])
+    exporter.tcp_metrics([
+        _tcp_record(connects=1, bytes_sent=50, bytes_received=7, retransmits=1,
+                    connect_failures=2, connect_failures_by_reason={"refused": 1,
+                                                                    "timed_out": 1},
+                    rtt_us={"bounds": [50, 100, 250], "counts": [0, 0, 0, 1], "sum": 300.0,
+                            "count": 1},
+                    resets_sent=2, drops={"NETFILTER_DROP": 1, "TCP_OFO_DROP": 3}),
+        _tcp_record(client="10.0.0.9", server="nginx", accepts=5, bytes_received=11)])
+    samples, types, _ = _scrape(exporter)
+    pair = {"client": "curl", "server": "nginx"}
+
+    def value(name, **labels):
+        return samples[(name, frozenset({**pair, **labels}.items()))]
+
+    assert value("l7scope_tcp_connects_total") == 4
+    assert value("l7scope_tcp_accepts_total") == 3
+    assert value("l7scope_tcp_connect_failures_total", reason="refused") == 2
+    assert value("l7scope_tcp_connect_failures_total", reason="timed_out") == 1
+    assert value("l7scope_tcp_sent_bytes_total") == 150
+    assert value("l7scope_tcp_received_bytes_total") == 2007
+    assert value("l7scope_tcp_retransmits_total") == 5
+    assert value("l7scope_tcp_resets_sent_total") == 2
+    assert value("l7scope_tcp_resets_received_total") == 1
+    assert value("l7scope_tcp_drops_total", reason="NETFILTER_DROP") == 3
+    assert value("l7scope_tcp_drops_total", reason="TCP_OFO_DROP") == 3
+    assert samples[("l7scope_tcp_accepts_total",
+                    frozenset({"client": "10.0.0.9", "server": "nginx"}.items()))] == 5
+    # histograms in seconds, cumulative buckets
+    assert [value("l7scope_tcp_connect_duration_seconds_bucket", le=le)
+            for le in ("0.0005", "0.001", "0.0025", "+Inf")] == [2, 3, 3, 3]
+    assert value("l7scope_tcp_connect_duration_seconds_count") == 3
+    assert value("l7scope_tcp_connect_duration_seconds_sum") == pytest.approx(0.0015)
+    assert [value("l7scope_tcp_rtt_seconds_bucket", le=le)
+            for le in ("5e-05", "0.0001", "0.00025", "+Inf")] == [0, 1, 2, 3]
+    assert value("l7scope_tcp_rtt_seconds_count") == 3
+    assert value("l7scope_tcp_rtt_seconds_sum") == pytest.approx(580e-6)
+    assert types["l7scope_tcp_rtt_seconds"] == "histogram"
+    assert types["l7scope_tcp_retransmits"] == "counter"
+    # a pair without failures has no failure series (counters start at their first count)
+    assert not any(n == "l7scope_tcp_connect_failures_total" and ("client", "10.0.0.9") in ls
+                   for n, ls in samples)
+    text = exporter.render()[1].decode()
+    assert "# HELP l7scope_tcp_rtt_seconds The kernel's smoothed TCP RTT" in text
+
+
+def test_tcp_metrics_series_are_bounded_and_the_overflow_counted():
+    exp = PrometheusExporter("127.0.0.1:0", max_series=2)
+    exp.tcp_metrics([_tcp_record(client=f"c{i}", connects=1, retransmits=1) for i in range(4)])
+    samples, _ = parse_exposition(exp.render()[1].decode())
+    overflow = frozenset({"otel_metric_overflow": "true"}.items())
+    assert samples[("l7scope_tcp_connects_total",
+                    frozenset({"client": "c0", "server": "nginx"}.items()))] == 1
+    assert samples[("l7scope_tcp_connects_total", overflow)] == 3
+    assert samples[("l7scope_tcp_retransmits_total",
+                    frozenset({"client": "c0", "server": "nginx"}.items()))] == 1
+    assert samples[("l7scope_tcp_retransmits_total", overflow)] == 3
+    assert exp.stats()["tcp_series_overflow_records"] == 3  # c1, c2 and c3's records
+    assert exp.stats()["series"] == 4
