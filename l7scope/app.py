@@ -262,7 +262,7 @@ def _open_sinks(fan: FanOut, s: Settings, config: Config, redactor, clock, label
 
         fan.sinks.append(S.LiveView(LiveSummary(redactor=redactor)))
     fan.sinks.append(S.Sampling(fan.sampler))
-    for exporter in _exporters(config, clock, redactor):
+    for exporter in _exporters(config, clock, redactor, names):
         fan.sinks.append(S.Exporter(exporter))
     prometheus = _prometheus(s, names)
     shared = prometheus is not None and s.ui is not None and _same_address(s.metrics_listen, s.ui)
@@ -285,7 +285,7 @@ def _jsonl(path: str, **kw) -> S.JsonlFile:
         raise OutputError(f"cannot open output {path}: {e.strerror}") from None
 
 
-def _exporters(config: Config, clock, redactor) -> list:
+def _exporters(config: Config, clock, redactor, names) -> list:
     out, ex = [], config.exporters
     to_wall = clock.offset_ns.__add__
     if ex.zipkin:
@@ -296,7 +296,7 @@ def _exporters(config: Config, clock, redactor) -> list:
         from l7scope.export.otlp import OtlpExporter
 
         out.append(OtlpExporter(ex.otlp, to_wall, service_name=config.service_name,
-                                redactor=redactor))
+                                redactor=redactor, names=names))
     if ex.skywalking:
         from l7scope.export.skywalking import SkyWalkingExporter
 

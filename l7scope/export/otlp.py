@@ -29,6 +29,12 @@ application/x-protobuf) built with the official opentelemetry-proto messages:
   freezes every series and queues the frozen points; the worker only serialises them.
   Until anything calls ``observe``, the interval's PairMetrics are exported instead, by the
   same names and units (DELTA, without method or status attributes).
+* TCP health: ``tcp_metrics(records)`` adds the interval's ``tcp_metrics`` records (deltas,
+  tcpmetrics.py) to CUMULATIVE monotonic sums ``l7scope.tcp.*`` and histograms
+  ``l7scope.tcp.connect.duration`` and ``l7scope.tcp.rtt`` (unit ``s``), attributed
+  ``l7scope.client``/``l7scope.server`` (and ``l7scope.reason`` for failures and drops), with
+  their own ``max_series`` bound and overflow series; they go out with the next
+  ``export_metrics``.
 """
 from __future__ import annotations
 
@@ -95,9 +101,9 @@ def _service(comm: str | None, pid: int | None) -> str:
     return comm or "?"
 
 
-def exchange_attributes(ex: Exchange, peer_comm: str | None = None) -> Attrs:
+def exchange_attributes(ex: Exchange, peer_comm: str | None = None, names=_service) -> Attrs:
     """The metric attribute set of one exchange (no pids, nothing with unbounded text)."""
-    client, server, _, _ = pair_of(ex, peer_comm, _service)
+    client, server, _, _ = pair_of(ex, peer_comm, names)
     attrs: list = [("http.request.method", semconv.method(ex))]
     if ex.status is not None:
         attrs.append(("http.response.status_code", ex.status))
@@ -164,8 +170,10 @@ class _Series:
 class ExchangeMetrics:
     """Cumulative duration histograms per (metric, attribute set), at most ``max_series``."""
 
-    def __init__(self, mono_to_wall_ns: Callable[[int], int], max_series: int = 2000):
+    def __init__(self, mono_to_wall_ns: Callable[[int], int], max_series: int = 2000,
+                 names=_service):
         self._to_wall = mono_to_wall_ns
+        self._names = names  # (comm, pid) -> a local process's name (metrics.service_names)
         self.max_series = max_series
         self.overflow_records = 0
         self.observed = 0
@@ -174,7 +182,7 @@ class ExchangeMetrics:
     def observe(self, ex: Exchange, peer_comm: str | None = None) -> None:
         self.observed += 1
         metric = CLIENT_DURATION if ex.side == "client" else SERVER_DURATION
-        key = (metric, exchange_attributes(ex, peer_comm))
+        key = (metric, exchange_attributes(ex, peer_comm, self._names))
         series = self._series.get(key)
         if series is None:
             if len(self._series) >= self.max_series:
@@ -228,17 +236,113 @@ def _ms_point(metric: str, attrs: Attrs, hist: Histogram, pm: PairMetrics) -> Me
                        hist.count, None, None, _DELTA)
 
 
+class SumPoint(NamedTuple):
+    """One frozen monotonic cumulative sum data point."""
+
+    metric: str
+    attrs: Attrs
+    start_ns: int
+    time_ns: int
+    value: int
+
+
+# (metric, record field, unit, description); a dict field is counted by key as l7scope.reason.
+TCP_SUMS = (
+    ("l7scope.tcp.connects", "connects", "{connection}",
+     "TCP connections established by the client."),
+    ("l7scope.tcp.accepts", "accepts", "{connection}",
+     "TCP connections accepted by a traced server socket."),
+    ("l7scope.tcp.connect_failures", "connect_failures_by_reason", "{connection}",
+     "TCP connects never established, by reason (refused, timed_out, aborted)."),
+    ("l7scope.tcp.sent", "bytes_sent", "By", "Payload bytes sent client -> server."),
+    ("l7scope.tcp.received", "bytes_received", "By", "Payload bytes sent server -> client."),
+    ("l7scope.tcp.retransmits", "retransmits", "{segment}",
+     "TCP segments retransmitted by either end."),
+    ("l7scope.tcp.resets_sent", "resets_sent", "{reset}", "TCP resets the client sent."),
+    ("l7scope.tcp.resets_received", "resets_received", "{reset}",
+     "TCP resets the client received."),
+    ("l7scope.tcp.drops", "drops", "{packet}",
+     "Packets of the pair's sockets the kernel dropped, by skb drop reason."),
+)
+# (metric, record field, the record's units per second, description)
+TCP_HISTOGRAMS = (
+    ("l7scope.tcp.connect.duration", "connect_ms", 1e3,
+     "TCP connect latency (SYN_SENT to ESTABLISHED), client side."),
+    ("l7scope.tcp.rtt", "rtt_us", 1e6,
+     "The kernel's smoothed TCP RTT, one sample per socket when it closes."),
+)
+UNITS = {m: u for m, _, u, _ in TCP_SUMS} | {m: "s" for m, *_ in TCP_HISTOGRAMS}
+DESCRIPTIONS.update({m: d for m, _, _, d in TCP_SUMS})
+DESCRIPTIONS.update({m: d for m, _, _, d in TCP_HISTOGRAMS})
+
+
+class TcpPairMetrics:
+    """Cumulative TCP health per (metric, attribute set) from tcp_metrics records, at most
+    ``max_series``; records past the bound go to the overflow series and are counted."""
+
+    def __init__(self, max_series: int = 2000):
+        self.max_series = max_series
+        self.overflow_records = 0
+        self._sums: dict[tuple[str, Attrs], list] = {}  # [start_ns, time_ns, value]
+        self._hists: dict[tuple[str, Attrs], list] = {}  # [start, time, bounds, counts, sum, n]
+        self._overflowed = False
+
+    def _key(self, table: dict, metric: str, attrs: Attrs) -> tuple[str, Attrs]:
+        key = (metric, attrs)
+        if key in table or len(self._sums) + len(self._hists) < self.max_series:
+            return key
+        self._overflowed = True
+        return metric, OVERFLOW_ATTRS
+
+    def add(self, r: dict) -> None:
+        pair = (("l7scope.client", str(r.get("client") or "?")),
+                ("l7scope.server", str(r.get("server") or "?")))
+        start, end = int(r.get("interval_start_ns") or 0), int(r.get("interval_end_ns") or 0)
+        for metric, field, _, _ in TCP_SUMS:
+            value = r.get(field)
+            for reason, n in value.items() if isinstance(value, dict) else [(None, value)]:
+                if isinstance(n, int) and n > 0:
+                    attrs = pair if reason is None else (*pair, ("l7scope.reason", str(reason)))
+                    s = self._sums.setdefault(self._key(self._sums, metric, attrs),
+                                              [start, end, 0])
+                    s[1], s[2] = max(s[1], end), s[2] + n
+        for metric, field, per_second, _ in TCP_HISTOGRAMS:
+            self._add_hist(metric, pair, r.get(field), per_second, start, end)
+        if self._overflowed:
+            self._overflowed = False
+            self.overflow_records += 1
+
+    def _add_hist(self, metric, pair, hist, per_second, start, end) -> None:
+        if not isinstance(hist, dict) or not hist.get("count"):
+            return
+        bounds = tuple(b / per_second for b in hist["bounds"])
+        h = self._hists.setdefault(self._key(self._hists, metric, pair),
+                                   [start, end, bounds, [0] * (len(bounds) + 1), 0.0, 0])
+        if h[2] != bounds or len(hist["counts"]) != len(h[3]):
+            return  # another bucket layout: not addable (never from one aggregator)
+        h[1] = max(h[1], end)
+        h[3] = [a + b for a, b in zip(h[3], hist["counts"])]
+        h[4] += hist["sum"] / per_second
+        h[5] += hist["count"]
+
+    def points(self) -> tuple:
+        out: list = [SumPoint(m, a, s[0], s[1], s[2]) for (m, a), s in self._sums.items()]
+        out += [MetricPoint(m, a, h[0], h[1], h[2], tuple(h[3]), h[4], h[5], None, None)
+                for (m, a), h in self._hists.items()]
+        return tuple(out)
+
+
 class OtlpExporter:
     def __init__(self, config: OtlpConfig, mono_to_wall_ns: Callable[[int], int], *,
                  service_name: str = "l7scope", redactor: Redactor | None = None,
                  flush_interval_s: float = 1.0, backoff_initial_s: float = 0.5,
-                 max_series: int = 2000):
+                 max_series: int = 2000, names=_service):
         self._endpoint = config.endpoint.rstrip("/")
         self._timeout_s = config.queue.timeout_s
         self._mono_to_wall_ns = mono_to_wall_ns
         self._service_name = service_name
         self._redactor = redactor or Redactor()
-        self.exchange_metrics = ExchangeMetrics(mono_to_wall_ns, max_series)
+        self.exchange_metrics = ExchangeMetrics(mono_to_wall_ns, max_series, names)
         q = config.queue
         common = dict(queue_size=q.queue_size, batch_size=q.batch_size,
                       flush_interval_s=flush_interval_s, max_retries=q.max_retries,
@@ -248,6 +352,7 @@ class OtlpExporter:
         self._metrics: BatchingQueue[tuple[MetricPoint, ...]] = BatchingQueue(
             self._send_metrics, name="otlp-metrics", **common)
         self._skipped = {"skipped_no_context": 0, "skipped_unsupported_context": 0}
+        self.tcp = TcpPairMetrics(max_series)  # fed by tcp_metrics(), sent by export_metrics()
 
     def start(self) -> None:
         self._spans.start()
@@ -262,11 +367,17 @@ class OtlpExporter:
         for prefix, q in (("traces_", self._spans), ("metrics_", self._metrics)):
             out.update({prefix + k: v for k, v in q.stats().items()})
         out["metrics_series_overflow_records"] = self.exchange_metrics.overflow_records
+        out["metrics_tcp_series_overflow_records"] = self.tcp.overflow_records
         return out
 
     def observe(self, ex: Exchange, peer_comm: str | None = None) -> None:
         """A pipeline observer: every exchange feeds the duration histograms."""
         self.exchange_metrics.observe(ex, peer_comm)
+
+    def tcp_metrics(self, records: list[dict]) -> None:
+        """The interval's ``tcp_metrics`` records, sent with the next ``export_metrics``."""
+        for r in records:
+            self.tcp.add(r)
 
     def export_events(self, sampled: list[SampledExchange]) -> None:
         put_with_context(self._spans, sampled, self._skipped, _carried)
@@ -279,6 +390,7 @@ class OtlpExporter:
             points = self.exchange_metrics.points(now)
         else:
             points = tuple(p for pm in metrics for p in pair_points(pm))
+        points += self.tcp.points()
         if points:
             self._metrics.put(points)
 
@@ -360,15 +472,25 @@ class OtlpExporter:
         http_post(self._endpoint + "/v1/metrics", body, "application/x-protobuf",
                   self._timeout_s)
 
-    def metrics_request(self, points: list[MetricPoint]) -> ExportMetricsServiceRequest:
+    def metrics_request(self, points: list) -> ExportMetricsServiceRequest:
         metrics: dict[str, metrics_pb2.Metric] = {}
         for p in points:
             metric = metrics.get(p.metric)
             if metric is None:
                 metric = metrics[p.metric] = metrics_pb2.Metric(
-                    name=p.metric, unit="s", description=DESCRIPTIONS[p.metric])
-                metric.histogram.aggregation_temporality = p.temporality
-            metric.histogram.data_points.append(_histogram_point(p))
+                    name=p.metric, unit=UNITS.get(p.metric, "s"),
+                    description=DESCRIPTIONS[p.metric])
+                if isinstance(p, SumPoint):
+                    metric.sum.aggregation_temporality = _CUMULATIVE
+                    metric.sum.is_monotonic = True
+                else:
+                    metric.histogram.aggregation_temporality = p.temporality
+            if isinstance(p, SumPoint):
+                metric.sum.data_points.add(
+                    attributes=[_kv(k, v) for k, v in p.attrs], as_int=p.value,
+                    start_time_unix_nano=p.start_ns, time_unix_nano=p.time_ns)
+            else:
+                metric.histogram.data_points.append(_histogram_point(p))
         request = ExportMetricsServiceRequest()
         request.resource_metrics.add(
             resource=Resource(attributes=[_kv("service.name", self._service_name)]),
