@@ -120,6 +120,9 @@ class Exporter(Sink):
         observe = getattr(exporter, "observe", None)
         if observe is not None:
             self.on_exchange = lambda ex: observe(ex, ex.peer_name)
+        tcp_metrics = getattr(exporter, "tcp_metrics", None)
+        if tcp_metrics is not None:  # OTLP: sent with the interval's metrics export
+            self.on_tcp_metrics = tcp_metrics
         self._stopped = False
         exporter.start()
 

@@ -245,3 +245,103 @@ def test_collector_down_counts_drops():
     wait_for(lambda: exp.stats()["metrics_dropped_send_failed"] == 2)
     exp.stop(5)
     assert exp.stats()["metrics_send_errors"] >= 1
+
+
+def _tcp_record(interval: int, **fields) -> dict:
+    """A tcp_metrics record as tcpmetrics.py builds one (deltas of 10 s interval ``interval``)."""
+    start = WALL_OFFSET_NS + interval * 10_000_000_000
+    record = {"kind": "tcp_metrics", "client": "curl", "server": "nginx",
+              "interval_start_ns": start, "interval_end_ns": start + 10_000_000_000,
+              "connects": 0, "accepts": 0, "connect_failures": 0,
+              "connect_failures_by_reason": {},
+              "connect_ms": {"bounds": [0.5, 1.0, 2.5], "counts": [0, 0, 0, 0], "sum": 0.0,
+                             "count": 0},
+              "bytes_sent": 0, "bytes_received": 0,
+              "rtt_us": {"bounds": [50, 100, 250], "counts": [0, 0, 0, 0], "sum": 0.0,
+                         "count": 0},
+              "retransmits": 0, "resets_sent": 0, "resets_received": 0, "drops": {}}
+    record.update(fields)
+    return record
+
+
+def test_tcp_metrics_as_cumulative_sums_and_histograms(receiver):
+    exp = _exporter(f"http://127.0.0.1:{receiver.port}")
+    exp.start()
+    exp.tcp_metrics([_tcp_record(
+        0, connects=3, connect_failures=1, connect_failures_by_reason={"refused": 1},
+        connect_ms={"bounds": [0.5, 1.0, 2.5], "counts": [2, 1, 0, 0], "sum": 1.5, "count": 3},
+        bytes_sent=100, bytes_received=2000,
+        rtt_us={"bounds": [50, 100, 250], "counts": [0, 1, 1, 0], "sum": 280.0, "count": 2},
+        retransmits=4, drops={"NETFILTER_DROP": 2})])
+    exp.export_metrics([])
+    wait_for(lambda: len(receiver.posts) == 1)
+    exp.tcp_metrics([_tcp_record(
+        1, connects=1, bytes_sent=50, retransmits=1, resets_received=1,
+        rtt_us={"bounds": [50, 100, 250], "counts": [0, 0, 0, 1], "sum": 300.0, "count": 1},
+        drops={"NETFILTER_DROP": 1, "TCP_OFO_DROP": 3})])
+    exp.export_metrics([])
+    exp.stop(5)
+    first, second = _posted(receiver, "/v1/metrics", ExportMetricsServiceRequest)
+    pair = {"l7scope.client": "curl", "l7scope.server": "nginx"}
+    new_in_second = {("l7scope.tcp.resets_received", None, "{reset}"),
+                     ("l7scope.tcp.drops", "TCP_OFO_DROP", "{packet}")}
+
+    def sums(request):
+        out = {}
+        for m in request.resource_metrics[0].scope_metrics[0].metrics:
+            if m.WhichOneof("data") != "sum":
+                continue
+            assert (m.sum.is_monotonic, m.sum.aggregation_temporality) == (
+                True, metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE)
+            for p in m.sum.data_points:
+                attrs = _attrs(p.attributes)
+                assert {k: attrs[k] for k in pair} == pair
+                key = (m.name, attrs.get("l7scope.reason"), m.unit)
+                first_seen = 1 if key in new_in_second else 0
+                assert p.start_time_unix_nano == WALL_OFFSET_NS + first_seen * 10_000_000_000
+                out[key] = p.as_int
+        return out
+
+    assert sums(first) == {
+        ("l7scope.tcp.connects", None, "{connection}"): 3,
+        ("l7scope.tcp.connect_failures", "refused", "{connection}"): 1,
+        ("l7scope.tcp.sent", None, "By"): 100, ("l7scope.tcp.received", None, "By"): 2000,
+        ("l7scope.tcp.retransmits", None, "{segment}"): 4,
+        ("l7scope.tcp.drops", "NETFILTER_DROP", "{packet}"): 2}
+    assert sums(second) == {
+        ("l7scope.tcp.connects", None, "{connection}"): 4,
+        ("l7scope.tcp.connect_failures", "refused", "{connection}"): 1,
+        ("l7scope.tcp.sent", None, "By"): 150, ("l7scope.tcp.received", None, "By"): 2000,
+        ("l7scope.tcp.retransmits", None, "{segment}"): 5,
+        ("l7scope.tcp.resets_received", None, "{reset}"): 1,
+        ("l7scope.tcp.drops", "NETFILTER_DROP", "{packet}"): 3,
+        ("l7scope.tcp.drops", "TCP_OFO_DROP", "{packet}"): 3}
+    metrics = {m.name: m for m in second.resource_metrics[0].scope_metrics[0].metrics}
+    rtt = metrics["l7scope.tcp.rtt"]
+    assert (rtt.unit, rtt.histogram.aggregation_temporality) == (
+        "s", metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE)
+    [point] = rtt.histogram.data_points
+    assert _attrs(point.attributes) == pair
+    assert list(point.explicit_bounds) == [50e-6, 100e-6, 250e-6]
+    assert list(point.bucket_counts) == [0, 1, 1, 1]
+    assert (point.count, round(point.sum, 9)) == (3, 580e-6)
+    assert point.start_time_unix_nano == WALL_OFFSET_NS
+    assert point.time_unix_nano == WALL_OFFSET_NS + 20_000_000_000
+    [connect] = metrics["l7scope.tcp.connect.duration"].histogram.data_points
+    assert list(connect.explicit_bounds) == [0.0005, 0.001, 0.0025]
+    assert (list(connect.bucket_counts), connect.count, connect.sum) == ([2, 1, 0, 0], 3, 0.0015)
+    assert metrics["l7scope.tcp.connect.duration"].unit == "s"
+
+
+def test_tcp_metrics_series_bounded_with_overflow_counted(receiver):
+    exp = _exporter(f"http://127.0.0.1:{receiver.port}", max_series=1)
+    exp.start()
+    exp.tcp_metrics([_tcp_record(0, client=f"c{i}", connects=2) for i in range(3)])
+    exp.export_metrics([])
+    exp.stop(5)
+    [request] = _posted(receiver, "/v1/metrics", ExportMetricsServiceRequest)
+    [metric] = request.resource_metrics[0].scope_metrics[0].metrics
+    points = {_attrs(p.attributes).get("l7scope.client", "overflow"): p.as_int
+              for p in metric.sum.data_points}
+    assert points == {"c0": 2, "overflow": 4}
+    assert exp.stats()["metrics_tcp_series_overflow_records"] == 2
