@@ -187,8 +187,9 @@ def test_metrics_per_process_pair(agent, python_server):
     assert curl(*[x for u in urls for x in ("-o", "/dev/null", u)]).returncode == 0
     a.wait_for(lambda r: len(r) >= 10, port)
     assert a.stop() == 0
+    # pairs are named by service (never pids): curl, and the server's "python http_server.py"
     pairs = [m for m in a.metric_records() if m["kind"] == "pair_metrics"
-             and m["client"].startswith("curl(") and m["server"].endswith(f"({server_pid})")]
+             and m["client"] == "curl" and m["server_pid"] == server_pid]
     assert len(pairs) == 1, pairs
     p = pairs[0]
     assert p["protocol"] == "http1" and p["requests"] == 5

@@ -162,8 +162,8 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
     server, client = start(NS_S, SERVER), start(NS_C, CLIENT)
     try:
         assert server.stdout.readline().strip() == "listening"
-        names = {p.pid: f"{Path(f'/proc/{p.pid}/comm').read_text().strip()}({p.pid})"
-                 for p in (client, server)}
+        # pairs are named by process name, never by pid (the pids are the records' own)
+        names = {p.pid: Path(f"/proc/{p.pid}/comm").read_text().strip() for p in (client, server)}
         try:  # the two scripts only: their ip-netns-exec'd python pids
             capture = KernelCapture(KernelOptions(pids=(server.pid, client.pid), tls=False))
         except CaptureUnavailable as e:

@@ -483,8 +483,11 @@ def test_prometheus_counts_the_curl_to_python_pair(agent, python_server, tmp_pat
     client = subprocess.Popen([str(tmp_path / name), "-sS", *[x for p in paths for x in (
         "-o", "/dev/null", f"http://127.0.0.1:{port}{p}")]], stderr=subprocess.PIPE)
     assert client.wait(30) == 0, client.stderr.read()
-    server_comm = Path(f"/proc/{server_pid}/comm").read_text().strip()
-    pair = {"client": name, "server": server_comm, "http_request_method": "GET",
+    # series are named by service: the Python server's is "python <script>" (docs/processes.md)
+    from l7scope.procs import ProcessTable
+
+    server_service = ProcessTable().lookup(server_pid).service
+    pair = {"client": name, "server": server_service, "http_request_method": "GET",
             "network_protocol_name": "http", "network_protocol_version": "1.1"}
 
     def of_pair(samples, family):
