@@ -203,7 +203,9 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
     assert cm["count"] == 1 and 0 < cm["sum"] <= int(took) / 1e6
     mine = next(s for s in pump.summaries if s.local == (C_ADDR, int(cport)))
     assert abs(mine.srtt_us - rtt_ss) <= 0.2 * rtt_ss, (mine.srtt_us, rtt_ss)
-    assert main["rtt_us"]["count"] == 2  # the client's socket and the server's
+    # the client's socket, and the server's when its summary is in by the capture's end (the
+    # server closes its end after the client's zero-linger close: it may come after)
+    assert main["rtt_us"]["count"] in (1, 2), shown
     assert sum(main["drops"].values()) > 0 and "NETFILTER_DROP" in main["drops"], main["drops"]
     refused = by_server[f"{S_ADDR}:{CLOSED_PORT}"]
     assert refused["connect_failures_by_reason"] == {"refused": 1}

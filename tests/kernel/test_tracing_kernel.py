@@ -174,9 +174,9 @@ def check_otlp_span(resource: dict, sp: trace_pb2.Span, call: dict, rec: dict) -
         call["path"].split("?")[0], REASON[call["path"]])
 
 
-def otlp_server_calls(r: HttpReceiver, comm: str, port: int) -> int:
-    """Calls counted by the http.server.request.duration points of the comm -> comm pair on
-    ``port``: summed over the posts when DELTA, the last post's when CUMULATIVE (each post
+def otlp_server_calls(r: HttpReceiver, server: str, port: int) -> int:
+    """Calls counted by the http.server.request.duration points of the calls to ``server``
+    (its service name) on ``port``: summed over the posts when DELTA, the last post's when CUMULATIVE (each post
     repeats the totals so far; its points carry server.port)."""
     delta = cumulative = 0
     for path, _, body in list(r.posts):
@@ -188,7 +188,7 @@ def otlp_server_calls(r: HttpReceiver, comm: str, port: int) -> int:
                     continue
                 assert m.unit == "s"
                 n = sum(p.count for p in m.histogram.data_points if _ours(
-                    attributes(p.attributes), comm, port))
+                    attributes(p.attributes), server, port))
                 if m.histogram.aggregation_temporality == 1:  # DELTA
                     delta += n
                 else:
@@ -196,10 +196,10 @@ def otlp_server_calls(r: HttpReceiver, comm: str, port: int) -> int:
     return delta + cumulative
 
 
-def _ours(attrs: dict, comm: str, port: int) -> bool:
+def _ours(attrs: dict, server: str, port: int) -> bool:
+    """The points of the calls to ``server`` (its service name) on ``port``; never a pid."""
     assert not [k for k in attrs if "pid" in k]
-    return (attrs["l7scope.client"], attrs["l7scope.server"]) == (comm, comm) and \
-        attrs.get("server.port", port) == port
+    return attrs["l7scope.server"] == server and attrs.get("server.port", port) == port
 
 
 def test_otel_app_slow_and_failing_calls_exported_with_the_apps_ids(
@@ -249,8 +249,10 @@ exporters:
     for resource, sp in got:
         span_id = sp.span_id.hex()
         check_otlp_span(resource, sp, call_of[span_id], by_span[span_id, kind[sp.kind].lower()])
-    comm = by_span[calls[0]["span_id"], "client"]["comm"]  # the app and the server: python
-    assert otlp_server_calls(otlp, comm, port) == 9
+    from l7scope.procs import ProcessTable
+
+    server = ProcessTable().lookup(server_pid).service  # series are named by service
+    assert otlp_server_calls(otlp, server, port) == 9
 
 
 # --- 2. SkyWalking app: sw8 -> SpanAttachedEvents -----------------------------------------
