@@ -179,6 +179,7 @@ def otlp_server_calls(r: HttpReceiver, server: str, port: int) -> int:
     (its service name) on ``port``: summed over the posts when DELTA, the last post's when CUMULATIVE (each post
     repeats the totals so far; its points carry server.port)."""
     delta = cumulative = 0
+    cumulative_seen = False
     for path, _, body in list(r.posts):
         if path != "/v1/metrics":
             continue
@@ -192,8 +193,10 @@ def otlp_server_calls(r: HttpReceiver, server: str, port: int) -> int:
                 if m.histogram.aggregation_temporality == 1:  # DELTA
                     delta += n
                 else:
-                    cumulative = n
-    return delta + cumulative
+                    cumulative, cumulative_seen = n, True
+    # once exchanges feed the histograms the exporter posts their running totals, which cover
+    # every call observed; DELTA points are the fallback of intervals before that
+    return cumulative if cumulative_seen else delta
 
 
 def _ours(attrs: dict, server: str, port: int) -> bool:
