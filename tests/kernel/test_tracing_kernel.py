@@ -176,10 +176,10 @@ def check_otlp_span(resource: dict, sp: trace_pb2.Span, call: dict, rec: dict) -
 
 def otlp_server_calls(r: HttpReceiver, server: str, port: int) -> int:
     """Calls counted by the http.server.request.duration points of the calls to ``server``
-    (its service name) on ``port``: summed over the posts when DELTA, the last post's when CUMULATIVE (each post
-    repeats the totals so far; its points carry server.port)."""
-    delta = cumulative = 0
-    cumulative_seen = False
+    (its service name) on ``port``. CUMULATIVE points repeat the totals so far, and one post
+    may carry several intervals' points of a series: per series the latest point counts. DELTA
+    points (the fallback before exchanges feed the histograms) are summed."""
+    delta, latest = 0, {}
     for path, _, body in list(r.posts):
         if path != "/v1/metrics":
             continue
@@ -188,21 +188,23 @@ def otlp_server_calls(r: HttpReceiver, server: str, port: int) -> int:
                 if m.name != "http.server.request.duration":
                     continue
                 assert m.unit == "s"
-                n = sum(p.count for p in m.histogram.data_points if _ours(
-                    attributes(p.attributes), server, port))
-                if m.histogram.aggregation_temporality == 1:  # DELTA
-                    delta += n
-                else:
-                    cumulative, cumulative_seen = n, True
-    # once exchanges feed the histograms the exporter posts their running totals, which cover
-    # every call observed; DELTA points are the fallback of intervals before that
-    return cumulative if cumulative_seen else delta
+                for p in m.histogram.data_points:
+                    attrs = attributes(p.attributes)
+                    if not _ours(attrs, server, port):
+                        continue
+                    if m.histogram.aggregation_temporality == 1:  # DELTA
+                        delta += p.count
+                        continue
+                    key = tuple(sorted(attrs.items()))
+                    if key not in latest or p.time_unix_nano >= latest[key][0]:
+                        latest[key] = (p.time_unix_nano, p.count)
+    return sum(count for _, count in latest.values()) if latest else delta
 
 
 def _ours(attrs: dict, server: str, port: int) -> bool:
     """The points of the calls to ``server`` (its service name) on ``port``; never a pid."""
     assert not [k for k in attrs if "pid" in k]
-    return attrs["l7scope.server"] == server and attrs.get("server.port", port) == port
+    return attrs["l7scope.server"] == server and attrs.get("server.port") == port
 
 
 def test_otel_app_slow_and_failing_calls_exported_with_the_apps_ids(
