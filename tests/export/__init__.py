@@ -177,3 +177,19 @@ def skywalking_collector():
     finally:
         collector.hold.set()
         server.stop(0)
+
+
+def tcp_record(client: str = "curl", server: str = "nginx", **fields) -> dict:
+    """A tcp_metrics record as l7scope/tcpmetrics.py builds one: the deltas of one interval,
+    zero but for ``fields``."""
+    record = {"kind": "tcp_metrics", "client": client, "server": server,
+              "connects": 0, "accepts": 0, "connect_failures": 0,
+              "connect_failures_by_reason": {},
+              "connect_ms": {"bounds": [0.5, 1.0, 2.5], "counts": [0, 0, 0, 0], "sum": 0.0,
+                             "count": 0},
+              "bytes_sent": 0, "bytes_received": 0,
+              "rtt_us": {"bounds": [50, 100, 250], "counts": [0, 0, 0, 0], "sum": 0.0,
+                         "count": 0},
+              "retransmits": 0, "resets_sent": 0, "resets_received": 0, "drops": {}}
+    record.update(fields)
+    return record

@@ -14,7 +14,7 @@ from l7scope.config import OtlpConfig, QueueSettings
 from l7scope.export.otlp import OtlpExporter
 from tests.export import (
     B3_TRACE, SW8_TRACE, W3C_TRACE, WALL_OFFSET_NS, HttpReceiver, free_port, make_exchange,
-    make_pair_metrics, mono_to_wall_ns, sample, wait_for,
+    make_pair_metrics, mono_to_wall_ns, sample, tcp_record, wait_for,
 )
 
 # https://opentelemetry.io/docs/specs/semconv/http/http-metrics/ : advisory boundaries
@@ -248,20 +248,9 @@ def test_collector_down_counts_drops():
 
 
 def _tcp_record(interval: int, **fields) -> dict:
-    """A tcp_metrics record as tcpmetrics.py builds one (deltas of 10 s interval ``interval``)."""
+    """A tcp_metrics record of 10 s interval ``interval`` (deltas)."""
     start = WALL_OFFSET_NS + interval * 10_000_000_000
-    record = {"kind": "tcp_metrics", "client": "curl", "server": "nginx",
-              "interval_start_ns": start, "interval_end_ns": start + 10_000_000_000,
-              "connects": 0, "accepts": 0, "connect_failures": 0,
-              "connect_failures_by_reason": {},
-              "connect_ms": {"bounds": [0.5, 1.0, 2.5], "counts": [0, 0, 0, 0], "sum": 0.0,
-                             "count": 0},
-              "bytes_sent": 0, "bytes_received": 0,
-              "rtt_us": {"bounds": [50, 100, 250], "counts": [0, 0, 0, 0], "sum": 0.0,
-                         "count": 0},
-              "retransmits": 0, "resets_sent": 0, "resets_received": 0, "drops": {}}
-    record.update(fields)
-    return record
+    return tcp_record(interval_start_ns=start, interval_end_ns=start + 10_000_000_000, **fields)
 
 
 def test_tcp_metrics_as_cumulative_sums_and_histograms(receiver):

@@ -22,7 +22,7 @@ from l7scope.export.prometheus import (
     parse_listen_address,
 )
 from l7scope.outputs.http import Request
-from tests.export import make_exchange, make_pair_metrics, wait_for
+from tests.export import make_exchange, make_pair_metrics, tcp_record, wait_for
 
 SERVER = "http_server_request_duration_seconds"
 CLIENT = "http_client_request_duration_seconds"
@@ -387,36 +387,23 @@ def test_every_counter_name_the_code_declares_has_its_own_help():
     assert generic == []
 
 
-def _tcp_record(client="curl", server="nginx", **fields) -> dict:
-    """A tcp_metrics record as tcpmetrics.py builds one (deltas of one interval)."""
-    record = {"kind": "tcp_metrics", "client": client, "server": server,
-              "connects": 0, "accepts": 0, "connect_failures": 0,
-              "connect_failures_by_reason": {},
-              "connect_ms": {"bounds": [0.5, 1.0, 2.5], "counts": [0, 0, 0, 0], "sum": 0.0,
-                             "count": 0},
-              "bytes_sent": 0, "bytes_received": 0,
-              "rtt_us": {"bounds": [50, 100, 250], "counts": [0, 0, 0, 0], "sum": 0.0,
-                         "count": 0},
-              "retransmits": 0, "resets_sent": 0, "resets_received": 0, "drops": {}}
-    record.update(fields)
-    return record
 
 
 def test_tcp_metrics_accumulate_over_intervals_by_pair(exporter):
-    exporter.tcp_metrics([_tcp_record(
+    exporter.tcp_metrics([tcp_record(
         connects=3, accepts=3, connect_failures=1, connect_failures_by_reason={"refused": 1},
         connect_ms={"bounds": [0.5, 1.0, 2.5], "counts": [2, 1, 0, 0], "sum": 1.5, "count": 3},
         bytes_sent=100, bytes_received=2000,
         rtt_us={"bounds": [50, 100, 250], "counts": [0, 1, 1, 0], "sum": 280.0, "count": 2},
         retransmits=4, resets_received=1, drops={"NETFILTER_DROP": 2})])
     exporter.tcp_metrics([
-        _tcp_record(connects=1, bytes_sent=50, bytes_received=7, retransmits=1,
+        tcp_record(connects=1, bytes_sent=50, bytes_received=7, retransmits=1,
                     connect_failures=2, connect_failures_by_reason={"refused": 1,
                                                                     "timed_out": 1},
                     rtt_us={"bounds": [50, 100, 250], "counts": [0, 0, 0, 1], "sum": 300.0,
                             "count": 1},
                     resets_sent=2, drops={"NETFILTER_DROP": 1, "TCP_OFO_DROP": 3}),
-        _tcp_record(client="10.0.0.9", server="nginx", accepts=5, bytes_received=11)])
+        tcp_record(client="10.0.0.9", server="nginx", accepts=5, bytes_received=11)])
     samples, types, _ = _scrape(exporter)
     pair = {"client": "curl", "server": "nginx"}
 
@@ -456,7 +443,7 @@ def test_tcp_metrics_accumulate_over_intervals_by_pair(exporter):
 
 def test_tcp_metrics_series_are_bounded_and_the_overflow_counted():
     exp = PrometheusExporter("127.0.0.1:0", max_series=2)
-    exp.tcp_metrics([_tcp_record(client=f"c{i}", connects=1, retransmits=1) for i in range(4)])
+    exp.tcp_metrics([tcp_record(client=f"c{i}", connects=1, retransmits=1) for i in range(4)])
     samples, _ = parse_exposition(exp.render()[1].decode())
     overflow = frozenset({"otel_metric_overflow": "true"}.items())
     assert samples[("l7scope_tcp_connects_total",
