@@ -260,7 +260,7 @@ def _open_sinks(fan: FanOut, s: Settings, config: Config, redactor, clock, label
     if live:
         from l7scope.summary import LiveSummary
 
-        fan.sinks.append(S.LiveView(LiveSummary(redactor=redactor)))
+        fan.sinks.append(S.LiveView(LiveSummary(redactor=redactor, name=names)))
     fan.sinks.append(S.Sampling(fan.sampler))
     for exporter in _exporters(config, clock, redactor, names):
         fan.sinks.append(S.Exporter(exporter))

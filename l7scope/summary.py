@@ -37,7 +37,8 @@ def _interrupt() -> None:
 class LiveSummary:
     def __init__(self, out=None, every_s: float = 2.0, recent: int = 8, redact_path=None, *,
                  redactor: Redactor | None = None, keyboard=None, window_s: int = 10,
-                 on_quit=_interrupt, clock=time.monotonic, size: tuple[int, int] | None = None):
+                 on_quit=_interrupt, clock=time.monotonic, size: tuple[int, int] | None = None,
+                 name=None):
         """``keyboard``: None reads keys from standard input when ``out`` is the terminal,
         False reads none, or any object with ``keys()`` and ``restore()``. ``size``:
         (columns, lines), else the terminal's (80 x unlimited when ``out`` is no terminal)."""
@@ -49,7 +50,8 @@ class LiveSummary:
         self.size = size
         self.on_quit = on_quit
         self.view = LiveView(window_s=window_s, recent=max(recent, 20),
-                             redact_path=self.redact_path, started_s=clock())
+                             redact_path=self.redact_path, started_s=clock(),
+                             **({"name": name} if name is not None else {}))
         self.view.last_recent = type(self.view.last_recent)(maxlen=recent)
         self.keyboard = keyboard
         if keyboard is None:

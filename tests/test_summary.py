@@ -181,3 +181,15 @@ def test_recent_paths_have_secret_parameters_redacted():
     lines = screen(s)
     assert any("/cb?code=[REDACTED]&state=2" in line for line in lines)
     assert "SEKRIT1" not in "\n".join(lines)
+
+
+def test_rows_are_named_by_service_like_the_pair_metrics():
+    """With a process table the rows carry the service name (as the pair metrics and
+    Prometheus do): two worker pids of one service are one row, never a row per pid."""
+    services = {42: "checkout", 43: "checkout"}
+    s, _, _ = _summary(name=lambda comm, pid: services.get(pid) or comm or "?")
+    for pid in (42, 43, 42):
+        s.observe(make_exchange(duration_ms=5, comm="python3", pid=pid, path="/pay"))
+    lines = screen(s)
+    assert lines[0].split()[2:6] == ["3", "exchanges", "1", "pair"]
+    assert _row(lines, "10.1.0.3")[:3] == ["10.1.0.3", "checkout", "http1"]

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 ``observe`` files each exchange under its row, (client, server, protocol) with processes
-named by command (every curl in one row): the row's ``Window`` (status classes, exact
+named as the pair metrics name them (``name``: the service name with a process table, else
+the process name; never a pid, so every curl is one row): the row's ``Window`` (status classes, exact
 percentiles), its last ``recent`` exchanges (paths redacted when filed) and three sampled
 exchanges kept with their raw request and response: the latest, the latest failure (4xx,
 5xx, gRPC error, no response) and the slowest of the window. Rows are bounded
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from l7scope.exchange import Exchange
-from l7scope.metrics import pair_of
+from l7scope.metrics import pair_of, process_name
 from l7scope.outputs.live.window import Figures, Window, status_class
 
 SORTS = ("rate", "errors", "p99")
@@ -73,13 +74,10 @@ class RowFigures(NamedTuple):
         return c[2] + c[3] + c[4]
 
 
-def _command(comm: str | None, pid: int | None) -> str:
-    return comm or f"pid {pid}"
-
-
 class LiveView:
     def __init__(self, *, window_s: int = 10, recent: int = 20, max_rows: int = 256,
-                 redact_path=None, started_s: float = 0.0):
+                 redact_path=None, started_s: float = 0.0, name=process_name):
+        self.name = name  # (comm, pid) -> the row's name for a local process
         self.window_s = window_s
         self.keep_recent = recent
         self.max_rows = max_rows
@@ -104,7 +102,7 @@ class LiveView:
     # --- data ----------------------------------------------------------------------------
 
     def observe(self, ex: Exchange, peer_comm: str | None, now_s: float) -> None:
-        client, server, _, _ = pair_of(ex, peer_comm, _command)
+        client, server, _, _ = pair_of(ex, peer_comm, self.name)
         row = self._row((client, server, ex.protocol))
         self.total += 1
         duration = ex.duration_ns / 1e9 if ex.status is not None else None
