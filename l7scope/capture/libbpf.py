@@ -237,16 +237,30 @@ def possible_cpus() -> int:
     return n if n > 0 else os.cpu_count() or 1
 
 
-class RingBuffer:
-    """Reads records in batches: poll() returns the raw records that arrived (copied)."""
+BATCH_BYTES = 1 << 20  # record bytes taken per poll: what one batch can hold in memory
 
-    def __init__(self, map_fd: int):
+
+class RingBuffer:
+    """Reads records in batches: poll() returns the raw records that arrived (copied).
+
+    A batch stops at ``batch_bytes`` of records (the callback's negative return makes libbpf
+    stop after the record it just gave, consumer position included), so a reader that fell
+    behind a full ring holds one batch in memory, never the whole ring; the next poll then
+    consumes without waiting, as the producer's wakeup for those records was already spent."""
+
+    def __init__(self, map_fd: int, batch_bytes: int = BATCH_BYTES):
         self._batch: list[bytes] = []
+        self._bytes = 0
+        self.cut = False  # the last batch stopped at the limit: records are still waiting
         string_at = ctypes.string_at
         append = self._batch.append
 
         def _sample(_ctx, data, size):
             append(string_at(data, size))
+            self._bytes += size
+            if self._bytes >= batch_bytes:
+                self.cut = True
+                return -1  # stop here; this record is consumed
             return 0
 
         self._cb = _SAMPLE_CB(_sample)
@@ -255,21 +269,34 @@ class RingBuffer:
             raise _err("creating ring buffer reader")
 
     def poll(self, timeout_ms: int) -> list[bytes]:
-        """Records that arrived. The producer may hold back its wakeup until a batch is
-        pending, so what is there when the wait times out is consumed too."""
+        """Records that arrived, at most one batch. The producer may hold back its wakeup until
+        a batch is pending, so what is there when the wait times out is consumed too."""
+        if self.cut:
+            return self._take(self._consume())
+        self.cut = False
         rc = lib().ring_buffer__poll(self._rb, timeout_ms)
-        if rc < 0 and -rc != errno.EINTR:
-            raise _err("polling ring buffer", rc)
-        if rc <= 0:
-            lib().ring_buffer__consume(self._rb)
-        out = self._batch[:]
-        self._batch.clear()
-        return out
+        if rc == 0 or (rc < 0 and not self.cut and -rc == errno.EINTR):
+            rc = self._consume()
+        return self._take(rc)
 
     def drain(self) -> list[bytes]:
-        lib().ring_buffer__consume(self._rb)
+        """Everything still in the ring (at stop), batch after batch."""
+        out = self._take(self._consume())
+        while self.cut:
+            out += self._take(self._consume())
+        return out
+
+    def _consume(self) -> int:
+        self.cut = False
+        return lib().ring_buffer__consume(self._rb)
+
+    def _take(self, rc: int) -> list[bytes]:
+        """The batch the last call gathered; a negative rc not of our own cut is an error."""
+        if rc < 0 and not self.cut and -rc != errno.EINTR:
+            raise _err("reading ring buffer", rc)
         out = self._batch[:]
         self._batch.clear()
+        self._bytes = 0
         return out
 
     def close(self) -> None:
