@@ -9,10 +9,12 @@ received request lines, by path, so every request is seen once or not at all.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 libc = ctypes.CDLL(None, use_errno=True)
 port, process_name, thread_name, later = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-libc.prctl(15, process_name.encode(), 0, 0, 0)  # PR_SET_NAME on the leader: the process name
+if process_name != "-":  # PR_SET_NAME on the leader: the process name
+    libc.prctl(15, process_name.encode(), 0, 0, 0)
 
 class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -54,11 +57,13 @@ threading.Thread(target=worker).start()
 
 
 class Server:
-    def __init__(self, tmp_path, process_name: str, thread_name: str, later: str):
+    def __init__(self, tmp_path, process_name: str, thread_name: str, later: str, argv=None):
         script = tmp_path / "server.py"
         script.write_text(SERVER)
-        self.port, self.name = free_port(), process_name
-        self.proc = subprocess.Popen([sys.executable, str(script), str(self.port), process_name,
+        argv = argv or [sys.executable]
+        self.port = free_port()
+        self.name = process_name if process_name != "-" else Path(argv[-1]).name
+        self.proc = subprocess.Popen([*argv, str(script), str(self.port), process_name,
                                       thread_name, later], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
         self.pid = self.proc.pid
@@ -239,3 +244,36 @@ def test_over_capacity_is_refused_and_the_filter_kept(servers):
         seen.stop()
         capture.close()
     assert seen.paths(a, "/") == ["/kept-a0", "/kept-a1"] and seen.paths(b, "/") == []
+
+
+EXEC_AS = r"""
+import os, sys
+fd = os.open("/dev/null", os.O_WRONLY)
+for _ in range(3):  # socket-free writes: the process's verdict is taken under this name first
+    os.write(fd, b"x")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_a_process_is_matched_by_the_name_it_took_at_exec(servers, tmp_path):
+    """A process that ran under another name before exec is traced by its new program's name
+    (the exec renames the leader), with no filter change."""
+    capture = load(comms=("l7t-execd", "l7t-proc-b"))
+    _, b = servers
+    seen = Seen(capture)
+    link = tmp_path / "l7t-execd"  # the executed file's name becomes the process name
+    link.symlink_to(os.path.realpath(sys.executable))
+    execd = None
+    try:
+        execd = Server(tmp_path, "-", "l7t-thread-e", "-",
+                       argv=[sys.executable, "-c", EXEC_AS, str(link)])
+        assert Path(f"/proc/{execd.pid}/comm").read_text() == "l7t-execd\n"
+        phase([execd, b], "exec")
+        seen.wait_for(b, "/exec-b1")
+    finally:
+        seen.stop()
+        capture.close()
+        if execd is not None:
+            execd.stop()
+    assert seen.paths(execd, "/") == ["/exec-d0", "/exec-d1"]
+    assert seen.paths(b, "/") == ["/exec-b0", "/exec-b1"]
