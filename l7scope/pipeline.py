@@ -108,6 +108,8 @@ class Pipeline:
         self.redact_path = redact_path  # str -> str applied to the request path, or None
         self.peers = PeerIndex()
         self.processes = processes  # procs.ProcessTable (kernel runs) or None
+        self.admit = None  # Exchange -> bool: False keeps it from the observers (tasks)
+        self.on_process_event = None  # every exec/exit record, after the process table
         self.parse_errors: Counter = Counter()
         self.trace_errors: Counter = Counter()
         self.exchanges = 0
@@ -134,6 +136,8 @@ class Pipeline:
         an exec; an exited process keeps its name a grace period for late records)."""
         if self.processes is not None:
             feed_process_table(self.processes, (ev,))
+        if self.on_process_event is not None:
+            self.on_process_event(ev)
 
     def tick(self, now_ns: int) -> None:
         for conn, out in self.table.expire(now_ns):
@@ -154,7 +158,7 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - the boundary: our bug, counted
                 self.table.fail(conn, exc, protocol=out.protocol)
                 return
-            if ex is None:
+            if ex is None or (self.admit is not None and not self.admit(ex)):
                 return
             self.exchanges += 1
             for observe in self.observers:
