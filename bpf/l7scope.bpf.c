@@ -170,17 +170,25 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, L7_PID_FILTER_MAX);
 	__type(key, __u32);
 	__type(value, __u8);
 } pid_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
+	__uint(max_entries, L7_COMM_FILTER_MAX);
 	__type(key, char[L7_COMM_LEN]);
 	__type(value, __u8);
 } comm_filter SEC(".maps");
+
+/* which of the two filters are on, and their generation: written by user space at any time */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_filter_state);
+} filter_state SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -240,58 +248,68 @@ static __always_inline void count(__u32 stat, __u64 n)
 
 /* ---- who is traced ---- */
 
-/* The --comm verdict of a thread, remembered: its comm changes only through a rename (exec,
- * prctl, /proc/.../comm), which forgets it (task_rename below); the thread's start time tells a
- * reused thread id apart. */
+/* The --comm verdict of a process, remembered: keyed by tgid, decided on the process name (the
+ * thread-group leader's comm, whichever thread makes the call). It holds while the leader keeps
+ * its name and the filter its generation: a rename of the leader (exec, prctl, /proc/.../comm;
+ * task_rename with pid == tgid) forgets it, a rename of another thread changes nothing, and the
+ * leader's start time tells a reused tgid apart. A rename racing another thread's first call
+ * may leave the old name's verdict until the next rename or filter change (the tracepoint runs
+ * just before the new name is written). */
 struct comm_verdict {
-	__u64 start_time;
+	__u64 start_time; /* the leader's */
+	__u32 generation; /* filter_state's when decided */
 	__u8 traced;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u32); /* thread id */
+	__type(key, __u32); /* tgid */
 	__type(value, struct comm_verdict);
 } comm_verdicts SEC(".maps");
 
-static __always_inline int comm_traced(void)
+static __always_inline int comm_traced(__u32 tgid, __u32 generation)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct comm_verdict *known = bpf_map_lookup_elem(&comm_verdicts, &tid);
+	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+	struct comm_verdict *known = bpf_map_lookup_elem(&comm_verdicts, &tgid);
 	struct comm_verdict fresh = {};
 	char comm[L7_COMM_LEN] = {};
 
-	fresh.start_time = task->start_time;
-	if (known && known->start_time == fresh.start_time)
+	fresh.start_time = leader->start_time;
+	fresh.generation = generation;
+	if (known && known->start_time == fresh.start_time && known->generation == generation)
 		return known->traced;
-	bpf_get_current_comm(comm, sizeof(comm));
+	bpf_probe_read_kernel_str(comm, sizeof(comm), leader->comm);
 	fresh.traced = bpf_map_lookup_elem(&comm_filter, comm) != NULL;
-	bpf_map_update_elem(&comm_verdicts, &tid, &fresh, BPF_ANY);
+	bpf_map_update_elem(&comm_verdicts, &tgid, &fresh, BPF_ANY);
 	return fresh.traced;
 }
 
 SEC("tracepoint/task/task_rename")
 int task_renamed(struct trace_event_raw_task_rename *ctx)
 {
-	__u32 tid = ctx->pid;
+	/* verdicts are keyed by tgid: a non-leader thread's id is no live process's tgid */
+	__u32 pid = ctx->pid;
 
-	bpf_map_delete_elem(&comm_verdicts, &tid);
+	bpf_map_delete_elem(&comm_verdicts, &pid);
 	return 0;
 }
 
-/* Not the agent; with filters, a process named by --pid OR by --comm. */
+/* Not the agent; with filters on, a process named by its tgid OR by its name. */
 static __always_inline int traced(__u32 tgid)
 {
+	__u32 zero = 0;
+	struct l7_filter_state *f;
+
 	if (tgid == cfg.self_tgid)
 		return 0;
-	if (!cfg.filter_pids && !cfg.filter_comms)
+	f = bpf_map_lookup_elem(&filter_state, &zero);
+	if (!f || (!f->pids && !f->comms))
 		return 1;
-	if (cfg.filter_pids && bpf_map_lookup_elem(&pid_filter, &tgid))
+	if (f->pids && bpf_map_lookup_elem(&pid_filter, &tgid))
 		return 1;
-	if (cfg.filter_comms)
-		return comm_traced();
+	if (f->comms)
+		return comm_traced(tgid, f->generation);
 	return 0;
 }
 
@@ -1633,9 +1651,12 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	__u32 size = L7_EVENT_HDR_LEN + L7_EXEC_FILENAME;
 	__u32 off = ctx->__data_loc_filename & 0xffff;
-	struct l7_event *ev = proc_record(L7_KIND_EXEC, size);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct l7_event *ev;
 	long n;
 
+	bpf_map_delete_elem(&comm_verdicts, &tgid); /* the new program's name (after task_rename) */
+	ev = proc_record(L7_KIND_EXEC, size);
 	if (!ev)
 		return 0;
 	n = bpf_probe_read_kernel_str(ev->data, L7_EXEC_FILENAME, (void *)ctx + off);

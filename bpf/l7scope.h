@@ -66,11 +66,24 @@ enum l7_stat {
 struct l7_config {
 	__u32 self_tgid;        /* the agent itself: never traced */
 	__u32 max_payload;      /* payload bytes captured per syscall */
-	__u8 filter_pids;       /* only tgids in pid_filter */
-	__u8 filter_comms;      /* only comms in comm_filter */
+	__u8 pad[2];            /* (who is traced is no knob: the live filter_state below) */
 	__u8 capture_all;       /* skip in-kernel protocol inference: payload of every connection */
 	__u8 max_checks;        /* unrecognised messages before a connection is classed OTHER */
 	__u32 wakeup_bytes;     /* wake the reader when this much is pending; 0: on every record */
+};
+
+/* ---- who is traced, changed live ----
+ * The one entry of the filter_state array. User space fills pid_filter and comm_filter first,
+ * then writes this with generation + 1; a --comm verdict cached under an older generation is
+ * decided again. Both off: every process (but the agent) is traced. */
+#define L7_PID_FILTER_MAX 1024  /* tgids pid_filter holds */
+#define L7_COMM_FILTER_MAX 256  /* process names comm_filter holds */
+
+struct l7_filter_state {
+	__u32 generation; /* bumped by every change */
+	__u8 pids;        /* on: tgids in pid_filter are traced */
+	__u8 comms;       /* on: processes whose name (the leader's comm) is in comm_filter are */
+	__u8 pad[2];
 };
 
 struct l7_event {

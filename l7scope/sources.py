@@ -208,6 +208,10 @@ class KernelSource:
     def drain(self) -> list:
         return self.capture.drain()
 
+    def set_filter(self, pids, comms) -> None:
+        """Who is traced, changed live (KernelCapture.set_filter); ValueError over capacity."""
+        self.capture.set_filter(pids, comms)
+
     @staticmethod
     def now_ns(last_ts: int) -> int:
         return time.monotonic_ns()

@@ -10,6 +10,8 @@ import ctypes
 import errno
 import os
 import struct
+import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,6 +27,12 @@ BTF = "/sys/kernel/btf/vmlinux"
 CONFIG = struct.Struct(wire_layout.L7_CONFIG_FORMAT)
 CONFIG_FIELDS = tuple(f[0] for f in wire_layout.L7_CONFIG_FIELDS)
 assert CONFIG.size == wire_layout.L7_CONFIG_SIZE
+# struct l7_filter_state: the one entry of the filter_state array (who is traced, live)
+FILTER_STATE = struct.Struct(wire_layout.L7_FILTER_STATE_FORMAT)
+assert FILTER_STATE.size == wire_layout.L7_FILTER_STATE_SIZE
+PID_FILTER_MAX = wire_layout.CONSTANTS["L7_PID_FILTER_MAX"]
+COMM_FILTER_MAX = wire_layout.CONSTANTS["L7_COMM_FILTER_MAX"]
+COMM_KEY_LEN = wire_layout.CONSTANTS["L7_COMM_LEN"]
 # the reader is woken once this much is pending (else it finds records at its poll timeout)
 WAKEUP_BYTES_MAX = 256 << 10
 
@@ -134,6 +142,10 @@ class KernelCapture:
         self.tls_problem: str | None = None
         self._obj = None
         self._rb = None
+        self._filter_lock = threading.Lock()
+        self._pid_keys: set[bytes] = set()  # what pid_filter / comm_filter hold now
+        self._comm_keys: set[bytes] = set()
+        self._generation = 0
         log: list[str] = []
         libbpf.set_print(debug_print or (lambda lvl, text: log.append(text) if lvl <= 1 else None))
         try:
@@ -144,6 +156,9 @@ class KernelCapture:
             if e.errno == errno.EPERM:
                 raise CaptureUnavailable(f"BPF load refused (EPERM): {hint or e}") from None
             raise CaptureUnavailable(f"{e}{': ' + hint if hint else ''}") from None
+        except ValueError as e:  # the initial filter is over capacity
+            self.close()
+            raise CaptureUnavailable(str(e)) from None
 
     def _open_and_attach(self, o: KernelOptions) -> None:
         obj = self._obj = libbpf.BpfObject(object_path())
@@ -159,7 +174,7 @@ class KernelCapture:
                 obj.set_autoload(prog, False)
                 self.missing_tracepoints.append(section)
         obj.load()
-        self._fill_filters(o)
+        self.set_filter(o.pids, o.comms)
         for prog, name, section in progs:
             if section not in self.missing_tracepoints and not section.startswith("uprobe") \
                     and not section.startswith("uretprobe"):
@@ -187,13 +202,21 @@ class KernelCapture:
             return
         self.tls_library = library
 
-    def _fill_filters(self, o: KernelOptions) -> None:
-        pid_fd = self._obj.map_fd("pid_filter")
-        for pid in o.pids:
-            libbpf.map_update(pid_fd, struct.pack("<I", pid), b"\x01")
-        comm_fd = self._obj.map_fd("comm_filter")
-        for comm in o.comms:
-            libbpf.map_update(comm_fd, comm.encode()[:15].ljust(16, b"\0"), b"\x01")
+    def set_filter(self, pids: Collection[int], comms: Collection[str]) -> None:
+        """Trace only these processes (by tgid, or by process name: the thread-group leader's,
+        first 15 bytes); both empty: every process. Takes effect for the next syscall, without
+        reloading the programs. ValueError (one line) when over capacity or not a pid; callable
+        from any thread."""
+        pid_keys, comm_keys = filter_keys(pids, comms)
+        with self._filter_lock:
+            if self._obj is None:
+                raise ValueError("the kernel capture is closed")
+            _sync_keys(self._obj.map_fd("pid_filter"), self._pid_keys, pid_keys)
+            _sync_keys(self._obj.map_fd("comm_filter"), self._comm_keys, comm_keys)
+            self._generation = (self._generation + 1) & 0xFFFFFFFF
+            state = FILTER_STATE.pack(self._generation, 1 if pid_keys else 0,
+                                      1 if comm_keys else 0, b"")
+            libbpf.map_update(self._obj.map_fd("filter_state"), struct.pack("<I", 0), state)
 
     def poll(self, timeout_ms: int = 100) -> list:
         decode = self.decoder.decode
@@ -216,21 +239,54 @@ class KernelCapture:
         if self._rb is not None:
             self._rb.close()
             self._rb = None
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
+        with self._filter_lock:  # a set_filter from another thread finds it open or closed
+            if self._obj is not None:
+                self._obj.close()
+                self._obj = None
 
 
 def config_bytes(o: KernelOptions, self_tgid: int) -> bytes:
     """struct l7_config for these options, packed by field name."""
     ring = _pow2(o.ringbuf_bytes)
     wakeup = o.wakeup_bytes if o.wakeup_bytes is not None else min(WAKEUP_BYTES_MAX, ring // 16)
-    values = {"self_tgid": self_tgid, "max_payload": max(0, o.max_payload),
-              "filter_pids": 1 if o.pids else 0, "filter_comms": 1 if o.comms else 0,
+    values = {"self_tgid": self_tgid, "max_payload": max(0, o.max_payload), "pad": b"",
               "capture_all": 1 if o.capture_all else 0,
               "max_checks": max(1, min(255, o.max_checks)),
               "wakeup_bytes": max(0, min(wakeup, ring // 2))}
     return CONFIG.pack(*(values[name] for name in CONFIG_FIELDS))
+
+
+def comm_key(name: str) -> bytes:
+    """A process name as comm_filter keys it: the kernel's first 15 bytes, NUL-padded."""
+    return name.encode()[:COMM_KEY_LEN - 1].ljust(COMM_KEY_LEN, b"\0")
+
+
+def filter_keys(pids: Collection[int], comms: Collection[str]) -> tuple[set[bytes], set[bytes]]:
+    """The map keys of a filter; ValueError with a one-line reason when it cannot be kept."""
+    pid_keys = set()
+    for pid in pids:
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 1 << 32:
+            raise ValueError(f"pid {pid!r} is not a process id")
+        pid_keys.add(struct.pack("<I", pid))
+    comm_keys = {comm_key(name) for name in comms}
+    if len(pid_keys) > PID_FILTER_MAX:
+        raise ValueError(f"{len(pid_keys)} pids to trace: the kernel filter holds at most "
+                         f"{PID_FILTER_MAX}")
+    if len(comm_keys) > COMM_FILTER_MAX:
+        raise ValueError(f"{len(comm_keys)} process names to trace: the kernel filter holds at "
+                         f"most {COMM_FILTER_MAX}")
+    return pid_keys, comm_keys
+
+
+def _sync_keys(fd: int, have: set[bytes], want: set[bytes]) -> None:
+    """Make the map (whose keys are `have`, kept up to date as it changes) hold `want`:
+    the unwanted keys go first, so the map never needs more than its capacity."""
+    for key in have - want:
+        libbpf.map_delete(fd, key)
+        have.discard(key)
+    for key in want - have:
+        libbpf.map_update(fd, key, b"\x01")
+        have.add(key)
 
 
 def _pow2(n: int) -> int:

@@ -74,6 +74,7 @@ def _declare(L: ctypes.CDLL) -> None:
         "bpf_map__initial_value": (vp, [vp, ctypes.POINTER(sz)]),
         "bpf_map_lookup_elem": (i, [i, vp, vp]),
         "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
+        "bpf_map_delete_elem": (i, [i, vp]),
         "ring_buffer__new": (vp, [i, _SAMPLE_CB, vp, vp]),
         "ring_buffer__poll": (i, [vp, i]),
         "ring_buffer__consume": (i, [vp]),
@@ -230,6 +231,17 @@ def map_update(fd: int, key: bytes, value: bytes) -> None:
     v = ctypes.create_string_buffer(value, len(value))
     if lib().bpf_map_update_elem(fd, k, v, 0):
         raise _err("updating map")
+
+
+def map_delete(fd: int, key: bytes) -> bool:
+    """Remove key; False when it was not there."""
+    k = ctypes.create_string_buffer(key, len(key))
+    rc = lib().bpf_map_delete_elem(fd, k)  # libbpf 1.x: -errno (errno set too)
+    if rc == -errno.ENOENT:
+        return False
+    if rc:
+        raise _err("deleting from map", rc)
+    return True
 
 
 def possible_cpus() -> int:

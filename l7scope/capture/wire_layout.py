@@ -32,13 +32,12 @@ L7_EVENT_FIELDS = (
     ('comm', 96, 16, '16s'),
     ('data', 112, 4096, '4096s'),
 )
-L7_CONFIG_FORMAT = "<IIBBBBI"
+L7_CONFIG_FORMAT = "<II2sBBI"
 L7_CONFIG_SIZE = 16
 L7_CONFIG_FIELDS = (
     ('self_tgid', 0, 4, 'I'),
     ('max_payload', 4, 4, 'I'),
-    ('filter_pids', 8, 1, 'B'),
-    ('filter_comms', 9, 1, 'B'),
+    ('pad', 8, 2, '2s'),
     ('capture_all', 10, 1, 'B'),
     ('max_checks', 11, 1, 'B'),
     ('wakeup_bytes', 12, 4, 'I'),
@@ -65,6 +64,14 @@ L7_TCP_STATS_FIELDS = (
     ('outcome', 58, 1, 'B'),
     ('pad', 59, 1, 'B'),
 )
+L7_FILTER_STATE_FORMAT = "<IBB2s"
+L7_FILTER_STATE_SIZE = 8
+L7_FILTER_STATE_FIELDS = (
+    ('generation', 0, 4, 'I'),
+    ('pids', 4, 1, 'B'),
+    ('comms', 5, 1, 'B'),
+    ('pad', 6, 2, '2s'),
+)
 CONSTANTS = {
     'L7_CHUNK': 4096,
     'L7_MAX_STEPS': 32,
@@ -72,6 +79,8 @@ CONSTANTS = {
     'L7_FLAG_PAYLOAD_SUPPRESSED': 1,
     'L7_FLAG_TRUNCATED': 2,
     'L7_FLAG_TLS': 4,
+    'L7_PID_FILTER_MAX': 1024,
+    'L7_COMM_FILTER_MAX': 256,
     'L7_EVENT_HDR_LEN': 112,
     'L7_EXEC_FILENAME': 256,
     'L7_TCP_DROP_SLOTS': 4,

@@ -24,8 +24,7 @@ METHODS_H = ROOT / "bpf" / "l7_http_methods.h"
 EVENT_FIELDS = ("ts_enter", "ts_exit", "conn_id", "tgid", "tid", "fd", "seq", "total_len",
                 "chunk_off", "chunk_len", "data_len", "kind", "direction", "syscall", "role",
                 "family", "flags", "lport", "rport", "laddr", "raddr", "comm")
-CONFIG_FIELDS = ("self_tgid", "max_payload", "filter_pids", "filter_comms", "capture_all",
-                 "max_checks", "wakeup_bytes")
+CONFIG_FIELDS = ("self_tgid", "max_payload", "pad", "capture_all", "max_checks", "wakeup_bytes")
 CONSTANTS = ("L7_KIND_DATA", "L7_KIND_OPEN", "L7_KIND_CLOSE", "L7_KIND_EOF", "L7_DIR_EGRESS",
              "L7_DIR_INGRESS", "L7_ROLE_UNKNOWN", "L7_ROLE_CLIENT", "L7_ROLE_SERVER",
              "L7_FLAG_PAYLOAD_SUPPRESSED", "L7_FLAG_TRUNCATED", "L7_FLAG_TLS", "L7_EVENT_HDR_LEN",
@@ -130,8 +129,8 @@ def test_config_bytes_put_each_option_at_its_field():
     o = kernel.KernelOptions(pids=(5,), max_payload=1000, capture_all=True, max_checks=300,
                              ringbuf_bytes=1 << 20)
     values = dict(zip(CONFIG_FIELDS, kernel.CONFIG.unpack(kernel.config_bytes(o, 4242))))
-    assert values == {"self_tgid": 4242, "max_payload": 1000, "filter_pids": 1,
-                      "filter_comms": 0, "capture_all": 1, "max_checks": 255,
+    assert values == {"self_tgid": 4242, "max_payload": 1000, "pad": b"\0\0",
+                      "capture_all": 1, "max_checks": 255,
                       "wakeup_bytes": (1 << 20) // 16}
     big = kernel.config_bytes(kernel.KernelOptions(ringbuf_bytes=64 << 20), 1)
     assert kernel.CONFIG.unpack(big)[-1] == kernel.WAKEUP_BYTES_MAX
