@@ -218,9 +218,8 @@ def _tasks(s: Settings, config: Config, source, outputs: FanOut, web, pipeline):
     from l7scope.tasks.controller import TaskController, TasksSink
     from l7scope.web.tasks_api import TasksApi
 
-    capture = getattr(source, "capture", None)
-    tasks = TaskController(capture_filter=None if source.capture_mode else
-                           getattr(capture, "set_filter", None), packets=source.capture_mode,
+    tasks = TaskController(capture_filter=getattr(source, "set_filter", None),
+                           packets=source.capture_mode,
                            default_pids=s.pids, default_comms=s.comms, sampling=config.sampling)
     outputs.sinks.append(TasksSink(tasks))
     outputs.sampler.rules_for = tasks.rules_for

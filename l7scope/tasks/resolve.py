@@ -146,8 +146,7 @@ class _Covering:
     def covers(self, ex) -> bool:
         if ex.pid in self.pids:
             return True
-        if self.names and (ex.name in self.names or ex.comm in self.names
-                           or ex.thread in self.names):
+        if self.names and (ex.name in self.names or ex.comm in self.names):
             return True
         return self.exe_re is not None and ex.exe is not None and \
             self.exe_re.match(ex.exe) is not None
