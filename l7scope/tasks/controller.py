@@ -51,14 +51,14 @@ COUNTERS = ("tasks_started", "tasks_stopped", "tasks_expired", "tasks_refused",
 CaptureFilter = Callable[[Collection[int], Collection[str]], None]
 
 
-def scan_processes(fs: ProcFS, with_exe: bool, limit: int = MAX_SCAN) -> list[R.Proc]:
-    """The processes /proc lists now (name; executable when asked), at most ``limit``."""
+def scan_processes(fs: ProcFS, limit: int = MAX_SCAN) -> list[R.Proc]:
+    """The processes /proc lists now (name, executable), at most ``limit``."""
     out = []
     for pid in sorted(fs.pids())[:limit]:
         name = fs.comm(pid)
         if name is None:
             continue  # gone meanwhile
-        out.append(R.Proc(pid, name, fs.exe(pid)[0] if with_exe else None))
+        out.append(R.Proc(pid, name, fs.exe(pid)[0]))
     return out
 
 
@@ -215,7 +215,7 @@ class TaskController:
             pids = sorted({pid for t in tasks for pid in t.spec.selector.pids})
             procs = (R.Proc(pid, self._fs.comm(pid), self._fs.exe(pid)[0]) for pid in pids)
             return [p for p in procs if p.name is not None]
-        return scan_processes(self._fs, with_exe=any(t.spec.selector.exe for t in tasks))
+        return scan_processes(self._fs)
 
     @staticmethod
     def _wants_scan(tasks) -> bool:
@@ -258,7 +258,7 @@ class TaskController:
 
     def processes(self, limit: int) -> list[R.Proc]:
         """The host's processes now (name and executable), for choosing a task's."""
-        return scan_processes(self._fs, with_exe=True, limit=limit)
+        return scan_processes(self._fs, limit=limit)
 
 
 class TasksSink(Sink):

@@ -91,7 +91,8 @@ async function tick(force) {
   } else if (state.view === "status") {
     await renderStatus($("status-body"));
   } else if (state.view === "tasks") {
-    await tasks.refresh();
+    const res = await tasks.refresh(force);
+    setLive(res.ok, res.ok ? `updated ${new Date().toISOString().slice(11, 19)} UTC` : `tasks: ${res.error}`);
   }
 }
 

@@ -115,7 +115,7 @@ export class TasksView {
 
   addPicked(field) {
     const opt = this.procs.selectedOptions[0];
-    if (!opt || !opt.value) return;
+    if (!opt || !opt.value) return this.say(false, "choose a running process first");
     const el = this.form.elements[field];
     const value = field === "pids" ? opt.value : opt.getAttribute("data-name");
     const have = items(el.value);
@@ -126,9 +126,11 @@ export class TasksView {
     const res = await getJson("/api/processes");
     if (!res.ok) return;
     this.processesLoaded = true;
+    const chosen = this.procs.value;
     clear(this.procs).append(h("option", { value: "", text: "choose…" }),
       ...res.data.processes.map((p) => h("option", { value: String(p.pid), "data-name": p.name,
         text: `${p.name} (${p.pid})${p.exe ? " " + p.exe : ""}` })));
+    this.procs.value = chosen;
   }
 
   body() {
@@ -184,23 +186,25 @@ export class TasksView {
     ]);
   }
 
-  async refresh() {
-    if (!this.processesLoaded) await this.loadProcesses();
+  // the list again (and the process picker when `withProcesses`, or never loaded); -> the answer
+  async refresh(withProcesses) {
+    if (withProcesses || !this.processesLoaded) await this.loadProcesses();
     const res = await getJson("/api/tasks");
     if (!res.ok) {
       clear(this.capture).append(h("p", { class: "error", "data-testid": "tasks-error", text: res.error }));
-      return;
+      return res;
     }
     const d = res.data;
     clear(this.capture).append(captureLine(d));
     clear(this.list);
     if (!d.tasks.length) {
       this.list.append(h("p", { class: "empty", "data-testid": "tasks-empty", text: "no tasks yet" }));
-      return;
+      return res;
     }
     this.list.append(h("table", { class: "grid", "data-testid": "task-table" }, [
       h("thead", {}, h("tr", {}, ["id", "label", "state", "processes", "resolved now", "sampling", "started (UTC)", "remaining", ""].map((x) => h("th", { text: x })))),
       h("tbody", {}, d.tasks.map((t) => this.row(t))),
     ]));
+    return res;
   }
 }
