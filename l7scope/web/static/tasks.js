@@ -25,6 +25,8 @@ async function sendJson(method, path, body) {
   return { ok: true, status: resp.status, data: doc };
 }
 
+const processes = (n) => `${n} process${n === 1 ? "" : "es"}`;
+
 // "1, 2,3" -> ["1", "2", "3"]
 function items(text) {
   return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -157,7 +159,7 @@ export class TasksView {
     const res = await sendJson("POST", "/api/tasks", this.body());
     if (!res.ok) return this.say(false, res.error);
     const t = res.data.task;
-    this.say(true, `task ${t.id} started: ${plural(t.resolved_count, "process")} now`);
+    this.say(true, `task ${t.id} started: ${processes(t.resolved_count)} now`);
     await this.refresh();
   }
 
