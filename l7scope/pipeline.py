@@ -13,6 +13,11 @@ worker thread that made the syscalls (that one goes to ``thread``), with ``exe``
 (a dict hit) when the record is built; ``tick`` expires its exited processes and copies its
 counters into ``counters``.
 
+Analysis tasks (l7scope/tasks) hook in twice: ``admit(ex)`` (None: keep all) decides whether an
+Exchange reaches the observers (not the running tasks' processes: not kept, the controller
+counts it), and ``on_process_event(ev)`` sees every exec and exit record after the process
+table.
+
 Error boundary (with the connection table's, which covers the analyzers): an exception while
 building an Exchange (trace context, numbers, path redaction) is counted as
 ``internal_error_<protocol>`` and ends that connection's analysis; an exception out of an
