@@ -118,10 +118,10 @@ class TaskController:
 
     def _start(self, spec: TaskSpec) -> Task | Invalid:
         task = self.table.start(spec)
-        resolved = dict(self._resolved)
-        procs = self._scan(self.table.running())
-        resolved[task.id] = R.matching(spec.selector, procs)
-        problem = self._apply(self.table.running(), resolved)
+        running = self.table.running()
+        procs = self._scan(running)  # fresh: every running task is resolved anew
+        resolved = {t.id: R.matching(t.spec.selector, procs) for t in running}
+        problem = self._apply(running, resolved)
         if problem is not None:
             self.table.withdraw(task.id)  # nothing else saw it
             return Invalid(problem)
