@@ -6,7 +6,8 @@ them to work against /proc and the capture source. The API is web/tasks_api.py; 
 tells the whole story.
 """
 from l7scope.tasks.controller import TaskController
-from l7scope.tasks.model import Invalid, Rules, Selector, Task, TaskSpec, TaskTable, parse_body, parse_task
+from l7scope.tasks.model import (Invalid, Rules, Selector, Task, TaskSpec, TaskTable, parse_body,
+                                 parse_task)
 
 __all__ = ["Invalid", "Rules", "Selector", "Task", "TaskController", "TaskSpec", "TaskTable",
            "parse_body", "parse_task"]

@@ -81,7 +81,7 @@ class TaskController:
         self._scanned_ns = 0
         self._dirty = False
         self.problem: str | None = None  # why the latest resolution is not in force
-        self.counters_ = dict.fromkeys(COUNTERS, 0)
+        self._counts = dict.fromkeys(COUNTERS, 0)
         self.packets = packets  # a packet source: no process is named, nothing filtered
         self.coverage = R.Coverage(packets=packets)
 
@@ -90,7 +90,7 @@ class TaskController:
     def admit(self, ex) -> bool:
         if self.coverage.admit(ex):
             return True
-        self.counters_["tasks_exchanges_outside"] += 1
+        self._counts["tasks_exchanges_outside"] += 1
         return False
 
     def rules_for(self, ex):
@@ -109,12 +109,10 @@ class TaskController:
     def start(self, spec: TaskSpec) -> Task | Invalid:
         with self._lock:
             self._expire()
-            refused = self.table.can_start()
-            if refused is None:
-                refused = self._start(spec)
-            if isinstance(refused, Invalid):
-                self.counters_["tasks_refused"] += 1
-            return refused
+            result = self.table.can_start() or self._start(spec)
+            if isinstance(result, Invalid):
+                self._counts["tasks_refused"] += 1
+            return result
 
     def _start(self, spec: TaskSpec) -> Task | Invalid:
         task = self.table.start(spec)
@@ -126,7 +124,7 @@ class TaskController:
             self.table.withdraw(task.id)  # nothing else saw it
             return Invalid(problem)
         self._resolved = resolved
-        self.counters_["tasks_started"] += 1
+        self._counts["tasks_started"] += 1
         self._publish()
         return task
 
@@ -136,7 +134,7 @@ class TaskController:
             was_running = any(t.id == task_id for t in self.table.running())
             task = self.table.stop(task_id)
             if was_running and task is not None:
-                self.counters_["tasks_stopped"] += 1
+                self._counts["tasks_stopped"] += 1
                 self._settle()
             return task
 
@@ -188,7 +186,7 @@ class TaskController:
     def _expire(self) -> None:
         ended = self.table.expire()
         if ended:
-            self.counters_["tasks_expired"] += len(ended)
+            self._counts["tasks_expired"] += len(ended)
             self._settle()
 
     def _settle(self) -> None:
@@ -197,7 +195,7 @@ class TaskController:
         self._resolved = {t.id: self._resolved.get(t.id, ()) for t in running}
         self.problem = self._apply(running, self._resolved)
         if self.problem is not None:
-            self.counters_["tasks_filter_over_capacity"] += 1
+            self._counts["tasks_filter_over_capacity"] += 1
         self._dirty = False
         self._publish()
 
@@ -235,7 +233,7 @@ class TaskController:
         except ValueError as e:
             return str(e).splitlines()[0] if str(e) else "the capture refused the filter"
         self._applied = wanted
-        self.counters_["tasks_filter_updates"] += 1
+        self._counts["tasks_filter_updates"] += 1
         return None
 
     def _publish(self) -> None:
@@ -245,7 +243,7 @@ class TaskController:
     # -- reading --------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
-        out = dict(self.counters_)
+        out = dict(self._counts)
         out["tasks_running"] = len(self.table.running())
         return out
 

@@ -2,7 +2,7 @@
 the sampling rules each exchange gets."""
 from l7scope.config import SamplingConfig, SamplingRule
 from l7scope.sampling import Sampler
-from l7scope.tasks.model import Rules, Selector, Task, TaskSpec, parse_task
+from l7scope.tasks.model import Rules, Selector, Task, parse_task
 from l7scope.tasks.resolve import (Coverage, Proc, kernel_filter, matching, merged,
                                    over_capacity)
 from tests.export import make_exchange
