@@ -7,6 +7,11 @@ processes to choose from.
     GET    /api/processes      {"processes": [{"pid", "name", "exe"}], "truncated": bool}
 
 Handlers run on the listener's thread; the controller (l7scope/tasks/controller.py) locks.
+
+Requests that change something come from the page or a script, never from another site: a
+POST must be ``Content-Type: application/json`` (415 otherwise; a browser asks before it sends
+that, or a DELETE, across sites, and this listener grants nothing), and a request whose
+``Origin`` is not the address it was sent to is 403.
 This module is the error boundary of these requests, like web/api.py: our own bug is a 500
 counted in ``internal_errors``, never an exception into the listener.
 """
@@ -51,6 +56,9 @@ class TasksApi:
 
     def _guarded(self, handler):
         def route(request):
+            refused = _cross_site(request)
+            if refused is not None:
+                return refused
             try:
                 return handler(request)
             except Exception as e:  # noqa: BLE001 - the request's error boundary
@@ -74,6 +82,9 @@ class TasksApi:
     def create(self, request):
         if request.path.rstrip("/") != "/api/tasks":
             return reply(404, {"error": "POST a task to /api/tasks"})
+        ctype = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            return reply(415, {"error": "POST /api/tasks takes Content-Type: application/json"})
         spec = parse_body(request.body)
         if isinstance(spec, Invalid):
             return reply(400, {"error": spec.reason})
@@ -124,6 +135,18 @@ class TasksApi:
                 "limits": {"max_tasks": MAX_TASKS, "max_duration_s": MAX_DURATION_S,
                            "max_filter_pids": R.MAX_FILTER_PIDS,
                            "max_filter_names": R.MAX_FILTER_NAMES}}
+
+
+def _cross_site(request):
+    """403 for a request a page of another site sent (its Origin is not this address)."""
+    origin = request.header("origin")
+    if request.method == "GET" or origin is None:
+        return None
+    host = request.header("host") or ""
+    if origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower()):
+        return None
+    return reply(403, {"error": "refused: a request from another site (Origin "
+                                f"{origin[:60]}) may not change tasks"})
 
 
 def _task_id(path: str) -> str | None:

@@ -15,6 +15,7 @@ from tests.procs.test_table import FakeProc
 from tests.tasks.test_controller import Clock, FakeCapture
 
 S = 1_000_000_000
+JSON = {"Content-Type": "application/json"}
 WALL = 1_700_000_000 * S
 
 
@@ -30,11 +31,15 @@ def setup(tmp_path):
     return TasksApi(tasks), clock, capture
 
 
-def call(api, method, path, body=b"", query=""):
+JSON_HEAD = (("content-type", "application/json"),)
+
+
+def call(api, method, path, body=b"", query="", headers=JSON_HEAD):
     route = {"GET": api.list, "POST": api.create, "DELETE": api.delete}[method]
     if path == "/api/processes":
         route = api.processes
-    status, ctype, raw = api._guarded(route)(Request(method, path, query, "HTTP/1.1", (), body))
+    request = Request(method, path, query, "HTTP/1.1", (("host", "127.0.0.1:7070"), *headers), body)
+    status, ctype, raw = api._guarded(route)(request)
     assert ctype == "application/json" and raw.endswith(b"\n") and raw.count(b"\n") == 1
     return status, json.loads(raw)
 
@@ -122,6 +127,23 @@ def test_unknown_ids_and_paths(setup):
     assert call(api, "POST", "/api/tasks/t1", b"{}") == (404, {"error": "POST a task to /api/tasks"})
 
 
+def test_changes_from_another_site_are_refused(setup):
+    api, _, capture = setup
+    body = b'{"processes": {"pids": [20]}}'
+    assert call(api, "POST", "/api/tasks", body, headers=()) == \
+        (415, {"error": "POST /api/tasks takes Content-Type: application/json"})
+    assert call(api, "POST", "/api/tasks", body, headers=(("content-type", "text/plain"),)) == \
+        (415, {"error": "POST /api/tasks takes Content-Type: application/json"})
+    evil = (*JSON_HEAD, ("origin", "http://evil.example"))
+    assert call(api, "POST", "/api/tasks", body, headers=evil) == \
+        (403, {"error": "refused: a request from another site (Origin http://evil.example) may not change tasks"})
+    assert call(api, "DELETE", "/api/tasks/t1", headers=evil)[0] == 403
+    assert capture.calls == []
+    same = (("content-type", "application/json; charset=utf-8"), ("origin", "http://127.0.0.1:7070"))
+    assert call(api, "POST", "/api/tasks", body, headers=same)[0] == 201
+    assert call(api, "GET", "/api/tasks", headers=evil)[0] == 200  # reading is not changing
+
+
 def test_processes_to_choose_from(setup):
     api, _, _ = setup
     assert call(api, "GET", "/api/processes") == (200, {"processes": [
@@ -144,7 +166,7 @@ def test_served_over_http_beside_the_other_routes(setup):
     listener.start()
     base = "http://%s:%d" % listener.address
     try:
-        req = urllib.request.Request(base + "/api/tasks", method="POST",
+        req = urllib.request.Request(base + "/api/tasks", method="POST", headers=JSON,
                                      data=b'{"processes": {"names": ["python3"]}}')
         with urllib.request.urlopen(req, timeout=5) as r:
             assert (r.status, json.loads(r.read())["task"]["id"]) == (201, "t1")
@@ -158,7 +180,8 @@ def test_served_over_http_beside_the_other_routes(setup):
         assert e.value.code == 405
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(urllib.request.Request(base + "/api/tasks", method="POST",
-                                                          data=b'{"processes": 1}'), timeout=5)
+                                                          headers=JSON, data=b'{"processes": 1}'),
+                                   timeout=5)
         assert (e.value.code, json.loads(e.value.read())) == \
             (400, {"error": "processes: must be a JSON object"})
         req = urllib.request.Request(base + "/api/tasks/t1", method="DELETE")
