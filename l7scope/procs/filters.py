@@ -1,8 +1,8 @@
 """Checks and matching for the agent's process filters (``--comm``, ``--pid``).
 
 The kernel keeps a task's name in 16 bytes (15 characters and a NUL; TASK_COMM_LEN), so a
-``--comm`` longer than 15 bytes can never equal a process name: the user is warned and told the
-name the kernel would show. A ``--pid`` that names no process, or names a thread rather than a
+``--comm`` longer than 15 bytes is matched by its first 15 (the kernel filter's key): the user
+is warned and told the name that is matched. A ``--pid`` that names no process, or names a thread rather than a
 process, is warned about too. Warnings are one line each, for the agent's start-up output.
 """
 from __future__ import annotations
@@ -21,15 +21,15 @@ def kernel_name(name: str) -> str:
 
 
 def comm_filter_warnings(names: Iterable[str]) -> list[str]:
-    """One warning line per ``--comm`` name that no process name can equal."""
+    """One warning line per ``--comm`` name the kernel cannot match as given."""
     out = []
     for name in names:
         if not name:
             out.append("--comm '': an empty name matches no process")
         elif len(name.encode("utf-8")) > COMM_MAX_BYTES:
             out.append(f"--comm {name!r}: the kernel keeps only the first {COMM_MAX_BYTES} "
-                       f"bytes of a process name, so no process is named that; "
-                       f"use {kernel_name(name)!r}")
+                       f"bytes of a process name; tracing processes named "
+                       f"{kernel_name(name)!r}")
     return out
 
 

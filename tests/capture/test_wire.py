@@ -25,10 +25,12 @@ EVENT_FIELDS = ("ts_enter", "ts_exit", "conn_id", "tgid", "tid", "fd", "seq", "t
                 "chunk_off", "chunk_len", "data_len", "kind", "direction", "syscall", "role",
                 "family", "flags", "lport", "rport", "laddr", "raddr", "comm")
 CONFIG_FIELDS = ("self_tgid", "max_payload", "pad", "capture_all", "max_checks", "wakeup_bytes")
+FILTER_STATE_FIELDS = ("generation", "pids", "comms", "pad")
 CONSTANTS = ("L7_KIND_DATA", "L7_KIND_OPEN", "L7_KIND_CLOSE", "L7_KIND_EOF", "L7_DIR_EGRESS",
              "L7_DIR_INGRESS", "L7_ROLE_UNKNOWN", "L7_ROLE_CLIENT", "L7_ROLE_SERVER",
              "L7_FLAG_PAYLOAD_SUPPRESSED", "L7_FLAG_TRUNCATED", "L7_FLAG_TLS", "L7_EVENT_HDR_LEN",
-             "L7_STAT_MAX", "L7_COMM_LEN", "L7_CHUNK")
+             "L7_STAT_MAX", "L7_COMM_LEN", "L7_CHUNK", "L7_PID_FILTER_MAX",
+             "L7_COMM_FILTER_MAX")
 
 
 def _script(name: str):
@@ -41,7 +43,8 @@ def _script(name: str):
 def _c_program() -> str:
     lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/types.h>",
              f'#include "{HEADER_H}"', "int main(void) {"]
-    for struct_name, fields in (("l7_event", EVENT_FIELDS + ("data",)), ("l7_config", CONFIG_FIELDS)):
+    for struct_name, fields in (("l7_event", EVENT_FIELDS + ("data",)), ("l7_config", CONFIG_FIELDS),
+                                ("l7_filter_state", FILTER_STATE_FIELDS)):
         lines.append(f'printf("sizeof {struct_name} %zu\\n", sizeof(struct {struct_name}));')
         for f in fields:
             lines.append(f'printf("field {struct_name} {f} %zu %zu\\n", '
@@ -123,6 +126,31 @@ def test_config_matches_c_layout(c_layout):
     py = _py_layout(kernel.CONFIG, CONFIG_FIELDS)
     assert {f: c_layout["field"]["l7_config", f] for f in CONFIG_FIELDS} == py
     assert c_layout["sizeof"]["l7_config"] == kernel.CONFIG.size == 16
+
+
+def test_filter_state_matches_c_layout(c_layout):
+    py = _py_layout(kernel.FILTER_STATE, FILTER_STATE_FIELDS)
+    assert {f: c_layout["field"]["l7_filter_state", f] for f in FILTER_STATE_FIELDS} == py
+    assert c_layout["sizeof"]["l7_filter_state"] == kernel.FILTER_STATE.size == 8
+    assert (c_layout["const"]["L7_PID_FILTER_MAX"], c_layout["const"]["L7_COMM_FILTER_MAX"]) == (
+        kernel.PID_FILTER_MAX, kernel.COMM_FILTER_MAX) == (1024, 256)
+
+
+def test_filter_keys_as_the_kernel_maps_hold_them():
+    pids, comms = kernel.filter_keys([7, 7, 1 << 31], ["python3", "a-name-longer-than-15", ""])
+    assert pids == {b"\x07\0\0\0", b"\0\0\0\x80"}
+    assert comms == {b"python3".ljust(16, b"\0"), b"a-name-longer-t\0", b"\0" * 16}
+    # two names the kernel cannot tell apart take one entry
+    assert kernel.filter_keys([], ["x" * 15 + "1", "x" * 15 + "2"])[1] == {b"x" * 15 + b"\0"}
+    for bad in (0, -1, 1 << 32, "12", True):
+        with pytest.raises(ValueError, match=f"^pid {bad!r} is not a process id$"):
+            kernel.filter_keys([bad], [])
+    assert len(kernel.filter_keys(range(1, 1025), [f"n{i}" for i in range(256)])[0]) == 1024
+    with pytest.raises(ValueError, match="^1025 pids to trace: the kernel filter holds at most 1024$"):
+        kernel.filter_keys(range(1, 1026), [])
+    with pytest.raises(ValueError, match="^257 process names to trace: the kernel filter holds "
+                                         "at most 256$"):
+        kernel.filter_keys([], [f"n{i}" for i in range(257)])
 
 
 def test_config_bytes_put_each_option_at_its_field():

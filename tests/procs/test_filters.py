@@ -10,7 +10,7 @@ def test_comm_longer_than_kernel_keeps_warns():
     assert comm_filter_warnings(["python3", "a" * 15]) == []
     (line,) = comm_filter_warnings(["kube-controller-manager"])
     assert line == ("--comm 'kube-controller-manager': the kernel keeps only the first 15 bytes "
-                    "of a process name, so no process is named that; use 'kube-controller'")
+                    "of a process name; tracing processes named 'kube-controller'")
     assert comm_filter_warnings([""]) == ["--comm '': an empty name matches no process"]
     assert kernel_name("é" * 8) == "é" * 7  # 15 bytes: whole characters only
 
