@@ -114,6 +114,7 @@ class _Run:
         self.web = None
         self.signals: agent.Signals | None = None
         self.processes = None  # procs.ProcessTable of a kernel run
+        self.tasks = None  # tasks.TaskController when the API is served
         self._source_open = False
 
     def close_source(self) -> None:
@@ -157,7 +158,7 @@ def _run(r: _Run, config: Config) -> int:
     pipeline, clock = _assemble(r, config)
     progress = agent.Progress.maybe(source) if s.command == "pcap" else None
     ended = agent.loop(source, pipeline, r.outputs, r.signals, clock, duration_s=s.duration_s,
-                       on_reload=lambda: _reload(s, r.outputs), progress=progress)
+                       on_reload=lambda: _reload(s, r.outputs, r.tasks), progress=progress)
     if progress is not None:
         progress.clear()
     pipeline.finish()
@@ -200,11 +201,31 @@ def _assemble(r: _Run, config: Config):
     pipeline = Pipeline(table=table, clock=source.clock, observers=r.outputs.observers(),
                         capture_mode=source.capture_mode, redact_path=redactor.redact_path,
                         processes=r.processes)
+    r.tasks = _tasks(s, config, source, r.outputs, r.web, pipeline)
     _announce(s, source, r.web)
     live = next((x for x in r.outputs.sinks if isinstance(x, S.LiveView)), None)
     if live is not None and r.web is not None:
         live.summary.view.note = f"web UI {r.web.web.url}"
     return pipeline, clock
+
+
+def _tasks(s: Settings, config: Config, source, outputs: FanOut, web, pipeline):
+    """Analysis tasks (docs/tasks.md), started and stopped through the API: the kernel's live
+    filter (``set_filter``) follows them; the pipeline keeps and the sampler samples their
+    processes' exchanges by their rules. None without the API."""
+    if web is None:
+        return None
+    from l7scope.tasks.controller import TaskController, TasksSink
+    from l7scope.web.tasks_api import TasksApi
+
+    tasks = TaskController(capture_filter=getattr(source, "set_filter", None),
+                           packets=source.capture_mode,
+                           default_pids=s.pids, default_comms=s.comms, sampling=config.sampling)
+    outputs.sinks.append(TasksSink(tasks))
+    outputs.sampler.rules_for = tasks.rules_for
+    pipeline.admit, pipeline.on_process_event = tasks.admit, tasks.on_process_event
+    TasksApi(tasks).mount(web.web.listener)
+    return tasks
 
 
 def _processes(s: Settings, source):
@@ -387,13 +408,15 @@ def _announce(s: Settings, source, web) -> None:
           file=sys.stderr, flush=True)
 
 
-def _reload(s: Settings, outputs: FanOut) -> None:
+def _reload(s: Settings, outputs: FanOut, tasks=None) -> None:
     try:
         config = load_config(s.config_path) if s.config_path else Config.default()
     except ConfigError as e:
         print(f"l7scope: config not reloaded: {e}", file=sys.stderr, flush=True)
         return
     outputs.sampler.reconfigure(config.sampling)
+    if tasks is not None:
+        tasks.sampling = config.sampling  # the default task's rules
     for sink in outputs.sinks:
         problem = sink.reopen() if isinstance(sink, S.JsonlFile) else None
         if problem:

@@ -13,6 +13,11 @@ worker thread that made the syscalls (that one goes to ``thread``), with ``exe``
 (a dict hit) when the record is built; ``tick`` expires its exited processes and copies its
 counters into ``counters``.
 
+Analysis tasks (l7scope/tasks) hook in twice: ``admit(ex)`` (None: keep all) decides whether an
+Exchange reaches the observers (not the running tasks' processes: not kept, the controller
+counts it), and ``on_process_event(ev)`` sees every exec and exit record after the process
+table.
+
 Error boundary (with the connection table's, which covers the analyzers): an exception while
 building an Exchange (trace context, numbers, path redaction) is counted as
 ``internal_error_<protocol>`` and ends that connection's analysis; an exception out of an
@@ -108,6 +113,8 @@ class Pipeline:
         self.redact_path = redact_path  # str -> str applied to the request path, or None
         self.peers = PeerIndex()
         self.processes = processes  # procs.ProcessTable (kernel runs) or None
+        self.admit = None  # Exchange -> bool: False keeps it from the observers (tasks)
+        self.on_process_event = None  # every exec/exit record, after the process table
         self.parse_errors: Counter = Counter()
         self.trace_errors: Counter = Counter()
         self.exchanges = 0
@@ -134,6 +141,8 @@ class Pipeline:
         an exec; an exited process keeps its name a grace period for late records)."""
         if self.processes is not None:
             feed_process_table(self.processes, (ev,))
+        if self.on_process_event is not None:
+            self.on_process_event(ev)
 
     def tick(self, now_ns: int) -> None:
         for conn, out in self.table.expire(now_ns):
@@ -154,7 +163,7 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - the boundary: our bug, counted
                 self.table.fail(conn, exc, protocol=out.protocol)
                 return
-            if ex is None:
+            if ex is None or (self.admit is not None and not self.admit(ex)):
                 return
             self.exchanges += 1
             for observe in self.observers:

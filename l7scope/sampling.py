@@ -30,7 +30,10 @@ headers, rendered body, trailers) is built only for exchanges that take a place 
 before the text is built, so a storm of errors does not render bodies that are then thrown
 away), with secrets redacted (credential headers, secret query parameters in the request line
 and URL headers, secret body fields), and truncated to the rule's ``max_*_bytes``.
-``reconfigure`` swaps the rule set in one assignment (SIGHUP reload).
+``reconfigure`` swaps the rule set in one assignment (SIGHUP reload). ``rules_for`` (None
+by default) may give an exchange a rule set of its own (``top_n`` and ``select(path)``), or
+None for the configured one: analysis tasks sample their processes by their own rules
+(l7scope/tasks).
 """
 from __future__ import annotations
 
@@ -138,6 +141,7 @@ class Sampler:
         self._pair_key = pair_key
         self._redactor = redactor or Redactor()
         self._max_pairs = max_pairs
+        self.rules_for: Callable[[Exchange], _Rules | None] | None = None
         self._lock = threading.Lock()
         self._seq = itertools.count()
         # pair -> three heaps of (duration_ns, -seq, SampledExchange|None)
@@ -150,6 +154,8 @@ class Sampler:
 
     def offer(self, exchange: Exchange) -> SampledExchange | None:
         rules = self._rules
+        if self.rules_for is not None:
+            rules = self.rules_for(exchange) or rules
         self.counters["offered"] += 1
         rule = rules.select(exchange.path)
         chosen = _reason(exchange, rule) if rule is not None else None

@@ -65,7 +65,8 @@ LISTEN_BACKLOG = 512
 ACCEPT_PAUSE_S = 0.1  # after an accept error (no descriptors left) before trying again
 FULL_GRACE_S = 0.2  # at the cap, how long new connections wait before being refused
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
+            404: "Not Found", 415: "Unsupported Media Type",
             405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
             431: "Request Header Fields Too Large", 500: "Internal Server Error",
             501: "Not Implemented", 503: "Service Unavailable",

@@ -1,4 +1,4 @@
-// l7scope web UI: views Topology (with the pair panel), Search and Status over the JSON API.
+// l7scope web UI: views Topology (with the pair panel), Search, Tasks and Status over the JSON API.
 // The address bar keeps the view, the selected pair and its tab (#/topology?edge=...&tab=...),
 // so a reload or a shared link opens the same place. Every POLL_MS the visible view is
 // fetched again; the selection survives the refresh.
@@ -9,10 +9,11 @@ import { renderTopology, edgeKey } from "./topology.js";
 import { PairPanel } from "./pair.js";
 import { SearchView } from "./search.js";
 import { renderStatus } from "./status.js";
+import { TasksView } from "./tasks.js";
 
 export const POLL_MS = 5000;
 const WINDOWS = [[300, "last 5 min"], [900, "last 15 min"], [3600, "last hour"], [21600, "last 6 hours"], [86400, "last 24 hours"]];
-const VIEWS = ["topology", "search", "status"];
+const VIEWS = ["topology", "search", "tasks", "status"];
 
 const state = { view: "topology", windowS: 900, selected: null, tab: null, lastTopology: "" };
 const $ = (id) => document.getElementById(id);
@@ -43,7 +44,7 @@ function setLive(ok, text) {
   el.className = ok ? "live ok" : "live error";
 }
 
-let pair, search;
+let pair, search, tasks;
 
 function showView() {
   for (const v of VIEWS) {
@@ -89,6 +90,9 @@ async function tick(force) {
     if (pair.edge) await pair.refresh(state.windowS);
   } else if (state.view === "status") {
     await renderStatus($("status-body"));
+  } else if (state.view === "tasks") {
+    const res = await tasks.refresh(force);
+    setLive(res.ok, res.ok ? `updated ${new Date().toISOString().slice(11, 19)} UTC` : `tasks: ${res.error}`);
   }
 }
 
@@ -138,6 +142,7 @@ function main() {
   });
   pair.onTab = (tab) => { state.tab = tab; writeHash(); };
   search = new SearchView($("view-search"));
+  tasks = new TasksView($("view-tasks"));
   buildHeader();
   window.addEventListener("hashchange", route);
   route();
