@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.conftest import free_port, need_tool
-from tests.kernel.test_ui_kernel import api, wait_api
+from tests.kernel.test_ui_kernel import wait_api
 from tests.web.test_ui_browser import Watched, edge, start_browser
 
 pytestmark = pytest.mark.kernel
