@@ -195,6 +195,9 @@ def _assemble(r: _Run, config: Config):
 
         r.outputs.tcp = TcpMetrics(owned_only=bool(s.pids or s.comms),
                                    name=r.outputs.metrics.name)  # pairs named alike
+        store = next((x for x in r.outputs.sinks if isinstance(x, S.Store)), None)
+        if store is not None:  # the store names TCP pairs' processes as its topology does
+            store.sink.process_name = r.processes.name
     table = ConnectionTable(listening=None if source.capture_mode else ListeningPorts(),
                             max_memory=s.max_parser_memory_mb << 20)
     r.outputs.on_error = lambda exc: table.record_internal_error("output", exc)

@@ -209,7 +209,7 @@ class LiveView(Sink):
 
 class Store(Sink):
     """Every exchange into the store's queue (outputs/store: the writer thread batches them),
-    each interval's metrics, samples and counters. ``stop()`` writes what is queued; the
+    each interval's metrics, samples, counters and TCP records. ``stop()`` writes what is queued; the
     store stays open (for the API) until ``close()``. A temporary store's directory is
     removed at close."""
 
@@ -223,6 +223,10 @@ class Store(Sink):
     def on_interval(self, snapshot, top_n, counters, now_wall_ns) -> None:
         if snapshot or top_n or counters is not None:
             self.sink.on_interval(snapshot, top_n, counters)  # after stop(): written at once
+
+    def on_tcp_metrics(self, records) -> None:
+        """The interval's tcp_metrics records into the store's tcp_metrics table."""
+        self.sink.on_tcp_metrics(records)
 
     def stop(self) -> None:
         self._stopped = True

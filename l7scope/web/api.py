@@ -20,14 +20,14 @@ at the beginning of the slot it falls in, and a metrics ``step`` is whole slots.
 from __future__ import annotations
 
 import json
-import math
 import socket
 import time
 from urllib.parse import parse_qs
 
 from l7scope.outputs.store import queries, schema
 from l7scope.outputs.store.queries import BadRequest
-from l7scope.outputs.store.rollup import SLOT_NS, SLOT_S
+from l7scope.outputs.store.rollup import SLOT_NS
+from l7scope.web.tcp import TcpApi
 
 JSON_TYPE = "application/json"
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
@@ -63,6 +63,7 @@ class Api:
             "/api/samples": self.samples, "/api/metrics": self.metrics,
             "/api/status": self.status,
         }
+        self._routes["/api/tcp"] = TcpApi(store, now_ns)  # web/tcp.py
 
     def handle(self, method: str, path: str, query: dict, body: bytes) -> tuple[int, str, bytes]:
         route = self._routes.get(path.rstrip("/") or "/")
@@ -157,19 +158,7 @@ class Api:
     def metrics(self, query: dict) -> dict:
         q = queries.parse_metrics(query)
         now = self._now()
-        if q.since_s is not None:
-            t0 = now - int(q.since_s * 1e9)
-        else:
-            oldest = self.store.oldest_ts()
-            t0 = min(oldest, now) if oldest is not None else now - 60 * 10**9
-        t0 = _slot_floor(t0)
-        span_s = max(1e-9, (now - t0) / 1e9)
-        step_s = q.step_s or math.ceil(span_s / 120)
-        step_s = max(1, math.ceil(step_s / SLOT_S)) * SLOT_S  # whole slots
-        slots = math.ceil(span_s / step_s)
-        if slots > queries.MAX_POINTS:
-            raise BadRequest(f"step: {span_s:.0f} s in steps of {step_s:g} s is {slots} points, "
-                             f"more than {queries.MAX_POINTS}; raise step")
+        t0, step_s, slots = queries.time_steps(q.since_s, q.step_s, now, self.store.oldest_ts)
         step_ns = int(step_s * 1e9)
         rows = self.store.metrics(q, t0, step_ns)
         return {"from_ns": t0, "to_ns": now, "step_s": step_s,

@@ -60,7 +60,8 @@ class WebOutput:
             raise WebError(str(e)) from None
         sink = StoreSink(st, peer_name=peer_name, to_wall_ns=to_wall_ns, now_ns=now_ns)
         web = cls(st, sink, listener, None)
-        web.api = Api(st, counters=web.latest_counters, source=source, now_ns=now_ns)
+        web.api = Api(st, counters=web.latest_counters, source=source, now_ns=now_ns,
+                      node=sink.node)  # the name the rows are written with
         web.api.mount(listener)
         UiFiles().mount(listener)
         if prometheus is not None:

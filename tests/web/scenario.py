@@ -14,6 +14,17 @@ Times are wall-clock ns (as in a capture file: the sink's to_wall_ns is the iden
     192.168.1.5 -> nginx(200)     server side only, 2 x /fast 200, 30 ms, at 100, 101
     nginx(200) -> 93.184.216.34:443   client side only, no response, at 50
     app(400) -> 10.1.1.1:50051    gRPC, client side only, status 200, grpc-status 14, 40 ms, at 60
+
+and the ``tcp_metrics`` records of those connections (``tcp_records``), per 10 s interval:
+
+    curl -> nginx      at 10: 5 connects (0.2, 0.3, 0.4, 0.6, 3 ms), 1,000 B sent, 5,000 B
+                       received, RTT 40, 60, 60, 120, 120, 2,000 us, 2 retransmits,
+                       1 TCP_OFO_DROP;  at 30: 3 connects (0.4 ms each), 1 refused, 600 / 1,400 B,
+                       RTT 80 x 3, 1 retransmit, 1 reset received, 2 NETFILTER_DROP
+    nginx -> python3   at 10 (the record names the server by its service, "python3 app.py"):
+                       2 connects (0.1 ms), 300 / 900 B, RTT 30, 30, 45, 45
+    192.168.1.5 -> nginx   at 100: 2 accepts, 200 / 400 B, 1 reset sent, RTT 900, 1,100 us
+    nginx -> 10.9.9.9:5432 at 50: no protocol, 1 connect timed out (a pair the topology lacks)
 """
 from __future__ import annotations
 
@@ -85,6 +96,44 @@ def records() -> list[Exchange]:
     return out
 
 
+def tcp_record(client, server, cpid, spid, t_s, *, connect_ms=(), rtt_us=(), failures=None,
+               drops=None, **counts) -> dict:
+    """A tcp_metrics record as l7scope/tcpmetrics.py builds one for the interval at t_s."""
+    from l7scope.metrics_types import DURATION_MS_BOUNDS
+    from l7scope.tcpmetrics import RTT_US_BOUNDS, _histogram
+
+    rec = {"kind": "tcp_metrics", "client": client, "server": server,
+           "client_pid": cpid, "server_pid": spid,
+           "interval_start_ns": T0 + t_s * S, "interval_end_ns": T0 + (t_s + 10) * S,
+           "connects": len(connect_ms), "accepts": 0,
+           "connect_failures": sum((failures or {}).values()),
+           "connect_failures_by_reason": dict(failures or {}),
+           "connect_ms": _histogram(list(connect_ms), DURATION_MS_BOUNDS).to_dict(),
+           "bytes_sent": 0, "bytes_received": 0, "write_calls": 0, "read_calls": 0,
+           "write_ms": 0.0, "rtt_us": _histogram(list(rtt_us), RTT_US_BOUNDS).to_dict(),
+           "retransmits": 0, "resets_sent": 0, "resets_received": 0, "drops": dict(drops or {})}
+    rec.update(counts)
+    return rec
+
+
+def tcp_records() -> list[dict]:
+    return [
+        tcp_record("curl", "nginx", 100, 200, 10, connect_ms=(0.2, 0.3, 0.4, 0.6, 3.0),
+                   accepts=5, bytes_sent=1000, bytes_received=5000, write_calls=10,
+                   read_calls=12, write_ms=0.25, rtt_us=(40, 60, 60, 120, 120, 2000),
+                   retransmits=2, drops={"TCP_OFO_DROP": 1}),
+        tcp_record("curl", "nginx", 100, 200, 30, connect_ms=(0.4, 0.4, 0.4), accepts=3,
+                   failures={"refused": 1}, bytes_sent=600, bytes_received=1400,
+                   rtt_us=(80, 80, 80), retransmits=1, resets_received=1,
+                   drops={"NETFILTER_DROP": 2}),
+        tcp_record("nginx", "python3 app.py", 201, 300, 10, connect_ms=(0.1, 0.1), accepts=2,
+                   bytes_sent=300, bytes_received=900, rtt_us=(30, 30, 45, 45)),
+        tcp_record("192.168.1.5", "nginx", None, 200, 100, accepts=2, bytes_sent=200,
+                   bytes_received=400, resets_sent=1, rtt_us=(900, 1100)),
+        tcp_record("nginx", "10.9.9.9:5432", 200, None, 50, failures={"timed_out": 1}),
+    ]
+
+
 def sampled(exchanges: list[Exchange]) -> dict:
     """The default sampling rules (slow >= 500 ms, 4xx, 5xx) over the records: top-N lists."""
     sampler = Sampler(SamplingConfig(),
@@ -96,18 +145,19 @@ def sampled(exchanges: list[Exchange]) -> dict:
 
 def fill(store):
     """The scripted run written through the store sink as the agent writes it: every record,
-    one interval of pair metrics and samples, and a counters snapshot; returns the sink with
-    everything flushed (still open)."""
+    one interval of pair metrics and samples, the tcp_metrics records, and a counters
+    snapshot; returns the sink with everything flushed (still open)."""
     from l7scope.metrics import MetricsAggregator
     from l7scope.outputs.store import StoreSink
 
     sink = StoreSink(store, node="host-a", peer_name=peer_name, to_wall_ns=lambda ns: ns,
-                     now_ns=lambda: NOW)
+                     now_ns=lambda: NOW, process_name=NAMES.get)
     recs = records()
     agg = MetricsAggregator()
     for ex in recs:
         sink(ex)
         agg.record(ex, peer_name(ex))
+    sink.on_tcp_metrics(tcp_records())
     sink.on_interval(agg.snapshot(T0, NOW), sampled(recs),
                      {"exchanges": len(recs), "ringbuf_dropped": 2, "parse_error_bad_start": 1})
     assert sink.flush()

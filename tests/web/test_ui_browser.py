@@ -165,8 +165,8 @@ def test_a_click_on_an_edge_opens_the_pair_with_its_metrics(page):
     expect(page.get_by_test_id("pair-title")).to_have_text("curl → nginx")
     expect(page.get_by_test_id("tab-http1")).to_have_attribute("aria-selected", "true")
     tcp = page.get_by_test_id("tab-tcp")
-    expect(tcp).to_be_disabled()
-    expect(tcp).to_have_text("TCP (coming with TCP metrics)")
+    expect(tcp).to_be_enabled()
+    expect(tcp).to_have_text("TCP")  # its numbers: test_ui_tcp_browser.py
     expect(page.get_by_test_id("summary-http1")).to_have_text(
         "HTTP/1.x: 9 requests (36/h), 1 error (11.1 %), step 10 s")
     assert texts(page.locator("[data-testid=chart-status-http1-totals] li")) == ["200: 6", "404: 2", "500: 1"]

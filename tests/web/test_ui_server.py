@@ -91,3 +91,23 @@ def test_beyond_loopback_prints_a_warning(tmp_path):
         assert len(lines) == 2 and lines[1].startswith("l7scope: warning: listening on 0.0.0.0:0: reachable")
     finally:
         w.close()
+
+
+def test_the_status_names_the_stores_node():
+    """With ``clickhouse://...?node=NAME`` the rows are written as NAME: the API's status says
+    that name, not the host's."""
+    from tests.outputs.store.test_clickhouse_http import Server
+
+    server = Server()
+    try:
+        w = WebOutput.open(ui="127.0.0.1:0", store=f"clickhouse://127.0.0.1:{server.port}/obs"
+                           "?node=edge-7", to_wall_ns=lambda ns: ns, now_ns=lambda: sc.NOW)
+        try:
+            assert w.sink.node == "edge-7"
+            doc = json.loads(get(w.url + "api/status")[2])
+            assert (doc["node"], doc["store"]["kind"]) == ("edge-7", "clickhouse")
+            assert socket.gethostname() != "edge-7"
+        finally:
+            w.close()
+    finally:
+        server.stop()

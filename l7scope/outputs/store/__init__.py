@@ -1,5 +1,5 @@
-"""The store: exchanges, pair metrics, samples, processes and counter snapshots kept on disk
-for the API (docs/store.md).
+"""The store: exchanges, pair metrics, TCP metrics, samples, processes and counter snapshots
+kept on disk for the API (docs/store.md).
 
     store = open_store()                       # SQLite file under the default data directory
     sink = StoreSink(store, peer_name=..., to_wall_ns=...)

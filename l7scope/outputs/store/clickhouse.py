@@ -36,17 +36,17 @@ import time
 from l7scope.outputs.store import schema
 from l7scope.outputs.store.clickhouse_http import ClickHouseError, Endpoint, HttpTransport, Outbox
 from l7scope.outputs.store.queries import (
-    BadRequest, ExchangeQuery, MetricsQuery, SampleQuery, _sre_parse)
+    BadRequest, ExchangeQuery, MetricsQuery, SampleQuery, TcpQuery, _sre_parse)
 from l7scope.outputs.store.schema import Batch
 
 _LOW_CARDINALITY = frozenset(("node", "client", "server", "protocol", "side", "comm", "name",
-                              "kind", "list", "reason"))
+                              "kind", "list", "reason", "client_name", "server_name"))
 _NOT_NULL = frozenset(("ts_ns", "node"))
 _SLOT_KEY = ("ts_ns", "node", "client", "server", "protocol", "kind", "key")
 _SLOT_AGGREGATE = {"n": "sum", "low": "min", "high": "max"}
 _ORDER = {"exchanges": "ts_ns, node", "samples": "ts_ns, node", "pair_metrics": "ts_ns, node",
           "agent_counters": "node, ts_ns", "processes": "node, pid, ts_ns",
-          "pair_slots": ", ".join(_SLOT_KEY)}
+          "pair_slots": ", ".join(_SLOT_KEY), "tcp_metrics": "ts_ns, node"}
 _SECONDS = "toDateTime(intDiv(ts_ns, 1000000000))"
 _READ_SETTINGS = (" SETTINGS prefer_column_name_to_alias = 1, "
                   "output_format_json_quote_64bit_integers = 0, max_execution_time = 30 "
@@ -262,6 +262,25 @@ class ClickHouseStore:
             f"SELECT intDiv(ts_ns - {int(t0)}, {int(step_ns)}) AS t, kind, `key`, sum(n) AS n, "
             f"min(low) AS low, max(high) AS high FROM {self.db}.pair_slots WHERE 1 = 1{where} "
             "GROUP BY t, kind, `key`")
+
+    def tcp_sums(self, q: TcpQuery, t0: int, step_ns: int) -> list[dict]:
+        where = _where(t0, q.client, q.server)
+        sums = ", ".join(f"sum({c}) AS {c}" for c in schema.TCP_SUMS)
+        return self._rows(
+            f"SELECT intDiv(ts_ns - {int(t0)}, {int(step_ns)}) AS t, {sums} "
+            f"FROM {self.db}.tcp_metrics WHERE 1 = 1{where} GROUP BY t")
+
+    def tcp_keyed(self, q: TcpQuery, t0: int, step_ns: int) -> list[dict]:
+        where = _where(t0, q.client, q.server)
+        parts = [f"SELECT intDiv(ts_ns - {int(t0)}, {int(step_ns)}) AS t, '{kind}' AS kind, "
+                 "kv.1 AS `key`, sum(kv.2) AS n "
+                 f"FROM {self.db}.tcp_metrics ARRAY JOIN "
+                 f"JSONExtractKeysAndValues(ifNull({kind}, '{{}}'), 'Int64') AS kv "
+                 f"WHERE 1 = 1{where} GROUP BY t, kind, `key`" for kind in schema.TCP_KEYED]
+        return self._rows(f"SELECT * FROM ({' UNION ALL '.join(parts)})")
+
+    def tcp_oldest_ts(self) -> int | None:
+        return self._rows(f"SELECT minOrNull(ts_ns) AS v FROM {self.db}.tcp_metrics")[0]["v"]
 
     def oldest_ts(self) -> int | None:
         return self._rows(f"SELECT minOrNull(ts_ns) AS v FROM {self.db}.pair_slots")[0]["v"]

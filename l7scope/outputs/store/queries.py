@@ -3,7 +3,8 @@ URL parameters, and the shaping of backend rows into the JSON of docs/api.md.
 
 Theory of operation
 -------------------
-Each endpoint has a frozen spec (TopologyQuery, ExchangeQuery, SampleQuery, MetricsQuery)
+Each endpoint has a frozen spec (TopologyQuery, ExchangeQuery, SampleQuery, MetricsQuery,
+TcpQuery)
 built by ``parse_*`` from the URL's parameters: every parameter is optional, each is checked
 by an explicit rule and a bad one raises BadRequest with a one-line reason (the API answers
 400). A backend (sqlite.py, clickhouse.py) answers a spec with plain rows; the shaping
@@ -26,6 +27,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+from l7scope.outputs.store.rollup import SLOT_S
 
 try:  # Python 3.11+: the regex parser is re._parser
     from re import _parser as _sre_parse
@@ -82,6 +85,14 @@ class MetricsQuery:
     client: str | None = None
     server: str | None = None
     protocol: str | None = None
+    since_s: float | None = None
+    step_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TcpQuery:
+    client: str | None = None
+    server: str | None = None
     since_s: float | None = None
     step_s: float | None = None
 
@@ -180,6 +191,12 @@ def parse_metrics(query: dict) -> MetricsQuery:
                         step_s=_number(query, "step", 1, 86400))
 
 
+def parse_tcp(query: dict) -> TcpQuery:
+    _check_known(query, ("client", "server", "since", "step"))
+    return TcpQuery(client=_node(query, "client"), server=_node(query, "server"),
+                    since_s=_since(query), step_s=_number(query, "step", 1, 86400))
+
+
 def compile_path_regex(text: str | None) -> re.Pattern | None:
     if text is None:
         return None
@@ -224,6 +241,29 @@ def _nested_repeat(parsed, inside: bool) -> bool:
             if _nested_repeat(arg[1], inside):
                 return True
     return False
+
+
+# --- time axis ---------------------------------------------------------------------------
+
+def time_steps(since_s: float | None, step_s: float | None, now: int,
+               oldest_ts) -> tuple[int, int, int]:
+    """(t0, step_s, points) of a time series: t0 ``since_s`` back from ``now`` (else the
+    oldest row, ``oldest_ts()``, else a minute back) floored to a slot; the step rounded up to
+    whole slots (default: the range over 120); BadRequest above MAX_POINTS points."""
+    if since_s is not None:
+        t0 = now - int(since_s * 1e9)
+    else:
+        oldest = oldest_ts()
+        t0 = min(oldest, now) if oldest is not None else now - 60 * 10**9
+    t0 -= t0 % (SLOT_S * 10**9)
+    span_s = max(1e-9, (now - t0) / 1e9)
+    step = step_s or math.ceil(span_s / 120)
+    step = max(1, math.ceil(step / SLOT_S)) * SLOT_S
+    points = math.ceil(span_s / step)
+    if points > MAX_POINTS:
+        raise BadRequest(f"step: {span_s:.0f} s in steps of {step:g} s is {points} points, "
+                         f"more than {MAX_POINTS}; raise step")
+    return t0, step, points
 
 
 # --- shaping -------------------------------------------------------------------------------

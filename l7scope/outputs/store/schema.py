@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Six tables, each a flat list of typed columns (``TABLES``); a backend turns them into its own
+Seven tables, each a flat list of typed columns (``TABLES``); a backend turns them into its own
 DDL and keeps all of its SQL in one module. Every table carries ``ts_ns`` (wall clock, ns since
 the epoch) for retention and time filters, and ``node`` (the host name) so that many agents can
 share one ClickHouse database.
@@ -19,6 +19,12 @@ share one ClickHouse database.
                    already redacted request and response text.
     processes      pid -> name (exe and container id when the record carries them).
     agent_counters snapshots of every agent counter, as JSON.
+    tcp_metrics    the agent's ``tcp_metrics`` records (docs/metrics.md), one row per pair and
+                   interval: the ends as node ids (below) besides the record's names, the
+                   counts as columns, each histogram as its count, its sum (integer us) and its
+                   buckets as JSON ``{"upper bound": n}``, failures and drops by reason as
+                   JSON ``{"reason": n}``: what the API adds up per step (``TCP_SUMS``,
+                   ``TCP_KEYED``).
     pair_slots     per 10-second slot and node pair: request, status and error counts and
                    the buckets of durations and sizes, of every exchange offered, stored or
                    not (rollup.py); the topology and the metric charts read these.
@@ -71,6 +77,26 @@ PROCESS_COLUMNS = (
     ("container_id", "text"), ("first_seen_ns", "int"), ("ts_ns", "int"),
 )
 COUNTER_COLUMNS = (("ts_ns", "int"), ("node", "text"), ("counters", "text"))
+TCP_COLUMNS = (
+    ("ts_ns", "int"), ("node", "text"), ("interval_end_ns", "int"),
+    ("client", "text"), ("server", "text"), ("client_name", "text"), ("server_name", "text"),
+    ("client_pid", "int"), ("server_pid", "int"),
+    ("connects", "int"), ("accepts", "int"), ("connect_failures", "int"),
+    ("connect_failures_by_reason", "text"),
+    ("connect_ms_count", "int"), ("connect_us_sum", "int"), ("connect_ms_buckets", "text"),
+    ("bytes_sent", "int"), ("bytes_received", "int"), ("write_calls", "int"),
+    ("read_calls", "int"), ("write_us", "int"),
+    ("rtt_us_count", "int"), ("rtt_us_sum", "int"), ("rtt_us_buckets", "text"),
+    ("retransmits", "int"), ("resets_sent", "int"), ("resets_received", "int"),
+    ("drops", "int"), ("drops_by_reason", "text"),
+)
+# what the API adds up per step: the integer columns, and the JSON {key: n} columns
+TCP_SUMS = ("connects", "accepts", "connect_failures", "connect_ms_count", "connect_us_sum",
+            "bytes_sent", "bytes_received", "write_calls", "read_calls", "write_us",
+            "rtt_us_count", "rtt_us_sum", "retransmits", "resets_sent", "resets_received",
+            "drops")
+TCP_KEYED = ("connect_failures_by_reason", "connect_ms_buckets", "rtt_us_buckets",
+             "drops_by_reason")
 PAIR_SLOT_COLUMNS = (
     ("ts_ns", "int"), ("node", "text"), ("client", "text"), ("server", "text"),
     ("protocol", "text"), ("kind", "text"), ("key", "int"), ("n", "int"), ("low", "int"),
@@ -84,6 +110,7 @@ TABLES = {
     "processes": PROCESS_COLUMNS,
     "agent_counters": COUNTER_COLUMNS,
     "pair_slots": PAIR_SLOT_COLUMNS,
+    "tcp_metrics": TCP_COLUMNS,
 }
 
 
@@ -99,6 +126,7 @@ class Batch:
     processes: list = field(default_factory=list)
     agent_counters: list = field(default_factory=list)
     pair_slots: list = field(default_factory=list)
+    tcp_metrics: list = field(default_factory=list)
 
 
 # The fields an API exchange carries: the contract (docs/exchange.md), the process fields of
@@ -236,3 +264,70 @@ def process_rows(ex: Exchange, peer_name: str | None, node: str, ts_ns: int) -> 
 
 def counters_row(counters: dict, ts_ns: int, node: str) -> tuple:
     return ts_ns, node, _JSON(counters)
+
+
+# --- tcp_metrics ---------------------------------------------------------------------------
+
+MAX_KEYS = 256  # reasons or buckets kept of one record's map (the kernel has ~100 reasons)
+
+
+def bound_key(bound) -> str:
+    """A histogram bound as its bucket's key: 0.5 -> "0.5", 250.0 -> "250", +Inf -> "+Inf"."""
+    value = float(bound)
+    if math.isinf(value):
+        return "+Inf"
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _counts(mapping) -> dict:
+    """{str: non-negative int} from a record's map, at most MAX_KEYS keys; else ValueError."""
+    out = {}
+    for key, n in (mapping or {}).items():
+        if type(n) is not int or n < 0:
+            raise ValueError(f"count {key!r}: {n!r}")
+        if n and len(out) < MAX_KEYS:
+            out[str(key)[:64]] = n
+    return out
+
+
+def _histogram(h: dict | None, scale: int) -> tuple[int, int, str]:
+    """(count, sum * scale as an integer, {"upper bound": n} as JSON) of a histogram dict:
+    the buckets with observations, and the largest finite bound always (a quantile in the
+    +Inf bucket reads as that bound)."""
+    if not h:
+        return 0, 0, "{}"
+    bounds, counts = list(h["bounds"]), list(h["counts"])
+    if len(counts) != len(bounds) + 1:
+        raise ValueError(f"histogram: {len(counts)} counts for {len(bounds)} bounds")
+    keys = [bound_key(b) for b in bounds] + ["+Inf"]
+    keyed = _counts(dict(zip(keys, counts)))
+    if len(keys) > 1 and keys[-2] not in keyed:  # the top finite bound: what +Inf reads as
+        keyed[keys[-2]] = 0
+    return int(h["count"]), round(float(h["sum"]) * scale), _JSON(keyed)
+
+
+def tcp_metrics_row(rec: dict, node: str, client: str, server: str) -> tuple:
+    """A ``tcp_metrics`` record (tcpmetrics.py) as a row; ``client``/``server`` are the node
+    ids of its ends. A record that is not of that shape raises (the writer counts it)."""
+    failures, drops = _counts(rec.get("connect_failures_by_reason")), _counts(rec.get("drops"))
+    return (
+        int(rec["interval_start_ns"]), node, int(rec["interval_end_ns"]), client, server,
+        rec["client"], rec["server"], rec.get("client_pid"), rec.get("server_pid"),
+        int(rec["connects"]), int(rec.get("accepts", 0)), int(rec["connect_failures"]),
+        _JSON(failures), *_histogram(rec.get("connect_ms"), 1000),
+        int(rec["bytes_sent"]), int(rec["bytes_received"]), int(rec.get("write_calls", 0)),
+        int(rec.get("read_calls", 0)), round(float(rec.get("write_ms", 0)) * 1000),
+        *_histogram(rec.get("rtt_us"), 1),
+        int(rec["retransmits"]), int(rec["resets_sent"]), int(rec["resets_received"]),
+        sum(drops.values()), _JSON(drops),
+    )
+
+
+def tcp_end_node(display: str | None, pid: int | None, process_name: str | None = None) -> str:
+    """The node id of one end of a tcp_metrics record, as exchanges name it: a local process
+    (a pid) is ``proc:<process name>`` (the record's own name, a service name, when the process
+    name is not known); an end without a pid is named by its address in the record, ``ip`` for
+    a client and ``ip:port`` for a server, so ``remote:<ip>`` / ``remote:<ip>:<port>``."""
+    if pid:
+        return node_of_process(process_name or display, pid)
+    return f"remote:{display or '?'}"

@@ -23,7 +23,7 @@ import threading
 
 from l7scope.outputs.store import schema
 from l7scope.outputs.store.schema import Batch
-from l7scope.outputs.store.queries import ExchangeQuery, MetricsQuery, SampleQuery
+from l7scope.outputs.store.queries import ExchangeQuery, MetricsQuery, SampleQuery, TcpQuery
 
 _SQL_TYPE = {"int": "INTEGER", "text": "TEXT"}
 _INDEXES = (
@@ -31,6 +31,7 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts_ns)",
     "CREATE INDEX IF NOT EXISTS pair_metrics_ts ON pair_metrics(ts_ns)",
     "CREATE INDEX IF NOT EXISTS agent_counters_ts ON agent_counters(ts_ns)",
+    "CREATE INDEX IF NOT EXISTS tcp_metrics_ts ON tcp_metrics(ts_ns)",
     "CREATE UNIQUE INDEX IF NOT EXISTS processes_pid ON processes(node, pid)",
     "CREATE UNIQUE INDEX IF NOT EXISTS pair_slots_key "
     "ON pair_slots(ts_ns, node, client, server, protocol, kind, key)",
@@ -43,7 +44,8 @@ _MERGE_SLOT = (
     "INSERT INTO pair_slots VALUES (?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT(ts_ns, node, client, server, protocol, kind, key) DO UPDATE SET "
     "n = n + excluded.n, low = MIN(low, excluded.low), high = MAX(high, excluded.high)")
-TABLES_BY_AGE = ("exchanges", "samples", "pair_metrics", "pair_slots", "agent_counters")
+TABLES_BY_AGE = ("exchanges", "samples", "pair_metrics", "tcp_metrics", "pair_slots",
+                 "agent_counters")
 
 
 def _ddl(table: str, columns) -> str:
@@ -94,7 +96,7 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("exchanges", "samples", "pair_metrics", "agent_counters"):
+            for table in ("exchanges", "samples", "pair_metrics", "agent_counters", "tcp_metrics"):
                 rows = getattr(batch, table)
                 if rows:
                     db.executemany(_insert(table, schema.TABLES[table]), rows)
@@ -209,6 +211,25 @@ class SqliteStore:
             f"SELECT (ts_ns - ?) / ? AS t, kind, key, SUM(n) AS n, MIN(low) AS low, "
             f"MAX(high) AS high FROM pair_slots WHERE 1 = 1{where} GROUP BY 1, 2, 3",
             [int(t0), int(step_ns)] + args)
+
+    def tcp_sums(self, q: TcpQuery, t0: int, step_ns: int) -> list[dict]:
+        """Per time slot t = (ts_ns - t0) // step_ns: the sum of each schema.TCP_SUMS column."""
+        where, args = _where(t0, q.client, q.server)
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in schema.TCP_SUMS)
+        return self._rows(f"SELECT (ts_ns - ?) / ? AS t, {sums} FROM tcp_metrics "
+                          f"WHERE 1 = 1{where} GROUP BY 1", [int(t0), int(step_ns)] + args)
+
+    def tcp_keyed(self, q: TcpQuery, t0: int, step_ns: int) -> list[dict]:
+        """Per time slot t, schema.TCP_KEYED column (kind) and key of its JSON map: n."""
+        where, args = _where(t0, q.client, q.server)
+        parts = [f"SELECT (ts_ns - ?) / ? AS t, '{kind}' AS kind, j.key AS key, "
+                 f"SUM(j.value) AS n FROM tcp_metrics, json_each(tcp_metrics.{kind}) AS j "
+                 f"WHERE 1 = 1{where} GROUP BY 1, 3" for kind in schema.TCP_KEYED]
+        return self._rows(" UNION ALL ".join(parts),
+                          ([int(t0), int(step_ns)] + args) * len(schema.TCP_KEYED))
+
+    def tcp_oldest_ts(self) -> int | None:
+        return self._reader().execute("SELECT MIN(ts_ns) FROM tcp_metrics").fetchone()[0]
 
     def oldest_ts(self) -> int | None:
         return self._reader().execute("SELECT MIN(ts_ns) FROM pair_slots").fetchone()[0]

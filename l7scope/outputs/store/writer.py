@@ -23,6 +23,12 @@ thread goes on with the next batch. After its batches it runs retention (retenti
 
 ``on_interval(snapshot, top_n_lists, counters)`` queues the interval's pair metrics, the
 sampled exchanges of its top-N lists and a counters snapshot on a small queue of its own.
+``on_tcp_metrics(records)`` (the interval's ``tcp_metrics`` records, on the caller's thread)
+names each record's ends as node ids, as the exchanges' are named: a local end is
+``proc:<process name>`` from ``process_name(pid)`` (the agent's process table, asked on the
+caller's thread only), else from the names this writer learnt from stored exchanges, else the
+record's own name. The records wait on a queue of their own, bounded by records and bytes
+(full: ``store_tcp_dropped_queue_full``), and are written in the next batch.
 A backend with a buffer of its own (clickhouse.py) is given ``poll()`` after each round and
 ``flush()`` at stop, and its counters join the sink's.
 ``close()`` writes what is queued and stops the thread; the store stays open for the API, and
@@ -46,6 +52,9 @@ ITEM_OVERHEAD = 512  # estimated bytes of one queued record besides its path
 PROCESS_REFRESH_NS = 10 * 10**9
 MAX_PROCESS_CACHE = 10_000
 MAX_INTERVALS_QUEUED = 64
+MAX_TCP_QUEUED = 16_384  # records: four intervals at tcpmetrics' 4,096 pairs
+MAX_TCP_QUEUED_BYTES = 8 << 20
+TCP_ITEM_OVERHEAD = 768  # estimated bytes of one queued record besides its reasons
 _HAS_PEER_NAME = "peer_name" in Exchange._fields  # the record gains it in a later step
 
 
@@ -59,13 +68,14 @@ def _display_to_name(display: str | None) -> str | None:
 
 class StoreSink:
     def __init__(self, store, *, node: str | None = None, peer_name=None, to_wall_ns=None,
-                 now_ns=time.time_ns, retention: Retention | None = None,
+                 process_name=None, now_ns=time.time_ns, retention: Retention | None = None,
                  max_rate: int = DEFAULT_MAX_RATE, max_queue_items: int = 50_000,
                  max_queue_bytes: int = 32 << 20, batch_items: int = 2000,
                  flush_every_s: float = 0.25, start: bool = True):
         self.store = store
         self.node = node or getattr(store, "node", None) or socket.gethostname()
         self._peer_name = peer_name
+        self.process_name = process_name  # pid -> process name, asked on the caller's thread
         if to_wall_ns is None:
             to_wall_ns = (time.time_ns() - time.monotonic_ns()).__add__
         self._to_wall = to_wall_ns
@@ -80,6 +90,9 @@ class StoreSink:
         self._bytes_in = self._bytes_out = 0
         self._sec, self._in_sec, self._last_sec_count = None, 0, 0
         self._process_seen: dict[tuple, int] = {}
+        self._pid_names: dict[int, str] = {}  # learnt from stored exchanges (writer thread)
+        self._tcp: collections.deque = collections.deque()
+        self._tcp_bytes = 0  # guarded by _lock
         self._wake, self._stop = threading.Event(), threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -88,7 +101,9 @@ class StoreSink:
         self.c = {"store_exchanges_written": 0, "store_exchanges_not_stored": 0,
                   "store_dropped_queue_full": 0, "store_write_errors": 0,
                   "store_dropped_write_error": 0, "store_samples_written": 0,
-                  "store_retention_errors": 0, "store_internal_errors": 0, "store_bytes": 0}
+                  "store_retention_errors": 0, "store_internal_errors": 0, "store_bytes": 0,
+                  "store_tcp_rows_written": 0, "store_tcp_dropped_queue_full": 0,
+                  "store_tcp_dropped_write_error": 0}
         self._thread = threading.Thread(target=self._run, name="l7scope-store", daemon=True)
         if start:
             self._thread.start()
@@ -143,6 +158,41 @@ class StoreSink:
             self._write_some()
         self._wake.set()
 
+    def on_tcp_metrics(self, records) -> None:
+        """The interval's tcp_metrics records: their ends named, queued for the writer."""
+        items = []
+        for rec in records or ():
+            try:
+                items.append(self._tcp_item(rec))
+            except Exception as e:  # noqa: BLE001 - not a record we know: counted, never raised
+                self.c["store_internal_errors"] += 1
+                self.last_error = f"internal: tcp record: {type(e).__name__}: {e}"[:200]
+        with self._lock:
+            for item in items:
+                if (len(self._tcp) >= MAX_TCP_QUEUED
+                        or self._tcp_bytes + item[3] > MAX_TCP_QUEUED_BYTES):
+                    self.c["store_tcp_dropped_queue_full"] += 1
+                    continue
+                self._tcp_bytes += item[3]
+                self._tcp.append(item)
+        if self._closed:  # after close(): written here and now
+            self._write_some()
+        self._wake.set()
+
+    def _tcp_item(self, rec: dict) -> tuple:
+        """(record, client node or None, server node or None, estimated bytes): a local end is
+        named here when the process table knows its pid, else by the writer thread."""
+        size = TCP_ITEM_OVERHEAD + 48 * (len(rec.get("drops") or ())
+                                         + len(rec.get("connect_failures_by_reason") or ()))
+        return rec, self._tcp_node(rec, "client"), self._tcp_node(rec, "server"), size
+
+    def _tcp_node(self, rec: dict, end: str) -> str | None:
+        pid = rec.get(f"{end}_pid")
+        if not pid:
+            return schema.tcp_end_node(rec.get(end), None)
+        name = self.process_name(pid) if self.process_name is not None else None
+        return schema.node_of_process(name, pid) if name else None
+
     # --- writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -163,28 +213,32 @@ class StoreSink:
         if hook is not None:
             self._guarded(hook)
 
-    def _take(self) -> tuple[list, list]:
+    def _take(self) -> tuple[list, list, list]:
         queue = self._queue
         items = [queue.popleft() for _ in range(min(self._batch_items, len(queue)))]
         self._bytes_out += sum(item[3] for item in items)  # written by the writer thread only
         with self._lock:
             intervals = list(self._intervals)
             self._intervals.clear()
-            if not items and not intervals:
+            tcp = [self._tcp.popleft() for _ in range(min(self._batch_items, len(self._tcp)))]
+            self._tcp_bytes -= sum(item[3] for item in tcp)
+            if not items and not intervals and not tcp:
                 self._idle.set()
             else:
                 self._idle.clear()
-        return items, intervals
+        return items, intervals, tcp
 
     def _write_some(self) -> bool:
         """One batch written (or counted as failed); False when there was nothing to write."""
-        items, intervals = self._take()
-        if not items and not intervals:
+        items, intervals, tcp = self._take()
+        if not items and not intervals and not tcp:
             return False
         batch, rollup = Batch(), Rollup()
         for ex, peer, weight, _ in items:
             self._guarded(self._add_exchange, batch, rollup, ex, peer, weight)
         batch.pair_slots = rollup.rows(self.node)
+        for rec, client, server, _ in tcp:  # after the exchanges: their names are learnt
+            self._guarded(self._add_tcp, batch, rec, client, server)
         for snapshot, top, counters, ts in intervals:
             self._guarded(self._add_interval, batch, snapshot, top, counters, ts)
         try:
@@ -192,11 +246,22 @@ class StoreSink:
         except Exception as e:  # noqa: BLE001 - any backend failure is counted, never raised
             self.c["store_write_errors"] += 1
             self.c["store_dropped_write_error"] += len(batch.exchanges) + len(batch.samples)
+            self.c["store_tcp_dropped_write_error"] += len(batch.tcp_metrics)
             self.last_error = f"{type(e).__name__}: {e}"[:200]
             return True
         self.c["store_exchanges_written"] += len(batch.exchanges)
         self.c["store_samples_written"] += len(batch.samples)
+        self.c["store_tcp_rows_written"] += len(batch.tcp_metrics)
         return True
+
+    def _add_tcp(self, batch: Batch, rec: dict, client: str | None, server: str | None) -> None:
+        if client is None:
+            client = schema.tcp_end_node(rec["client"], rec["client_pid"],
+                                         self._pid_names.get(rec["client_pid"]))
+        if server is None:
+            server = schema.tcp_end_node(rec["server"], rec["server_pid"],
+                                         self._pid_names.get(rec["server_pid"]))
+        batch.tcp_metrics.append(schema.tcp_metrics_row(rec, self.node, client, server))
 
     def _guarded(self, build, *args) -> None:
         """A row builder that fails (our bug, on a record we did not foresee) loses that
@@ -222,7 +287,10 @@ class StoreSink:
                 continue
             if len(self._process_seen) >= MAX_PROCESS_CACHE:
                 self._process_seen.clear()
+                self._pid_names.clear()
             self._process_seen[key] = ts
+            if row[2]:
+                self._pid_names[row[1]] = row[2]
             batch.processes.append(row)
 
     def _add_interval(self, batch: Batch, snapshot, top: dict, counters, ts: int) -> None:
@@ -262,7 +330,7 @@ class StoreSink:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                empty = not self._queue and not self._intervals
+                empty = not self._queue and not self._intervals and not self._tcp
             if empty and self._idle.is_set():
                 return True
             self._wake.set()

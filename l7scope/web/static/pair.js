@@ -1,17 +1,17 @@
 // The pair panel opened by a click on an edge: tabs HTTP/1.x and HTTP/2 / gRPC (charts over
-// time from /api/metrics), Requests (requests.js) and TCP (its place kept, disabled until the
-// TCP metrics come).
+// time from /api/metrics), Requests (requests.js) and TCP (tcp.js, from /api/tcp).
 
 import { getJson } from "./api.js";
 import { h, clear, fmtSig, fmtRate, nodeLabel, plural, PROTOCOL_NAMES } from "./dom.js";
 import { lineChart, statusChart } from "./charts.js";
 import { RequestsTab } from "./requests.js";
+import { tcpTab } from "./tcp.js";
 
 export const TABS = [
   { id: "http1", label: "HTTP/1.x" },
   { id: "http2", label: "HTTP/2 / gRPC" },
   { id: "requests", label: "Requests" },
-  { id: "tcp", label: "TCP", disabled: "TCP metrics come with the TCP metrics step" },
+  { id: "tcp", label: "TCP" },
 ];
 
 export function defaultTab(protocol) {
@@ -83,7 +83,7 @@ export class PairPanel {
         disabled: t.disabled ? true : null, "aria-disabled": t.disabled ? "true" : null,
         title: t.disabled || null, class: t.id === this.tab ? "active" : null,
         onclick: () => { if (!t.disabled) { this.tab = t.id; this.drawFrame(); this.refresh(); this.onTab && this.onTab(t.id); } },
-        text: t.disabled ? `${t.label} (coming with TCP metrics)` : t.label,
+        text: t.label,
       })));
     clear(this.root).append(
       h("header", { class: "pair-head" }, [
@@ -105,6 +105,12 @@ export class PairPanel {
       return;
     }
     const body = h("div");
+    if (this.tab === "tcp") {
+      const parts = await tcpTab(this.edge, this.windowS);
+      if (seq !== this.seq || !this.edge) return;
+      clear(this.body).append(...parts);
+      return;
+    }
     const protocols = this.tab === "http1" ? ["http1"] : ["http2", "grpc"];
     const docs = await Promise.all(protocols.map((p) => getJson("/api/metrics",
       { client: this.edge.client, server: this.edge.server, protocol: p, since: this.windowS })));

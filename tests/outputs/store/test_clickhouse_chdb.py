@@ -93,6 +93,12 @@ CASES = [
     ("/api/metrics", {"client": "proc:curl", "server": "proc:nginx", "since": 120, "step": 30}),
     ("/api/metrics", {"protocol": "grpc"}), ("/api/metrics", {"since": 120, "step": 120}),
     ("/api/metrics", {}), ("/api/metrics", {"server": "proc:nginx", "step": 10}),
+    ("/api/tcp", {}), ("/api/tcp", {"since": 120, "step": 120}),
+    ("/api/tcp", {"client": "proc:curl", "server": "proc:nginx", "since": 120, "step": 30}),
+    ("/api/tcp", {"server": "proc:nginx", "step": 10}), ("/api/tcp", {"client": "proc:nginx"}),
+    ("/api/tcp", {"client": "remote:192.168.1.5", "since": 30}),
+    ("/api/tcp", {"server": "proc:python3", "since": 90, "step": 20}),
+    ("/api/tcp", {"server": "remote:nobody"}),
 ] + [("/api/exchanges", {"limit": 1000, **params}) for params in _filter_cases()]
 
 
@@ -111,6 +117,10 @@ def test_the_cases_see_data(both):
     assert len(answer(both[0], "/api/exchanges", {"limit": 1000})[1]["exchanges"]) == 28
     assert len(answer(both[0], "/api/samples", {})[1]["samples"]) == 13
     assert len(_filter_cases()) >= 14
+    _, doc = answer(both[0], "/api/tcp", {})
+    assert (doc["totals"]["retransmits"], doc["totals"]["bytes_sent"]) == (3, 2100)
+    assert doc["totals"]["drops_by_reason"] == {"NETFILTER_DROP": 2, "TCP_OFO_DROP": 1}
+    assert doc["totals"]["rtt_us"]["p99"] == 2500
 
 
 def test_status_equal_but_for_the_store(both):
@@ -137,12 +147,13 @@ def test_sink_and_backend_counters(both):
     ch_sink, transport = both[2], both[4]
     c = ch_sink.counters()
     assert (c["store_exchanges_written"], c["store_samples_written"]) == (28, 13)
-    assert c["store_clickhouse_inserts"] == 6  # one INSERT per table: every row in one round
+    assert c["store_clickhouse_inserts"] == 7  # one INSERT per table: every row in one round
     # every row handed over arrived (one part per table: nothing merged yet)
     assert c["store_clickhouse_rows_sent"] == sum(both[0].row_count(t) for t in schema.TABLES)
     assert (c["store_clickhouse_buffer_rows"], c["store_clickhouse_buffer_bytes"]) == (0, 0)
     assert [both[0].row_count(t) for t in ("exchanges", "samples", "pair_metrics",
-                                           "agent_counters")] == [28, 13, 5, 1]
+                                           "agent_counters", "tcp_metrics")] == [28, 13, 5, 1, 5]
+    assert c["store_tcp_rows_written"] == 5
     inserts = [s for s in transport.statements if s.startswith("INSERT")]
     assert sorted(inserts) == sorted(f"INSERT INTO `l7test`.`{t}` FORMAT JSONEachRow"
                                      for t in schema.TABLES)

@@ -136,12 +136,13 @@ def test_a_bad_url_is_one_line_without_the_password(url, reason):
 def test_open_store_creates_the_schema_with_basic_auth(server):
     store = open_store(USER_URL.format(port=server.port))
     auth = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
-    assert [r["auth"] for r in server.requests] == [auth] * 7
+    assert [r["auth"] for r in server.requests] == [auth] * 8
     statements = [r["body"].decode() for r in server.requests]
     assert statements[0] == "CREATE DATABASE IF NOT EXISTS `obs`"
     assert [s.split("(")[0] for s in statements[1:]] == [
         f"CREATE TABLE IF NOT EXISTS `obs`.`{t}` " for t in
-        ("exchanges", "pair_metrics", "samples", "processes", "agent_counters", "pair_slots")]
+        ("exchanges", "pair_metrics", "samples", "processes", "agent_counters", "pair_slots",
+         "tcp_metrics")]
     assert all(r["query"] == {"database": ["obs"]} for r in server.requests)
     assert (store.kind, store.path, store.node) == (
         "clickhouse", f"clickhouse://alice@127.0.0.1:{server.port}/obs", "edge-1")
