@@ -73,6 +73,7 @@ class PeerIndex:
         self._by_tuple: OrderedDict[tuple[str, str], tuple[int, int | None, str | None]] = \
             OrderedDict()
         self._by_conn: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self.known = self._by_conn  # conn_id -> endpoints: learn() has nothing to add for these
         self._closing: list[tuple[int, int]] = []
 
     def learn(self, conn_id: int, local, remote, pid, comm) -> None:
@@ -127,19 +128,22 @@ class Pipeline:
         self.last_ts = 0
 
     def feed(self, events) -> None:
-        handle, learn = self.table.handle, self.peers.learn
+        handle, learn, known = self.table.handle, self.peers.learn, self.peers.known
+        analyzer_event = self._analyzer_event
         for ev in events:
             t = type(ev)
             if t is DataChunk or t is ConnectionOpened:
-                learn(ev.conn_id, ev.local, ev.remote, ev.pid, ev.comm)
+                if ev.conn_id not in known:  # learn() would return at once
+                    learn(ev.conn_id, ev.local, ev.remote, ev.pid, ev.comm)
             elif t is ConnectionClosed:
                 self.peers.closed(ev.conn_id, ev.ts)
             elif t is ProcessExec or t is ProcessExit:
                 self._process_event(ev)
                 continue
-            self.last_ts = max(self.last_ts, ev.ts)
+            if ev.ts > self.last_ts:
+                self.last_ts = ev.ts
             for conn, out in handle(ev):
-                self._analyzer_event(conn, out)
+                analyzer_event(conn, out)
 
     def _process_event(self, ev) -> None:
         """An exec or exit record: the process table learns it at once (names change with
