@@ -103,8 +103,18 @@ static int put_str(buf *b, PyObject *s) {
     *out++ = '"';
     if (PyUnicode_IS_ASCII(s)) {
         const unsigned char *in = PyUnicode_1BYTE_DATA(s);
-        for (Py_ssize_t i = 0; i < n; i++)
-            out += escape_char(out, in[i]);
+        Py_ssize_t i = 0;
+        while (i < n) {
+            Py_ssize_t run = i; /* a run of characters written as they are, copied at once */
+            while (run < n && in[run] >= ' ' && in[run] <= '~' && in[run] != '\\'
+                   && in[run] != '"')
+                run++;
+            memcpy(out, in + i, (size_t)(run - i));
+            out += run - i;
+            if (run < n)
+                out += escape_char(out, in[run++]);
+            i = run;
+        }
     } else {
         int kind = PyUnicode_KIND(s);
         const void *data = PyUnicode_DATA(s);
