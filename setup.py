@@ -15,6 +15,11 @@ setup(ext_modules=[
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(
+        "l7scope.dataplane._wire",
+        sources=[DATAPLANE + "_wiremodule.c"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
+    Extension(
         "l7scope.dataplane._jsonl",
         sources=[DATAPLANE + "_jsonlmodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],

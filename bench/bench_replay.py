@@ -16,7 +16,8 @@ Stages, each the whole replay through a longer part of the real path (CPU second
 process, ``time.process_time``, the best of ``--repeat``), reported as the difference to the
 stage before, per exchange:
 
-    decode    WireDecoder.decode of every record (capture/wire.py), in the ring buffer's batches
+    decode    the kernel source's decoding of every record (capture/wire.py), in the ring
+              buffer's batches
     table     + the connection table: streams, detection, the HTTP/1 analyzer (conn/table.py)
     build     + the Pipeline building each Exchange (pipeline.py), no observers
     jsonl     + the JSON Lines sink writing every Exchange to a file (outputs/jsonl.py)
@@ -142,6 +143,19 @@ def batches(recs: list[bytes]):
     return [recs[i:i + BATCH] for i in range(0, len(recs), BATCH)]
 
 
+def batch_decoder():
+    """records -> events as the kernel source decodes a ring-buffer batch (the decoder's
+    decode_batch where it has one, else one decode per record, as older trees did)."""
+    from l7scope.capture.wire import WireDecoder
+
+    decoder = WireDecoder()
+    batch = getattr(decoder, "decode_batch", None)
+    if batch is not None:
+        return decoder, batch
+    decode = decoder.decode
+    return decoder, lambda recs: [ev for ev in map(decode, recs) if ev is not None]
+
+
 class ReplaySource:
     """The kernel source's interface over recorded records (capture_mode False)."""
 
@@ -149,10 +163,9 @@ class ReplaySource:
     label = "replay"
 
     def __init__(self, recs: list[bytes]):
-        from l7scope.capture.wire import WireDecoder
         from l7scope.exchange import WallClock
 
-        self.decoder = WireDecoder()
+        self.decoder, self._decode = batch_decoder()
         self._batches = iter(batches(recs))
         self.clock = WallClock(offset_ns=1_700_000_000 * 10**9 - BASE_TS)
         self.done = False
@@ -162,8 +175,7 @@ class ReplaySource:
         if batch is None:
             self.done = True
             return []
-        decode = self.decoder.decode
-        return [ev for ev in map(decode, batch) if ev is not None]
+        return self._decode(batch)
 
     def drain(self) -> list:
         return []
@@ -185,35 +197,31 @@ class ReplaySource:
 # -- the stages ---------------------------------------------------------------------------------
 
 def stage_decode(recs, out_path):
-    from l7scope.capture.wire import WireDecoder
-
-    decode = WireDecoder().decode
+    _, decode = batch_decoder()
     for batch in batches(recs):
-        [ev for ev in map(decode, batch) if ev is not None]
+        decode(batch)
 
 
 def stage_table(recs, out_path):
-    from l7scope.capture.wire import WireDecoder
     from l7scope.conn.table import ConnectionTable
 
-    decode, table = WireDecoder().decode, ConnectionTable()
+    (_, decode), table = batch_decoder(), ConnectionTable()
     handle = table.handle
     for batch in batches(recs):
-        for ev in [ev for ev in map(decode, batch) if ev is not None]:
+        for ev in decode(batch):
             handle(ev)
     table.close_all(0)
 
 
 def _pipeline(recs, observers):
-    from l7scope.capture.wire import WireDecoder
     from l7scope.conn.table import ConnectionTable
     from l7scope.pipeline import Pipeline
 
-    decode = WireDecoder().decode
+    _, decode = batch_decoder()
     src = ReplaySource([])
     p = Pipeline(table=ConnectionTable(), clock=src.clock, observers=observers)
     for batch in batches(recs):
-        p.feed([ev for ev in map(decode, batch) if ev is not None])
+        p.feed(decode(batch))
         p.tick(p.last_ts)
     p.finish()
     return p

@@ -186,7 +186,7 @@ def pipeline(data: bytes) -> None:
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
     for op, arg in ops(data, 1):
         script.ts += IDLE_JUMP_NS if op >> 6 == 2 else 1_000_000
-        events = [e for e in map(decoder.decode, script.records(op, arg)) if e is not None]
+        events = decoder.decode_batch(script.records(op, arg))
         pipe.feed(events)
         if op >> 6:
             pipe.tick(script.ts)
