@@ -1,14 +1,16 @@
 /* _jsonlmodule.c: one JSON Lines line per Exchange record, written in C.
  *
- * Encoder(fields, start, end) is made once by outputs/jsonl.py from the Exchange contract:
+ * Encoder(fields, start, end, to_dict_at) is made once by outputs/jsonl.py from the Exchange
+ * contract:
  * ``fields`` is a tuple of (key, index) pairs in the order of Exchange.to_dict(); index is the
  * record's tuple position, or -1 for duration_ns (max(0, record[end] - record[start])).
  * Calling the encoder with a record returns the line (without the newline) that
  * json.JSONEncoder(separators=(",", ":"), check_circular=False).encode(record.to_dict())
  * gives, byte for byte: the same ASCII escapes (ensure_ascii: \" \\ \b \f \n \r \t, every
  * other code point outside ' '..'~' as \u00xx lowercase, beyond the BMP as a surrogate pair),
- * ints by int.__repr__, tuples and lists as arrays, dicts with str keys as objects, and an
- * object with a to_dict() method (TraceContext) as what that returns.
+ * ints by int.__repr__, tuples and lists as arrays, dicts with str keys as objects; the field
+ * at ``to_dict_at`` (the trace) as to_dict()'s dict when the value is true, else null, as
+ * Exchange.to_dict() writes it.
  *
  * Anything else (a float, a dict key that is not a str, an unknown type) raises TypeError
  * and writes nothing: the caller then uses the json module, so the output never differs.
@@ -190,7 +192,11 @@ static int put_dict(buf *b, PyObject *d, int depth) {
     return rc < 0 ? -1 : buf_put(b, "}", 1);
 }
 
+/* ``value.to_dict() if value else None`` encoded */
 static int put_object(buf *b, PyObject *v, int depth) {
+    int truth = PyObject_IsTrue(v);
+    if (truth <= 0)
+        return truth < 0 ? -1 : buf_put(b, "null", 4);
     PyObject *d = PyObject_CallMethod(v, "to_dict", NULL);
     if (d == NULL)
         return -1;
@@ -227,8 +233,6 @@ static int put_value(buf *b, PyObject *v, int depth) {
         PyErr_SetString(PyExc_TypeError, "floats are left to the json module");
         return -1;
     }
-    if (PyObject_HasAttrString(v, "to_dict"))
-        return put_object(b, v, depth);
     PyErr_Format(PyExc_TypeError, "no JSON form for %.100s", Py_TYPE(v)->tp_name);
     return -1;
 }
@@ -242,6 +246,7 @@ typedef struct {
     char **prefix;       /* `,"key":` per field (the first without the comma) */
     Py_ssize_t *prefix_len;
     Py_ssize_t start, end;
+    Py_ssize_t to_dict_at; /* tuple position written through to_dict(), -1: none */
     buf b;               /* reused from call to call */
 } Encoder;
 
@@ -277,13 +282,14 @@ static int set_field(Encoder *self, Py_ssize_t i, PyObject *pair) {
 
 static int Encoder_init(Encoder *self, PyObject *args, PyObject *kw) {
     PyObject *fields;
-    static char *names[] = {"fields", "start", "end", NULL};
+    static char *names[] = {"fields", "start", "end", "to_dict_at", NULL};
     if (self->prefix != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Encoder is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nn", names, &PyTuple_Type, &fields,
-                                     &self->start, &self->end))
+    self->to_dict_at = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nn|n", names, &PyTuple_Type, &fields,
+                                     &self->start, &self->end, &self->to_dict_at))
         return -1;
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     if (self->start < 0 || self->end < 0) {
@@ -344,7 +350,10 @@ static PyObject *Encoder_call(Encoder *self, PyObject *args, PyObject *kw) {
         }
         if (buf_put(b, self->prefix[i], self->prefix_len[i]) < 0)
             return NULL;
-        if ((at < 0 ? put_duration(self, rec) : put_value(b, PyTuple_GET_ITEM(rec, at), 0)) < 0)
+        int rc = at < 0 ? put_duration(self, rec)
+            : at == self->to_dict_at ? put_object(b, PyTuple_GET_ITEM(rec, at), 0)
+            : put_value(b, PyTuple_GET_ITEM(rec, at), 0);
+        if (rc < 0)
             return NULL;
     }
     if (buf_put(b, "}", 1) < 0)
@@ -365,7 +374,8 @@ static PyTypeObject EncoderType = {
     .tp_name = "l7scope.dataplane._jsonl.Encoder",
     .tp_basicsize = sizeof(Encoder),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Encoder(fields, start, end): record -> its JSON line (see _jsonlmodule.c)",
+    .tp_doc = "Encoder(fields, start, end, to_dict_at=-1): record -> its JSON line "
+              "(see _jsonlmodule.c)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Encoder_init,
     .tp_dealloc = (destructor)Encoder_dealloc,

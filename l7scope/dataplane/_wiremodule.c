@@ -187,7 +187,9 @@ static int decode_one(DataDecoder *self, PyObject *rec, PyObject *events) {
         return PyErr_Occurred() ? -1 : 0;
     if (!PyTuple_CheckExact(ends) || PyTuple_GET_SIZE(ends) != 3)
         return 0; /* None (an unknown family): wire.py counts it */
+    Py_INCREF(ends); /* held while the event is made: the cache may change meanwhile */
     PyObject *ev = chunk(self, r, ends);
+    Py_DECREF(ends);
     if (ev == NULL)
         return -1;
     int rc = PyList_Append(events, ev);
@@ -207,18 +209,16 @@ static PyObject *DataDecoder_decode(DataDecoder *self, PyObject *records) {
     PyObject *events = PyList_New(0), *rest = PyList_New(0);
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n && events && rest; i++) {
-        PyObject *rec = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *rec = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i)); /* held: see ends */
         int rc = decode_one(self, rec, events);
-        if (rc < 0)
-            goto fail;
         if (rc == 0) {
             PyObject *item = Py_BuildValue("(nO)", PyList_GET_SIZE(events), rec);
-            if (item == NULL || PyList_Append(rest, item) < 0) {
-                Py_XDECREF(item);
-                goto fail;
-            }
-            Py_DECREF(item);
+            rc = item == NULL || PyList_Append(rest, item) < 0 ? -1 : 0;
+            Py_XDECREF(item);
         }
+        Py_DECREF(rec);
+        if (rc < 0)
+            goto fail;
     }
     Py_DECREF(seq);
     if (events == NULL || rest == NULL) {

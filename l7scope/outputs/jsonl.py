@@ -60,7 +60,7 @@ def _exchange_encoder() -> Encoder:
                      request_id=None, tls=False, partial=False, notes=())
     at = Exchange._fields.index
     fields = tuple((k, -1 if k == "duration_ns" else at(k)) for k in blank.to_dict())
-    return Encoder(fields, at("start_ns"), at("end_ns"))
+    return Encoder(fields, at("start_ns"), at("end_ns"), at("trace"))
 
 
 _EXCHANGE_LINE = _exchange_encoder()

@@ -114,3 +114,25 @@ TRACES = st.none() | st.builds(TraceContext, st.sampled_from(["w3c", "zipkin", "
 def test_any_record_is_the_json_modules_line(fields):
     ex = Exchange(**fields)
     assert exchange_line(ex) == JSON(ex.to_dict())
+
+
+class _Traceish:
+    """Has to_dict() but is no JSON value: only the trace field is written through it."""
+
+    def __init__(self, truth=True):
+        self.truth = truth
+
+    def __bool__(self):
+        return self.truth
+
+    def to_dict(self):
+        return {"provider": "x", "n": 1}
+
+
+def test_only_the_trace_field_goes_through_to_dict():
+    ex = exchange(trace=_Traceish())
+    assert '"trace":{"provider":"x","n":1},' in exchange_line(ex)
+    assert exchange_line(ex) == JSON(ex.to_dict())
+    assert '"trace":null,' in exchange_line(exchange(trace=_Traceish(truth=False)))
+    with pytest.raises(TypeError):  # json refuses it elsewhere, and so does the line
+        exchange_line(exchange(path=_Traceish()))
