@@ -14,4 +14,14 @@ setup(ext_modules=[
         depends=[DATAPLANE + "h1.h", DATAPLANE + "h1_internal.h"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
+    Extension(
+        "l7scope.dataplane._wire",
+        sources=[DATAPLANE + "_wiremodule.c"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
+    Extension(
+        "l7scope.dataplane._jsonl",
+        sources=[DATAPLANE + "_jsonlmodule.c"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
 ])

@@ -129,7 +129,7 @@ class MetricsAggregator:
             p.client_pid = cpid  # the last seen (the pair's name has no pid)
         if spid is not None:
             p.server_pid = spid
-        ms = ex.duration_ns / 1e6
+        ms = max(0, ex.end_ns - ex.start_ns) / 1e6  # ex.duration_ns without the property call
         counts_request = ex.side != "client" or ex.peer_pid is None
         if counts_request:
             p.requests += 1

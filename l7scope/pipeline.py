@@ -52,7 +52,19 @@ def _grpc_status(resp: HttpMessage | None) -> int | None:
     return parse_decimal(value.strip(" \t"), max_digits=3)
 
 
-_NOBODY = (None, None, None, None, None)  # packet captures name no process
+_NOBODY = (None, None, None, None, None)
+
+
+def _merged_notes(ep: ExchangeParsed, req: HttpMessage | None,
+                  resp: HttpMessage | None) -> tuple[str, ...]:
+    """The exchange's notes, then each message's not already there, in order."""
+    notes = list(ep.notes)
+    for m in (req, resp):
+        if m is not None and m.notes:
+            for n in m.notes:
+                if n not in notes:
+                    notes.append(n)
+    return tuple(notes)  # packet captures name no process
 
 
 class PeerIndex:
@@ -66,6 +78,7 @@ class PeerIndex:
         self._by_tuple: OrderedDict[tuple[str, str], tuple[int, int | None, str | None]] = \
             OrderedDict()
         self._by_conn: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self.known = self._by_conn  # conn_id -> endpoints: learn() has nothing to add for these
         self._closing: list[tuple[int, int]] = []
 
     def learn(self, conn_id: int, local, remote, pid, comm) -> None:
@@ -122,19 +135,22 @@ class Pipeline:
         self.last_ts = 0
 
     def feed(self, events) -> None:
-        handle, learn = self.table.handle, self.peers.learn
+        handle, learn, known = self.table.handle, self.peers.learn, self.peers.known
+        analyzer_event = self._analyzer_event
         for ev in events:
             t = type(ev)
             if t is DataChunk or t is ConnectionOpened:
-                learn(ev.conn_id, ev.local, ev.remote, ev.pid, ev.comm)
+                if ev.conn_id not in known:  # learn() would return at once
+                    learn(ev.conn_id, ev.local, ev.remote, ev.pid, ev.comm)
             elif t is ConnectionClosed:
                 self.peers.closed(ev.conn_id, ev.ts)
             elif t is ProcessExec or t is ProcessExit:
                 self._process_event(ev)
                 continue
-            self.last_ts = max(self.last_ts, ev.ts)
+            if ev.ts > self.last_ts:
+                self.last_ts = ev.ts
             for conn, out in handle(ev):
-                self._analyzer_event(conn, out)
+                analyzer_event(conn, out)
 
     def _process_event(self, ev) -> None:
         """An exec or exit record: the process table learns it at once (names change with
@@ -183,11 +199,12 @@ class Pipeline:
         if req is None and resp is None:
             self.counters["exchanges_without_messages"] += 1
             return None
-        notes = list(ep.notes)
-        for m in (req, resp):
-            if m is not None and m.notes:
-                notes.extend(n for n in m.notes if n not in notes)
-        partial = bool(notes) or any(m is not None and not m.complete for m in (req, resp))
+        if ep.notes or (req is not None and req.notes) or (resp is not None and resp.notes):
+            notes, partial = _merged_notes(ep, req, resp), True
+        else:  # the common case: nothing to merge
+            notes = ()
+            partial = (req is not None and not req.complete) or \
+                (resp is not None and not resp.complete)
         if conn.endpoint_text is None:
             conn.endpoint_text = (format_endpoint(conn.local), format_endpoint(conn.remote))
         local, remote = conn.endpoint_text
@@ -202,21 +219,27 @@ class Pipeline:
                 peer_name = self.processes.name(peer_pid) or peer_name
         first = req or resp
         last = resp or req
-        trace, request_id = extract_trace(req.headers, self.trace_errors) if req else (None, None)
-        path = req.path if req else None
-        if path is not None and self.redact_path is not None:
-            path = self.redact_path(path)
+        if req is not None:
+            trace, request_id = extract_trace(req.headers, self.trace_errors)
+            path = req.path
+            if path is not None and self.redact_path is not None:
+                path = self.redact_path(path)
+            method, authority, request_bytes = req.method, req.authority, req.wire_bytes
+        else:
+            trace = request_id = path = method = authority = None
+            request_bytes = 0
+        if resp is not None:
+            status, grpc_status, response_bytes = resp.status, _grpc_status(resp), resp.wire_bytes
+        else:
+            status = grpc_status = None
+            response_bytes = 0
+        # positional, in Exchange's field order (cheaper than keywords on this path)
         return Exchange(
-            protocol=ep.protocol, side=side, pid=pid, comm=who[0], local=local, remote=remote,
-            peer_pid=peer_pid, conn_id=conn.conn_id, stream_id=ep.stream_id,
-            method=req.method if req else None, path=path,
-            authority=req.authority if req else None, status=resp.status if resp else None,
-            grpc_status=_grpc_status(resp), request_bytes=req.wire_bytes if req else 0,
-            response_bytes=resp.wire_bytes if resp else 0, start_ns=first.start_ns,
-            end_ns=last.end_ns, time=self.clock.rfc3339(first.start_ns), trace=trace,
-            request_id=request_id, tls=conn.tls, partial=partial, notes=tuple(notes),
-            request=req, response=resp, peer_name=peer_name if peer_pid is not None else None,
-            name=who[1], exe=who[2], container_id=who[3], thread=who[4])
+            ep.protocol, side, pid, who[0], local, remote, peer_pid, conn.conn_id, ep.stream_id,
+            method, path, authority, status, grpc_status, request_bytes, response_bytes,
+            first.start_ns, last.end_ns, self.clock.rfc3339(first.start_ns), trace, request_id,
+            conn.tls, partial, notes, req, resp, peer_name if peer_pid is not None else None,
+            who[1], who[2], who[3], who[4])
 
     def _identity(self, conn: Connection) -> tuple:
         """(comm, name, exe, container_id, thread) of the observing process: the process

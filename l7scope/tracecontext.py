@@ -41,14 +41,17 @@ _WANTED = frozenset({
     "sw8", "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid",
     "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "x-request-id",
 })
+_WANTED_LENGTHS = frozenset(map(len, _WANTED))  # str.lower() keeps the length of ASCII names
 
 
 def extract(headers: Iterable[tuple[str, str]], counters: Counter | None = None,
             ) -> tuple[TraceContext | None, str | None]:
     """Return (trace context or None, x-request-id or None) from request headers."""
+    found = _collect(headers)
+    if not found:  # most requests: no format has anything to read, nothing to count
+        return None, None
     if counters is None:
         counters = Counter()
-    found = _collect(headers)
     trace = None
     for parse in (_from_sw8, _from_traceparent, _from_b3_single, _from_b3_multi):
         trace = parse(found, counters)
@@ -61,9 +64,10 @@ def _collect(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Values of the headers we read, by lowercase name, in arrival order, OWS stripped."""
     found: dict[str, list[str]] = {}
     for name, value in headers:
-        key = name.lower()
-        if key in _WANTED:
-            found.setdefault(key, []).append(value.strip(" \t"))
+        if len(name) in _WANTED_LENGTHS:  # the length first: most names are ruled out by it
+            key = name.lower()
+            if key in _WANTED:
+                found.setdefault(key, []).append(value.strip(" \t"))
     return found
 
 

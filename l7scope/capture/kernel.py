@@ -219,12 +219,10 @@ class KernelCapture:
             libbpf.map_update(self._obj.map_fd("filter_state"), struct.pack("<I", 0), state)
 
     def poll(self, timeout_ms: int = 100) -> list:
-        decode = self.decoder.decode
-        return [ev for ev in map(decode, self._rb.poll(timeout_ms)) if ev is not None]
+        return self.decoder.decode_batch(self._rb.poll(timeout_ms))
 
     def drain(self) -> list:
-        decode = self.decoder.decode
-        return [ev for ev in map(decode, self._rb.drain()) if ev is not None]
+        return self.decoder.decode_batch(self._rb.drain())
 
     def counters(self) -> dict[str, int]:
         """Kernel-side counters summed over CPUs, plus undecodable records."""

@@ -3,6 +3,13 @@
 Nothing here is copied from the C header by hand: the formats, offsets and numbers come from
 wire_layout.py, which scripts/gen_wire_layout.py generates from bpf/l7scope.h (make runs it;
 tests/capture/test_wire.py checks it is current and agrees with a C compiler).
+
+DATA records (nearly all of them) become DataChunk events in compiled code, a batch per call
+(dataplane/_wiremodule.c, given the layout and numbers from wire_layout.py): it reads a
+record's numbers and looks its endpoint part up in this decoder's cache. What it leaves
+(other kinds, a short or damaged record, an endpoint part not cached yet) is decoded here, in
+place, so events keep the records' order; a DATA record whose endpoints are new has them
+formatted here, cached, and is then made by the compiled code too (one implementation).
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from l7scope.capture.events import (
 )
 from l7scope.capture.proc_events import KIND_EXEC, KIND_EXIT, decode_proc
 from l7scope.capture.tcp_summary import decode_tcp
+from l7scope.dataplane._wire import DataDecoder
 
 _EVENT = {name: (offset, size, code) for name, offset, size, code in L.L7_EVENT_FIELDS}
 _NAMES = [f[0] for f in L.L7_EVENT_FIELDS]
@@ -77,6 +85,12 @@ def _ip_text(family: int, raw: bytes) -> str:
 
 
 ROLES = (Role.UNKNOWN, Role.CLIENT, Role.SERVER)
+# the order in which _wiremodule.c fills a DataChunk: a change to DataChunk must change both
+CHUNK_FIELDS = ("conn_id", "egress", "ts", "data", "length", "seq", "role", "local", "remote",
+                "pid", "tid", "comm", "fd", "syscall", "ts_enter", "ts_exit", "tls")
+assert DataChunk._fields == CHUNK_FIELDS
+_SYSCALL_BY_NUMBER = tuple(SYSCALLS.get(n) for n in range(max(SYSCALLS) + 1))
+_LAYOUT = {name: (offset, size) for name, offset, size, _ in L.L7_EVENT_FIELDS}
 
 
 def _endpoints(key: bytes) -> tuple | None:
@@ -93,9 +107,34 @@ class WireDecoder:
     """Turns raw records into events; counts records it cannot decode."""
 
     malformed: int = 0
-    _endpoint_cache: dict[bytes, tuple] = field(default_factory=dict)
+    _endpoint_cache: dict[bytes, tuple] = field(default_factory=dict)  # shared with _data
+    _data: DataDecoder = None
+
+    def __post_init__(self):
+        self._data = DataDecoder(_LAYOUT, (KIND_DATA, DIR_EGRESS, FLAG_TLS), DataChunk, ROLES,
+                                 _SYSCALL_BY_NUMBER, self._endpoint_cache)
+
+    def decode_batch(self, records) -> list[CaptureEvent]:
+        """The events of a batch of records, in order (undecodable records counted, left out)."""
+        events, rest = self._data.decode(records)
+        if not rest:
+            return events
+        out, done = [], 0
+        for at, rec in rest:
+            out += events[done:at]
+            done = at
+            ev = self.decode_other(rec)
+            if ev is not None:
+                out.append(ev)
+        out += events[done:]
+        return out
 
     def decode(self, rec: bytes) -> CaptureEvent | None:
+        events, _ = self._data.decode((rec,))
+        return events[0] if events else self.decode_other(rec)
+
+    def decode_other(self, rec: bytes) -> CaptureEvent | None:
+        """A record the compiled decoder left (see the module docstring)."""
         if len(rec) < HEADER_LEN:
             self.malformed += 1
             return None
@@ -120,20 +159,17 @@ class WireDecoder:
             return None
         local, remote, comm = ends
         egress = direction == DIR_EGRESS
-        if kind == KIND_DATA:
-            tls = bool(rec[FLAGS_AT] & FLAG_TLS)  # seq: the position in the TLS plaintext
-            return DataChunk(
-                conn_id, egress, ts_enter if egress else ts_exit,
-                rec[HEADER_LEN:HEADER_LEN + data_len], chunk_len, (seq + chunk_off) & 0xFFFFFFFF,
-                ROLES[role] if role < 3 else Role.UNKNOWN, local, remote, tgid, tid, comm, fd,
-                SYSCALLS.get(syscall), ts_enter, ts_exit, tls)
-        if kind == KIND_OPEN:
+        if kind == KIND_DATA:  # its endpoints are cached now: the compiled decoder makes it
+            events, _ = self._data.decode((rec,))
+            if events:
+                return events[0]
+        elif kind == KIND_OPEN:
             return ConnectionOpened(
                 conn_id=conn_id, ts=ts_exit, role=ROLES[role] if role < 3 else Role.UNKNOWN,
                 local=local, remote=remote, pid=tgid, comm=comm, fd=fd)
-        if kind == KIND_EOF:
+        elif kind == KIND_EOF:
             return StreamEnded(conn_id=conn_id, egress=egress, ts=ts_exit)
-        if kind == KIND_TCP:  # a socket's TCP health at close (l7scope/tcpmetrics.py)
+        elif kind == KIND_TCP:  # a socket's TCP health at close (l7scope/tcpmetrics.py)
             summary = decode_tcp(rec, ts_enter, ts_exit, tgid, role, ends)
             if summary is not None:
                 return summary

@@ -38,6 +38,9 @@ class StreamPosition:
     totals: dict = field(default_factory=lambda: dict.fromkeys(TOTALS, 0), repr=False)
 
     def place(self, seq: int | None, data: bytes, length: int) -> list[Piece]:
+        if seq is not None and seq == self.expected and data and len(data) == length:
+            self.expected = (seq + length) % MOD  # in order and whole: the common case
+            return [("data", data)]
         pieces: list[Piece] = []
         if seq is not None and self.expected is not None:
             d = (seq - self.expected) % MOD

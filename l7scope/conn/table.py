@@ -214,7 +214,8 @@ class ConnectionTable:
                     a = conn.analyzer
                     events = a.feed(from_client, value, ev.ts) if kind == "data" \
                         else a.skip(from_client, value, ev.ts)
-                    out += self._route(conn, events, ev.ts)
+                    if events:  # most chunks complete nothing
+                        out += self._route(conn, events, ev.ts)
                 if conn.protocol == OTHER:
                     break
             held = conn.analyzer.memory() if conn.analyzer is not None else 0

@@ -26,6 +26,11 @@ to the file already open; the next try is after another ``max_bytes``.
 ``copytruncate``) moved the file away, SIGHUP makes the agent write to a new file at the
 path. stdout is never closed, rotated or reopened.
 
+An Exchange's line is written by compiled code (dataplane/_jsonlmodule.c), byte for byte the
+line the json module writes for ``Exchange.to_dict()``; a value it has no exact form for (a
+float, say) makes it step aside and the json module writes that line. ``--with-headers``
+lines and other records (dicts) are written by the json module.
+
 Counters (``counters()``): ``jsonl_rotations``, ``jsonl_rotated_files_removed`` (the oldest,
 past ``keep``), ``jsonl_rotation_failed``, ``jsonl_reopens``, ``jsonl_reopen_failed``.
 """
@@ -38,11 +43,35 @@ import stat
 import sys
 from dataclasses import dataclass
 
+from l7scope.dataplane._jsonl import Encoder
 from l7scope.exchange import Exchange
 from l7scope.outputs.files import DEFAULT_MODE, open_output
 
 # ensure_ascii (the default) keeps every line pure ASCII: len(line) is its size in bytes
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def _exchange_encoder() -> Encoder:
+    """The compiled encoder for Exchange.to_dict()'s keys, in its order (taken from it)."""
+    blank = Exchange(protocol="", side=None, pid=None, comm=None, local=None, remote=None,
+                     peer_pid=None, conn_id=0, stream_id=None, method=None, path=None,
+                     authority=None, status=None, grpc_status=None, request_bytes=0,
+                     response_bytes=0, start_ns=0, end_ns=0, time="", trace=None,
+                     request_id=None, tls=False, partial=False, notes=())
+    at = Exchange._fields.index
+    fields = tuple((k, -1 if k == "duration_ns" else at(k)) for k in blank.to_dict())
+    return Encoder(fields, at("start_ns"), at("end_ns"), at("trace"))
+
+
+_EXCHANGE_LINE = _exchange_encoder()
+
+
+def exchange_line(ex: Exchange) -> str:
+    """The record's JSON line (no newline), as ``_ENCODE(ex.to_dict())`` writes it."""
+    try:
+        return _EXCHANGE_LINE(ex)
+    except TypeError:  # a value the compiled encoder leaves to the json module
+        return _ENCODE(ex.to_dict())
 
 DEFAULT_MAX_MB = 100
 DEFAULT_KEEP = 5
@@ -136,10 +165,15 @@ class JsonlSink:
         return cls(spec.path, max_bytes=spec.max_bytes, keep=spec.keep, **kw)
 
     def __call__(self, ex: Exchange) -> None:
-        self.write(ex.to_dict(self.with_headers, self.redact))
+        if self.with_headers:
+            self.write(ex.to_dict(True, self.redact))
+        else:
+            self._line(exchange_line(ex) + "\n")
 
     def write(self, d: dict) -> None:
-        line = _ENCODE(d) + "\n"
+        self._line(_ENCODE(d) + "\n")
+
+    def _line(self, line: str) -> None:
         if self.max_bytes and self._size and self._size + len(line) > self.max_bytes:
             self._rotate()
         self._f.write(line)

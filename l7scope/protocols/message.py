@@ -54,17 +54,30 @@ class HttpMessage(NamedTuple):
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive), trailers included, else None."""
         name = name.lower()
+        if not name.isascii():
+            return _header_any(self, name)
+        n = len(name)  # a name lowering to ASCII text has its length: compared first, cheaply
         for k, v in self.headers:
-            if k.lower() == name:
+            if len(k) == n and k.lower() == name:
                 return v
         for k, v in self.trailers:
-            if k.lower() == name:
+            if len(k) == n and k.lower() == name:
                 return v
         return None
 
     @property
     def partial(self) -> bool:
         return bool(self.notes) or not self.complete
+
+
+def _header_any(msg, name: str) -> str | None:
+    for k, v in msg.headers:
+        if k.lower() == name:
+            return v
+    for k, v in msg.trailers:
+        if k.lower() == name:
+            return v
+    return None
 
 
 @dataclass(frozen=True, slots=True)

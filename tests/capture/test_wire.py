@@ -347,3 +347,51 @@ def test_malformed_records_are_counted(record):
 def test_payload_beyond_data_len_is_ignored():
     ev = wire.WireDecoder().decode(rec(payload=b"abcdef", data_len=3, chunk_len=6))
     assert (ev.data, ev.length) == (b"abc", 6)
+
+
+# -- batches (the compiled DATA decoder, dataplane/_wiremodule.c) ---------------------------------
+
+def test_batch_keeps_record_order_across_kinds_and_damage():
+    d = wire.WireDecoder()
+    other = dict(laddr="10.0.0.3", lport=9999)  # endpoints first seen mid-batch
+    batch = [rec(kind=wire.KIND_OPEN), rec(payload=b"one"), b"short", rec(payload=b"two", **other),
+             rec(payload=b"three"), rec(kind=wire.KIND_EOF, direction=wire.DIR_INGRESS),
+             rec(payload=b"x", family=17), rec(payload=b"four", **other),
+             rec(kind=wire.KIND_CLOSE)]
+    events = d.decode_batch(batch)
+    assert [type(e).__name__ for e in events] == [
+        "ConnectionOpened", "DataChunk", "DataChunk", "DataChunk", "StreamEnded", "DataChunk",
+        "ConnectionClosed"]
+    assert [e.data for e in events if type(e) is DataChunk] == [b"one", b"two", b"three", b"four"]
+    assert [e.local for e in events if type(e) is DataChunk] == [
+        ("10.0.0.1", 45000), ("10.0.0.3", 9999), ("10.0.0.1", 45000), ("10.0.0.3", 9999)]
+    assert d.malformed == 2
+    assert d.decode_batch([]) == []
+
+
+def test_batch_and_single_decoding_agree_field_by_field():
+    records = [rec(payload=b"GET / HTTP/1.1\r\n\r\n"),
+               rec(direction=wire.DIR_INGRESS, syscall=7, payload=b"x", role=2, fd=-1),
+               rec(seq=0xFFFFFFF0, chunk_off=0x20, payload=b"abc", chunk_len=4096,
+                   flags=wire.FLAG_TRUNCATED | wire.FLAG_TLS, syscall=200, role=7),
+               rec(payload=b"y", family=wire.AF_INET6, laddr="::1", raddr="fe80::1",
+                   conn_id=2**64 - 1, tgid=2**32 - 1, ts_enter=2**64 - 1, ts_exit=0)]
+    one = [wire.WireDecoder().decode(r) for r in records]
+    assert wire.WireDecoder().decode_batch(records) == one
+    assert one[1] == DataChunk(
+        conn_id=(7 << 32) | 9, egress=False, ts=222, data=b"x", length=1, seq=1000,
+        role=Role.SERVER, local=("10.0.0.1", 45000), remote=("10.0.0.2", 80), pid=4242, tid=4243,
+        comm="curl", fd=-1, syscall="recvmsg", ts_enter=111, ts_exit=222, tls=False)
+    assert (one[2].seq, one[2].length, one[2].tls, one[2].syscall, one[2].role) == (
+        0x10, 4096, True, None, Role.UNKNOWN)
+    assert (one[3].conn_id, one[3].pid, one[3].ts, one[3].local) == (
+        2**64 - 1, 2**32 - 1, 2**64 - 1, ("::1", 45000))
+    assert type(one[0]) is DataChunk and one[0].missing == 0
+
+
+def test_endpoint_cache_bound_still_decodes():
+    d = wire.WireDecoder()
+    batch = [rec(payload=b"p", lport=1 + i) for i in range(wire.MAX_ENDPOINT_CACHE + 5)]
+    events = d.decode_batch(batch)
+    assert [e.local[1] for e in events] == [1 + i for i in range(wire.MAX_ENDPOINT_CACHE + 5)]
+    assert len(d._endpoint_cache) <= wire.MAX_ENDPOINT_CACHE

@@ -29,6 +29,7 @@ from l7scope.capture.tcp_reassembly import TcpReassembler
 from l7scope.config import ConfigError, load_config, parse_config
 from l7scope.conn.table import ConnectionTable
 from l7scope.exchange import WallClock
+from l7scope.outputs.jsonl import exchange_line
 from l7scope.outputs.sinks import top_n_record
 from l7scope.pipeline import Pipeline
 from l7scope.redact import REDACTED, Redactor
@@ -177,13 +178,15 @@ def pipeline(data: bytes) -> None:
     redactor = Redactor.from_config(cfg.redact)
     outputs = app.build_outputs(_settings(out, metrics, bool(config & 8)), cfg, redactor, clock,
                                 "fuzz", lambda: script.ts)
-    pipe = Pipeline(table=_table(config), clock=clock, observers=outputs.observers())
+    lines: list = []
+    pipe = Pipeline(table=_table(config), clock=clock,
+                    observers=outputs.observers() + [lambda ex: lines.append(_both_lines(ex))])
     caught = watch_internal_errors(pipe.table)
     source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
     for op, arg in ops(data, 1):
         script.ts += IDLE_JUMP_NS if op >> 6 == 2 else 1_000_000
-        events = [e for e in map(decoder.decode, script.records(op, arg)) if e is not None]
+        events = decoder.decode_batch(script.records(op, arg))
         pipe.feed(events)
         if op >> 6:
             pipe.tick(script.ts)
@@ -195,6 +198,16 @@ def pipeline(data: bytes) -> None:
     check_counters(final, caught)
     check_output_lines(out)
     check_output_lines(metrics)
+    for compiled, by_json in lines:
+        check(compiled == by_json, f"compiled line {compiled[:200]!r} is not json's {by_json[:200]!r}")
+
+
+_JSON_LINE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def _both_lines(ex) -> tuple[str, str]:
+    """An Exchange's JSON Lines line as the compiled encoder and the json module write it."""
+    return exchange_line(ex), _JSON_LINE(ex.to_dict())
 
 
 def _render_samples(outputs, clock, redactor) -> None:
