@@ -15,6 +15,12 @@ setup(ext_modules=[
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(
+        "l7scope.dataplane._hpack",
+        sources=[DATAPLANE + "_hpackmodule.c", DATAPLANE + "hpack.c"],
+        depends=[DATAPLANE + "hpack.h", DATAPLANE + "hpack_huffman_table.h"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
+    Extension(
         "l7scope.dataplane._wire",
         sources=[DATAPLANE + "_wiremodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],

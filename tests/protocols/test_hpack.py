@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l7scope.protocols.hpack import Decoder, HpackError
-from l7scope.protocols.hpack_huffman import HuffmanError, huffman_decode, huffman_encode
+from l7scope.protocols.hpack import HuffmanError, huffman_decode
+from tests.protocols.hpack_reference_huffman import huffman_encode
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora" / "hpack-test-case"
 IMPLEMENTATIONS = [

@@ -8,7 +8,7 @@ import pytest
 
 from l7scope.protocols import hpack as l7hpack
 from l7scope.protocols import http2_frames
-from l7scope.protocols.hpack_huffman import huffman_encode
+from tests.protocols.hpack_reference_huffman import huffman_encode
 from l7scope.protocols.http2 import Http2Analyzer, grpc_status, grpc_status_of, header_list_size
 from l7scope.protocols.http2_frames import PREFACE
 from l7scope.protocols.message import ExchangeParsed, HttpMessage, ParseError
@@ -199,13 +199,14 @@ def test_settings_max_frame_size_out_of_range_is_ignored():
     assert analyzer._dirs[True].splitter.max_frame_size == 1 << 20
 
 
-# --- 3. Huffman cache bounded by bytes ----------------------------------------------------
+# --- 3. Huffman decoding bounded by bytes -------------------------------------------------
+# The compiled decoder keeps no cache of decoded strings (decoding costs less than a lookup):
+# what Huffman decoding holds between blocks is one scratch buffer, at most SCRATCH_KEEP octets.
 
-def _cache_octets() -> int:
-    return sum(len(k) + len(v) for k, v in l7hpack._HUFFMAN_CACHE.items())
+SCRATCH_KEEP = 65_536
 
 
-def test_huffman_cache_bounded_by_bytes_for_long_strings():
+def test_huffman_scratch_bounded_by_bytes_for_long_strings():
     decoder = l7hpack.Decoder()
     rng = random.Random(7)
     for n in range(4095):
@@ -213,19 +214,21 @@ def test_huffman_cache_bounded_by_bytes_for_long_strings():
         encoded = huffman_encode(value.encode())
         block = b"\x00\x01a" + hp_int(len(encoded), 7, 0x80) + encoded  # literal, no indexing
         assert decoder.decode(block) == [("a", value)]
-    assert _cache_octets() <= 1 << 20
-    assert l7hpack.huffman_cache_bytes() <= 1 << 20
+        assert 0 < decoder.huffman_scratch <= SCRATCH_KEEP
+    huge = huffman_encode(b"x" * 200_000)  # one 200 kB string: decoded, then not kept
+    assert decoder.decode(b"\x00\x01a" + hp_int(len(huge), 7, 0x80) + huge) == [("a", "x" * 200_000)]
+    assert decoder.huffman_scratch == 0
 
 
-def test_huffman_cache_bounded_by_bytes_for_short_strings():
+def test_huffman_scratch_bounded_by_bytes_for_short_strings():
     decoder = l7hpack.Decoder()
     for n in range(20_000):
         value = f"value-{n:08d}".encode()
         encoded = huffman_encode(value)
         assert decoder.decode(b"\x00\x01a" + hp_int(len(encoded), 7, 0x80) + encoded) == \
             [("a", value.decode())]
-    assert 0 < l7hpack.huffman_cache_bytes() <= 1 << 20
-    assert _cache_octets() + 96 * len(l7hpack._HUFFMAN_CACHE) == l7hpack.huffman_cache_bytes()
+    assert 0 < decoder.huffman_scratch <= SCRATCH_KEEP
+    assert l7hpack.Decoder().huffman_scratch == 0
 
 
 # --- 4. open streams bounded by bytes; memory() -------------------------------------------
