@@ -271,7 +271,7 @@ void hp_set_max_table_size(hp_decoder *d, uint64_t value) {
 
 void hp_lost_sync(hp_decoder *d) {
     clear_entries(d);
-    d->complete = 0;
+    d->complete = !d->observer; /* a strict decoder never references what it did not see */
     d->resets++;
 }
 
