@@ -38,11 +38,16 @@ typedef struct {
 
 static PyTypeObject BlockType;
 
+/* A new DecodedBlock; steals `headers` (NULL: an error is set, NULL is returned). */
 static PyObject *block_make(PyObject *headers, Py_ssize_t unknown, PyObject *notes, int reset) {
-    BlockObject *b = PyObject_New(BlockObject, &BlockType);
-    if (!b)
+    if (!headers)
         return NULL;
-    b->headers = Py_NewRef(headers);
+    BlockObject *b = PyObject_New(BlockObject, &BlockType);
+    if (!b) {
+        Py_DECREF(headers);
+        return NULL;
+    }
+    b->headers = headers;
     b->notes = Py_NewRef(notes);
     b->reset = Py_NewRef(reset ? Py_True : Py_False);
     b->unknown = PyLong_FromSsize_t(unknown);
@@ -158,8 +163,9 @@ static void raise_hpack(PyObject *code, const char *detail) {
 
 typedef struct {
     PyObject *fields;  /* list of (name, value) */
-    PyObject *notes;   /* list of str, or NULL when not observing */
+    PyObject *notes;   /* list of str, made at the first unknown field when observing */
     Py_ssize_t unknown;
+    int observing;
 } sink;
 
 static PyObject *field_tuple(const hp_field *f) {
@@ -175,8 +181,10 @@ static PyObject *field_tuple(const hp_field *f) {
 
 static int unknown_note(sink *s, const hp_field *f) {
     s->unknown++;
-    if (!s->notes || PyList_GET_SIZE(s->notes) >= MAX_NOTES)
+    if (!s->observing || (s->notes && PyList_GET_SIZE(s->notes) >= MAX_NOTES))
         return 0;
+    if (!s->notes && !(s->notes = PyList_New(0)))
+        return -1;
     PyObject *note = f->kind == HP_FIELD_UNKNOWN_INDEX
         ? PyUnicode_FromFormat("hpack: index %u not learned", f->index)
         : Py_NewRef(note_unlearned_name);
@@ -241,7 +249,7 @@ static PyObject *decoder_decode(DecoderObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    sink s = {PyList_New(0), NULL, 0};
+    sink s = {PyList_New(0), NULL, 0, 0};
     hp_err err = s.fields ? hp_decode(&self->d, view.buf, (size_t)view.len, emit, &s)
                           : HP_ABORTED;
     PyBuffer_Release(&view);
@@ -295,24 +303,19 @@ static PyObject *reset_notes(DecoderObject *self, hp_err err) {
 }
 
 static PyObject *observed_block(sink *s, uint32_t unknown) {
-    PyObject *headers = PyList_AsTuple(s->fields);
-    if (!headers)
-        return NULL;
-    PyObject *notes = NULL, *block = NULL;
-    if (unknown > PyList_GET_SIZE(s->notes)) {
+    if (!unknown)
+        return block_make(PyList_AsTuple(s->fields), 0, empty_tuple, 0);
+    Py_ssize_t noted = PyList_GET_SIZE(s->notes);
+    if (unknown > noted) {
         PyObject *more = PyUnicode_FromFormat("hpack: %zd more headers not learned",
-                                              (Py_ssize_t)unknown - PyList_GET_SIZE(s->notes));
-        if (!more || PyList_Append(s->notes, more) < 0) {
-            Py_XDECREF(more);
-            goto done;
-        }
-        Py_DECREF(more);
+                                              (Py_ssize_t)unknown - noted);
+        int rc = more ? PyList_Append(s->notes, more) : -1;
+        Py_XDECREF(more);
+        if (rc < 0)
+            return NULL;
     }
-    notes = PyList_AsTuple(s->notes);
-    if (notes)
-        block = block_make(headers, unknown, notes, 0);
-done:
-    Py_DECREF(headers);
+    PyObject *notes = PyList_AsTuple(s->notes);
+    PyObject *block = notes ? block_make(PyList_AsTuple(s->fields), unknown, notes, 0) : NULL;
     Py_XDECREF(notes);
     return block;
 }
@@ -322,19 +325,19 @@ static PyObject *decoder_decode_observed(DecoderObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    sink s = {PyList_New(0), PyList_New(0), 0};
+    sink s = {PyList_New(0), NULL, 0, 1};
     uint32_t unknown = 0;
-    hp_err err = s.fields && s.notes
+    hp_err err = s.fields
         ? hp_decode_observed(&self->d, view.buf, (size_t)view.len, emit, &s, &unknown)
         : HP_NO_MEMORY;
     PyBuffer_Release(&view);
     PyObject *block = NULL;
     if (err) {
-        if (err == HP_NO_MEMORY && s.fields && s.notes)
+        if (!s.fields)
             hp_lost_sync(&self->d);
         PyObject *notes = reset_notes(self, err);
         PyErr_Clear();
-        block = notes ? block_make(empty_tuple, 1, notes, 1) : NULL;
+        block = notes ? block_make(Py_NewRef(empty_tuple), 1, notes, 1) : NULL;
         Py_XDECREF(notes);
     } else {
         block = observed_block(&s, unknown);
