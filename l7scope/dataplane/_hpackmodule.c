@@ -221,6 +221,19 @@ static int init_common(DecoderObject *self, unsigned long long size, int observe
     return 0;
 }
 
+/* A usable decoder even when __init__ is not called (defaults of the type). */
+static PyObject *decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    (void)args;
+    (void)kwds;
+    DecoderObject *self = (DecoderObject *)type->tp_alloc(type, 0);
+    if (self) {
+        int observer = PyType_IsSubtype(type, &ObserverType);
+        hp_init(&self->d, HP_DEFAULT_TABLE_SIZE, observer, 1);
+        self->advertised = Py_NewRef(Py_None);
+    }
+    return (PyObject *)self;
+}
+
 static int decoder_init(DecoderObject *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"max_table_size", NULL};
     unsigned long long size = HP_DEFAULT_TABLE_SIZE;
@@ -468,7 +481,7 @@ static PyTypeObject DecoderType = {
     .tp_basicsize = sizeof(DecoderObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Strict HPACK decoder for one direction of one connection.",
-    .tp_new = PyType_GenericNew,
+    .tp_new = decoder_new,
     .tp_init = (initproc)decoder_init,
     .tp_dealloc = (destructor)decoder_dealloc,
     .tp_methods = decoder_methods,
