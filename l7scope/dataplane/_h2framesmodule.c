@@ -7,9 +7,14 @@
  * header judgements (plausible_header, looks_like_http2, find_plausible_header) are the
  * library's too, for detection. A non-zero return from the library is a Python error already
  * set (MemoryError, or one raised while building an event).
+ *
+ * Timestamps are whatever the caller passes (record times are 64-bit unsigned, pcap times
+ * any int): the library gets a tick per call instead, and the events carry back the objects
+ * of the calls those ticks name (the current call's, or the one that began a frame header).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 
 #include "h2frames.h"
 
@@ -40,7 +45,20 @@ static PyStructSequence_Desc resumed_desc = {
     "A plausible frame header was found after `skipped` octets that were discarded.",
     resumed_fields, 2};
 
+typedef struct {
+    PyObject_HEAD
+    h2f_splitter sp;
+    int64_t tick;          /* of the current call */
+    PyObject *ts_now;      /* the current call's ts (borrowed during the call) */
+    PyObject *ts_start;    /* the ts of the call whose tick is sp.ts_start (owned) */
+    PyObject *events;      /* the list being filled during a call */
+} Splitter;
+
 /* ------------------------------------------------------------------ events -> Python */
+
+static PyObject *ts_object(Splitter *self, int64_t tick) {
+    return Py_NewRef(tick == self->tick || !self->ts_start ? self->ts_now : self->ts_start);
+}
 
 static PyObject *set_items(PyObject *ev, PyObject **items, int n) {
     for (int i = 0; i < n; i++) {
@@ -55,14 +73,14 @@ static PyObject *set_items(PyObject *ev, PyObject **items, int n) {
     return ev;
 }
 
-static PyObject *make_event(const h2f_event *e) {
+static PyObject *make_event(Splitter *self, const h2f_event *e) {
     if (e->kind == H2F_EV_FRAME) {
         PyObject *ev = PyStructSequence_New(FrameType);
         PyObject *items[9] = {
             PyLong_FromLong(e->type), PyLong_FromLong(e->flags),
             PyLong_FromUnsignedLong(e->stream_id), PyLong_FromUnsignedLong(e->length),
             PyBytes_FromStringAndSize((const char *)e->payload, e->payload_len),
-            PyLong_FromLongLong(e->ts_start), PyLong_FromLongLong(e->ts),
+            ts_object(self, e->ts_start), ts_object(self, e->ts),
             Py_NewRef(e->damaged ? Py_True : Py_False),
             Py_NewRef(e->truncated ? Py_True : Py_False)};
         if (!ev) {
@@ -75,7 +93,7 @@ static PyObject *make_event(const h2f_event *e) {
     PyObject *ev = PyStructSequence_New(e->kind == H2F_EV_LOST ? LostType : ResumedType);
     PyObject *items[2] = {e->kind == H2F_EV_LOST ? Py_NewRef(lost_text[e->reason])
                                                  : PyLong_FromUnsignedLongLong(e->skipped),
-                          PyLong_FromLongLong(e->ts)};
+                          ts_object(self, e->ts)};
     if (!ev) {
         Py_XDECREF(items[0]);
         Py_XDECREF(items[1]);
@@ -85,15 +103,30 @@ static PyObject *make_event(const h2f_event *e) {
 }
 
 static int append_event(void *ctx, const h2f_event *e) {
-    PyObject *ev = make_event(e);
+    Splitter *self = ctx;
+    PyObject *ev = make_event(self, e);
     if (!ev)
         return -1;
-    int rc = PyList_Append((PyObject *)ctx, ev);
+    int rc = PyList_Append(self->events, ev);
     Py_DECREF(ev);
     return rc;
 }
 
-static PyObject *events_or_error(PyObject *events, h2f_result rc) {
+/* Starts a call: a new tick, the list its events go to. */
+static PyObject *begin(Splitter *self, PyObject *ts) {
+    self->tick++;
+    self->ts_now = ts;
+    self->events = PyList_New(0);
+    return self->events;
+}
+
+/* Ends a call: remember this call's ts if a frame header began in it. */
+static PyObject *end(Splitter *self, h2f_result rc) {
+    PyObject *events = self->events;
+    self->events = NULL;
+    if (self->sp.ts_start == self->tick)
+        Py_XSETREF(self->ts_start, Py_NewRef(self->ts_now));
+    self->ts_now = NULL;
     if (rc == H2F_OK)
         return events;
     Py_DECREF(events);
@@ -103,11 +136,6 @@ static PyObject *events_or_error(PyObject *events, h2f_result rc) {
 }
 
 /* ------------------------------------------------------------------ FrameSplitter */
-
-typedef struct {
-    PyObject_HEAD
-    h2f_splitter sp;
-} Splitter;
 
 static uint32_t clamp_u32(long long v) {
     return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
@@ -123,6 +151,8 @@ static int Splitter_init(Splitter *self, PyObject *args, PyObject *kw) {
                                      &payload_cap, &data_capture, &scan_cap, &resync_limit))
         return -1;
     h2f_free(&self->sp);
+    Py_CLEAR(self->ts_start);
+    self->tick = 0;
     h2f_init(&self->sp, expect_preface, in_sync, clamp_u32(payload_cap), clamp_u32(data_capture),
              scan_cap < 0 ? 0 : (uint64_t)scan_cap, resync_limit);
     return 0;
@@ -130,55 +160,46 @@ static int Splitter_init(Splitter *self, PyObject *args, PyObject *kw) {
 
 static void Splitter_dealloc(Splitter *self) {
     h2f_free(&self->sp);
+    Py_CLEAR(self->ts_start);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static int64_t ts_of(PyObject *ts) {
-    return PyLong_AsLongLong(ts);
 }
 
 static PyObject *Splitter_feed(Splitter *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_buffer data;
     if (nargs != 2)
         return PyErr_Format(PyExc_TypeError, "feed(data, ts)");
-    int64_t ts = ts_of(args[1]);
-    if (ts == -1 && PyErr_Occurred())
-        return NULL;
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
         return NULL;
-    PyObject *events = PyList_New(0);
-    if (!events) {
+    if (!begin(self, args[1])) {
         PyBuffer_Release(&data);
         return NULL;
     }
-    h2f_result rc = h2f_feed(&self->sp, data.buf, (size_t)data.len, ts, append_event, events);
+    h2f_result rc = h2f_feed(&self->sp, data.buf, (size_t)data.len, self->tick, append_event,
+                             self);
     PyBuffer_Release(&data);
-    return events_or_error(events, rc);
+    return end(self, rc);
 }
 
 static PyObject *Splitter_skip(Splitter *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2)
         return PyErr_Format(PyExc_TypeError, "skip(length, ts)");
-    long long length = PyLong_AsLongLong(args[0]);
-    int64_t ts = ts_of(args[1]);
-    if (PyErr_Occurred())
+    int overflow;
+    long long length = PyLong_AsLongLongAndOverflow(args[0], &overflow);
+    if (length == -1 && PyErr_Occurred())
         return NULL;
-    PyObject *events = PyList_New(0);
-    if (!events)
+    if (overflow)
+        length = overflow > 0 ? LLONG_MAX : 0;
+    if (!begin(self, args[1]))
         return NULL;
-    h2f_result rc = h2f_skip(&self->sp, length < 0 ? 0 : (uint64_t)length, ts, append_event,
-                             events);
-    return events_or_error(events, rc);
+    h2f_result rc = h2f_skip(&self->sp, length < 0 ? 0 : (uint64_t)length, self->tick,
+                             append_event, self);
+    return end(self, rc);
 }
 
-static PyObject *Splitter_finish(Splitter *self, PyObject *ts_obj) {
-    int64_t ts = ts_of(ts_obj);
-    if (ts == -1 && PyErr_Occurred())
+static PyObject *Splitter_finish(Splitter *self, PyObject *ts) {
+    if (!begin(self, ts))
         return NULL;
-    PyObject *events = PyList_New(0);
-    if (!events)
-        return NULL;
-    return events_or_error(events, h2f_finish(&self->sp, ts, append_event, events));
+    return end(self, h2f_finish(&self->sp, self->tick, append_event, self));
 }
 
 static PyObject *Splitter_memory(Splitter *self, PyObject *unused) {

@@ -144,3 +144,16 @@ def test_header_judgements_equal_the_reference(data, max_frame_size, final, star
         assert compiled.plausible_header(data[:9], max_frame_size) is \
             reference.plausible_header(data[:9], max_frame_size)
         assert compiled.conforming_header(data[:9]) is reference.conforming_header(data[:9])
+
+
+def test_timestamps_pass_through_whatever_their_size():
+    """Record times are 64-bit unsigned: 2**63 and above come back as they went in."""
+    splitter = compiled.FrameSplitter(True, True, 100, 10)
+    big = (1 << 64) - 1
+    assert splitter.feed(compiled.PREFACE + b"\x00\x00\x02\x00\x01\x00\x00", big - 1) == []
+    assert splitter.feed(b"\x00\x01h", big) == []
+    frame, = splitter.feed(b"i", 1 << 70)
+    assert (frame.ts_start, frame.ts_end, frame.payload) == (big - 1, 1 << 70, b"hi")
+    lost, = splitter.skip(1 << 80, -3)
+    assert type(lost) is compiled.FramingLost
+    assert (lost.reason, lost.ts) == ("capture gap outside a frame payload", -3)
