@@ -21,6 +21,12 @@ setup(ext_modules=[
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(
+        "l7scope.dataplane._h2frames",
+        sources=[DATAPLANE + "_h2framesmodule.c", DATAPLANE + "h2frames.c"],
+        depends=[DATAPLANE + "h2frames.h"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
+    Extension(
         "l7scope.dataplane._wire",
         sources=[DATAPLANE + "_wiremodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],

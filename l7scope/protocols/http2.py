@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Three layers, one way:
 
-1. Per direction a ``FrameSplitter`` (http2_frames.py) turns bytes into frames, skipping the
+1. Per direction a ``FrameSplitter`` (compiled, dataplane/h2frames.c) turns bytes into frames, skipping the
    client preface and resynchronising on a plausible frame header after a hole or when the
    connection was first seen mid-way.
 2. Per direction one ``ObserverDecoder`` (hpack.py) decodes the header blocks that direction

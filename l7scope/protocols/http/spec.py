@@ -1,7 +1,7 @@
 """HTTP/1.x, HTTP/2 and gRPC as the registry sees them (protocols/base.py, ProtocolSpec).
 
 The analyzers stay where they are (protocols/http1.py, protocols/http2.py with
-http2_frames.py and hpack.py); this module says how the agent finds, runs and judges them.
+http2_frames.py, the compiled frame splitter, and hpack.py); this module says how the agent finds, runs and judges them.
 """
 from __future__ import annotations
 
