@@ -60,6 +60,8 @@ enum l7_stat {
 	L7_STAT_CONNS_CREATED,       /* sockets entered in the connection table */
 	L7_STAT_READ_FAULTS,         /* user memory that could not be read */
 	L7_STAT_TLS_UNMAPPED,        /* TLS calls whose socket was not known yet */
+	L7_STAT_TCP_SYNACK_RETRANS,  /* SYN-ACKs retransmitted (a request, not yet a socket) */
+	L7_STAT_TCP_SYNACK_ATTRIBUTED, /* of those, added to the socket their handshake made */
 	L7_STAT_MAX,
 };
 

@@ -129,7 +129,9 @@ ENUMS = {
         'L7_STAT_CONNS_CREATED': 5,
         'L7_STAT_READ_FAULTS': 6,
         'L7_STAT_TLS_UNMAPPED': 7,
-        'L7_STAT_MAX': 8,
+        'L7_STAT_TCP_SYNACK_RETRANS': 8,
+        'L7_STAT_TCP_SYNACK_ATTRIBUTED': 9,
+        'L7_STAT_MAX': 10,
     },
     'l7_tcp_outcome': {
         'L7_TCP_ESTABLISHED': 0,

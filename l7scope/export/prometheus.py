@@ -522,6 +522,11 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
                                 "(bpf_probe_read_user failed)."),
     (r"tls_unmapped", "counter", "Dropped in the kernel: TLS library calls whose socket could "
                                  "not be found."),
+    (r"tcp_synack_retrans", "counter", "SYN-ACKs the kernel retransmitted (for a handshake, "
+                                       "before its socket exists)."),
+    (r"tcp_synack_attributed", "counter", "Of the retransmitted SYN-ACKs, those charged to the "
+                                          "socket their handshake made (the rest belong to "
+                                          "handshakes that never completed)."),
     (r"malformed_records", "counter", "Dropped: ring buffer records that could not be decoded."),
     # the connection table
     (r"connections_evicted", "counter", "Dropped: connections evicted from the full connection "
