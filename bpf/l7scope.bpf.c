@@ -1319,19 +1319,27 @@ int BPF_KRETPROBE(ssl_exit)
 #define ECONNREFUSED 111
 #define ETIMEDOUT 110
 
+/* The counters and the ends come first: user space reads open sockets' entries each metrics
+ * interval as struct l7_tcp_stats then struct l7_conn_ends (bpf/l7scope.h). ends.role is the
+ * socket's role. */
 struct tcp_health {
+	struct l7_tcp_stats st;
+	struct conn_info ends; /* taken when established: at close the local port is released */
 	__u64 first_ts;
 	__u64 syn_ts;
 	__u32 tgid;
-	__u8 role;
-	__u8 closed; /* reached TCP_CLOSE: outcome, RTT and sk_err are final */
-	__u8 pad[2];
 	__u32 retrans_base; /* tcp_sock.total_retrans when the entry was made */
-	__u32 pad2;
+	__u8 closed; /* reached TCP_CLOSE: outcome, RTT and sk_err are final */
+	__u8 pad[7];
 	char comm[L7_COMM_LEN];
-	struct conn_info ends; /* taken when established: at close the local port is released */
-	struct l7_tcp_stats st;
 };
+_Static_assert(sizeof(struct conn_info) == sizeof(struct l7_conn_ends), "l7_conn_ends");
+_Static_assert(__builtin_offsetof(struct conn_info, lport) ==
+	       __builtin_offsetof(struct l7_conn_ends, lport), "l7_conn_ends.lport");
+_Static_assert(__builtin_offsetof(struct conn_info, raddr) ==
+	       __builtin_offsetof(struct l7_conn_ends, raddr), "l7_conn_ends.raddr");
+_Static_assert(__builtin_offsetof(struct tcp_health, ends) == sizeof(struct l7_tcp_stats),
+	       "tcp_health.ends");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -1351,9 +1359,9 @@ static __always_inline struct tcp_health *tcp_health_new(__u64 key, __u8 role, i
 	struct tcp_health h = {};
 
 	h.first_ts = bpf_ktime_get_ns();
-	h.role = role;
 	h.retrans_base = retrans_base;
 	fill_endpoints(&h.ends, (struct sock *)key);
+	h.ends.role = role;
 	if (owner) {
 		h.tgid = bpf_get_current_pid_tgid() >> 32;
 		h.syn_ts = h.first_ts;
@@ -1418,7 +1426,7 @@ static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *
 	ev->fd = -1;
 	ev->kind = L7_KIND_TCP;
 	ev->syscall = L7_SYS_STATE;
-	ev->role = h->role;
+	ev->role = ci->role;
 	ev->family = ci->family;
 	ev->lport = ci->lport;
 	ev->rport = ci->rport;
@@ -1446,8 +1454,12 @@ int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	}
 	if (new == TCP_ESTABLISHED_STATE && old == TCP_SYN_RECV_STATE) {
 		/* base 0: the SYN-ACKs its request retransmitted are the socket's own */
-		tcp_health_new(key, L7_ROLE_SERVER, 0, 0);
-		count(L7_STAT_TCP_SYNACK_ATTRIBUTED, total_retrans(key));
+		__u32 synacks = total_retrans(key);
+
+		h = tcp_health_new(key, L7_ROLE_SERVER, 0, 0);
+		if (h) /* so far, for the interval reports */
+			h->st.retransmits = synacks;
+		count(L7_STAT_TCP_SYNACK_ATTRIBUTED, synacks);
 		return 0;
 	}
 	h = bpf_map_lookup_elem(&tcp_health, &key);
@@ -1488,11 +1500,17 @@ SEC("tracepoint/tcp/tcp_retransmit_skb")
 int tcp_health_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
 	__u64 key = (__u64)ctx->skaddr;
+	struct tcp_health *h;
 	struct sk_buff *skb;
 	__u16 segs = 0;
 
-	if (!key || bpf_map_lookup_elem(&tcp_health, &key))
-		return 0; /* counted at close from total_retrans */
+	if (!key)
+		return 0;
+	h = bpf_map_lookup_elem(&tcp_health, &key);
+	if (h) { /* the count so far, for the open socket's interval reports; final at close */
+		h->st.retransmits = total_retrans(key) - h->retrans_base;
+		return 0;
+	}
 	/* a socket that predates the agent: counted from this retransmission on (a sent one is
 	 * in total_retrans already) */
 	if (!bpf_core_field_exists(ctx->err) || !BPF_CORE_READ(ctx, err)) {

@@ -118,6 +118,21 @@ enum l7_tcp_outcome {
 	L7_TCP_ABORTED = 3,     /* SYN_SENT -> CLOSE otherwise (closed by its owner, other error) */
 };
 
+/* The layout of the kernel's per-socket struct conn_info (bpf/l7scope.bpf.c checks it), which
+ * follows struct l7_tcp_stats in a tcp_health map entry: user space reads the open sockets'
+ * entries each metrics interval. */
+struct l7_conn_ends {
+	__u64 conn_id;
+	__u8 role;              /* enum l7_role */
+	__u8 klass;
+	__u8 checks;
+	__u8 family;            /* AF_INET, AF_INET6 */
+	__u16 lport;            /* host order; 0 until the port is bound */
+	__u16 rport;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
 struct l7_tcp_stats {
 	__u64 connect_ns;       /* SYN_SENT -> ESTABLISHED; 0 when not seen */
 	__u32 srtt_us;          /* tcp_sock.srtt_us >> 3 at close */

@@ -193,7 +193,8 @@ def _assemble(r: _Run, config: Config):
         from l7scope.tcpmetrics import TcpMetrics
 
         r.outputs.tcp = TcpMetrics(owned_only=bool(s.pids or s.comms),
-                                   name=r.outputs.metrics.name)  # pairs named alike
+                                   name=r.outputs.metrics.name,  # pairs named alike
+                                   live=getattr(source, "tcp_open", None))  # open sockets
     table = ConnectionTable(listening=None if source.capture_mode else ListeningPorts(),
                             max_memory=s.max_parser_memory_mb << 20)
     r.outputs.on_error = lambda exc: table.record_internal_error("output", exc)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from l7scope.capture import libbpf, wire_layout
+from l7scope.capture.tcp_summary import decode_open
 from l7scope.capture.wire import STATS, WireDecoder
 
 TRACEFS = "/sys/kernel/tracing"
@@ -202,6 +203,13 @@ class KernelCapture:
     def drain(self) -> list:
         decode = self.decoder.decode
         return [ev for ev in map(decode, self._rb.drain()) if ev is not None]
+
+    def tcp_open(self, limit: int = 65536) -> list:
+        """The counters so far of the TCP sockets the kernel tracks (open ones, and closed ones
+        whose record is on its way), as ``TcpOpen`` (capture/tcp_summary.py)."""
+        obj = self._obj
+        raw = libbpf.map_values(obj.map_fd("tcp_health"), 8, obj.value_size("tcp_health"), limit)
+        return [o for o in map(decode_open, raw) if o is not None]
 
     def counters(self) -> dict[str, int]:
         """Kernel-side counters summed over CPUs, plus undecodable records."""

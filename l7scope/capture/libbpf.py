@@ -71,9 +71,11 @@ def _declare(L: ctypes.CDLL) -> None:
         "bpf_map__fd": (i, [vp]),
         "bpf_map__name": (cp, [vp]),
         "bpf_map__set_max_entries": (i, [vp, u32]),
+        "bpf_map__value_size": (u32, [vp]),
         "bpf_map__initial_value": (vp, [vp, ctypes.POINTER(sz)]),
         "bpf_map_lookup_elem": (i, [i, vp, vp]),
         "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
+        "bpf_map_get_next_key": (i, [i, vp, vp]),
         "ring_buffer__new": (vp, [i, _SAMPLE_CB, vp, vp]),
         "ring_buffer__poll": (i, [vp, i]),
         "ring_buffer__consume": (i, [vp]),
@@ -207,6 +209,9 @@ class BpfObject:
     def map_fd(self, name: str) -> int:
         return lib().bpf_map__fd(self.map(name))
 
+    def value_size(self, name: str) -> int:
+        return lib().bpf_map__value_size(self.map(name))
+
     def close(self) -> None:
         L = lib()
         for link in self._links:
@@ -223,6 +228,19 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
     if lib().bpf_map_lookup_elem(fd, k, v):
         return None
     return v.raw
+
+
+def map_values(fd: int, key_size: int, value_size: int, limit: int) -> list[bytes]:
+    """At most ``limit`` values of a hash map, walked key by key (entries that go meanwhile
+    are skipped)."""
+    L, out = lib(), []
+    prev, key = None, ctypes.create_string_buffer(key_size)
+    v = ctypes.create_string_buffer(value_size)
+    while len(out) < limit and not L.bpf_map_get_next_key(fd, prev, key):
+        if not L.bpf_map_lookup_elem(fd, key, v):
+            out.append(v.raw)
+        prev = ctypes.create_string_buffer(key.raw, key_size)
+    return out
 
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:

@@ -65,6 +65,19 @@ L7_TCP_STATS_FIELDS = (
     ('outcome', 58, 1, 'B'),
     ('pad', 59, 1, 'B'),
 )
+L7_CONN_ENDS_FORMAT = "<QBBBBHH16s16s"
+L7_CONN_ENDS_SIZE = 48
+L7_CONN_ENDS_FIELDS = (
+    ('conn_id', 0, 8, 'Q'),
+    ('role', 8, 1, 'B'),
+    ('klass', 9, 1, 'B'),
+    ('checks', 10, 1, 'B'),
+    ('family', 11, 1, 'B'),
+    ('lport', 12, 2, 'H'),
+    ('rport', 14, 2, 'H'),
+    ('laddr', 16, 16, '16s'),
+    ('raddr', 32, 16, '16s'),
+)
 CONSTANTS = {
     'L7_CHUNK': 4096,
     'L7_MAX_STEPS': 32,
