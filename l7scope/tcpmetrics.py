@@ -24,6 +24,13 @@ When a summary arrives the socket's byte counts are joined to it and it waits fo
 - retransmits, drops: the sum of both ends (each is a different segment); rtt_us: one sample
   per socket.
 
+Open sockets are reported every interval as well (``live``: KernelSource.tcp_open, the kernel's
+tcp_health entries read once per interval): what each moved since the interval before, its
+bytes from the DATA records (their counts start afresh once reported) and its retransmits,
+resets and drops as the difference from what was reported last (kept per socket in
+``_reported``, and taken off the summary when it comes). The connect, accept and RTT wait for
+the close.
+
 State is bounded: at most ``max_sockets`` open sockets' byte counts and ``max_sockets`` closed
 sockets per interval; what does not fit is counted (``tcp_sockets_evicted``,
 ``tcp_summaries_dropped``), never kept.

@@ -82,6 +82,44 @@ for line in sys.stdin:
 """
 
 
+ROUND, ROUND_REPLY = 1_000_000, 400_000
+KEEP_SERVER = f"""
+import socket
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("{S_ADDR}", {PORT})); srv.listen()
+print("listening", flush=True)
+c, _ = srv.accept()
+for _ in range(2):
+    got = 0
+    while got < {ROUND}:
+        got += len(c.recv(65536))
+    c.sendall(b"r" * {ROUND_REPLY})
+while c.recv(65536):
+    pass
+c.close()
+print("closed", flush=True)
+"""
+
+KEEP_CLIENT = f"""
+import socket, sys
+s = socket.socket()
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "connect":
+        s.connect(("{S_ADDR}", {PORT}))
+        print("port", s.getsockname()[1], flush=True)
+    elif cmd == "round":
+        s.sendall(b"s" * {ROUND})
+        got = 0
+        while got < {ROUND_REPLY}:
+            got += len(s.recv(65536))
+        print("round", got, flush=True)
+    elif cmd == "close":
+        s.close()
+        print("closed", flush=True)
+"""
+
+
 def sh(*cmd: str, check: bool = True) -> str:
     return subprocess.run(cmd, check=check, capture_output=True, text=True).stdout
 
@@ -138,6 +176,7 @@ class Pump:
     def __init__(self, capture, metrics):
         import threading
         self.capture, self.metrics, self.summaries = capture, metrics, []
+        self.lock = threading.Lock()  # feed (this thread) and snapshot (the test) apart
         self.stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -147,7 +186,8 @@ class Pump:
             self._take(self.capture.poll(50))
 
     def _take(self, events):
-        self.metrics.feed(events)
+        with self.lock:
+            self.metrics.feed(events)
         self.summaries += [e for e in events if type(e) is TcpSummary]
 
     def finish(self):
@@ -156,6 +196,11 @@ class Pump:
         self.thread.join()
         self._take(self.capture.drain())
         self.counters = self.capture.counters()
+
+    def snapshot(self, start: int, end: int) -> list[dict]:
+        time.sleep(0.3)  # the records of what just happened polled in
+        with self.lock:
+            return self.metrics.snapshot(start, end)
 
     def wait_for(self, local: tuple[str, int], timeout: float = 10.0) -> None:
         """Until the summary of the socket at ``local`` is in (a socket's comes at its close)."""
@@ -282,3 +327,56 @@ def test_agent_writes_tcp_metrics_per_pair(agent, python_server, tmp_path):
     assert sum(m["connect_failures"] for m in bad) == 1
     assert {k: v for m in bad for k, v in m["connect_failures_by_reason"].items()} == {"refused": 1}
     assert all(m["client"].startswith(name) for m in ok + bad)
+
+
+def test_an_open_connection_reports_every_interval(lossy_link):
+    """A connection kept open over two intervals: each interval's record has the bytes moved in
+    it, exactly, and the retransmissions the kernel counted in it; the close brings the connect
+    and the rest."""
+    from l7scope.capture.kernel import CaptureUnavailable, KernelCapture, KernelOptions
+    from l7scope.tcpmetrics import TcpMetrics
+
+    server, client = start(NS_S, KEEP_SERVER), start(NS_C, KEEP_CLIENT)
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        try:
+            capture = KernelCapture(KernelOptions(pids=(server.pid, client.pid), tls=False))
+        except CaptureUnavailable as e:
+            cannot_run(str(e))
+        pump = Pump(capture, TcpMetrics(owned_only=True, live=capture.tcp_open))
+        records, kernel = [], []
+        try:
+            start_c, start_s = retrans_segs((NS_C,)), retrans_segs((NS_S,))
+            cport = int(ask(client, "connect")[1])
+            for i in range(2):
+                assert ask(client, "round") == ["round", str(ROUND_REPLY)]
+                time.sleep(1.0)  # the last segments' retransmissions, if any, done
+                kernel.append((retrans_segs((NS_C,)) - start_c, retrans_segs((NS_S,)) - start_s))
+                records.append(pump.snapshot(i, i + 1))
+            assert ask(client, "close") == ["closed"]
+            assert server.stdout.readline().strip() == "closed"
+            pump.wait_for((S_ADDR, PORT))
+            pump.wait_for((C_ADDR, cport))
+            kernel.append((retrans_segs((NS_C,)) - start_c, retrans_segs((NS_S,)) - start_s))
+            pump.finish()
+            records.append(pump.metrics.snapshot(2, 3))
+        finally:
+            capture.close()
+    finally:
+        for p in (client, server):
+            p.kill()
+            p.wait()
+    shown = "\n".join(map(str, [kernel, *records, pump.counters]))
+    mains = [[r for r in recs if r["server_pid"] == server.pid] for recs in records]
+    assert [len(m) for m in mains] == [1, 1, 1], shown
+    (first,), (second,), (last,) = mains
+    for r in (first, second):
+        assert (r["bytes_sent"], r["bytes_received"]) == (ROUND, ROUND_REPLY), shown
+        assert (r["connects"], r["accepts"], r["rtt_us"]["count"]) == (0, 0, 0), shown
+    assert (last["bytes_sent"], last["bytes_received"]) == (0, 0), shown
+    assert (last["connects"], last["accepts"], last["rtt_us"]["count"]) == (1, 1, 2), shown
+    totals = [sum(k) for k in kernel]
+    assert totals[0] > 0, "the lossy link made no retransmissions: " + shown
+    assert [r["retransmits"] for r in (first, second, last)] == [
+        totals[0], totals[1] - totals[0], totals[2] - totals[1]], shown
+
