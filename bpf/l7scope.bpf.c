@@ -1299,7 +1299,10 @@ int BPF_KRETPROBE(ssl_exit)
  *   ones never counted), and an accepted socket starts with its request's SYN-ACK
  *   retransmissions (tcp_create_openreq_child). An entry remembers the count at its creation:
  *   0 for a connect or a handshake seen from its start; tcp:tcp_retransmit_skb makes an entry
- *   for a socket that predates the agent (its earlier retransmissions not counted).
+ *   for a socket that predates the agent (its earlier retransmissions not counted), and at
+ *   each retransmission stores the count so far in the entry: user space reads the open
+ *   sockets' entries each metrics interval (struct l7_tcp_stats, then struct l7_conn_ends).
+ *   tcp:tcp_receive_reset makes one too (a reset ends the socket: its record follows).
  *   tcp:tcp_retransmit_synack only counts SYN-ACKs (L7_STAT_TCP_SYNACK_RETRANS); the ones an
  *   accepted socket inherits are L7_STAT_TCP_SYNACK_ATTRIBUTED, the difference those of
  *   handshakes that never completed (no socket to charge them to).
@@ -1518,7 +1521,9 @@ int tcp_health_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 		bpf_core_read(&segs, sizeof(segs), &((struct tcp_skb_cb *)skb->cb)->tcp_gso_segs);
 		segs = segs ? segs : 1;
 	}
-	tcp_health_new(key, L7_ROLE_UNKNOWN, 0, total_retrans(key) - segs);
+	h = tcp_health_new(key, L7_ROLE_UNKNOWN, 0, total_retrans(key) - segs);
+	if (h)
+		h->st.retransmits = segs;
 	return 0;
 }
 
