@@ -1441,14 +1441,20 @@ static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *
 	count(L7_STAT_EVENTS, 1);
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/* The TCP health programs on socket state, destruction, retransmissions and drops are raw
+ * tracepoints: the kernel skips a (classic) tracepoint's program whenever any BPF program is
+ * already running on the CPU, which softirq work (a retransmission timer, an arriving reset or
+ * a drop) on top of one of the syscall programs often meets; a raw tracepoint's program is
+ * skipped only when it interrupts itself. Their arguments are the kernel function's. */
+SEC("raw_tp/inet_sock_set_state") /* (sk, oldstate, newstate) */
+int tcp_health_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
-	int old = ctx->oldstate, new = ctx->newstate;
+	struct sock *sk = (struct sock *)ctx->args[0];
+	__u64 key = (__u64)sk;
+	int old = (int)ctx->args[1], new = (int)ctx->args[2];
 	struct tcp_health *h;
 
-	if (ctx->protocol != IPPROTO_TCP)
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	if (new == TCP_SYN_SENT_STATE) {
 		if (traced(bpf_get_current_pid_tgid() >> 32))
@@ -1471,40 +1477,42 @@ int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (new == TCP_ESTABLISHED_STATE && old == TCP_SYN_SENT_STATE) {
 		if (h->syn_ts)
 			h->st.connect_ns = bpf_ktime_get_ns() - h->syn_ts;
-		fill_endpoints(&h->ends, (struct sock *)ctx->skaddr);
+		fill_endpoints(&h->ends, sk);
 	}
 	if (new == TCP_CLOSE_STATE) {
-		tcp_health_close((struct sock *)ctx->skaddr, h, old);
+		tcp_health_close(sk, h, old);
 		if (old == TCP_SYN_SENT_STATE) { /* a failed connect: nothing follows, report it now */
-			tcp_health_emit((struct sock *)ctx->skaddr, h);
+			tcp_health_emit(sk, h);
 			bpf_map_delete_elem(&tcp_health, &key);
 		}
 	}
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_destroy_sock")
-int tcp_health_destroy(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("raw_tp/tcp_destroy_sock") /* (sk) */
+int tcp_health_destroy(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
+	struct sock *sk = (struct sock *)ctx->args[0];
+	__u64 key = (__u64)sk;
 	struct tcp_health *h;
 
 	h = bpf_map_lookup_elem(&tcp_health, &key);
 	if (!h)
 		return 0;
 	if (!h->closed) /* not through TCP_CLOSE (cannot happen for TCP): take it now */
-		tcp_health_close((struct sock *)ctx->skaddr, h, TCP_CLOSE_STATE);
-	tcp_health_emit((struct sock *)ctx->skaddr, h);
+		tcp_health_close(sk, h, TCP_CLOSE_STATE);
+	tcp_health_emit(sk, h);
 	bpf_map_delete_elem(&tcp_health, &key);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int tcp_health_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
+SEC("raw_tp/tcp_retransmit_skb") /* (sk, skb, err: Linux 6.x) */
+int tcp_health_retransmit(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
+	__u64 key = ctx->args[0];
 	struct tcp_health *h;
 	struct sk_buff *skb;
+	long err = 0;
 	__u16 segs = 0;
 
 	if (!key)
@@ -1516,8 +1524,10 @@ int tcp_health_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 	}
 	/* a socket that predates the agent: counted from this retransmission on (a sent one is
 	 * in total_retrans already) */
-	if (!bpf_core_field_exists(ctx->err) || !BPF_CORE_READ(ctx, err)) {
-		skb = (struct sk_buff *)ctx->skbaddr;
+	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err))
+		err = (int)ctx->args[2];
+	if (!err) {
+		skb = (struct sk_buff *)ctx->args[1];
 		bpf_core_read(&segs, sizeof(segs), &((struct tcp_skb_cb *)skb->cb)->tcp_gso_segs);
 		segs = segs ? segs : 1;
 	}
@@ -1568,16 +1578,18 @@ static __always_inline int drop_slot(struct l7_tcp_stats *st, __u16 reason)
 	return -1;
 }
 
-SEC("tracepoint/skb/kfree_skb")
-int tcp_health_drop(struct trace_event_raw_kfree_skb *ctx)
+SEC("raw_tp/kfree_skb") /* (skb, location, reason: 5.17+, rx_sk: 6.x) */
+int tcp_health_drop(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	const void *sk = NULL;
 	struct tcp_health *h;
-	__u16 reason = (__u16)ctx->reason;
+	__u16 reason = 0;
 
-	if (bpf_core_field_exists(ctx->rx_sk))
-		sk = BPF_CORE_READ(ctx, rx_sk);
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, reason))
+		reason = (__u16)ctx->args[2];
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+		sk = (const void *)ctx->args[3];
 	if (!sk)
 		sk = BPF_CORE_READ(skb, sk);
 	h = tcp_health_of(sk); /* entries exist for TCP sockets only */

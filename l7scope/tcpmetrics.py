@@ -51,10 +51,11 @@ RTT_US_BOUNDS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 10000
                  500000, 1000000)
 DROP_FORMAT = "/sys/kernel/tracing/events/skb/kfree_skb/format"
 # the tracepoints each metric needs: a kernel without one reports the metric as unavailable
-NEEDS = {"tcp_metrics": "tcp/tcp_destroy_sock", "connects": "sock/inet_sock_set_state",
-         "retransmits": "tcp/tcp_destroy_sock",  # tcp_sock.total_retrans, read at close
-         "resets_sent": "tcp/tcp_send_reset", "resets_received": "tcp/tcp_receive_reset",
-         "drops": "skb/kfree_skb"}
+# (the event's name: the programs attach to some as raw tracepoints, "raw_tp/kfree_skb")
+NEEDS = {"tcp_metrics": "tcp_destroy_sock", "connects": "inet_sock_set_state",
+         "retransmits": "tcp_destroy_sock",  # tcp_sock.total_retrans, read at close
+         "resets_sent": "tcp_send_reset", "resets_received": "tcp_receive_reset",
+         "drops": "kfree_skb"}
 
 
 def drop_reason_names(path: str = DROP_FORMAT) -> dict[int, str]:

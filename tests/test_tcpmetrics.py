@@ -107,8 +107,9 @@ def test_drop_reason_names_come_from_the_tracepoint_format(tmp_path):
 
 
 def test_unavailable_names_what_missing_tracepoints_feed():
-    assert unavailable(["tracepoint/tcp/tcp_receive_reset", "tracepoint/skb/kfree_skb"]) == [
+    assert unavailable(["tracepoint/tcp/tcp_receive_reset", "raw_tp/kfree_skb"]) == [
         "drops", "resets_received"]
+    assert unavailable(["raw_tp/tcp_destroy_sock"]) == ["retransmits", "tcp_metrics"]
 
 
 def test_exec_and_exit_records_decode_without_endpoints():

@@ -65,6 +65,7 @@ def _declare(L: ctypes.CDLL) -> None:
         "bpf_program__name": (cp, [vp]),
         "bpf_program__section_name": (cp, [vp]),
         "bpf_program__set_autoload": (i, [vp, ctypes.c_bool]),
+        "bpf_program__fd": (i, [vp]),
         "bpf_program__attach": (vp, [vp]),
         "bpf_program__attach_uprobe_opts": (vp, [vp, ctypes.c_int, cp, sz, vp]),
         "bpf_link__destroy": (i, [vp]),
@@ -228,6 +229,24 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
     if lib().bpf_map_lookup_elem(fd, k, v):
         return None
     return v.raw
+
+
+def prog_fd(prog: int) -> int:
+    """A loaded program's fd (negative when it was not loaded)."""
+    return lib().bpf_program__fd(prog)
+
+
+def recursion_misses(fd: int) -> int:
+    """Runs of the program the kernel skipped because a BPF program was already running on that
+    CPU (a tracepoint hit in an interrupt on top of one): /proc/self/fdinfo, 0 when not shown."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("recursion_misses:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def map_values(fd: int, key_size: int, value_size: int, limit: int) -> list[bytes]:
