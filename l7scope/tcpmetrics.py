@@ -140,7 +140,8 @@ class TcpMetrics:
         self.owned_only = owned_only  # --pid/--comm: sockets no traced process owns are left out
         self.reasons = drop_reason_names() if reasons is None else reasons
         self.counters = Counter(tcp_sockets_evicted=0, tcp_summaries_dropped=0,
-                                tcp_pairs_overflow=0, tcp_unowned_skipped=0)
+                                tcp_pairs_overflow=0, tcp_unowned_skipped=0,
+                                tcp_open_read_errors=0)
         self._open: OrderedDict[tuple, _Bytes] = OrderedDict()
         self._closed: list[tuple[TcpSummary, _Bytes]] = []
         # open sockets: ``live()`` gives the kernel's counters so far (KernelSource.tcp_open);
@@ -212,7 +213,10 @@ class TcpMetrics:
         outcome "open"; their byte counts start afresh, their counters are remembered."""
         live = {}
         if self.live is not None:
-            live = {(o.local, o.remote): o for o in self.live()}
+            try:
+                live = {(o.local, o.remote): o for o in self.live()}
+            except OSError:  # the kernel table unreadable: bytes only this interval
+                self.counters["tcp_open_read_errors"] += 1
         out = []
         for key in set(self._open) | set(live):
             b, o = self._open.get(key), live.get(key)

@@ -142,8 +142,9 @@ def open_value(role=1, local=C, remote=S, **stats) -> bytes:
 def test_open_socket_entries_decode():
     o = decode_open(open_value(retransmits=4, resets_received=1, drop_reason0=12, drop_count0=2))
     assert o == TcpOpen(Role.CLIENT, C, S, 4, 0, 1, ((12, 2),), 0)
-    assert decode_open(open_value(local=("10.0.0.1", 0))) is None  # port not bound yet
-    assert decode_open(open_value()[:70]) is None
+    assert decode_open(open_value(local=("10.0.0.1", 0), retransmits=1)) is None  # no port yet
+    assert decode_open(open_value(srtt_us=50, connect_ns=9)) is None  # nothing counted yet
+    assert decode_open(open_value(retransmits=1)[:70]) is None
 
 
 def test_an_open_connection_reports_each_interval_and_the_rest_at_close():

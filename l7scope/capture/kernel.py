@@ -213,7 +213,8 @@ class KernelCapture:
 
     def tcp_open(self, limit: int = 65536) -> list:
         """The counters so far of the TCP sockets the kernel tracks (open ones, and closed ones
-        whose record is on its way), as ``TcpOpen`` (capture/tcp_summary.py)."""
+        whose record is on its way) that have counted something, as ``TcpOpen``
+        (capture/tcp_summary.py)."""
         obj = self._obj
         raw = libbpf.map_values(obj.map_fd("tcp_health"), 8, obj.value_size("tcp_health"), limit)
         return [o for o in map(decode_open, raw) if o is not None]

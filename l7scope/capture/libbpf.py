@@ -249,17 +249,18 @@ def recursion_misses(fd: int) -> int:
     return 0
 
 
-def map_values(fd: int, key_size: int, value_size: int, limit: int) -> list[bytes]:
+def map_values(fd: int, key_size: int, value_size: int, limit: int):
     """At most ``limit`` values of a hash map, walked key by key (entries that go meanwhile
     are skipped)."""
-    L, out = lib(), []
-    prev, key = None, ctypes.create_string_buffer(key_size)
+    L, n = lib(), 0
+    key, prev = ctypes.create_string_buffer(key_size), ctypes.create_string_buffer(key_size)
     v = ctypes.create_string_buffer(value_size)
-    while len(out) < limit and not L.bpf_map_get_next_key(fd, prev, key):
+    first = True
+    while n < limit and not L.bpf_map_get_next_key(fd, None if first else prev, key):
+        first, n = False, n + 1
         if not L.bpf_map_lookup_elem(fd, key, v):
-            out.append(v.raw)
-        prev = ctypes.create_string_buffer(key.raw, key_size)
-    return out
+            yield v.raw
+        ctypes.memmove(prev, key, key_size)
 
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:

@@ -17,6 +17,9 @@ _STATS_NAMES = tuple(f[0] for f in L.L7_TCP_STATS_FIELDS)
 ENDS = struct.Struct(L.L7_CONN_ENDS_FORMAT)
 _ENDS_NAMES = tuple(f[0] for f in L.L7_CONN_ENDS_FIELDS)
 AF_INET, AF_INET6 = 2, 10
+_OFF = {f[0]: f[1] for f in L.L7_TCP_STATS_FIELDS}
+# retransmits .. drop_count3: an entry with all of them 0 has nothing to report while open
+_COUNTED = slice(_OFF["retransmits"], _OFF["drop_count3"] + 4)
 OUTCOMES = {v: k.removeprefix("L7_TCP_").lower() for k, v in L.ENUMS["l7_tcp_outcome"].items()}
 SLOTS = L.CONSTANTS["L7_TCP_DROP_SLOTS"]
 
@@ -90,10 +93,10 @@ def _ip(family: int, raw: bytes) -> str:
 
 def decode_open(value: bytes) -> TcpOpen | None:
     """A tcp_health map value (struct l7_tcp_stats, then struct l7_conn_ends at
-    L7_TCP_STATS_SIZE) decoded; None when it is too short or its ends are not known yet (a
-    connect before its port is bound)."""
+    L7_TCP_STATS_SIZE) decoded; None when it is too short, has counted nothing yet, or its ends
+    are not known yet (a connect before its port is bound)."""
     start = L.L7_TCP_STATS_SIZE
-    if len(value) < start + ENDS.size:
+    if len(value) < start + ENDS.size or not any(value[_COUNTED]):
         return None
     st = dict(zip(_STATS_NAMES, STATS.unpack_from(value, 0)))
     e = dict(zip(_ENDS_NAMES, ENDS.unpack_from(value, start)))
