@@ -149,6 +149,7 @@ class TcpMetrics:
         # report the rest
         self.live = live
         self._reported: OrderedDict[tuple, TcpOpen] = OrderedDict()
+        self._moved: set[tuple] = set()  # open sockets with bytes since the last interval
 
     # ---- events ----
 
@@ -174,7 +175,9 @@ class TcpMetrics:
         return b
 
     def _data(self, ev: DataChunk) -> None:
-        b = self._socket((ev.local, ev.remote))
+        key = (ev.local, ev.remote)
+        self._moved.add(key)
+        b = self._socket(key)
         if b.pid is None:
             b.pid, b.comm = ev.pid, ev.comm
         if b.role == Role.UNKNOWN:
@@ -217,8 +220,8 @@ class TcpMetrics:
                 live = {(o.local, o.remote): o for o in self.live()}
             except OSError:  # the kernel table unreadable: bytes only this interval
                 self.counters["tcp_open_read_errors"] += 1
-        out = []
-        for key in set(self._open) | set(live):
+        out, moved, self._moved = [], self._moved, set()
+        for key in moved | live.keys():
             b, o = self._open.get(key), live.get(key)
             if b is None and o is None:
                 continue
