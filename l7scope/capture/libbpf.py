@@ -77,6 +77,7 @@ def _declare(L: ctypes.CDLL) -> None:
         "bpf_map_lookup_elem": (i, [i, vp, vp]),
         "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
         "bpf_map_get_next_key": (i, [i, vp, vp]),
+        "bpf_map_lookup_batch": (i, [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp]),
         "ring_buffer__new": (vp, [i, _SAMPLE_CB, vp, vp]),
         "ring_buffer__poll": (i, [vp, i]),
         "ring_buffer__consume": (i, [vp]),
@@ -249,10 +250,33 @@ def recursion_misses(fd: int) -> int:
     return 0
 
 
-def map_values(fd: int, key_size: int, value_size: int, limit: int):
-    """At most ``limit`` values of a hash map, walked key by key (entries that go meanwhile
-    are skipped)."""
+def map_values(fd: int, key_size: int, value_size: int, limit: int, chunk: int = 1024):
+    """At most ``limit`` values of a hash map, ``chunk`` entries a syscall (the batch lookup);
+    key by key on a kernel without it."""
     L, n = lib(), 0
+    keys = ctypes.create_string_buffer(key_size * chunk)
+    values = ctypes.create_string_buffer(value_size * chunk)
+    token_in, token_out = ctypes.create_string_buffer(8), ctypes.create_string_buffer(8)
+    first = True
+    while n < limit:
+        count = ctypes.c_uint32(min(chunk, limit - n))
+        rc = L.bpf_map_lookup_batch(fd, None if first else token_in, token_out, keys, values,
+                                    ctypes.byref(count), None)
+        err = ctypes.get_errno() if rc else 0
+        raw = values.raw
+        for i in range(count.value):
+            yield raw[i * value_size:(i + 1) * value_size]
+        n += count.value
+        if rc:
+            if first and count.value == 0 and rc != -errno.ENOENT and err != errno.ENOENT:
+                yield from _values_by_key(L, fd, key_size, value_size, limit)
+            return
+        first = False
+        ctypes.memmove(token_in, token_out, 8)
+
+
+def _values_by_key(L, fd: int, key_size: int, value_size: int, limit: int):
+    n = 0
     key, prev = ctypes.create_string_buffer(key_size), ctypes.create_string_buffer(key_size)
     v = ctypes.create_string_buffer(value_size)
     first = True
