@@ -1441,8 +1441,8 @@ static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *
 	count(L7_STAT_EVENTS, 1);
 }
 
-/* The TCP health programs on socket state, destruction, retransmissions and drops are raw
- * tracepoints: the kernel skips a (classic) tracepoint's program whenever any BPF program is
+/* The TCP health programs on socket state, destruction, retransmissions, resets and drops are
+ * raw tracepoints: the kernel skips a (classic) tracepoint's program whenever any BPF program is
  * already running on the CPU, which softirq work (a retransmission timer, an arriving reset or
  * a drop) on top of one of the syscall programs often meets; a raw tracepoint's program is
  * skipped only when it interrupts itself. Their arguments are the kernel function's. */
@@ -1544,22 +1544,22 @@ int tcp_health_retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *c
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_send_reset")
-int tcp_health_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
+SEC("raw_tp/tcp_send_reset") /* (sk or NULL, skb, reason: 6.x) */
+int tcp_health_send_reset(struct bpf_raw_tracepoint_args *ctx)
 {
 	/* no entry made here: the socket may be a listener or a time-wait one, never destroyed */
-	struct tcp_health *h = tcp_health_of(ctx->skaddr);
+	struct tcp_health *h = tcp_health_of((const void *)ctx->args[0]);
 
 	if (h)
 		__sync_fetch_and_add(&h->st.resets_sent, 1);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_receive_reset")
-int tcp_health_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("raw_tp/tcp_receive_reset") /* (sk) */
+int tcp_health_receive_reset(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
-	struct tcp_health *h = tcp_health_of(ctx->skaddr);
+	__u64 key = ctx->args[0];
+	struct tcp_health *h = tcp_health_of((const void *)key);
 
 	if (!h && key) /* a socket that predates the agent */
 		h = tcp_health_new(key, L7_ROLE_UNKNOWN, 0, total_retrans(key));
