@@ -1311,10 +1311,21 @@ int BPF_KRETPROBE(ssl_exit)
  *   socket enters SYN_SENT (connect(): process context, so its tgid and comm are kept) or when a
  *   passive open reaches ESTABLISHED (softirq: no owner; user space names it by its endpoints).
  *   SYN_SENT -> ESTABLISHED stores the connect latency.
- * tcp:tcp_retransmit_skb (successful ones: err == 0; SYN-ACKs through tcp_retransmit_synack,
- *   kept by endpoints until the handshake's socket exists), tcp:tcp_send_reset, tcp:tcp_receive_reset
- *   and skb:kfree_skb (the skb's socket: rx_sk where the tracepoint has it, else skb->sk) add to
- *   an existing entry; a retransmission of a socket that predates the agent makes one.
+ * Retransmissions are the socket's own count, tcp_sock.total_retrans, read at close: the kernel
+ *   adds to it exactly when it adds to TcpRetransSegs (before the transmit, so a retransmission
+ *   the device then drops counts too: tcp:tcp_retransmit_skb's err cannot tell those from the
+ *   ones never counted), and an accepted socket starts with its request's SYN-ACK
+ *   retransmissions (tcp_create_openreq_child). An entry remembers the count at its creation:
+ *   0 for a connect or a handshake seen from its start; tcp:tcp_retransmit_skb makes an entry
+ *   for a socket that predates the agent (its earlier retransmissions not counted), and at
+ *   each retransmission stores the count so far in the entry: user space reads the open
+ *   sockets' entries each metrics interval (struct l7_tcp_stats, then struct l7_conn_ends).
+ *   tcp:tcp_receive_reset makes one too (a reset ends the socket: its record follows).
+ *   tcp:tcp_retransmit_synack only counts SYN-ACKs (L7_STAT_TCP_SYNACK_RETRANS); the ones an
+ *   accepted socket inherits are L7_STAT_TCP_SYNACK_ATTRIBUTED, the difference those of
+ *   handshakes that never completed (no socket to charge them to).
+ * tcp:tcp_send_reset, tcp:tcp_receive_reset and skb:kfree_skb (the skb's socket: rx_sk where
+ *   the tracepoint has it, else skb->sk) add to an existing entry.
  *   Drops keep L7_TCP_DROP_SLOTS reasons per socket, the rest are counted in drops_other.
  * sock:inet_sock_set_state to TCP_CLOSE reads srtt/mdev and sk_err and classifies a connect
  *   that never got established (refused / timed out / aborted), whose record is emitted then;
@@ -1329,17 +1340,27 @@ int BPF_KRETPROBE(ssl_exit)
 #define ECONNREFUSED 111
 #define ETIMEDOUT 110
 
+/* The counters and the ends come first: user space reads open sockets' entries each metrics
+ * interval as struct l7_tcp_stats then struct l7_conn_ends (bpf/l7scope.h). ends.role is the
+ * socket's role. */
 struct tcp_health {
+	struct l7_tcp_stats st;
+	struct conn_info ends; /* taken when established: at close the local port is released */
 	__u64 first_ts;
 	__u64 syn_ts;
 	__u32 tgid;
-	__u8 role;
+	__u32 retrans_base; /* tcp_sock.total_retrans when the entry was made */
 	__u8 closed; /* reached TCP_CLOSE: outcome, RTT and sk_err are final */
-	__u8 pad[2];
+	__u8 pad[7];
 	char comm[L7_COMM_LEN];
-	struct conn_info ends; /* taken when established: at close the local port is released */
-	struct l7_tcp_stats st;
 };
+_Static_assert(sizeof(struct conn_info) == sizeof(struct l7_conn_ends), "l7_conn_ends");
+_Static_assert(__builtin_offsetof(struct conn_info, lport) ==
+	       __builtin_offsetof(struct l7_conn_ends, lport), "l7_conn_ends.lport");
+_Static_assert(__builtin_offsetof(struct conn_info, raddr) ==
+	       __builtin_offsetof(struct l7_conn_ends, raddr), "l7_conn_ends.raddr");
+_Static_assert(__builtin_offsetof(struct tcp_health, ends) == sizeof(struct l7_tcp_stats),
+	       "tcp_health.ends");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -1348,40 +1369,20 @@ struct {
 	__type(value, struct tcp_health);
 } tcp_health SEC(".maps");
 
-/* SYN-ACKs retransmitted for a request not yet a socket, by its endpoints: added to the
- * socket the handshake makes (TcpRetransSegs counts them too) */
-struct tcp_ends {
-	__u8 laddr[16];
-	__u8 raddr[16];
-	__u16 lport;
-	__u16 rport;
-	__u16 family;
-	__u16 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct tcp_ends);
-	__type(value, __u32);
-} tcp_synack_retrans SEC(".maps");
-
-static __always_inline void tcp_ends_of(struct tcp_ends *e, struct conn_info *ci)
+static __always_inline __u32 total_retrans(__u64 key)
 {
-	__builtin_memcpy(e->laddr, ci->laddr, 16);
-	__builtin_memcpy(e->raddr, ci->raddr, 16);
-	e->lport = ci->lport;
-	e->rport = ci->rport;
-	e->family = ci->family;
+	return BPF_CORE_READ((struct tcp_sock *)key, total_retrans);
 }
 
-static __always_inline struct tcp_health *tcp_health_new(__u64 key, __u8 role, int owner)
+static __always_inline struct tcp_health *tcp_health_new(__u64 key, __u8 role, int owner,
+							 __u32 retrans_base)
 {
 	struct tcp_health h = {};
 
 	h.first_ts = bpf_ktime_get_ns();
-	h.role = role;
+	h.retrans_base = retrans_base;
 	fill_endpoints(&h.ends, (struct sock *)key);
+	h.ends.role = role;
 	if (owner) {
 		h.tgid = bpf_get_current_pid_tgid() >> 32;
 		h.syn_ts = h.first_ts;
@@ -1391,17 +1392,13 @@ static __always_inline struct tcp_health *tcp_health_new(__u64 key, __u8 role, i
 	return bpf_map_lookup_elem(&tcp_health, &key);
 }
 
-static __always_inline struct tcp_health *tcp_health_of(const void *sk, int create)
+static __always_inline struct tcp_health *tcp_health_of(const void *sk)
 {
 	__u64 key = (__u64)sk;
-	struct tcp_health *h;
 
 	if (!sk)
 		return NULL;
-	h = bpf_map_lookup_elem(&tcp_health, &key);
-	if (!h && create)
-		h = tcp_health_new(key, L7_ROLE_UNKNOWN, 0);
-	return h;
+	return bpf_map_lookup_elem(&tcp_health, &key);
 }
 
 static __always_inline __u8 tcp_outcome(int oldstate, __u16 err)
@@ -1422,6 +1419,7 @@ static __always_inline void tcp_health_close(struct sock *sk, struct tcp_health 
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 
+	h->st.retransmits = BPF_CORE_READ(tp, total_retrans) - h->retrans_base;
 	h->st.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
 	h->st.rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
 	h->st.sk_err = BPF_CORE_READ(sk, sk_err);
@@ -1449,7 +1447,7 @@ static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *
 	ev->fd = -1;
 	ev->kind = L7_KIND_TCP;
 	ev->syscall = L7_SYS_STATE;
-	ev->role = h->role;
+	ev->role = ci->role;
 	ev->family = ci->family;
 	ev->lport = ci->lport;
 	ev->rport = ci->rport;
@@ -1461,33 +1459,34 @@ static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *
 	count(L7_STAT_EVENTS, 1);
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/* The TCP health programs on socket state, destruction, retransmissions, resets and drops are
+ * raw tracepoints: the kernel skips a (classic) tracepoint's program whenever any BPF program is
+ * already running on the CPU, which softirq work (a retransmission timer, an arriving reset or
+ * a drop) on top of one of the syscall programs often meets; a raw tracepoint's program is
+ * skipped only when it interrupts itself. Their arguments are the kernel function's. */
+SEC("raw_tp/inet_sock_set_state") /* (sk, oldstate, newstate) */
+int tcp_health_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
-	int old = ctx->oldstate, new = ctx->newstate;
+	struct sock *sk = (struct sock *)ctx->args[0];
+	__u64 key = (__u64)sk;
+	int old = (int)ctx->args[1], new = (int)ctx->args[2];
 	struct tcp_health *h;
 
-	if (ctx->protocol != IPPROTO_TCP)
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	if (new == TCP_SYN_SENT_STATE) {
 		if (traced(bpf_get_current_pid_tgid() >> 32))
-			tcp_health_new(key, L7_ROLE_CLIENT, 1);
+			tcp_health_new(key, L7_ROLE_CLIENT, 1, 0);
 		return 0;
 	}
 	if (new == TCP_ESTABLISHED_STATE && old == TCP_SYN_RECV_STATE) {
-		struct tcp_ends e = {};
-		__u32 *synacks;
+		/* base 0: the SYN-ACKs its request retransmitted are the socket's own */
+		__u32 synacks = total_retrans(key);
 
-		h = tcp_health_new(key, L7_ROLE_SERVER, 0);
-		if (!h)
-			return 0;
-		tcp_ends_of(&e, &h->ends);
-		synacks = bpf_map_lookup_elem(&tcp_synack_retrans, &e);
-		if (synacks) {
-			h->st.retransmits += *synacks;
-			bpf_map_delete_elem(&tcp_synack_retrans, &e);
-		}
+		h = tcp_health_new(key, L7_ROLE_SERVER, 0, 0);
+		if (h) /* so far, for the interval reports */
+			h->st.retransmits = synacks;
+		count(L7_STAT_TCP_SYNACK_ATTRIBUTED, synacks);
 		return 0;
 	}
 	h = bpf_map_lookup_elem(&tcp_health, &key);
@@ -1496,92 +1495,92 @@ int tcp_health_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (new == TCP_ESTABLISHED_STATE && old == TCP_SYN_SENT_STATE) {
 		if (h->syn_ts)
 			h->st.connect_ns = bpf_ktime_get_ns() - h->syn_ts;
-		fill_endpoints(&h->ends, (struct sock *)ctx->skaddr);
+		fill_endpoints(&h->ends, sk);
 	}
 	if (new == TCP_CLOSE_STATE) {
-		tcp_health_close((struct sock *)ctx->skaddr, h, old);
+		tcp_health_close(sk, h, old);
 		if (old == TCP_SYN_SENT_STATE) { /* a failed connect: nothing follows, report it now */
-			tcp_health_emit((struct sock *)ctx->skaddr, h);
+			tcp_health_emit(sk, h);
 			bpf_map_delete_elem(&tcp_health, &key);
 		}
 	}
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_destroy_sock")
-int tcp_health_destroy(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("raw_tp/tcp_destroy_sock") /* (sk) */
+int tcp_health_destroy(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
+	struct sock *sk = (struct sock *)ctx->args[0];
+	__u64 key = (__u64)sk;
 	struct tcp_health *h;
 
 	h = bpf_map_lookup_elem(&tcp_health, &key);
 	if (!h)
 		return 0;
 	if (!h->closed) /* not through TCP_CLOSE (cannot happen for TCP): take it now */
-		tcp_health_close((struct sock *)ctx->skaddr, h, TCP_CLOSE_STATE);
-	tcp_health_emit((struct sock *)ctx->skaddr, h);
+		tcp_health_close(sk, h, TCP_CLOSE_STATE);
+	tcp_health_emit(sk, h);
 	bpf_map_delete_elem(&tcp_health, &key);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int tcp_health_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
+SEC("raw_tp/tcp_retransmit_skb") /* (sk, skb, err: Linux 6.x) */
+int tcp_health_retransmit(struct bpf_raw_tracepoint_args *ctx)
 {
+	__u64 key = ctx->args[0];
 	struct tcp_health *h;
 	struct sk_buff *skb;
+	long err = 0;
 	__u16 segs = 0;
 
-	if (bpf_core_field_exists(ctx->err) && BPF_CORE_READ(ctx, err))
-		return 0; /* not sent: TcpRetransSegs does not count it either */
-	h = tcp_health_of(ctx->skaddr, 1);
-	if (!h)
+	if (!key)
 		return 0;
-	skb = (struct sk_buff *)ctx->skbaddr;
-	bpf_core_read(&segs, sizeof(segs), &((struct tcp_skb_cb *)skb->cb)->tcp_gso_segs);
-	__sync_fetch_and_add(&h->st.retransmits, segs ? segs : 1);
+	h = bpf_map_lookup_elem(&tcp_health, &key);
+	if (h) { /* the count so far, for the open socket's interval reports; final at close */
+		h->st.retransmits = total_retrans(key) - h->retrans_base;
+		return 0;
+	}
+	/* a socket that predates the agent: counted from this retransmission on (a sent one is
+	 * in total_retrans already) */
+	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err))
+		err = (int)ctx->args[2];
+	if (!err) {
+		skb = (struct sk_buff *)ctx->args[1];
+		bpf_core_read(&segs, sizeof(segs), &((struct tcp_skb_cb *)skb->cb)->tcp_gso_segs);
+		segs = segs ? segs : 1;
+	}
+	h = tcp_health_new(key, L7_ROLE_UNKNOWN, 0, total_retrans(key) - segs);
+	if (h)
+		h->st.retransmits = segs;
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_synack")
 int tcp_health_retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
 {
-	struct tcp_ends e = {};
-	__u32 one = 1, *n;
-
-	e.family = ctx->family;
-	e.lport = ctx->sport;
-	e.rport = ctx->dport;
-	if (e.family == AF_INET) { /* unaligned in the record: copied by the helper */
-		bpf_probe_read_kernel(e.laddr, 4, ctx->saddr);
-		bpf_probe_read_kernel(e.raddr, 4, ctx->daddr);
-	} else {
-		bpf_probe_read_kernel(e.laddr, 16, ctx->saddr_v6);
-		bpf_probe_read_kernel(e.raddr, 16, ctx->daddr_v6);
-	}
-	n = bpf_map_lookup_elem(&tcp_synack_retrans, &e);
-	if (n)
-		__sync_fetch_and_add(n, 1);
-	else
-		bpf_map_update_elem(&tcp_synack_retrans, &e, &one, BPF_ANY);
+	count(L7_STAT_TCP_SYNACK_RETRANS, 1);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_send_reset")
-int tcp_health_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
+SEC("raw_tp/tcp_send_reset") /* (sk or NULL, skb, reason: 6.x) */
+int tcp_health_send_reset(struct bpf_raw_tracepoint_args *ctx)
 {
 	/* no entry made here: the socket may be a listener or a time-wait one, never destroyed */
-	struct tcp_health *h = tcp_health_of(ctx->skaddr, 0);
+	struct tcp_health *h = tcp_health_of((const void *)ctx->args[0]);
 
 	if (h)
 		__sync_fetch_and_add(&h->st.resets_sent, 1);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_receive_reset")
-int tcp_health_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("raw_tp/tcp_receive_reset") /* (sk) */
+int tcp_health_receive_reset(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct tcp_health *h = tcp_health_of(ctx->skaddr, 1);
+	__u64 key = ctx->args[0];
+	struct tcp_health *h = tcp_health_of((const void *)key);
 
+	if (!h && key) /* a socket that predates the agent */
+		h = tcp_health_new(key, L7_ROLE_UNKNOWN, 0, total_retrans(key));
 	if (h)
 		__sync_fetch_and_add(&h->st.resets_received, 1);
 	return 0;
@@ -1597,19 +1596,21 @@ static __always_inline int drop_slot(struct l7_tcp_stats *st, __u16 reason)
 	return -1;
 }
 
-SEC("tracepoint/skb/kfree_skb")
-int tcp_health_drop(struct trace_event_raw_kfree_skb *ctx)
+SEC("raw_tp/kfree_skb") /* (skb, location, reason: 5.17+, rx_sk: 6.x) */
+int tcp_health_drop(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	const void *sk = NULL;
 	struct tcp_health *h;
-	__u16 reason = (__u16)ctx->reason;
+	__u16 reason = 0;
 
-	if (bpf_core_field_exists(ctx->rx_sk))
-		sk = BPF_CORE_READ(ctx, rx_sk);
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, reason))
+		reason = (__u16)ctx->args[2];
+	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+		sk = (const void *)ctx->args[3];
 	if (!sk)
 		sk = BPF_CORE_READ(skb, sk);
-	h = tcp_health_of(sk, 0); /* entries exist for TCP sockets only */
+	h = tcp_health_of(sk); /* entries exist for TCP sockets only */
 	if (!h)
 		return 0;
 	switch (drop_slot(&h->st, reason ? reason : 1)) {

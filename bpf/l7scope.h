@@ -60,6 +60,8 @@ enum l7_stat {
 	L7_STAT_CONNS_CREATED,       /* sockets entered in the connection table */
 	L7_STAT_READ_FAULTS,         /* user memory that could not be read */
 	L7_STAT_TLS_UNMAPPED,        /* TLS calls whose socket was not known yet */
+	L7_STAT_TCP_SYNACK_RETRANS,  /* SYN-ACKs retransmitted (a request, not yet a socket) */
+	L7_STAT_TCP_SYNACK_ATTRIBUTED, /* of those, added to the socket their handshake made */
 	L7_STAT_MAX,
 };
 
@@ -127,6 +129,21 @@ enum l7_tcp_outcome {
 	L7_TCP_REFUSED = 1,     /* SYN_SENT -> CLOSE with ECONNREFUSED (a reset answered the SYN) */
 	L7_TCP_TIMED_OUT = 2,   /* SYN_SENT -> CLOSE with ETIMEDOUT (SYN retries exhausted) */
 	L7_TCP_ABORTED = 3,     /* SYN_SENT -> CLOSE otherwise (closed by its owner, other error) */
+};
+
+/* The layout of the kernel's per-socket struct conn_info (bpf/l7scope.bpf.c checks it), which
+ * follows struct l7_tcp_stats in a tcp_health map entry: user space reads the open sockets'
+ * entries each metrics interval. */
+struct l7_conn_ends {
+	__u64 conn_id;
+	__u8 role;              /* enum l7_role */
+	__u8 klass;
+	__u8 checks;
+	__u8 family;            /* AF_INET, AF_INET6 */
+	__u16 lport;            /* host order; 0 until the port is bound */
+	__u16 rport;
+	__u8 laddr[16];
+	__u8 raddr[16];
 };
 
 struct l7_tcp_stats {

@@ -194,7 +194,8 @@ def _assemble(r: _Run, config: Config):
         from l7scope.tcpmetrics import TcpMetrics
 
         r.outputs.tcp = TcpMetrics(owned_only=bool(s.pids or s.comms),
-                                   name=r.outputs.metrics.name)  # pairs named alike
+                                   name=r.outputs.metrics.name,  # pairs named alike
+                                   live=getattr(source, "tcp_open", None))  # open sockets
         store = next((x for x in r.outputs.sinks if isinstance(x, S.Store)), None)
         if store is not None:  # the store names TCP pairs' processes as its topology does
             store.sink.process_name = r.processes.name

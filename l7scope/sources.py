@@ -223,5 +223,9 @@ class KernelSource:
     def counters(self) -> dict[str, int]:
         return self.capture.counters()
 
+    def tcp_open(self) -> list:
+        """The tracked TCP sockets' counters so far (tcpmetrics reports open ones per interval)."""
+        return self.capture.tcp_open()
+
     def close(self) -> None:
         self.capture.close()

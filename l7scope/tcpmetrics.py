@@ -24,18 +24,26 @@ When a summary arrives the socket's byte counts are joined to it and it waits fo
 - retransmits, drops: the sum of both ends (each is a different segment); rtt_us: one sample
   per socket.
 
+Open sockets are reported every interval as well (``live``: KernelSource.tcp_open, the kernel's
+tcp_health entries read once per interval): what each moved since the interval before, its
+bytes from the DATA records (their counts start afresh once reported) and its retransmits,
+resets and drops as the difference from what was reported last (kept per socket in
+``_reported``, and taken off the summary when it comes). The connect, accept and RTT wait for
+the close.
+
 State is bounded: at most ``max_sockets`` open sockets' byte counts and ``max_sockets`` closed
 sockets per interval; what does not fit is counted (``tcp_sockets_evicted``,
 ``tcp_summaries_dropped``), never kept.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from l7scope.capture.events import ConnectionOpened, DataChunk, Role
-from l7scope.capture.tcp_summary import TcpSummary
+from l7scope.capture.tcp_summary import TcpOpen, TcpSummary
 from l7scope.metrics import process_name
 from l7scope.metrics_types import DURATION_MS_BOUNDS, Histogram
 
@@ -43,11 +51,11 @@ RTT_US_BOUNDS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 10000
                  500000, 1000000)
 DROP_FORMAT = "/sys/kernel/tracing/events/skb/kfree_skb/format"
 # the tracepoints each metric needs: a kernel without one reports the metric as unavailable
-NEEDS = {"tcp_metrics": "tcp/tcp_destroy_sock", "connects": "sock/inet_sock_set_state",
-         "retransmits": "tcp/tcp_retransmit_skb",
-         "synack_retransmits": "tcp/tcp_retransmit_synack",
-         "resets_sent": "tcp/tcp_send_reset", "resets_received": "tcp/tcp_receive_reset",
-         "drops": "skb/kfree_skb"}
+# (the event's name: the programs attach to some as raw tracepoints, "raw_tp/kfree_skb")
+NEEDS = {"tcp_metrics": "tcp_destroy_sock", "connects": "inet_sock_set_state",
+         "retransmits": "tcp_destroy_sock",  # tcp_sock.total_retrans, read at close
+         "resets_sent": "tcp_send_reset", "resets_received": "tcp_receive_reset",
+         "drops": "kfree_skb"}
 
 
 def drop_reason_names(path: str = DROP_FORMAT) -> dict[int, str]:
@@ -74,6 +82,7 @@ class _Bytes:
 
     pid: int | None = None
     comm: str | None = None
+    role: Role = Role.UNKNOWN
     sent: int = 0
     received: int = 0
     writes: int = 0
@@ -124,16 +133,23 @@ class TcpMetrics:
     interval (``kind: tcp_metrics`` records for --metrics-output)."""
 
     def __init__(self, max_sockets: int = 65536, name=process_name, owned_only: bool = False,
-                 reasons: dict[int, str] | None = None, max_pairs: int = 4096):
+                 reasons: dict[int, str] | None = None, max_pairs: int = 4096, live=None):
         self.max_sockets = max_sockets
         self.max_pairs = max_pairs
         self.name = name
         self.owned_only = owned_only  # --pid/--comm: sockets no traced process owns are left out
         self.reasons = drop_reason_names() if reasons is None else reasons
         self.counters = Counter(tcp_sockets_evicted=0, tcp_summaries_dropped=0,
-                                tcp_pairs_overflow=0, tcp_unowned_skipped=0)
+                                tcp_pairs_overflow=0, tcp_unowned_skipped=0,
+                                tcp_open_read_errors=0)
         self._open: OrderedDict[tuple, _Bytes] = OrderedDict()
         self._closed: list[tuple[TcpSummary, _Bytes]] = []
+        # open sockets: ``live()`` gives the kernel's counters so far (KernelSource.tcp_open);
+        # what an interval reported of them is kept, so that the next one and the close
+        # report the rest
+        self.live = live
+        self._reported: OrderedDict[tuple, TcpOpen] = OrderedDict()
+        self._moved: set[tuple] = set()  # open sockets with bytes since the last interval
 
     # ---- events ----
 
@@ -147,7 +163,7 @@ class TcpMetrics:
                 self._summary(ev)
             elif t is ConnectionOpened:
                 b = self._socket((ev.local, ev.remote))
-                b.pid, b.comm = ev.pid, ev.comm
+                b.pid, b.comm, b.role = ev.pid, ev.comm, ev.role
 
     def _socket(self, key: tuple) -> _Bytes:
         b = self._open.get(key)
@@ -159,9 +175,13 @@ class TcpMetrics:
         return b
 
     def _data(self, ev: DataChunk) -> None:
-        b = self._socket((ev.local, ev.remote))
+        key = (ev.local, ev.remote)
+        self._moved.add(key)
+        b = self._socket(key)
         if b.pid is None:
             b.pid, b.comm = ev.pid, ev.comm
+        if b.role == Role.UNKNOWN:
+            b.role = ev.role
         call = (ev.tid, ev.ts_enter, ev.ts_exit)
         new_call = call != b.last_call  # the chunks of one syscall share its times
         b.last_call = call
@@ -176,6 +196,9 @@ class TcpMetrics:
 
     def _summary(self, s: TcpSummary) -> None:
         b = self._open.pop((s.local, s.remote), None) or _Bytes()
+        done = self._reported.pop((s.local, s.remote), None)
+        if done is not None:  # earlier intervals reported part of it: the rest now
+            s = dataclasses.replace(s, **_minus(s, done))
         if s.pid is not None:
             b.pid, b.comm = s.pid, s.comm
         if b.pid is None and self.owned_only:
@@ -186,11 +209,60 @@ class TcpMetrics:
             return
         self._closed.append((s, b))
 
+    # ---- open sockets ----
+
+    def _open_reports(self) -> list[tuple]:
+        """Open sockets' traffic and counters since the last interval, as (summary, bytes) with
+        outcome "open"; their byte counts start afresh, their counters are remembered."""
+        live = {}
+        if self.live is not None:
+            try:
+                live = {(o.local, o.remote): o for o in self.live()}
+            except OSError:  # the kernel table unreadable: bytes only this interval
+                self.counters["tcp_open_read_errors"] += 1
+        out, moved, self._moved = [], self._moved, set()
+        for key in moved | live.keys():
+            b, o = self._open.get(key), live.get(key)
+            if b is None and o is None:
+                continue
+            item = self._open_delta(key, b or _Bytes(role=o.role), o)
+            if item is not None:
+                out.append(item)
+        return out
+
+    def _open_delta(self, key: tuple, b: _Bytes, o: TcpOpen | None):
+        done = self._reported.get(key)
+        now = o if o is not None else done
+        d = _minus(now, done) if now is not None and done is not None else (
+            _counts(now) if now is not None else _counts(None))
+        moved = b.sent or b.received or b.writes or b.reads
+        if not moved and not any(d[k] for k in ("retransmits", "resets_sent", "resets_received",
+                                                "drops_other")) and not d["drops"]:
+            return None
+        if b.pid is None and self.owned_only:
+            return None
+        if o is not None:
+            self._remember(key, o)
+        part = _Bytes(pid=b.pid, comm=b.comm, role=b.role, sent=b.sent, received=b.received,
+                      writes=b.writes, reads=b.reads, write_ns=b.write_ns)
+        b.sent = b.received = b.writes = b.reads = b.write_ns = 0
+        role = o.role if o is not None and o.role != Role.UNKNOWN else b.role
+        return _OpenPart(role=role, local=key[0], remote=key[1], pid=b.pid, comm=b.comm,
+                         **d), part
+
+    def _remember(self, key: tuple, o: TcpOpen) -> None:
+        self._reported[key] = o
+        self._reported.move_to_end(key)
+        if len(self._reported) > self.max_sockets:
+            self._reported.popitem(last=False)
+            self.counters["tcp_sockets_evicted"] += 1
+
     # ---- interval ----
 
     def snapshot(self, start_wall_ns: int, end_wall_ns: int) -> list[dict]:
         """The interval's records, one per (client, server) pair; the interval starts afresh."""
         closed, self._closed = self._closed, []
+        closed += self._open_reports()
         servers = {(s.local, s.remote): (s, b) for s, b in closed if s.role == Role.SERVER}
         pairs: dict[tuple, _Pair] = {}
         for s, b in closed:
@@ -248,7 +320,9 @@ class TcpMetrics:
 
 def _client_side(p: _Pair, s: TcpSummary, b: _Bytes) -> None:
     """The client's own view: its connect, its sends and reads, the resets it sent."""
-    if s.outcome == "established":
+    if s.outcome == "open":  # an interval of an open connection: its connect comes at close
+        pass
+    elif s.outcome == "established":
         p.connects += 1
         if s.connect_ns:
             p.connect_ms.append(s.connect_ns / 1e6)
@@ -266,7 +340,7 @@ def _client_side(p: _Pair, s: TcpSummary, b: _Bytes) -> None:
 def _server_side(p: _Pair, s: TcpSummary, b: _Bytes, client_seen: bool) -> None:
     """The server's view. With the client seen, only what the client could not see: its
     accept, and the resets it sent (the client counted those it received: replaced)."""
-    p.accepts += 1
+    p.accepts += s.outcome != "open"
     if client_seen:
         p.write_calls += b.writes
         p.read_calls += b.reads
@@ -280,3 +354,40 @@ def _server_side(p: _Pair, s: TcpSummary, b: _Bytes, client_seen: bool) -> None:
     p.resets_sent += s.resets_received
     p.resets_received += s.resets_sent
 
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenPart:
+    """An open socket's share of one interval, shaped like the TcpSummary fields it uses."""
+
+    role: Role
+    local: tuple
+    remote: tuple
+    pid: int | None
+    comm: str | None
+    retransmits: int
+    resets_sent: int
+    resets_received: int
+    drops: tuple
+    drops_other: int
+    outcome: str = "open"
+    srtt_us: int = 0
+
+
+def _counts(o) -> dict:
+    if o is None:
+        return {"retransmits": 0, "resets_sent": 0, "resets_received": 0, "drops": (),
+                "drops_other": 0}
+    return {"retransmits": o.retransmits, "resets_sent": o.resets_sent,
+            "resets_received": o.resets_received, "drops": o.drops,
+            "drops_other": o.drops_other}
+
+
+def _minus(now, done) -> dict:
+    """``now``'s counters less what ``done`` (reported earlier) had, never below 0."""
+    was = dict(done.drops)
+    drops = tuple((r, n - was.get(r, 0)) for r, n in now.drops if n > was.get(r, 0))
+    return {"retransmits": max(0, now.retransmits - done.retransmits),
+            "resets_sent": max(0, now.resets_sent - done.resets_sent),
+            "resets_received": max(0, now.resets_received - done.resets_received),
+            "drops": drops, "drops_other": max(0, now.drops_other - done.drops_other)}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "bpf" / "l7scope.h"
-STRUCTS = ("l7_event", "l7_config", "l7_tcp_stats", "l7_filter_state")
+STRUCTS = ("l7_event", "l7_config", "l7_tcp_stats", "l7_filter_state", "l7_conn_ends")
 
 # C type -> (struct code, size); arrays of the byte types become "Ns"
 TYPES = {"__u64": ("Q", 8), "__s64": ("q", 8), "__u32": ("I", 4), "__s32": ("i", 4),

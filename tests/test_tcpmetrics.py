@@ -5,7 +5,7 @@ import struct
 
 from l7scope.capture import wire_layout as L
 from l7scope.capture.events import ConnectionOpened, DataChunk, Role
-from l7scope.capture.tcp_summary import STATS, TcpSummary
+from l7scope.capture.tcp_summary import ENDS, STATS, TcpOpen, TcpSummary, decode_open
 from l7scope.capture.wire import WireDecoder
 from l7scope.tcpmetrics import TcpMetrics, drop_reason_names, unavailable
 
@@ -107,8 +107,9 @@ def test_drop_reason_names_come_from_the_tracepoint_format(tmp_path):
 
 
 def test_unavailable_names_what_missing_tracepoints_feed():
-    assert unavailable(["tracepoint/tcp/tcp_receive_reset", "tracepoint/skb/kfree_skb"]) == [
+    assert unavailable(["tracepoint/tcp/tcp_receive_reset", "raw_tp/kfree_skb"]) == [
         "drops", "resets_received"]
+    assert unavailable(["raw_tp/tcp_destroy_sock"]) == ["retransmits", "tcp_metrics"]
 
 
 def test_exec_and_exit_records_decode_without_endpoints():
@@ -125,3 +126,48 @@ def test_exec_and_exit_records_decode_without_endpoints():
     assert d.decode(proc("L7_KIND_EXIT")) == ProcessExit(42, 6, "python3")
     assert d.decode(proc("L7_KIND_EXEC", b"/usr/bin/python3\0")[:-5]) is None
     assert d.malformed == 1
+
+
+def open_value(role=1, local=C, remote=S, **stats) -> bytes:
+    """A tcp_health map value: struct l7_tcp_stats, then struct l7_conn_ends."""
+    values = dict.fromkeys((f[0] for f in L.L7_TCP_STATS_FIELDS), 0)
+    values.update(**stats)
+    st = STATS.pack(*(values[f[0]] for f in L.L7_TCP_STATS_FIELDS)).ljust(L.L7_TCP_STATS_SIZE,
+                                                                            b"\0")
+    ip = lambda a: bytes(map(int, a.split("."))).ljust(16, b"\0")  # noqa: E731
+    ends = ENDS.pack(5, role, 0, 0, 2, local[1], remote[1], ip(local[0]), ip(remote[0]))
+    return st + ends + bytes(48)  # the kernel-only rest of the entry
+
+
+def test_open_socket_entries_decode():
+    o = decode_open(open_value(retransmits=4, resets_received=1, drop_reason0=12, drop_count0=2))
+    assert o == TcpOpen(Role.CLIENT, C, S, 4, 0, 1, ((12, 2),), 0)
+    assert decode_open(open_value(local=("10.0.0.1", 0), retransmits=1)) is None  # no port yet
+    assert decode_open(open_value(srtt_us=50, connect_ns=9)) is None  # nothing counted yet
+    assert decode_open(open_value(retransmits=1)[:70]) is None
+
+
+def test_an_open_connection_reports_each_interval_and_the_rest_at_close():
+    live = []
+    m = TcpMetrics(reasons={12: "NETFILTER_DROP"}, live=lambda: live)
+    m.feed([ConnectionOpened(9, 1, Role.SERVER, S, C, pid=17, comm="nginx"),
+            chunk(C, S, True, 300, 7, "curl", 10), chunk(S, C, False, 300, 17, "nginx", 11),
+            chunk(S, C, True, 4000, 17, "nginx", 12), chunk(C, S, False, 4000, 7, "curl", 13)])
+    live[:] = [TcpOpen(Role.CLIENT, C, S, 3, 0, 0, ((12, 2),), 0),
+               TcpOpen(Role.SERVER, S, C, 1, 0, 0, (), 0)]
+    [r] = m.snapshot(0, 10)
+    assert (r["client"], r["server"], r["bytes_sent"], r["bytes_received"]) == (
+        "curl", "nginx", 300, 4000)
+    assert (r["retransmits"], r["drops"], r["connects"], r["accepts"]) == (
+        4, {"NETFILTER_DROP": 2}, 0, 0)
+    assert r["rtt_us"]["count"] == 0
+    assert m.snapshot(10, 20) == []  # nothing moved meanwhile: no record
+    m.feed([chunk(C, S, True, 50, 7, "curl", 30), chunk(S, C, False, 50, 17, "nginx", 31)])
+    live[:] = []  # closed: the entries are gone, the summaries carry the totals
+    m.feed([summary(connect_ns=1_000_000, srtt_us=100, retransmits=5, drops=((12, 3),)),
+            summary(role=Role.SERVER, local=S, remote=C, pid=None, comm=None, srtt_us=90,
+                    retransmits=1)])
+    [r] = m.snapshot(20, 30)
+    assert (r["bytes_sent"], r["bytes_received"], r["connects"], r["accepts"]) == (50, 0, 1, 1)
+    assert (r["retransmits"], r["drops"], r["rtt_us"]["count"]) == (
+        2, {"NETFILTER_DROP": 1}, 2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 import struct
 import threading
@@ -17,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from l7scope.capture import libbpf, wire_layout
+from l7scope.capture.tcp_summary import decode_open
 from l7scope.capture.wire import STATS, WireDecoder
 
 TRACEFS = "/sys/kernel/tracing"
@@ -123,8 +125,11 @@ def check_environment() -> None:
 
 
 def _tracepoint_exists(section: str) -> bool:
-    # "tracepoint/syscalls/sys_enter_read" -> events/syscalls/sys_enter_read
+    # "tracepoint/syscalls/sys_enter_read" -> events/syscalls/sys_enter_read;
+    # "raw_tp/tcp_retransmit_skb" -> events/*/tcp_retransmit_skb
     parts = section.split("/")
+    if len(parts) == 2 and parts[0] == "raw_tp":
+        return bool(glob.glob(os.path.join(TRACEFS, "events", "*", parts[1])))
     if len(parts) != 3 or parts[0] not in ("tracepoint", "tp"):
         return True
     return os.path.isdir(os.path.join(TRACEFS, "events", parts[1], parts[2]))
@@ -146,6 +151,7 @@ class KernelCapture:
         self._pid_keys: set[bytes] = set()  # what pid_filter / comm_filter hold now
         self._comm_keys: set[bytes] = set()
         self._generation = 0
+        self._prog_fds: list[tuple[str, int]] = []
         log: list[str] = []
         libbpf.set_print(debug_print or (lambda lvl, text: log.append(text) if lvl <= 1 else None))
         try:
@@ -183,6 +189,8 @@ class KernelCapture:
             self._attach_tls({name: prog for prog, name, _ in progs})
         self._rb = libbpf.RingBuffer(obj.map_fd("events"))
         self._stats_fd = obj.map_fd("stats")
+        self._prog_fds = [(name, fd) for name, fd in ((n, libbpf.prog_fd(p)) for p, n, _ in progs)
+                          if fd >= 0]
         self._ncpu = libbpf.possible_cpus()
 
     def _attach_tls(self, programs: dict[str, int]) -> None:
@@ -224,6 +232,14 @@ class KernelCapture:
     def drain(self) -> list:
         return self.decoder.decode_batch(self._rb.drain())
 
+    def tcp_open(self, limit: int = 65536) -> list:
+        """The counters so far of the TCP sockets the kernel tracks (open ones, and closed ones
+        whose record is on its way) that have counted something, as ``TcpOpen``
+        (capture/tcp_summary.py)."""
+        obj = self._obj
+        raw = libbpf.map_values(obj.map_fd("tcp_health"), 8, obj.value_size("tcp_health"), limit)
+        return [o for o in map(decode_open, raw) if o is not None]
+
     def counters(self) -> dict[str, int]:
         """Kernel-side counters summed over CPUs, plus undecodable records."""
         out = {}
@@ -231,6 +247,10 @@ class KernelCapture:
             raw = libbpf.map_lookup(self._stats_fd, struct.pack("<I", i), 8 * self._ncpu)
             out[name] = sum(struct.unpack(f"<{self._ncpu}Q", raw)) if raw else 0
         out["malformed_records"] = self.decoder.malformed
+        misses = [(name, libbpf.recursion_misses(fd)) for name, fd in self._prog_fds]
+        out["bpf_runs_missed"] = sum(n for _, n in misses)
+        out["tcp_health_runs_missed"] = sum(n for name, n in misses
+                                            if name.startswith("tcp_health"))
         return out
 
     def close(self) -> None:

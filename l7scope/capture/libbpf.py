@@ -65,16 +65,20 @@ def _declare(L: ctypes.CDLL) -> None:
         "bpf_program__name": (cp, [vp]),
         "bpf_program__section_name": (cp, [vp]),
         "bpf_program__set_autoload": (i, [vp, ctypes.c_bool]),
+        "bpf_program__fd": (i, [vp]),
         "bpf_program__attach": (vp, [vp]),
         "bpf_program__attach_uprobe_opts": (vp, [vp, ctypes.c_int, cp, sz, vp]),
         "bpf_link__destroy": (i, [vp]),
         "bpf_map__fd": (i, [vp]),
         "bpf_map__name": (cp, [vp]),
         "bpf_map__set_max_entries": (i, [vp, u32]),
+        "bpf_map__value_size": (u32, [vp]),
         "bpf_map__initial_value": (vp, [vp, ctypes.POINTER(sz)]),
         "bpf_map_lookup_elem": (i, [i, vp, vp]),
         "bpf_map_update_elem": (i, [i, vp, vp, ctypes.c_uint64]),
         "bpf_map_delete_elem": (i, [i, vp]),
+        "bpf_map_get_next_key": (i, [i, vp, vp]),
+        "bpf_map_lookup_batch": (i, [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp]),
         "ring_buffer__new": (vp, [i, _SAMPLE_CB, vp, vp]),
         "ring_buffer__poll": (i, [vp, i]),
         "ring_buffer__consume": (i, [vp]),
@@ -208,6 +212,9 @@ class BpfObject:
     def map_fd(self, name: str) -> int:
         return lib().bpf_map__fd(self.map(name))
 
+    def value_size(self, name: str) -> int:
+        return lib().bpf_map__value_size(self.map(name))
+
     def close(self) -> None:
         L = lib()
         for link in self._links:
@@ -224,6 +231,61 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
     if lib().bpf_map_lookup_elem(fd, k, v):
         return None
     return v.raw
+
+
+def prog_fd(prog: int) -> int:
+    """A loaded program's fd (negative when it was not loaded)."""
+    return lib().bpf_program__fd(prog)
+
+
+def recursion_misses(fd: int) -> int:
+    """Runs of the program the kernel skipped because a BPF program was already running on that
+    CPU (a tracepoint hit in an interrupt on top of one): /proc/self/fdinfo, 0 when not shown."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("recursion_misses:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def map_values(fd: int, key_size: int, value_size: int, limit: int, chunk: int = 1024):
+    """At most ``limit`` values of a hash map, ``chunk`` entries a syscall (the batch lookup);
+    key by key on a kernel without it."""
+    L, n = lib(), 0
+    keys = ctypes.create_string_buffer(key_size * chunk)
+    values = ctypes.create_string_buffer(value_size * chunk)
+    token_in, token_out = ctypes.create_string_buffer(8), ctypes.create_string_buffer(8)
+    first = True
+    while n < limit:
+        count = ctypes.c_uint32(min(chunk, limit - n))
+        rc = L.bpf_map_lookup_batch(fd, None if first else token_in, token_out, keys, values,
+                                    ctypes.byref(count), None)
+        err = ctypes.get_errno() if rc else 0
+        raw = values.raw
+        for i in range(count.value):
+            yield raw[i * value_size:(i + 1) * value_size]
+        n += count.value
+        if rc:
+            if first and count.value == 0 and rc != -errno.ENOENT and err != errno.ENOENT:
+                yield from _values_by_key(L, fd, key_size, value_size, limit)
+            return
+        first = False
+        ctypes.memmove(token_in, token_out, 8)
+
+
+def _values_by_key(L, fd: int, key_size: int, value_size: int, limit: int):
+    n = 0
+    key, prev = ctypes.create_string_buffer(key_size), ctypes.create_string_buffer(key_size)
+    v = ctypes.create_string_buffer(value_size)
+    first = True
+    while n < limit and not L.bpf_map_get_next_key(fd, None if first else prev, key):
+        first, n = False, n + 1
+        if not L.bpf_map_lookup_elem(fd, key, v):
+            yield v.raw
+        ctypes.memmove(prev, key, key_size)
 
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:

@@ -72,6 +72,19 @@ L7_FILTER_STATE_FIELDS = (
     ('comms', 5, 1, 'B'),
     ('pad', 6, 2, '2s'),
 )
+L7_CONN_ENDS_FORMAT = "<QBBBBHH16s16s"
+L7_CONN_ENDS_SIZE = 48
+L7_CONN_ENDS_FIELDS = (
+    ('conn_id', 0, 8, 'Q'),
+    ('role', 8, 1, 'B'),
+    ('klass', 9, 1, 'B'),
+    ('checks', 10, 1, 'B'),
+    ('family', 11, 1, 'B'),
+    ('lport', 12, 2, 'H'),
+    ('rport', 14, 2, 'H'),
+    ('laddr', 16, 16, '16s'),
+    ('raddr', 32, 16, '16s'),
+)
 CONSTANTS = {
     'L7_CHUNK': 4096,
     'L7_MAX_STEPS': 32,
@@ -138,7 +151,9 @@ ENUMS = {
         'L7_STAT_CONNS_CREATED': 5,
         'L7_STAT_READ_FAULTS': 6,
         'L7_STAT_TLS_UNMAPPED': 7,
-        'L7_STAT_MAX': 8,
+        'L7_STAT_TCP_SYNACK_RETRANS': 8,
+        'L7_STAT_TCP_SYNACK_ATTRIBUTED': 9,
+        'L7_STAT_MAX': 10,
     },
     'l7_tcp_outcome': {
         'L7_TCP_ESTABLISHED': 0,

@@ -522,6 +522,15 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
                                 "(bpf_probe_read_user failed)."),
     (r"tls_unmapped", "counter", "Dropped in the kernel: TLS library calls whose socket could "
                                  "not be found."),
+    (r"tcp_synack_retrans", "counter", "SYN-ACKs the kernel retransmitted (for a handshake, "
+                                       "before its socket exists)."),
+    (r"tcp_synack_attributed", "counter", "Of the retransmitted SYN-ACKs, those charged to the "
+                                          "socket their handshake made (the rest belong to "
+                                          "handshakes that never completed)."),
+    (r"bpf_runs_missed", "counter", "Dropped in the kernel: program runs skipped because another "
+                                    "BPF program was running on that CPU (recursion misses)."),
+    (r"tcp_health_runs_missed", "counter", "Of the skipped runs, those of the TCP health programs "
+                                           "(a socket's record may be lost or incomplete)."),
     (r"malformed_records", "counter", "Dropped: ring buffer records that could not be decoded."),
     # the connection table
     (r"connections_evicted", "counter", "Dropped: connections evicted from the full connection "
