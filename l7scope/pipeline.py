@@ -10,7 +10,8 @@ Processes (kernel runs): with a process table (``processes=``, l7scope/procs) th
 ``comm`` and ``name`` are the process's name (the thread-group leader's), never the name of the
 worker thread that made the syscalls (that one goes to ``thread``), with ``exe`` and
 ``container_id``; ``peer_name`` is the table's name for a local peer. The table is looked up
-(a dict hit) when the record is built; ``tick`` expires its exited processes and copies its
+(a dict hit) for both ends when the record is built, the identity tuple kept on the connection
+while the lookup gives the same process; ``tick`` expires its exited processes and copies its
 counters into ``counters``.
 
 Analysis tasks (l7scope/tasks) hook in twice: ``admit(ex)`` (None: keep all) decides whether an
@@ -244,12 +245,19 @@ class Pipeline:
     def _identity(self, conn: Connection) -> tuple:
         """(comm, name, exe, container_id, thread) of the observing process: the process
         table's names (the thread-group leader's, never a worker thread's) when it knows the
-        pid, else the kernel's name as the record had it."""
+        pid, else the kernel's name as the record had it. Looked up every exchange (the
+        table revalidates and expires on lookups); the tuple is kept on the connection for
+        as long as the lookup gives the same ProcessInfo."""
         procs = self.processes
         info = procs.lookup(conn.pid) if procs is not None and conn.pid is not None else None
         if info is None:
             return conn.comm, None, None, None, conn.comm
-        return info.name, info.name, info.exe, info.container_id, conn.comm
+        kept = conn.identity
+        if kept is not None and kept[0] is info:
+            return kept[1]
+        who = (info.name, info.name, info.exe, info.container_id, conn.comm)
+        conn.identity = (info, who)
+        return who
 
     @staticmethod
     def peer_comm(ex: Exchange) -> str | None:
