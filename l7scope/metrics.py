@@ -178,10 +178,16 @@ class MetricsAggregator:
             p.requests += 1
             text = str(status) if status is not None else "none"
             p.statuses[text] = p.statuses.get(text, 0) + 1
-            p.errors += is_error(ex)
-            _observe(p.req_size, SIZE_BYTES_BOUNDS, ex.request_bytes)
+            p.errors += registry.is_error(ex)
+            h, v = p.req_size, ex.request_bytes  # histograms observed inline (_observe)
+            h.counts[bisect_left(SIZE_BYTES_BOUNDS, v)] += 1
+            h.sum += v
+            h.count += 1
             if status is not None:
-                _observe(p.resp_size, SIZE_BYTES_BOUNDS, ex.response_bytes)
+                h, v = p.resp_size, ex.response_bytes
+                h.counts[bisect_left(SIZE_BYTES_BOUNDS, v)] += 1
+                h.sum += v
+                h.count += 1
         if status is None:
             return
         ms = max(0, ex.end_ns - ex.start_ns) / 1e6  # ex.duration_ns without the property call

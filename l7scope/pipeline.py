@@ -39,6 +39,7 @@ from l7scope.protocols.wirenum import parse_decimal
 from l7scope.tracecontext import extract as extract_trace
 
 PEER_GRACE_NS = 5 * 10**9
+_new_record = tuple.__new__  # Exchange(*fields) without its Python-level __new__
 MAX_ENDPOINTS = 65536
 
 
@@ -234,13 +235,13 @@ class Pipeline:
         else:
             status = grpc_status = None
             response_bytes = 0
-        # positional, in Exchange's field order (cheaper than keywords on this path)
-        return Exchange(
+        # positional, in Exchange's field order, as NamedTuple's __new__ would make it
+        return _new_record(Exchange, (
             ep.protocol, side, pid, who[0], local, remote, peer_pid, conn.conn_id, ep.stream_id,
             method, path, authority, status, grpc_status, request_bytes, response_bytes,
             first.start_ns, last.end_ns, self.clock.rfc3339(first.start_ns), trace, request_id,
             conn.tls, partial, notes, req, resp, peer_name if peer_pid is not None else None,
-            who[1], who[2], who[3], who[4])
+            who[1], who[2], who[3], who[4]))
 
     def _identity(self, conn: Connection) -> tuple:
         """(comm, name, exe, container_id, thread) of the observing process: the process
