@@ -45,13 +45,15 @@ MAX_ENDPOINTS = 65536
 
 def _grpc_status(resp: HttpMessage | None) -> int | None:
     """gRPC over HTTP/2: ``Status -> "grpc-status" 1*DIGIT``; codes are small (0-16 defined),
-    so anything longer than 3 ASCII digits is not a status."""
+    so anything longer than 3 ASCII digits is not a status. The first grpc-status of the
+    headers, then of the trailers (resp.header's order), names compared by length first."""
     if resp is None:
         return None
-    value = resp.header("grpc-status")
-    if value is None:
-        return None
-    return parse_decimal(value.strip(" \t"), max_digits=3)
+    for fields in (resp.headers, resp.trailers):
+        for k, v in fields:
+            if len(k) == 11 and k.lower() == "grpc-status":
+                return parse_decimal(v.strip(" \t"), max_digits=3)
+    return None
 
 
 _NOBODY = (None, None, None, None, None)
@@ -218,7 +220,9 @@ class Pipeline:
             peer_pid, peer_name = self.peers.peer(local, remote)
             who = self._identity(conn)
             if peer_pid is not None and self.processes is not None:
-                peer_name = self.processes.name(peer_pid) or peer_name
+                info = self.processes.lookup(peer_pid)
+                if info is not None:
+                    peer_name = info.name or peer_name
         first = req or resp
         last = resp or req
         if req is not None:
