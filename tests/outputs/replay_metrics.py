@@ -13,7 +13,8 @@ service from its systemd unit, one from its interpreter's script, one from a con
 names, one pid /proc does not know) and a fixed clock that passes the table's revalidation
 time between batches, so the lookups the path makes take every branch they take in a run:
 cached, revalidated, loaded. The exec of pid 600 between two batches renames it mid-replay
-(an exec event); pid 500 is renamed later with no event (found by revalidation).
+(an exec event); pid 500 is renamed later with no event (found by revalidation), then reused
+by a program of the same name in another service (the name stays, the pair's name changes).
 """
 from __future__ import annotations
 
@@ -100,6 +101,9 @@ def replay_outputs() -> tuple[str, str]:
                 table.on_exec(600)
             if n == 2:  # curl renamed with no event: the table's revalidation finds it
                 _proc_tree(proc, 500, "curl2", ("curl2",), "0::/\n")
+            if n == 4:  # pid 500 reused by a program of the same name in another service
+                _proc_tree(proc, 500, "curl2", ("curl2",), "0::/system.slice/fetch.service\n",
+                           start=300)
             pipe.feed(decoder.decode_batch(recs[at:at + BATCH]))
             clock.now += STEP_NS
             pipe.tick(pipe.last_ts)
