@@ -23,11 +23,13 @@ stage before, per exchange:
     jsonl     + the JSON Lines sink writing every Exchange to a file (outputs/jsonl.py)
     agent     the agent's whole loop instead (agent.loop): the outputs as ``l7scope run
               --output jsonl:FILE --ui off --store off`` builds them (JSON Lines, metrics,
-              sampling), the process table, TCP metrics, ticks
+              sampling), the process table, TCP metrics, ticks; the metrics JSON Lines
+              (pair metrics, top-N, counters) to FILE.metrics
 
 ``--trees A,B``: each tree's copy of this harness (this file's code, that tree's l7scope) in a
 child process, alternately A, B, A, B... ``--runs`` times; the medians of each stage and B/A.
-The JSON Lines files of the trees' last runs are compared byte for byte and the result printed.
+The JSON Lines files of the trees' last runs (exchanges, and the agent stage's metrics) are
+compared byte for byte and the result printed.
 """
 from __future__ import annotations
 
@@ -247,7 +249,7 @@ def stage_agent(recs, out_path):
     app.open_source = lambda s: source
     try:
         settings = app.Settings(command="run", outputs=(out_path,), ui=None, store="off",
-                                live_view=False)
+                                live_view=False, metrics_outputs=(out_path + ".metrics",))
         with open(os.devnull, "w") as quiet:
             saved, sys.stderr = sys.stderr, quiet
             try:
@@ -271,8 +273,9 @@ def measure(exchanges, connections, repeat, out_dir, pids) -> dict:
     for _ in range(repeat):
         for name, fn in STAGES.items():
             path = os.path.join(out_dir, f"{name}.jsonl")
-            if os.path.exists(path):
-                os.unlink(path)
+            for old in (path, path + ".metrics"):
+                if os.path.exists(old):
+                    os.unlink(old)
             t0 = time.process_time()
             fn(recs, path)
             dt = (time.process_time() - t0) / exchanges
@@ -330,10 +333,11 @@ def compare(trees, runs, args, pids) -> None:
                                               if t != base else "") for t in trees]
         print(f"  {k:12s} " + "  ".join(cells))
     for t in trees[1:]:
-        for name in ("jsonl", "agent"):
-            a = Path(outs[base], f"{name}.jsonl").read_bytes()
-            b = Path(outs[t], f"{name}.jsonl").read_bytes()
-            print(f"  {name}.jsonl of {t} vs {base}: {'identical' if a == b else 'DIFFERENT'} "
+        for name in ("jsonl", "agent", "agent.jsonl.metrics"):
+            file = name if name.endswith(".metrics") else f"{name}.jsonl"
+            a = Path(outs[base], file).read_bytes()
+            b = Path(outs[t], file).read_bytes()
+            print(f"  {file} of {t} vs {base}: {'identical' if a == b else 'DIFFERENT'} "
                   f"({len(b):,} bytes, {b.count(NEWLINE):,} lines)")
 
 

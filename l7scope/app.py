@@ -250,15 +250,14 @@ def build_outputs(s: Settings, config: Config, redactor, clock, label: str, now_
     the source for the API, ``now_ns`` the run's wall clock); when one cannot open, the ones
     already open are closed before the error goes up. With a process table, pairs are named
     by service (metrics.service_names) in the metrics, sampling and Prometheus alike."""
-    from l7scope.metrics import MetricsAggregator, pair_of, process_name, service_names
+    from l7scope.metrics import MetricsAggregator, process_name, service_names
     from l7scope.sampling import Sampler
 
     names = process_name if processes is None else service_names(processes)
     metrics = MetricsAggregator(name=names)
 
-    def pair_key(ex):
-        client, server, _, _ = pair_of(ex, ex.peer_name, names)
-        return client, server, ex.protocol
+    def pair_key(ex):  # the metrics' pair, from its cache of routes
+        return metrics.route(ex, ex.peer_name)[0]
 
     sampler = Sampler(config.sampling, redactor=redactor, pair_key=pair_key)
     interval_s = s.metrics_interval_s or config.metrics_interval_s

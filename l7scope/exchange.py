@@ -130,4 +130,4 @@ class WallClock:
             shown = min(max(secs, 0), 253_402_300_799)
             t = _dt.datetime.fromtimestamp(shown, tz=_dt.timezone.utc)
             self._sec, self._prefix = secs, t.strftime("%Y-%m-%dT%H:%M:%S.")
-        return f"{self._prefix}{ns // 1000:06d}Z"
+        return self._prefix + "%06dZ" % (ns // 1000)

@@ -41,12 +41,16 @@ class _Hist:
         self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, v: float) -> None:
-        self.counts[bisect_left(self.bounds, v)] += 1
-        self.sum += v
-        self.count += 1
+        _observe(self, self.bounds, v)
 
     def freeze(self) -> Histogram:
         return Histogram(tuple(self.bounds), tuple(self.counts), self.sum, self.count)
+
+
+def _observe(h: _Hist, bounds: tuple, v: float) -> None:
+    h.counts[bisect_left(bounds, v)] += 1
+    h.sum += v
+    h.count += 1
 
 
 @dataclass(slots=True)
@@ -67,18 +71,33 @@ def process_name(comm: str | None, pid: int | None) -> str:
     return comm or "?"
 
 
-def service_names(processes):
-    """The pair-name function of a run with a process table (procs.ProcessTable): a local
-    process is its service name (docs/processes.md), else its name; one dict hit a call."""
-    lookup = processes.lookup
+process_name.version = lambda: 0  # a pure function of its arguments: names never go stale
 
-    def name(comm: str | None, pid: int | None) -> str:
-        info = lookup(pid) if pid is not None else None
+
+class ServiceNames:
+    """The pair-name function of a run with a process table (procs.ProcessTable): a local
+    process is its service name (docs/processes.md), else its name; one dict hit a call.
+    ``version()`` is the table's: a name derived from it holds while that does not move."""
+
+    __slots__ = ("_lookup", "_table")
+
+    def __init__(self, processes):
+        self._table = processes
+        self._lookup = processes.lookup
+
+    def __call__(self, comm: str | None, pid: int | None) -> str:
+        info = self._lookup(pid) if pid is not None else None
         if info is None:
             return comm or "?"
         return info.service or info.name or comm or "?"
 
-    return name
+    def version(self) -> int | None:
+        """None: the table keeps no version (names are then worked out every time)."""
+        return getattr(self._table, "version", None)
+
+
+def service_names(processes) -> ServiceNames:
+    return ServiceNames(processes)
 
 
 def _ip_of(endpoint: str | None) -> str:
@@ -107,44 +126,85 @@ def is_error(ex: Exchange) -> bool:
     return registry.is_error(ex)
 
 
+MAX_ROUTES = 16384  # cached (record identity -> pair) entries, cleared when full
+
+
 class MetricsAggregator:
+    """Per-pair aggregation. The pair a record belongs to is worked out once per record
+    identity (side, pids, names, endpoints, protocol: the same for every exchange of a
+    connection) while the name function's ``version()`` stays (a name function without one,
+    or answering None, is asked every time), then one dict hit a record."""
+
     def __init__(self, max_pairs: int = 4096, name=process_name):
         self.max_pairs = max_pairs
         self.name = name
         self.overflow_records = 0
         self._pairs: dict[tuple, _Pair] = {}
+        self._version = getattr(name, "version", None)
+        self._routes: dict[tuple, tuple] = {}
+        self._routes_at = None
+
+    def route(self, ex: Exchange, peer_comm: str | None = None) -> tuple:
+        """((client, server, protocol), client pid, server pid) of a record, cached."""
+        version = self._version() if self._version is not None else None
+        if version is None:
+            client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
+            return (client, server, ex.protocol), cpid, spid
+        if version != self._routes_at:
+            self._routes.clear()
+            self._routes_at = version
+        ident = (ex.side, ex.pid, ex.comm, ex.peer_pid, peer_comm, ex.local, ex.remote,
+                 ex.protocol)
+        route = self._routes.get(ident)
+        if route is None:
+            client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
+            route = (client, server, ex.protocol), cpid, spid
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            self._routes[ident] = route
+        return route
 
     def record(self, ex: Exchange, peer_comm: str | None = None) -> None:
-        client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
-        key = (client, server, ex.protocol)
+        key, cpid, spid = self.route(ex, peer_comm)
         p = self._pairs.get(key)
         if p is None:
-            if len(self._pairs) >= self.max_pairs:
-                self.overflow_records += 1
-                key = ("(overflow)", "(overflow)", ex.protocol)
-                p = self._pairs.get(key)
-            if p is None:
-                p = self._pairs[key] = _Pair(cpid, spid)
+            p = self._new_pair(key, cpid, spid)
         if cpid is not None:
             p.client_pid = cpid  # the last seen (the pair's name has no pid)
         if spid is not None:
             p.server_pid = spid
-        ms = max(0, ex.end_ns - ex.start_ns) / 1e6  # ex.duration_ns without the property call
-        counts_request = ex.side != "client" or ex.peer_pid is None
-        if counts_request:
+        side, status = ex.side, ex.status
+        if side != "client" or ex.peer_pid is None:  # counts the request (module docstring)
             p.requests += 1
-            status = str(ex.status) if ex.status is not None else "none"
-            p.statuses[status] = p.statuses.get(status, 0) + 1
-            p.errors += is_error(ex)
-            p.req_size.observe(ex.request_bytes)
-            if ex.status is not None:
-                p.resp_size.observe(ex.response_bytes)
-        if ex.status is None:
+            text = str(status) if status is not None else "none"
+            p.statuses[text] = p.statuses.get(text, 0) + 1
+            p.errors += registry.is_error(ex)
+            h, v = p.req_size, ex.request_bytes  # histograms observed inline (_observe)
+            h.counts[bisect_left(SIZE_BYTES_BOUNDS, v)] += 1
+            h.sum += v
+            h.count += 1
+            if status is not None:
+                h, v = p.resp_size, ex.response_bytes
+                h.counts[bisect_left(SIZE_BYTES_BOUNDS, v)] += 1
+                h.sum += v
+                h.count += 1
+        if status is None:
             return
-        if ex.side in ("client", None):
-            p.client_dur.observe(ms)
-        if ex.side in ("server", None):
-            p.server_dur.observe(ms)
+        ms = max(0, ex.end_ns - ex.start_ns) / 1e6  # ex.duration_ns without the property call
+        if side == "client" or side is None:  # None: a capture, both durations
+            _observe(p.client_dur, DURATION_MS_BOUNDS, ms)
+        if side == "server" or side is None:
+            _observe(p.server_dur, DURATION_MS_BOUNDS, ms)
+
+    def _new_pair(self, key: tuple, cpid, spid) -> _Pair:
+        if len(self._pairs) >= self.max_pairs:
+            self.overflow_records += 1
+            key = ("(overflow)", "(overflow)", key[2])
+            p = self._pairs.get(key)
+            if p is not None:
+                return p
+        p = self._pairs[key] = _Pair(cpid, spid)
+        return p
 
     def snapshot(self, start_wall_ns: int, end_wall_ns: int) -> list[PairMetrics]:
         """The interval's metrics, then a fresh interval."""

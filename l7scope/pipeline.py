@@ -10,7 +10,8 @@ Processes (kernel runs): with a process table (``processes=``, l7scope/procs) th
 ``comm`` and ``name`` are the process's name (the thread-group leader's), never the name of the
 worker thread that made the syscalls (that one goes to ``thread``), with ``exe`` and
 ``container_id``; ``peer_name`` is the table's name for a local peer. The table is looked up
-(a dict hit) when the record is built; ``tick`` expires its exited processes and copies its
+(a dict hit) for both ends when the record is built, the identity tuple kept on the connection
+while the lookup gives the same process; ``tick`` expires its exited processes and copies its
 counters into ``counters``.
 
 Analysis tasks (l7scope/tasks) hook in twice: ``admit(ex)`` (None: keep all) decides whether an
@@ -38,18 +39,21 @@ from l7scope.protocols.wirenum import parse_decimal
 from l7scope.tracecontext import extract as extract_trace
 
 PEER_GRACE_NS = 5 * 10**9
+_new_record = tuple.__new__  # Exchange(*fields) without its Python-level __new__
 MAX_ENDPOINTS = 65536
 
 
 def _grpc_status(resp: HttpMessage | None) -> int | None:
     """gRPC over HTTP/2: ``Status -> "grpc-status" 1*DIGIT``; codes are small (0-16 defined),
-    so anything longer than 3 ASCII digits is not a status."""
+    so anything longer than 3 ASCII digits is not a status. The first grpc-status of the
+    headers, then of the trailers (resp.header's order), names compared by length first."""
     if resp is None:
         return None
-    value = resp.header("grpc-status")
-    if value is None:
-        return None
-    return parse_decimal(value.strip(" \t"), max_digits=3)
+    for fields in (resp.headers, resp.trailers):
+        for k, v in fields:
+            if len(k) == 11 and k.lower() == "grpc-status":
+                return parse_decimal(v.strip(" \t"), max_digits=3)
+    return None
 
 
 _NOBODY = (None, None, None, None, None)
@@ -216,7 +220,9 @@ class Pipeline:
             peer_pid, peer_name = self.peers.peer(local, remote)
             who = self._identity(conn)
             if peer_pid is not None and self.processes is not None:
-                peer_name = self.processes.name(peer_pid) or peer_name
+                info = self.processes.lookup(peer_pid)
+                if info is not None:
+                    peer_name = info.name or peer_name
         first = req or resp
         last = resp or req
         if req is not None:
@@ -233,23 +239,30 @@ class Pipeline:
         else:
             status = grpc_status = None
             response_bytes = 0
-        # positional, in Exchange's field order (cheaper than keywords on this path)
-        return Exchange(
+        # positional, in Exchange's field order, as NamedTuple's __new__ would make it
+        return _new_record(Exchange, (
             ep.protocol, side, pid, who[0], local, remote, peer_pid, conn.conn_id, ep.stream_id,
             method, path, authority, status, grpc_status, request_bytes, response_bytes,
             first.start_ns, last.end_ns, self.clock.rfc3339(first.start_ns), trace, request_id,
             conn.tls, partial, notes, req, resp, peer_name if peer_pid is not None else None,
-            who[1], who[2], who[3], who[4])
+            who[1], who[2], who[3], who[4]))
 
     def _identity(self, conn: Connection) -> tuple:
         """(comm, name, exe, container_id, thread) of the observing process: the process
         table's names (the thread-group leader's, never a worker thread's) when it knows the
-        pid, else the kernel's name as the record had it."""
+        pid, else the kernel's name as the record had it. Looked up every exchange (the
+        table revalidates and expires on lookups); the tuple is kept on the connection for
+        as long as the lookup gives the same ProcessInfo."""
         procs = self.processes
         info = procs.lookup(conn.pid) if procs is not None and conn.pid is not None else None
         if info is None:
             return conn.comm, None, None, None, conn.comm
-        return info.name, info.name, info.exe, info.container_id, conn.comm
+        kept = conn.identity
+        if kept is not None and kept[0] is info:
+            return kept[1]
+        who = (info.name, info.name, info.exe, info.container_id, conn.comm)
+        conn.identity = (info, who)
+        return who
 
     @staticmethod
     def peer_comm(ex: Exchange) -> str | None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import re
 import threading
 from collections.abc import Callable, Hashable
@@ -97,7 +98,7 @@ def default_pair_key(ex: Exchange) -> tuple[str, str, str]:
 class _Rules:
     """An immutable, compiled rule set (swapped whole on reconfigure)."""
 
-    __slots__ = ("top_n", "matching", "default")
+    __slots__ = ("top_n", "matching", "default", "floor_ns")
 
     def __init__(self, config: SamplingConfig):
         self.top_n = config.top_n
@@ -108,6 +109,9 @@ class _Rules:
                 self.default = rule
             else:
                 self.matching.append((rule.pattern or re.compile(rule.uri_regex), rule))
+        # no rule samples a call without a failure that is faster than every rule's minimum
+        self.floor_ns = min((r.min_duration_ms * 1_000_000 for r in config.rules),
+                            default=math.inf)
 
     def select(self, path: str | None) -> SamplingRule | None:
         target = (path or "").split("?", 1)[0]
@@ -157,6 +161,10 @@ class Sampler:
         if self.rules_for is not None:
             rules = self.rules_for(exchange) or rules
         self.counters["offered"] += 1
+        floor = getattr(rules, "floor_ns", None)
+        if floor is not None and max(0, exchange.end_ns - exchange.start_ns) < floor \
+                and not registry.failures(exchange):
+            return None  # what _reason would say for any rule, without choosing one
         rule = rules.select(exchange.path)
         chosen = _reason(exchange, rule) if rule is not None else None
         if chosen is None:

@@ -234,3 +234,26 @@ def test_service_names_from_the_process_table():
     out = [(pm.client, pm.server) for pm in agg.snapshot(0, 1)]
     assert out == [("curl", "nginx"), ("python3", "nginx"), ("python3 client.py", "nginx")]
     assert name(None, 4242) == "?"
+
+
+def test_pair_names_follow_the_process_table_when_the_name_stays(tmp_path):
+    """A pid reused by another program of the same name (another script, another service):
+    the pair's name changes with the table, though every field of the record stays the same
+    (the names are kept per record identity only while the table's version holds)."""
+    from l7scope.procs.procfs import ProcFS
+    from l7scope.procs.table import ProcessTable
+    from tests.procs.test_table import Clock, FakeProc
+
+    proc, clock = FakeProc(tmp_path), Clock()
+    proc.add(100, "python3", start=10, args=("python3", "/srv/billing.py"))
+    table = ProcessTable(procfs=ProcFS(str(tmp_path)), clock=clock, container_names=None)
+    agg = MetricsAggregator(name=service_names(table))
+    table.lookup(100)  # as the pipeline does for each record
+    agg.record(client_rec(pid=100, comm="python3"))
+    agg.record(client_rec(pid=100, comm="python3"))
+    proc.add(100, "python3", start=99, args=("python3", "/srv/search.py"))  # pid reused
+    clock.now += 3 * 10**9  # past revalidation
+    assert table.lookup(100).service == "python3 search.py"
+    agg.record(client_rec(pid=100, comm="python3"))
+    out = [(pm.client, pm.requests) for pm in agg.snapshot(0, 1)]
+    assert out == [("python3 billing.py", 2), ("python3 search.py", 1)]

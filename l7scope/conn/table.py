@@ -43,7 +43,7 @@ from l7scope.capture.events import (
     ConnectionClosed, ConnectionOpened, DataChunk, Endpoint, Role, StreamEnded,
 )
 from l7scope.conn.stream import TOTALS as STREAM_TOTALS
-from l7scope.conn.stream import StreamPosition
+from l7scope.conn.stream import MOD, StreamPosition
 from l7scope.protocols import registry
 from l7scope.protocols.base import Analyzer
 from l7scope.protocols.detect import NEED_MORE, detect
@@ -76,6 +76,7 @@ class Connection:
     pending_egress: bool = False
     pending_ts: int = 0
     endpoint_text: tuple[str | None, str | None] | None = None  # formatted once, by the pipeline
+    identity: tuple | None = None  # (ProcessInfo, who): the pipeline's, while the info holds
     memory: int = 0  # the figure last counted in the table's memory_total
     egress_pos: StreamPosition = field(default_factory=StreamPosition)
     ingress_pos: StreamPosition = field(default_factory=StreamPosition)
@@ -194,10 +195,37 @@ class ConnectionTable:
         return conn, self._insert(conn, ev.ts)
 
     def _data(self, ev: DataChunk) -> list:
-        conn, out = self._conn_for(ev)
+        """The common case first: a known connection with its analyzer, the chunk in order and
+        whole (what StreamPosition.place would pass on as one piece), fed at once."""
+        conn = self.conns.get(ev.conn_id)
+        if conn is None or conn.analyzer is None:
+            conn, out = self._conn_for(ev)
+            conn.last_ts = ev.ts
+            return out if conn.protocol in _DONE else self._placed(conn, ev, out)
+        self.conns.move_to_end(ev.conn_id)
+        if conn.role is Role.UNKNOWN and ev.role is not Role.UNKNOWN:
+            conn.role = ev.role
         conn.last_ts = ev.ts
-        if conn.protocol in _DONE:
-            return out
+        pos = conn.egress_pos if ev.egress else conn.ingress_pos
+        seq, data = ev.seq, ev.data
+        if seq is None or seq != pos.expected or not data or len(data) != ev.length:
+            return self._placed(conn, ev, [])
+        pos.expected = (seq + len(data)) % MOD
+        out: list = []
+        try:  # the one boundary for this chunk, as in _placed
+            a = conn.analyzer
+            events = a.feed(ev.egress == conn.client_is_local(), data, ev.ts)
+            if events:  # most chunks complete nothing
+                out = self._route(conn, events, ev.ts)
+            held = conn.analyzer.memory() if conn.analyzer is not None else 0
+        except Exception as exc:  # noqa: BLE001
+            self.fail(conn, exc)
+            held = 0
+        return self._account(conn, held, ev.ts, out)
+
+    def _placed(self, conn: Connection, ev: DataChunk, out: list) -> list:
+        """A chunk through the stream position's general placement (gaps, overlaps, a
+        connection still detecting its protocol)."""
         pos = conn.egress_pos if ev.egress else conn.ingress_pos
         try:  # the one boundary for this chunk: our bug, not the agent's end
             for kind, value in pos.place(ev.seq, ev.data, ev.length):

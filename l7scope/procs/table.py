@@ -30,6 +30,12 @@ reused pid is told apart when the entry is revalidated (at most every ``revalida
 at once when exec/exit events arrive, from the kernel's sched_process_exec/exit tracepoints or
 any other source). Times are CLOCK_MONOTONIC nanoseconds, as the kernel's records carry.
 
+``version`` moves whenever an entry is added, dropped or marked gone: what ``lookup`` answers
+for a pid changes only with it (or with a lookup that revalidates, which moves it when the
+answer changes). Callers that derive something from lookups (the metrics' pair names) keep it
+until the version moves, provided the pid is still looked up as often as before (the pipeline
+looks up both ends of every exchange, so revalidation and expiry happen on time).
+
 Bounds: entries and estimated bytes (strings plus a fixed overhead per entry); exec hints
 (name and file an exec event carried, used when /proc is already gone) are bounded too.
 """
@@ -118,6 +124,7 @@ class ProcessTable:
         self._bytes = 0
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._shared = counters
+        self.version = 0  # moves with every change of an entry (module docstring)
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -225,6 +232,7 @@ class ProcessTable:
         return None
 
     def _mark_gone(self, pid: int, entry: _Entry, ts: int) -> None:
+        self.version += 1
         entry.gone = ts
         self._gone[pid] = ts
         self._count("procs_exited")
@@ -296,6 +304,7 @@ class ProcessTable:
         return name
 
     def _insert(self, pid: int, entry: _Entry) -> None:
+        self.version += 1
         self._entries[pid] = entry
         self._bytes += entry.size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
@@ -309,4 +318,5 @@ class ProcessTable:
         entry = self._entries.pop(pid, None)
         if entry is not None:
             self._bytes -= entry.size
+            self.version += 1
         self._gone.pop(pid, None)

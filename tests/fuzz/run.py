@@ -82,7 +82,9 @@ def main(argv: list[str]) -> int:
         return replay(name, rest[1:])
     import atheris
 
-    with atheris.instrument_imports(include=["l7scope"]):
+    # the compiled targets' value generators too: their branches stand for the shapes of input
+    # the C code (not instrumented) was given
+    with atheris.instrument_imports(include=["l7scope", "tests.fuzz.compiled"]):
         from .targets import TARGETS
     if name not in TARGETS:
         print(f"unknown target {name!r}; targets: {', '.join(TARGETS)}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The fuzz targets by name (docs/fuzzing.md lists what each covers)."""
 from __future__ import annotations
 
-from . import parsers, whole
+from . import compiled, parsers, whole
 
 TARGETS = {
     "http1": parsers.http1,
@@ -15,4 +15,6 @@ TARGETS = {
     "pipeline": whole.pipeline,
     "config": whole.config,
     "redact": whole.redaction,
+    "wire": compiled.wire_batch,
+    "jsonl": compiled.jsonl_exchange,
 }
