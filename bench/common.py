@@ -161,7 +161,10 @@ class Agent:
                 f.unlink(missing_ok=True)
         self.stderr_tail: list[str] = []
         cmd = [sys.executable, "-m", "l7scope.cli", "run", "--no-summary", "--ui", "off",
-               "--store", "off", "--output", f"jsonl:{output or os.devnull}",
+               # never rotated: a rotation at the default 100 MiB would hide the records
+               # before it from the count (trees before rotation existed read no '?')
+               "--store", "off", "--output", f"jsonl:{output}?max_mb=0" if output else
+               f"jsonl:{os.devnull}",
                "--metrics-output", f"jsonl:{self.metrics}", "--metrics-interval", "1",
                *[a for c in comms for a in ("--comm", c)], *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
