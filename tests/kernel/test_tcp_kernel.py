@@ -202,10 +202,13 @@ class Pump:
         with self.lock:
             return self.metrics.snapshot(start, end)
 
-    def wait_for(self, local: tuple[str, int], timeout: float = 10.0) -> None:
-        """Until the summary of the socket at ``local`` is in (a socket's comes at its close)."""
+    def wait_for(self, local: tuple[str, int] | None = None, timeout: float = 10.0,
+                 remote: tuple[str, int] | None = None) -> None:
+        """Until the summary of the socket at ``local`` (or connected to ``remote``) is in (a
+        socket's comes at its close)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not any(s.local == local for s in self.summaries):
+        while time.monotonic() < deadline and not any(
+                s.local == local or s.remote == remote for s in self.summaries):
             time.sleep(0.05)
 
 
@@ -252,6 +255,7 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
             syn_retries = retrans_segs((NS_C,)) - before
             assert server.wait(10) == 0
             pump.wait_for((S_ADDR, PORT))  # the server socket's summary: at the server's close
+            pump.wait_for(remote=(S_ADDR, BLACKHOLE_PORT))  # the timed-out connect's
             pump.finish()
         finally:
             capture.close()
@@ -292,7 +296,9 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
     refused = by_server[f"{S_ADDR}:{CLOSED_PORT}"]
     assert refused["connect_failures_by_reason"] == {"refused": 1}
     assert (refused["connects"], refused["resets_received"]) == (0, 1)
-    timed_out = by_server[f"{S_ADDR}:{BLACKHOLE_PORT}"]
+    timed_out = by_server.get(f"{S_ADDR}:{BLACKHOLE_PORT}")
+    assert timed_out is not None, "no record of the timed-out connect:\n" + "\n".join(
+        map(str, [*records, *pump.summaries]))
     assert timed_out["connect_failures_by_reason"] == {"timed_out": 1}, shown
     assert timed_out["retransmits"] == syn_retries > 0, (syn_retries, shown)
 
