@@ -265,7 +265,14 @@ def test_tcp_health_across_a_lossy_link(lossy_link):
             p.wait()
     records = metrics.snapshot(0, 1)
     by_server = {r["server"]: r for r in records}
-    main = next(r for r in records if r["server_pid"] == server.pid)
+    main = next((r for r in records if r["server_pid"] == server.pid), None)
+    if main is None or f"{S_ADDR}:{BLACKHOLE_PORT}" not in by_server:
+        # A socket's summary can be lost only to a run the kernel skipped, and that is counted
+        # (bpf_runs_missed, shown to the user); a summary missing with nothing counted is a bug.
+        seen = "\n".join(map(str, [*records, *pump.summaries, pump.counters]))
+        assert pump.counters["tcp_health_runs_missed"] > 0, "a summary lost uncounted:\n" + seen
+        print("a summary lost to a skipped run, counted:\n" + seen)
+        return
     assert (main["client"], main["server"]) == (names[client.pid], names[server.pid])
     assert (main["connects"], main["accepts"], main["connect_failures"]) == (1, 1, 0)
     assert (main["bytes_sent"], main["bytes_received"]) == (SEND, REPLY) == (SEND, int(got))
