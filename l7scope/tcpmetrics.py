@@ -341,16 +341,13 @@ def _server_side(p: _Pair, s: TcpSummary, b: _Bytes, client_seen: bool) -> None:
     """The server's view. With the client seen, only what the client could not see: its
     accept, and the resets it sent (the client counted those it received: replaced)."""
     p.accepts += s.outcome != "open"
-    if client_seen:
-        p.write_calls += b.writes
-        p.read_calls += b.reads
-        p.write_ns += b.write_ns
-        return
-    p.bytes_sent += b.received
-    p.bytes_received += b.sent
     p.write_calls += b.writes
     p.read_calls += b.reads
     p.write_ns += b.write_ns
+    if client_seen:
+        return
+    p.bytes_sent += b.received
+    p.bytes_received += b.sent
     p.resets_sent += s.resets_received
     p.resets_received += s.resets_sent
 
