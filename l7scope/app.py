@@ -8,7 +8,7 @@ Theory of operation
     source      sources.py: kernel, interface or capture file (checked before any output exists)
     outputs     outputs/sinks.py: JSON Lines files, metrics file, aggregator, sampler,
                 exporters, Prometheus, live view, store + API + UI (one listener)
-    pipeline    pipeline.py, whose observers are the sinks' on_exchange
+    pipeline    pipeline.py, whose batch observers are the sinks' on_exchanges
     loop        agent.py, until a signal, --duration or the end of the file
     finish      last interval, sinks stopped, final counters, stop line on stderr
 
@@ -202,7 +202,8 @@ def _assemble(r: _Run, config: Config):
     table = ConnectionTable(listening=None if source.capture_mode else ListeningPorts(),
                             max_memory=s.max_parser_memory_mb << 20)
     r.outputs.on_error = lambda exc: table.record_internal_error("output", exc)
-    pipeline = Pipeline(table=table, clock=source.clock, observers=r.outputs.observers(),
+    pipeline = Pipeline(table=table, clock=source.clock,
+                        batch_observers=r.outputs.batch_observers(),
                         capture_mode=source.capture_mode, redact_path=redactor.redact_path,
                         processes=r.processes)
     r.tasks = _tasks(s, config, source, r.outputs, r.web, pipeline)

@@ -2,9 +2,17 @@
 
 One direction only: Pipeline.feed(events) pushes capture events through the connection table,
 turns each ExchangeParsed into an Exchange (naming the local peer process, ``peer_pid`` and
-``peer_name``, when the other end is traced too) and hands it to the observers (the sinks'
-``on_exchange``, outputs/__init__.py). Nothing downstream reaches back: what an output needs
-travels on the record.
+``peer_name``, when the other end is traced too) and collects it in the current batch. Nothing
+downstream reaches back: what an output needs travels on the record.
+
+Batches: the exchanges of one ``feed()`` call (one ring-buffer batch; at most MAX_BATCH, a longer
+feed hands over every MAX_BATCH), of one ``tick()`` (expired connections) and of ``finish()``
+are handed over at the end of that call, in the order they were built: each batch observer
+(the sinks' ``on_exchanges``, outputs/__init__.py) gets the whole list once, then each
+per-exchange observer (``observers``, a callable per Exchange: tests, tools) every record of
+it. So the exchanges of a batch reach every sink before the tick that follows, and before an
+exec or exit record of the same feed is handled (the process table and the tasks see events
+in order).
 
 Processes (kernel runs): with a process table (``processes=``, l7scope/procs) the record's
 ``comm`` and ``name`` are the process's name (the thread-group leader's), never the name of the
@@ -23,8 +31,11 @@ Error boundary (with the connection table's, which covers the analyzers): an exc
 building an Exchange (trace context, numbers, path redaction) is counted as
 ``internal_error_<protocol>`` and ends that connection's analysis; an exception out of an
 observer (sampling, redaction, span events, exporters run inside them) is counted as
-``internal_error_output`` and the other observers still get the Exchange. OSError from an
-observer (a closed output pipe, a full disk) is not our bug and goes up to the agent.
+``internal_error_output`` and the other observers still get every Exchange of the batch: a
+per-exchange observer's exceptions are counted one by one, a batch observer returns the
+exceptions of the records it could not take (outputs.each) and an exception out of it is
+counted once. OSError from an observer (a closed output pipe, a full disk) is not our bug and
+goes up to the agent.
 """
 from __future__ import annotations
 
@@ -34,6 +45,7 @@ from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk
 from l7scope.capture.proc_events import ProcessExec, ProcessExit, feed_process_table
 from l7scope.conn.table import Connection, ConnectionTable
 from l7scope.exchange import Exchange, WallClock
+from l7scope.outputs import each
 from l7scope.protocols.message import ExchangeParsed, HttpMessage, ParseError
 from l7scope.protocols.wirenum import parse_decimal
 from l7scope.tracecontext import extract as extract_trace
@@ -41,6 +53,7 @@ from l7scope.tracecontext import extract as extract_trace
 PEER_GRACE_NS = 5 * 10**9
 _new_record = tuple.__new__  # Exchange(*fields) without its Python-level __new__
 MAX_ENDPOINTS = 65536
+MAX_BATCH = 4096  # exchanges held before a long feed() hands them over
 
 
 def _grpc_status(resp: HttpMessage | None) -> int | None:
@@ -122,10 +135,13 @@ class PeerIndex:
 
 class Pipeline:
     def __init__(self, table: ConnectionTable | None = None, clock: WallClock | None = None,
-                 observers=(), capture_mode: bool = False, redact_path=None, processes=None):
+                 observers=(), capture_mode: bool = False, redact_path=None, processes=None,
+                 batch_observers=()):
         self.table = table or ConnectionTable()
         self.clock = clock or WallClock()
-        self.observers = list(observers)
+        self.observers = list(observers)  # Exchange -> None, each record of a batch
+        self.batch_observers = list(batch_observers)  # list[Exchange] -> exceptions or None
+        self._batch: list[Exchange] = []
         self.capture_mode = capture_mode
         self.redact_path = redact_path  # str -> str applied to the request path, or None
         self.peers = PeerIndex()
@@ -155,10 +171,13 @@ class Pipeline:
                 self.last_ts = ev.ts
             for conn, out in handle(ev):
                 analyzer_event(conn, out)
+        self.deliver()
 
     def _process_event(self, ev) -> None:
         """An exec or exit record: the process table learns it at once (names change with
-        an exec; an exited process keeps its name a grace period for late records)."""
+        an exec; an exited process keeps its name a grace period for late records), after
+        the exchanges built before it reached the observers."""
+        self.deliver()
         if self.processes is not None:
             feed_process_table(self.processes, (ev,))
         if self.on_process_event is not None:
@@ -171,10 +190,32 @@ class Pipeline:
         if self.processes is not None:
             self.processes.expire()
             self.counters.update(self.processes.counters())
+        self.deliver()
 
     def finish(self, ts: int | None = None) -> None:
         for conn, out in self.table.close_all(ts if ts is not None else self.last_ts):
             self._analyzer_event(conn, out)
+        self.deliver()
+
+    def deliver(self) -> None:
+        """The batch so far to every observer (module docstring: Batches, Error boundary)."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        failed = self.table.record_internal_error
+        for observe in self.batch_observers:
+            try:
+                errors = observe(batch)
+            except OSError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one observer failing spares the others
+                errors = (exc,)
+            for exc in errors or ():
+                failed("output", exc)
+        for observe in self.observers:
+            for exc in each(observe, batch):
+                failed("output", exc)
 
     def _analyzer_event(self, conn: Connection, out) -> None:
         if type(out) is ExchangeParsed:
@@ -186,13 +227,9 @@ class Pipeline:
             if ex is None or (self.admit is not None and not self.admit(ex)):
                 return
             self.exchanges += 1
-            for observe in self.observers:
-                try:
-                    observe(ex)
-                except OSError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one observer failing spares the others
-                    self.table.record_internal_error("output", exc)
+            self._batch.append(ex)
+            if len(self._batch) >= MAX_BATCH:
+                self.deliver()
         elif type(out) is ParseError:
             self.parse_errors[out.code] += 1
 

@@ -152,7 +152,7 @@ def test_a_failing_sink_is_counted_and_the_others_still_get_everything():
     log, errors = [], []
     fan = FanOut([Recorder("a", log, fail=("exchange", "interval")), Recorder("b", log)],
                  metrics=Empty(), sampler=Empty(), interval_ns=10, on_error=errors.append)
-    p = Pipeline(observers=fan.observers())
+    p = Pipeline(batch_observers=fan.batch_observers())
     p.feed(client_events())
     assert [e for e in log if e[1] == "exchange"] == [("a", "exchange", "/api/items?limit=5"),
                                                        ("b", "exchange", "/api/items?limit=5")]

@@ -219,13 +219,13 @@ def test_an_internal_error_is_counted_in_the_stop_line_and_the_run_goes_on(tmp_p
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == ["/ok"]
     assert capsys.readouterr().err.splitlines()[-1] == (
         "l7scope: stopped; 1 exchanges; nothing dropped; no parse errors; internal errors: "
-        "internal_error_output=1, internal_error_http1=1 (latest: http1: IndexError in feed; "
-        "output: ZeroDivisionError in <lambda>)")
+        "internal_error_http1=1, internal_error_output=1 (latest: output: ZeroDivisionError in "
+        "<lambda>; http1: IndexError in feed)")  # the exchange reached the sinks at the batch's end
     [final] = [r for r in map(json.loads, metrics.read_text().splitlines())
                if r["kind"] == "agent_counters"]
     assert (final["internal_error_http1"], final["internal_error_output"]) == (1, 1)
-    assert final["internal_error_reasons"] == ["output: ZeroDivisionError in <lambda>",
-                                               "http1: IndexError in feed"]
+    assert final["internal_error_reasons"] == ["http1: IndexError in feed",
+                                               "output: ZeroDivisionError in <lambda>"]
     [pair] = [r for r in map(json.loads, metrics.read_text().splitlines())
               if r["kind"] == "pair_metrics"]
     assert pair["requests"] == 1  # metrics, an observer of their own, still saw the exchange

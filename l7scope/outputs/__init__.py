@@ -2,9 +2,13 @@
 
 Theory of operation
 -------------------
-Everything downstream of an Exchange record is a ``Sink``. The pipeline hands each Exchange to
-``FanOut.observers()`` (each sink's ``on_exchange``; the pipeline calls them one by one, so one
-failing sink is counted as ``internal_error_output`` and the others still get the record).
+Everything downstream of an Exchange record is a ``Sink``. The pipeline hands each batch of
+Exchanges (those of one ring-buffer batch, pipeline.py) to ``FanOut.batch_observers()``: each
+sink's ``on_exchanges(batch)`` once, sink after sink. The base ``on_exchanges`` gives the
+sink's ``on_exchange`` every record (``each``): a record it fails on is returned as an exception,
+counted by the pipeline as ``internal_error_output``, and the sink still gets the rest; the
+other sinks get every record whatever one sink does. A sink that works on whole batches (JSON
+Lines, metrics, sampling: compiled code over the batch) overrides ``on_exchanges``.
 The run loop calls ``FanOut.tick(now_wall_ns, counters_fn)`` every turn; once per metrics
 interval the fan-out takes the interval's pair metrics (MetricsAggregator) and top-N samples
 (Sampler) and gives them, with a counters snapshot, to every sink's ``on_interval``. Nothing
@@ -15,6 +19,9 @@ A sink (override what it uses; the base does nothing):
 
     on_exchange(ex)                              every Exchange, on the capture thread; None
                                                  (the default) when the sink takes none
+    on_exchanges(batch) -> exceptions or None    a list of Exchanges in order (the default:
+                                                 ``on_exchange`` for each, ``each``); OSError
+                                                 goes up, anything else is the sink's bug
     on_tick(now_wall_ns, counters_fn)            every loop turn (flush, redraw); counters_fn()
                                                  only when really needed, it is not free
     on_interval(snapshot, top_n, counters, now_wall_ns)
@@ -35,11 +42,31 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
+def each(observe: Callable, batch: list) -> list[Exception]:
+    """``observe`` called for every record of ``batch``; the exceptions (not OSError: a full
+    disk or a closed pipe goes up at once) of the records it failed on, in order."""
+    errors = []
+    for ex in batch:
+        try:
+            observe(ex)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one record failing spares the rest
+            errors.append(exc)
+    return errors
+
+
 class Sink:
     """One output; see the module docstring. Subclasses set ``name``."""
 
     name = "sink"
     on_exchange: Callable | None = None
+
+    def on_exchanges(self, batch: list) -> list[Exception] | None:
+        return each(self.on_exchange, batch)
+
+    def takes_exchanges(self) -> bool:
+        return self.on_exchange is not None or type(self).on_exchanges is not Sink.on_exchanges
 
     def on_tick(self, now_wall_ns: int, counters_fn: Callable[[], dict]) -> None:
         pass
@@ -75,9 +102,9 @@ class FanOut:
         self.tcp = None  # TCP health per pair (tcpmetrics.TcpMetrics) where the source gives it
         self._closed = False
 
-    def observers(self) -> list[Callable]:
-        """The per-exchange callables, for the pipeline (one per sink that takes exchanges)."""
-        return [s.on_exchange for s in self.sinks if s.on_exchange is not None]
+    def batch_observers(self) -> list[Callable]:
+        """The pipeline's batch observers: ``on_exchanges`` of each sink that takes exchanges."""
+        return [s.on_exchanges for s in self.sinks if s.takes_exchanges()]
 
     def tick(self, now_wall_ns: int, counters_fn: Callable[[], dict]) -> None:
         if self.interval_start is None:

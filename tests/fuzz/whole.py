@@ -180,7 +180,8 @@ def pipeline(data: bytes) -> None:
                                 "fuzz", lambda: script.ts)
     lines: list = []
     pipe = Pipeline(table=_table(config), clock=clock,
-                    observers=outputs.observers() + [lambda ex: lines.append(_both_lines(ex))])
+                    batch_observers=outputs.batch_observers(),
+                    observers=[lambda ex: lines.append(_both_lines(ex))])
     caught = watch_internal_errors(pipe.table)
     source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
