@@ -311,7 +311,7 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *kw) {
     return 0;
 }
 
-static int put_duration(Encoder *self, PyObject *rec) {
+static int put_duration(Encoder *self, buf *b, PyObject *rec) {
     PyObject *d = PyNumber_Subtract(PyTuple_GET_ITEM(rec, self->end),
                                     PyTuple_GET_ITEM(rec, self->start));
     if (d == NULL)
@@ -320,9 +320,50 @@ static int put_duration(Encoder *self, PyObject *rec) {
     int neg = zero == NULL ? -1 : PyObject_RichCompareBool(zero, d, Py_GE);
     Py_XDECREF(zero);
     /* max(0, d) is 0 when 0 >= d */
-    int rc = neg < 0 ? -1 : neg ? buf_put(&self->b, "0", 1) : put_value(&self->b, d, 0);
+    int rc = neg < 0 ? -1 : neg ? buf_put(b, "0", 1) : put_value(b, d, 0);
     Py_DECREF(d);
     return rc;
+}
+
+/* The record's line (no newline) appended to ``b``; -1 with an exception set (TypeError: a
+ * value left to the json module) and ``b`` cut back to where it was. */
+static int put_record(Encoder *self, buf *b, PyObject *rec) {
+    Py_ssize_t mark = b->len;
+    if (!PyTuple_Check(rec)) {
+        PyErr_SetString(PyExc_TypeError, "not a record of this encoder's shape");
+        return -1;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(rec);
+    if (self->prefix == NULL || self->start >= size || self->end >= size) {
+        PyErr_SetString(PyExc_TypeError, "not a record of this encoder's shape");
+        return -1;
+    }
+    int rc = buf_put(b, "{", 1);
+    for (Py_ssize_t i = 0; i < self->nfields && rc == 0; i++) {
+        Py_ssize_t at = self->index[i];
+        if (at >= size) {
+            PyErr_SetString(PyExc_TypeError, "not a record of this encoder's shape");
+            rc = -1;
+            break;
+        }
+        rc = buf_put(b, self->prefix[i], self->prefix_len[i]);
+        if (rc == 0)
+            rc = at < 0 ? put_duration(self, b, rec)
+                : at == self->to_dict_at ? put_object(b, PyTuple_GET_ITEM(rec, at), 0)
+                : put_value(b, PyTuple_GET_ITEM(rec, at), 0);
+    }
+    if (rc == 0)
+        rc = buf_put(b, "}", 1);
+    if (rc < 0)
+        b->len = mark;
+    return rc;
+}
+
+static PyObject *ascii_str(const buf *b, Py_ssize_t from) {
+    PyObject *text = PyUnicode_New(b->len - from, 127);
+    if (text != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(text), b->p + from, (size_t)(b->len - from));
+    return text;
 }
 
 static PyObject *Encoder_call(Encoder *self, PyObject *args, PyObject *kw) {
@@ -333,34 +374,9 @@ static PyObject *Encoder_call(Encoder *self, PyObject *args, PyObject *kw) {
     }
     if (!PyArg_ParseTuple(args, "O!", &PyTuple_Type, &rec))
         return NULL;
-    Py_ssize_t size = PyTuple_GET_SIZE(rec);
-    if (self->prefix == NULL || self->start >= size || self->end >= size) {
-        PyErr_SetString(PyExc_TypeError, "not a record of this encoder's shape");
-        return NULL;
-    }
     buf *b = &self->b;
     b->len = 0;
-    if (buf_put(b, "{", 1) < 0)
-        return NULL;
-    for (Py_ssize_t i = 0; i < self->nfields; i++) {
-        Py_ssize_t at = self->index[i];
-        if (at >= size) {
-            PyErr_SetString(PyExc_TypeError, "not a record of this encoder's shape");
-            return NULL;
-        }
-        if (buf_put(b, self->prefix[i], self->prefix_len[i]) < 0)
-            return NULL;
-        int rc = at < 0 ? put_duration(self, rec)
-            : at == self->to_dict_at ? put_object(b, PyTuple_GET_ITEM(rec, at), 0)
-            : put_value(b, PyTuple_GET_ITEM(rec, at), 0);
-        if (rc < 0)
-            return NULL;
-    }
-    if (buf_put(b, "}", 1) < 0)
-        return NULL;
-    PyObject *line = PyUnicode_New(b->len, 127);
-    if (line != NULL)
-        memcpy(PyUnicode_1BYTE_DATA(line), b->p, (size_t)b->len);
+    PyObject *line = put_record(self, b, rec) < 0 ? NULL : ascii_str(b, 0);
     if (b->cap > (1 << 20)) { /* one huge record does not keep its buffer */
         PyMem_Free(b->p);
         b->p = NULL;
@@ -368,6 +384,72 @@ static PyObject *Encoder_call(Encoder *self, PyObject *args, PyObject *kw) {
     }
     return line;
 }
+
+/* One line of a batch, newline included: the compiled encoder's, else (TypeError) the
+ * fallback's, which must be an ASCII str (json's ensure_ascii). */
+static int put_line(Encoder *self, buf *b, PyObject *rec, PyObject *fallback) {
+    if (put_record(self, b, rec) == 0)
+        return buf_put(b, "\n", 1);
+    if (!PyErr_ExceptionMatches(PyExc_TypeError))
+        return -1;
+    PyErr_Clear();
+    PyObject *line = PyObject_CallOneArg(fallback, rec);
+    if (line == NULL)
+        return -1;
+    int rc = -1;
+    if (!PyUnicode_CheckExact(line) || !PyUnicode_IS_ASCII(line))
+        PyErr_SetString(PyExc_TypeError, "the fallback's line is not an ASCII str");
+    else
+        rc = buf_put(b, (const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line));
+    Py_DECREF(line);
+    return rc < 0 ? -1 : buf_put(b, "\n", 1);
+}
+
+/* lines(batch, start, size, max_bytes, check_first, fallback) -> (text, end, rotate)
+ *
+ * The lines of batch[start:end] as one str. With max_bytes (0: never), a file holding ``size``
+ * bytes stops before the line that would take it past max_bytes when it is not empty (the
+ * rotation rule of outputs/jsonl.py, between lines only); ``rotate`` then says so, and the line
+ * at ``end`` is the one to write after the rotation (check_first false: written unchecked).
+ * The text stops after the line that takes it past MAX_TEXT (bounded memory per call). */
+#define MAX_TEXT (1 << 20)
+
+static PyObject *Encoder_lines(Encoder *self, PyObject *args) {
+    PyObject *batch, *fallback;
+    Py_ssize_t i, size, max_bytes;
+    int check_first, rotate = 0;
+    if (!PyArg_ParseTuple(args, "O!nnnpO:lines", &PyList_Type, &batch, &i, &size, &max_bytes,
+                          &check_first, &fallback))
+        return NULL;
+    if (i < 0 || size < 0 || max_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "start, size and max_bytes are not negative");
+        return NULL;
+    }
+    buf b = {0};
+    int rc = 0;
+    for (Py_ssize_t first = i; rc == 0 && i < PyList_GET_SIZE(batch) && b.len < MAX_TEXT; i++) {
+        Py_ssize_t mark = b.len;
+        PyObject *rec = Py_NewRef(PyList_GET_ITEM(batch, i)); /* the fallback may change batch */
+        rc = put_line(self, &b, rec, fallback);
+        Py_DECREF(rec);
+        if (rc == 0 && max_bytes && size + mark > 0 && size + b.len > max_bytes
+            && (i > first || check_first)) {
+            b.len = mark;
+            rotate = 1;
+            break;
+        }
+    }
+    PyObject *text = rc < 0 ? NULL : ascii_str(&b, 0);
+    PyMem_Free(b.p);
+    return text == NULL ? NULL : Py_BuildValue("(NnO)", text, i, rotate ? Py_True : Py_False);
+}
+
+static PyMethodDef Encoder_methods[] = {
+    {"lines", (PyCFunction)Encoder_lines, METH_VARARGS,
+     "lines(batch, start, size, max_bytes, check_first, fallback) -> (text, end, rotate): "
+     "a batch's JSON lines as one str (see _jsonlmodule.c)"},
+    {NULL, NULL, 0, NULL},
+};
 
 static PyTypeObject EncoderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -380,6 +462,7 @@ static PyTypeObject EncoderType = {
     .tp_init = (initproc)Encoder_init,
     .tp_dealloc = (destructor)Encoder_dealloc,
     .tp_call = (ternaryfunc)Encoder_call,
+    .tp_methods = Encoder_methods,
 };
 
 static struct PyModuleDef jsonlmodule = {

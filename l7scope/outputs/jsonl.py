@@ -31,6 +31,14 @@ line the json module writes for ``Exchange.to_dict()``; a value it has no exact 
 float, say) makes it step aside and the json module writes that line. ``--with-headers``
 lines and other records (dicts) are written by the json module.
 
+A batch of Exchanges (``write_exchanges``, the pipeline's batch) is encoded by one compiled
+call into one str and written at once; the call stops before a line that would need a
+rotation (the rule above, line by line), the sink rotates and goes on from that line, so the
+files hold exactly the lines, in the places, that writing them one by one gives. A record the
+encoder fails on (an exception other than TypeError, out of a to_dict()) sends the rest of
+the batch through ``__call__`` one record at a time: that record's exception is returned to the
+pipeline (counted as internal_error_output) and the others are written.
+
 Counters (``counters()``): ``jsonl_rotations``, ``jsonl_rotated_files_removed`` (the oldest,
 past ``keep``), ``jsonl_rotation_failed``, ``jsonl_reopens``, ``jsonl_reopen_failed``.
 """
@@ -45,6 +53,7 @@ from dataclasses import dataclass
 
 from l7scope.dataplane._jsonl import Encoder
 from l7scope.exchange import Exchange
+from l7scope.outputs import each
 from l7scope.outputs.files import DEFAULT_MODE, open_output
 
 # ensure_ascii (the default) keeps every line pure ASCII: len(line) is its size in bytes
@@ -72,6 +81,13 @@ def exchange_line(ex: Exchange) -> str:
         return _EXCHANGE_LINE(ex)
     except TypeError:  # a value the compiled encoder leaves to the json module
         return _ENCODE(ex.to_dict())
+
+
+def _json_line(ex: Exchange) -> str:
+    return _ENCODE(ex.to_dict())
+
+
+_LINES = _EXCHANGE_LINE.lines
 
 DEFAULT_MAX_MB = 100
 DEFAULT_KEEP = 5
@@ -169,6 +185,27 @@ class JsonlSink:
             self.write(ex.to_dict(True, self.redact))
         else:
             self._line(exchange_line(ex) + "\n")
+
+    def write_exchanges(self, batch: list) -> list[Exception]:
+        """Every record of ``batch`` as a line (module docstring); the exceptions of the
+        records that could not be written (others are)."""
+        if self.with_headers:
+            return each(self, batch)
+        i, n, check = 0, len(batch), True
+        while i < n:
+            try:
+                text, end, rotate = _LINES(batch, i, self._size, self.max_bytes, check,
+                                           _json_line)
+            except Exception:  # noqa: BLE001 - the rest one by one: the failing record counted
+                return each(self, batch[i:])
+            if text:
+                self._f.write(text)
+                self._size += len(text)
+                self.written += end - i
+            i, check = end, not rotate
+            if rotate:
+                self._rotate()  # the line at ``end`` then goes in unchecked, as _line does
+        return []
 
     def write(self, d: dict) -> None:
         self._line(_ENCODE(d) + "\n")

@@ -27,7 +27,8 @@ class JsonlFile(Sink):
         self.created = path != "-" and not os.path.lexists(path)
         self.out = JsonlSink.from_spec(spec, with_headers=with_headers, redact=redact)
         if not metrics:
-            self.on_exchange = self.out  # JsonlSink.__call__: no extra call per exchange
+            self.on_exchange = self.out  # JsonlSink.__call__ (one record)
+            self.on_exchanges = self.out.write_exchanges  # a batch: one compiled call
         else:
             self.on_interval = self._interval
             self.on_tcp_metrics = self._tcp_metrics
