@@ -22,48 +22,11 @@ and are counted.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
-from dataclasses import dataclass, field
-
+from l7scope.dataplane._metrics import Aggregator
 from l7scope.exchange import Exchange
 from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS, Histogram, PairMetrics
 from l7scope.protocols import registry
-
-
-@dataclass(slots=True)
-class _Hist:
-    bounds: tuple
-    counts: list = None
-    sum: float = 0.0
-    count: int = 0
-
-    def __post_init__(self):
-        self.counts = [0] * (len(self.bounds) + 1)
-
-    def observe(self, v: float) -> None:
-        _observe(self, self.bounds, v)
-
-    def freeze(self) -> Histogram:
-        return Histogram(tuple(self.bounds), tuple(self.counts), self.sum, self.count)
-
-
-def _observe(h: _Hist, bounds: tuple, v: float) -> None:
-    h.counts[bisect_left(bounds, v)] += 1
-    h.sum += v
-    h.count += 1
-
-
-@dataclass(slots=True)
-class _Pair:
-    client_pid: int | None
-    server_pid: int | None
-    requests: int = 0
-    errors: int = 0
-    statuses: dict = field(default_factory=dict)
-    req_size: _Hist = field(default_factory=lambda: _Hist(SIZE_BYTES_BOUNDS))
-    resp_size: _Hist = field(default_factory=lambda: _Hist(SIZE_BYTES_BOUNDS))
-    client_dur: _Hist = field(default_factory=lambda: _Hist(DURATION_MS_BOUNDS))
-    server_dur: _Hist = field(default_factory=lambda: _Hist(DURATION_MS_BOUNDS))
+from l7scope.protocols.http.spec import http_failures
 
 
 def process_name(comm: str | None, pid: int | None) -> str:
@@ -128,94 +91,77 @@ def is_error(ex: Exchange) -> bool:
 
 MAX_ROUTES = 16384  # cached (record identity -> pair) entries, cleared when full
 
+# Exchange positions the compiled aggregator reads, in _metricsmodule.c's order
+_FIELDS = tuple(Exchange._fields.index(f) for f in (
+    "side", "pid", "comm", "peer_pid", "local", "remote", "protocol", "status", "grpc_status",
+    "request_bytes", "response_bytes", "start_ns", "end_ns", "peer_name"))
+
+
+def _http_records(protocols) -> frozenset:
+    """The record protocols judged by HTTP's rule (computed in C); others ask the registry."""
+    return frozenset(r for p in protocols for r in p.records if p.failures is http_failures)
+
 
 class MetricsAggregator:
-    """Per-pair aggregation. The pair a record belongs to is worked out once per record
-    identity (side, pids, names, endpoints, protocol: the same for every exchange of a
-    connection) while the name function's ``version()`` stays (a name function without one,
-    or answering None, is asked every time), then one dict hit a record."""
+    """Per-pair aggregation, in compiled code (dataplane/_metricsmodule.c). The pair a record
+    belongs to is worked out once per record identity (side, pids, names, endpoints, protocol:
+    the same for every exchange of a connection) while the name function's ``version()``
+    stays (a name function without one, or answering None, is asked every time), then one
+    dict hit a record; a miss calls ``pair_of`` here. ``record_batch`` takes the pipeline's
+    batch in one call; records the aggregator cannot read (a counted field that is not a
+    64-bit int, which the pipeline never makes) are dropped and counted (``bad_records``)."""
 
     def __init__(self, max_pairs: int = 4096, name=process_name):
         self.max_pairs = max_pairs
         self.name = name
-        self.overflow_records = 0
-        self._pairs: dict[tuple, _Pair] = {}
-        self._version = getattr(name, "version", None)
-        self._routes: dict[tuple, tuple] = {}
-        self._routes_at = None
+        self._agg = Aggregator(_FIELDS, self._route_of, getattr(name, "version", None),
+                               registry.is_error, max_pairs, MAX_ROUTES, SIZE_BYTES_BOUNDS,
+                               DURATION_MS_BOUNDS)
+        self._http_of = (None, frozenset())
+
+    @property
+    def overflow_records(self) -> int:
+        return self._agg.overflow_records
+
+    @property
+    def bad_records(self) -> int:
+        return self._agg.bad_records
+
+    def _route_of(self, ex: Exchange, peer_comm: str | None) -> tuple:
+        client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
+        return (client, server, ex.protocol), cpid, spid
+
+    def _http(self) -> frozenset:
+        protocols, http = self._http_of
+        if protocols is not registry.PROTOCOLS:  # the registry was installed anew
+            http = _http_records(registry.PROTOCOLS)
+            self._http_of = (registry.PROTOCOLS, http)
+        return http
 
     def route(self, ex: Exchange, peer_comm: str | None = None) -> tuple:
         """((client, server, protocol), client pid, server pid) of a record, cached."""
-        version = self._version() if self._version is not None else None
-        if version is None:
-            client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
-            return (client, server, ex.protocol), cpid, spid
-        if version != self._routes_at:
-            self._routes.clear()
-            self._routes_at = version
-        ident = (ex.side, ex.pid, ex.comm, ex.peer_pid, peer_comm, ex.local, ex.remote,
-                 ex.protocol)
-        route = self._routes.get(ident)
-        if route is None:
-            client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
-            route = (client, server, ex.protocol), cpid, spid
-            if len(self._routes) >= MAX_ROUTES:
-                self._routes.clear()
-            self._routes[ident] = route
-        return route
+        return self._agg.route(ex, peer_comm)
 
     def record(self, ex: Exchange, peer_comm: str | None = None) -> None:
-        key, cpid, spid = self.route(ex, peer_comm)
-        p = self._pairs.get(key)
-        if p is None:
-            p = self._new_pair(key, cpid, spid)
-        if cpid is not None:
-            p.client_pid = cpid  # the last seen (the pair's name has no pid)
-        if spid is not None:
-            p.server_pid = spid
-        side, status = ex.side, ex.status
-        if side != "client" or ex.peer_pid is None:  # counts the request (module docstring)
-            p.requests += 1
-            text = str(status) if status is not None else "none"
-            p.statuses[text] = p.statuses.get(text, 0) + 1
-            p.errors += registry.is_error(ex)
-            h, v = p.req_size, ex.request_bytes  # histograms observed inline (_observe)
-            h.counts[bisect_left(SIZE_BYTES_BOUNDS, v)] += 1
-            h.sum += v
-            h.count += 1
-            if status is not None:
-                h, v = p.resp_size, ex.response_bytes
-                h.counts[bisect_left(SIZE_BYTES_BOUNDS, v)] += 1
-                h.sum += v
-                h.count += 1
-        if status is None:
-            return
-        ms = max(0, ex.end_ns - ex.start_ns) / 1e6  # ex.duration_ns without the property call
-        if side == "client" or side is None:  # None: a capture, both durations
-            _observe(p.client_dur, DURATION_MS_BOUNDS, ms)
-        if side == "server" or side is None:
-            _observe(p.server_dur, DURATION_MS_BOUNDS, ms)
+        self._agg.record(ex, peer_comm, self._http())
 
-    def _new_pair(self, key: tuple, cpid, spid) -> _Pair:
-        if len(self._pairs) >= self.max_pairs:
-            self.overflow_records += 1
-            key = ("(overflow)", "(overflow)", key[2])
-            p = self._pairs.get(key)
-            if p is not None:
-                return p
-        p = self._pairs[key] = _Pair(cpid, spid)
-        return p
+    def record_batch(self, batch: list) -> list[Exception]:
+        """Every record of the batch (each with its ``peer_name``); the exceptions of those
+        that failed (a name function's bug), the others recorded."""
+        return self._agg.record_batch(batch, self._http())
 
     def snapshot(self, start_wall_ns: int, end_wall_ns: int) -> list[PairMetrics]:
         """The interval's metrics, then a fresh interval."""
         out = []
-        for (client, server, proto), p in sorted(self._pairs.items()):
+        for (client, server, proto), state in sorted(self._agg.take().items()):
+            cpid, spid, requests, errors, statuses, req, resp, cdur, sdur = state
             out.append(PairMetrics(
-                protocol=proto, client=client, server=server, client_pid=p.client_pid,
-                server_pid=p.server_pid, interval_start_ns=start_wall_ns,
-                interval_end_ns=end_wall_ns, requests=p.requests,
-                status_counts=tuple(sorted(p.statuses.items())), errors=p.errors,
-                request_bytes=p.req_size.freeze(), response_bytes=p.resp_size.freeze(),
-                client_duration_ms=p.client_dur.freeze(), server_duration_ms=p.server_dur.freeze()))
-        self._pairs = {}
+                protocol=proto, client=client, server=server, client_pid=cpid,
+                server_pid=spid, interval_start_ns=start_wall_ns,
+                interval_end_ns=end_wall_ns, requests=requests,
+                status_counts=tuple(sorted(statuses.items())), errors=errors,
+                request_bytes=Histogram(SIZE_BYTES_BOUNDS, *req),
+                response_bytes=Histogram(SIZE_BYTES_BOUNDS, *resp),
+                client_duration_ms=Histogram(DURATION_MS_BOUNDS, *cdur),
+                server_duration_ms=Histogram(DURATION_MS_BOUNDS, *sdur)))
         return out

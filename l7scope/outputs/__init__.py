@@ -135,6 +135,9 @@ class FanOut:
     def counters(self) -> dict:
         out = {f"sampler_{k}": v for k, v in self.sampler.counters.items()}
         out["metrics_overflow_records"] = self.metrics.overflow_records
+        bad = getattr(self.metrics, "bad_records", 0)
+        if bad:  # records the aggregator could not read (never from the pipeline): shown once seen
+            out["metrics_bad_records"] = bad
         if self.tcp is not None:
             out.update(self.tcp.counters)
         for s in self.sinks:

@@ -99,6 +99,7 @@ class Metrics(Sink):
         self.aggregator = aggregator
         record = aggregator.record
         self.on_exchange = lambda ex: record(ex, ex.peer_name)
+        self.on_exchanges = aggregator.record_batch  # a batch: one compiled call
 
 
 class Sampling(Sink):
