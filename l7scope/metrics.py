@@ -22,7 +22,7 @@ and are counted.
 """
 from __future__ import annotations
 
-from l7scope.dataplane._metrics import Aggregator
+from l7scope.dataplane._sinks import Aggregator
 from l7scope.exchange import Exchange
 from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS, Histogram, PairMetrics
 from l7scope.protocols import registry
@@ -91,19 +91,27 @@ def is_error(ex: Exchange) -> bool:
 
 MAX_ROUTES = 16384  # cached (record identity -> pair) entries, cleared when full
 
-# Exchange positions the compiled aggregator reads, in _metricsmodule.c's order
+# Exchange positions the compiled aggregator reads, in _sinksmodule.c's order
 _FIELDS = tuple(Exchange._fields.index(f) for f in (
     "side", "pid", "comm", "peer_pid", "local", "remote", "protocol", "status", "grpc_status",
     "request_bytes", "response_bytes", "start_ns", "end_ns", "peer_name"))
 
 
-def _http_records(protocols) -> frozenset:
-    """The record protocols judged by HTTP's rule (computed in C); others ask the registry."""
-    return frozenset(r for p in protocols for r in p.records if p.failures is http_failures)
+_HTTP: tuple = (None, frozenset())
+
+
+def http_records() -> frozenset:
+    """The record protocols judged by HTTP's rule (compiled code applies it; others ask the
+    registry), for the registry installed now."""
+    global _HTTP
+    if _HTTP[0] is not registry.PROTOCOLS:
+        _HTTP = (registry.PROTOCOLS, frozenset(r for p in registry.PROTOCOLS
+                                               for r in p.records if p.failures is http_failures))
+    return _HTTP[1]
 
 
 class MetricsAggregator:
-    """Per-pair aggregation, in compiled code (dataplane/_metricsmodule.c). The pair a record
+    """Per-pair aggregation, in compiled code (dataplane/_sinksmodule.c). The pair a record
     belongs to is worked out once per record identity (side, pids, names, endpoints, protocol:
     the same for every exchange of a connection) while the name function's ``version()``
     stays (a name function without one, or answering None, is asked every time), then one
@@ -117,7 +125,6 @@ class MetricsAggregator:
         self._agg = Aggregator(_FIELDS, self._route_of, getattr(name, "version", None),
                                registry.is_error, max_pairs, MAX_ROUTES, SIZE_BYTES_BOUNDS,
                                DURATION_MS_BOUNDS)
-        self._http_of = (None, frozenset())
 
     @property
     def overflow_records(self) -> int:
@@ -131,24 +138,17 @@ class MetricsAggregator:
         client, server, cpid, spid = pair_of(ex, peer_comm, self.name)
         return (client, server, ex.protocol), cpid, spid
 
-    def _http(self) -> frozenset:
-        protocols, http = self._http_of
-        if protocols is not registry.PROTOCOLS:  # the registry was installed anew
-            http = _http_records(registry.PROTOCOLS)
-            self._http_of = (registry.PROTOCOLS, http)
-        return http
-
     def route(self, ex: Exchange, peer_comm: str | None = None) -> tuple:
         """((client, server, protocol), client pid, server pid) of a record, cached."""
         return self._agg.route(ex, peer_comm)
 
     def record(self, ex: Exchange, peer_comm: str | None = None) -> None:
-        self._agg.record(ex, peer_comm, self._http())
+        self._agg.record(ex, peer_comm, http_records())
 
     def record_batch(self, batch: list) -> list[Exception]:
         """Every record of the batch (each with its ``peer_name``); the exceptions of those
         that failed (a name function's bug), the others recorded."""
-        return self._agg.record_batch(batch, self._http())
+        return self._agg.record_batch(batch, http_records())
 
     def snapshot(self, start_wall_ns: int, end_wall_ns: int) -> list[PairMetrics]:
         """The interval's metrics, then a fresh interval."""

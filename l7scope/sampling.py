@@ -30,6 +30,11 @@ headers, rendered body, trailers) is built only for exchanges that take a place 
 before the text is built, so a storm of errors does not render bodies that are then thrown
 away), with secrets redacted (credential headers, secret query parameters in the request line
 and URL headers, secret body fields), and truncated to the rule's ``max_*_bytes``.
+``offer_batch`` offers the pipeline's batch: compiled code (dataplane/_sinksmodule.c,
+``candidates``) sets aside the common case, a call of an HTTP protocol without a failure faster
+than every rule's ``min_duration_ms`` (which no rule samples: ``floor_ns``), and ``offer``
+sees the rest; every record counts as offered. With ``rules_for`` set (tasks) each record goes
+to ``offer``.
 ``reconfigure`` swaps the rule set in one assignment (SIGHUP reload). ``rules_for`` (None
 by default) may give an exchange a rule set of its own (``top_n`` and ``select(path)``), or
 None for the configured one: analysis tasks sample their processes by their own rules
@@ -46,8 +51,10 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from l7scope.config import SamplingConfig, SamplingRule
+from l7scope.dataplane._sinks import candidates
 from l7scope.exchange import Exchange
-from l7scope.metrics import pair_of
+from l7scope.metrics import http_records, pair_of
+from l7scope.outputs import each
 from l7scope.protocols import registry
 from l7scope.protocols.message import HttpMessage
 from l7scope.redact import Redactor
@@ -95,10 +102,15 @@ def default_pair_key(ex: Exchange) -> tuple[str, str, str]:
     return client, server, ex.protocol
 
 
+_CANDIDATE_FIELDS = tuple(Exchange._fields.index(f) for f in (
+    "protocol", "status", "grpc_status", "start_ns", "end_ns"))
+_NO_FLOOR = 1 << 64  # past every duration
+
+
 class _Rules:
     """An immutable, compiled rule set (swapped whole on reconfigure)."""
 
-    __slots__ = ("top_n", "matching", "default", "floor_ns")
+    __slots__ = ("top_n", "matching", "default", "floor_ns", "floor_int")
 
     def __init__(self, config: SamplingConfig):
         self.top_n = config.top_n
@@ -112,6 +124,8 @@ class _Rules:
         # no rule samples a call without a failure that is faster than every rule's minimum
         self.floor_ns = min((r.min_duration_ms * 1_000_000 for r in config.rules),
                             default=math.inf)
+        # an int duration d: d < floor_ns exactly when d < ceil(floor_ns)
+        self.floor_int = _NO_FLOOR if math.isinf(self.floor_ns) else math.ceil(self.floor_ns)
 
     def select(self, path: str | None) -> SamplingRule | None:
         target = (path or "").split("?", 1)[0]
@@ -183,6 +197,16 @@ class Sampler:
             return None
         self.counters["kept"] += 1
         return sampled
+
+    def offer_batch(self, batch: list) -> list[Exception]:
+        """Every record offered (module docstring); the exceptions of those ``offer`` failed
+        on, the others offered."""
+        rules = self._rules
+        if self.rules_for is not None:
+            return each(self.offer, batch)
+        rest = candidates(batch, _CANDIDATE_FIELDS, rules.floor_int, http_records())
+        self.counters["offered"] += len(batch) - len(rest)
+        return each(self.offer, rest) if rest else []
 
     def _has_place(self, key: PairKey, which: int, duration: int, top_n: int) -> bool:
         with self._lock:

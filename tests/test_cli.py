@@ -211,7 +211,7 @@ def test_an_internal_error_is_counted_in_the_stop_line_and_the_run_goes_on(tmp_p
         return real(self, from_client, data, ts)
 
     monkeypatch.setattr(http1.Http1Analyzer, "feed", feed)
-    monkeypatch.setattr(Sampler, "offer", lambda self, ex: 1 / 0)
+    monkeypatch.setattr(Sampler, "offer_batch", lambda self, batch: 1 / 0)
     capture, out, metrics = tmp_path / "two.pcap", tmp_path / "out.jsonl", tmp_path / "m.jsonl"
     _two_connections_pcap(capture)
     assert cli.main(["pcap", str(capture), "--output", f"jsonl:{out}",

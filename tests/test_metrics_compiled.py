@@ -1,4 +1,4 @@
-"""The compiled aggregator (dataplane/_metricsmodule.c) against the pure-Python one it
+"""The compiled aggregator (dataplane/_sinksmodule.c) against the pure-Python one it
 replaced (tests/metrics_reference.py): the same PairMetrics for any records, batched or one by
 one; hostile records dropped and counted; a failing name function costs only its record."""
 from __future__ import annotations
@@ -130,7 +130,7 @@ def test_an_unhashable_field_is_that_records_error():
 
 
 def test_a_protocol_other_than_http_asks_the_registry():
-    from l7scope.dataplane._metrics import Aggregator
+    from l7scope.dataplane._sinks import Aggregator
     from l7scope.metrics import _FIELDS
     from l7scope.metrics_types import DURATION_MS_BOUNDS, SIZE_BYTES_BOUNDS
 
@@ -158,7 +158,9 @@ def test_routes_are_bounded():
 
 
 def test_the_registry_decides_which_protocols_are_http():
-    assert MetricsAggregator()._http() == frozenset({"http1", "http2", "grpc"})
+    from l7scope.metrics import http_records
+
+    assert http_records() == frozenset({"http1", "http2", "grpc"})
     assert registry.is_error(record(protocol="redis", status=None))
 
 

@@ -110,6 +110,7 @@ class Sampling(Sink):
     def __init__(self, sampler):
         self.sampler = sampler
         self.on_exchange = sampler.offer
+        self.on_exchanges = sampler.offer_batch  # the common case set aside in compiled code
 
 
 class Exporter(Sink):

@@ -1,4 +1,5 @@
-/* _metricsmodule.c: per-process-pair aggregation of Exchange records, a batch at a time.
+/* _sinksmodule.c: what the sinks do for every Exchange record, a batch at a time: the
+ * per-process-pair aggregation (Aggregator) and sampling's common case (candidates).
  *
  * Theory of operation
  * -------------------
@@ -67,7 +68,7 @@ static void Pair_dealloc(Pair *p) {
 
 static PyTypeObject PairType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "l7scope.dataplane._metrics.Pair",
+    .tp_name = "l7scope.dataplane._sinks.Pair",
     .tp_basicsize = sizeof(Pair),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = NULL,
@@ -460,6 +461,86 @@ static int record_one(Aggregator *self, PyObject *rec, PyObject *peer_comm, PyOb
     return 0;
 }
 
+/* ---------------------------------------------------------------- sampling */
+
+/* candidates(batch, fields, floor, http) -> [records]
+ *
+ * Sampling's common case (sampling.py, Sampler.offer): a record of a protocol in ``http`` with
+ * no failure by HTTP's rule (a status below 400 and a grpc-status None or 0) whose duration
+ * max(0, end - start) is below ``floor`` (an int; past 64 bits: no limit) is sampled by no rule.
+ * Every other record is returned, in order, for Python to offer: those it cannot read
+ * (not a record, a field not a 64-bit int) too. ``fields``: the positions of protocol,
+ * status, grpc_status, start_ns, end_ns. */
+enum { S_PROTOCOL, S_STATUS, S_GRPC, S_START, S_END, NSFIELDS };
+
+static int read_positions(PyObject *fields, Py_ssize_t *at, Py_ssize_t *min_size) {
+    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != NSFIELDS) {
+        PyErr_Format(PyExc_ValueError, "fields: %d positions expected", NSFIELDS);
+        return -1;
+    }
+    *min_size = 0;
+    for (int i = 0; i < NSFIELDS; i++) {
+        at[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(fields, i));
+        if (at[i] < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a field position below 0");
+            return -1;
+        }
+        *min_size = at[i] + 1 > *min_size ? at[i] + 1 : *min_size;
+    }
+    return 0;
+}
+
+/* 1: the floor holds for every rule (not sampled), 0: a candidate, -1: error */
+static int below_floor(PyObject *rec, const Py_ssize_t *at, Py_ssize_t min_size,
+                       long long floor, int infinite, PyObject *http) {
+    if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) < min_size)
+        return 0;
+    int64_t status, grpc, start, end, d;
+    if (read_int(PyTuple_GET_ITEM(rec, at[S_STATUS]), &status, 1)
+        || read_int(PyTuple_GET_ITEM(rec, at[S_GRPC]), &grpc, 1)
+        || read_int(PyTuple_GET_ITEM(rec, at[S_START]), &start, 0)
+        || read_int(PyTuple_GET_ITEM(rec, at[S_END]), &end, 0)
+        || __builtin_sub_overflow(end, start, &d))
+        return 0;
+    if (status == STATUS_NONE || status >= 400 || (grpc != STATUS_NONE && grpc != 0))
+        return 0;
+    if (!infinite && (d > 0 ? d : 0) >= floor)
+        return 0;
+    return PySequence_Contains(http, PyTuple_GET_ITEM(rec, at[S_PROTOCOL]));
+}
+
+static PyObject *candidates(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *batch, *fields, *floor_obj, *http;
+    Py_ssize_t at[NSFIELDS], min_size;
+    if (!PyArg_ParseTuple(args, "O!OO!O:candidates", &PyList_Type, &batch, &fields,
+                          &PyLong_Type, &floor_obj, &http)
+        || read_positions(fields, at, &min_size) < 0)
+        return NULL;
+    int overflow = 0;
+    long long floor = PyLong_AsLongLongAndOverflow(floor_obj, &overflow);
+    if (floor == -1 && PyErr_Occurred())
+        return NULL;
+    if (overflow < 0) /* every duration is at least the floor */
+        return PySequence_List(batch);
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < PyList_GET_SIZE(batch); i++) {
+        PyObject *rec = Py_NewRef(PyList_GET_ITEM(batch, i)); /* ``in http`` may run Python */
+        int skip = below_floor(rec, at, min_size, floor, overflow > 0, http);
+        if (skip < 0 || (!skip && PyList_Append(out, rec) < 0))
+            Py_CLEAR(out);
+        Py_DECREF(rec);
+    }
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"candidates", candidates, METH_VARARGS,
+     "candidates(batch, fields, floor, http) -> the records sampling must look at"},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ---------------------------------------------------------------- methods */
 
 static PyObject *Aggregator_route(Aggregator *self, PyObject *args) {
@@ -615,11 +696,11 @@ static PyGetSetDef Aggregator_getset[] = {
 
 static PyTypeObject AggregatorType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "l7scope.dataplane._metrics.Aggregator",
+    .tp_name = "l7scope.dataplane._sinks.Aggregator",
     .tp_basicsize = sizeof(Aggregator),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Aggregator(fields, miss, version, is_error, max_pairs, max_routes, size_bounds, "
-              "duration_bounds): per-pair metrics of Exchange records (see _metricsmodule.c)",
+              "duration_bounds): per-pair metrics of Exchange records (see _sinksmodule.c)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Aggregator_init,
     .tp_dealloc = (destructor)Aggregator_dealloc,
@@ -629,17 +710,18 @@ static PyTypeObject AggregatorType = {
     .tp_getset = Aggregator_getset,
 };
 
-static struct PyModuleDef metricsmodule = {
+static struct PyModuleDef sinksmodule = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "l7scope.dataplane._metrics",
-    .m_doc = "Per-process-pair aggregation of Exchange records, a batch at a time.",
+    .m_name = "l7scope.dataplane._sinks",
+    .m_doc = "The sinks' work on every Exchange record, a batch at a time.",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
-PyMODINIT_FUNC PyInit__metrics(void) {
+PyMODINIT_FUNC PyInit__sinks(void) {
     if (PyType_Ready(&PairType) < 0 || PyType_Ready(&AggregatorType) < 0)
         return NULL;
-    PyObject *m = PyModule_Create(&metricsmodule);
+    PyObject *m = PyModule_Create(&sinksmodule);
     if (m == NULL)
         return NULL;
     Py_INCREF(&AggregatorType);
