@@ -20,7 +20,8 @@ stage before, per exchange:
               buffer's batches
     table     + the connection table: streams, detection, the HTTP/1 analyzer (conn/table.py)
     build     + the Pipeline building each Exchange (pipeline.py), no observers
-    jsonl     + the JSON Lines sink writing every Exchange to a file (outputs/jsonl.py)
+    jsonl     + the JSON Lines sink writing every Exchange to a file (outputs/jsonl.py), a
+              batch per feed where the tree's sinks take batches
     agent     the agent's whole loop instead (agent.loop): the outputs as ``l7scope run
               --output jsonl:FILE --ui off --store off`` builds them (JSON Lines, metrics,
               sampling), the process table, TCP metrics, ticks; the metrics JSON Lines
@@ -215,13 +216,14 @@ def stage_table(recs, out_path):
     table.close_all(0)
 
 
-def _pipeline(recs, observers):
+def _pipeline(recs, observers, batch_observers=()):
     from l7scope.conn.table import ConnectionTable
     from l7scope.pipeline import Pipeline
 
     _, decode = batch_decoder()
     src = ReplaySource([])
-    p = Pipeline(table=ConnectionTable(), clock=src.clock, observers=observers)
+    more = {"batch_observers": batch_observers} if batch_observers else {}  # older trees: none
+    p = Pipeline(table=ConnectionTable(), clock=src.clock, observers=observers, **more)
     for batch in batches(recs):
         p.feed(decode(batch))
         p.tick(p.last_ts)
@@ -237,7 +239,10 @@ def stage_jsonl(recs, out_path):
     from l7scope.outputs.sinks import JsonlFile
 
     sink = JsonlFile(out_path)
-    _pipeline(recs, [sink.on_exchange])
+    if hasattr(sink, "takes_exchanges"):  # a tree whose sinks take batches
+        _pipeline(recs, [], [sink.on_exchanges])
+    else:
+        _pipeline(recs, [sink.on_exchange])
     sink.close()
 
 

@@ -9,7 +9,9 @@ app.build_outputs makes them (JSON Lines with headers, metrics, the sampler with
 JSON fields), and at the end the sampled exchanges are rendered as span events and top-N
 records. Invariant: no exception, no
 internal_error counter, every output record a JSON object with a status of three digits or null,
-and (where the table accounts memory) the table within its budget after every record.
+and (where the table accounts memory) the table within its budget after every record; the
+batch-written JSON Lines file is the json module's lines, and the compiled aggregator's pair
+metrics (fed batches) are the reference Python aggregator's (fed each record).
 """
 from __future__ import annotations
 
@@ -29,12 +31,15 @@ from l7scope.capture.tcp_reassembly import TcpReassembler
 from l7scope.config import ConfigError, load_config, parse_config
 from l7scope.conn.table import ConnectionTable
 from l7scope.exchange import WallClock
+from l7scope.metrics import MetricsAggregator
 from l7scope.outputs.jsonl import exchange_line
 from l7scope.outputs.sinks import top_n_record
 from l7scope.pipeline import Pipeline
 from l7scope.redact import REDACTED, Redactor
 from l7scope.sampling import Sampler
 from l7scope.spanevents import build_span_events
+
+from tests import metrics_reference
 
 from .parsers import SMALL_LIMITS, hole_length
 from .script import Finding, check, check_memory, ops
@@ -179,9 +184,12 @@ def pipeline(data: bytes) -> None:
     outputs = app.build_outputs(_settings(out, metrics, bool(config & 8)), cfg, redactor, clock,
                                 "fuzz", lambda: script.ts)
     lines: list = []
+    compiled, reference = MetricsAggregator(max_pairs=3), metrics_reference.MetricsAggregator(
+        max_pairs=3)
     pipe = Pipeline(table=_table(config), clock=clock,
-                    batch_observers=outputs.batch_observers(),
-                    observers=[lambda ex: lines.append(_both_lines(ex))])
+                    batch_observers=outputs.batch_observers() + [compiled.record_batch],
+                    observers=[lambda ex: lines.append(_both_lines(ex)),
+                               lambda ex: reference.record(ex, ex.peer_name)])
     caught = watch_internal_errors(pipe.table)
     source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
@@ -199,8 +207,13 @@ def pipeline(data: bytes) -> None:
     check_counters(final, caught)
     check_output_lines(out)
     check_output_lines(metrics)
-    for compiled, by_json in lines:
-        check(compiled == by_json, f"compiled line {compiled[:200]!r} is not json's {by_json[:200]!r}")
+    for line, by_json in lines:
+        check(line == by_json, f"compiled line {line[:200]!r} is not json's {by_json[:200]!r}")
+    if not config & 8:  # the batch writer's file: json's lines, in order
+        with open(out, encoding="ascii") as f:
+            check(f.read() == "".join(j + "\n" for _, j in lines), "batch lines differ")
+    check([pm.to_dict() for pm in compiled.snapshot(0, 1)] ==
+          [pm.to_dict() for pm in reference.snapshot(0, 1)], "compiled metrics differ")
 
 
 _JSON_LINE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
