@@ -128,17 +128,27 @@ static int put_str(buf *b, PyObject *s) {
     return 0;
 }
 
+/* x in decimal, as int.__repr__ writes it (digits from the end, no snprintf) */
+static int put_ll(buf *b, long long x) {
+    char tmp[24], *end = tmp + sizeof tmp, *p = end;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        *--p = '-';
+    return buf_put(b, p, end - p);
+}
+
 static int put_int(buf *b, PyObject *v) {
     long long x;
     int overflow = 0;
     x = PyLong_AsLongLongAndOverflow(v, &overflow);
     if (x == -1 && PyErr_Occurred())
         return -1;
-    if (!overflow) {
-        char tmp[32];
-        int n = snprintf(tmp, sizeof tmp, "%lld", x);
-        return buf_put(b, tmp, n);
-    }
+    if (!overflow)
+        return put_ll(b, x);
     PyObject *text = PyLong_Type.tp_repr(v); /* what json writes for any int */
     if (text == NULL)
         return -1;
@@ -312,6 +322,15 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *kw) {
 }
 
 static int put_duration(Encoder *self, buf *b, PyObject *rec) {
+    PyObject *end = PyTuple_GET_ITEM(rec, self->end), *start = PyTuple_GET_ITEM(rec, self->start);
+    if (PyLong_CheckExact(end) && PyLong_CheckExact(start)) { /* the common case, in C */
+        int o1 = 0, o2 = 0;
+        long long e = PyLong_AsLongLongAndOverflow(end, &o1);
+        long long s = PyLong_AsLongLongAndOverflow(start, &o2);
+        long long d;
+        if (!o1 && !o2 && !__builtin_sub_overflow(e, s, &d))
+            return put_ll(b, d > 0 ? d : 0);
+    }
     PyObject *d = PyNumber_Subtract(PyTuple_GET_ITEM(rec, self->end),
                                     PyTuple_GET_ITEM(rec, self->start));
     if (d == NULL)
