@@ -186,11 +186,11 @@ class Pipeline:
     def tick(self, now_ns: int) -> None:
         for conn, out in self.table.expire(now_ns):
             self._analyzer_event(conn, out)
+        self.deliver()  # before exited processes and closed peers are forgotten
         self.peers.expire(now_ns)
         if self.processes is not None:
             self.processes.expire()
             self.counters.update(self.processes.counters())
-        self.deliver()
 
     def finish(self, ts: int | None = None) -> None:
         for conn, out in self.table.close_all(ts if ts is not None else self.last_ts):

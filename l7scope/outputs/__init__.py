@@ -19,7 +19,8 @@ A sink (override what it uses; the base does nothing):
 
     on_exchange(ex)                              every Exchange, on the capture thread; None
                                                  (the default) when the sink takes none
-    on_exchanges(batch) -> exceptions or None    a list of Exchanges in order (the default:
+    on_exchanges(batch) -> exceptions or None    a list of Exchanges in order, shared by the
+                                                 sinks: read, never changed (the default:
                                                  ``on_exchange`` for each, ``each``); OSError
                                                  goes up, anything else is the sink's bug
     on_tick(now_wall_ns, counters_fn)            every loop turn (flush, redraw); counters_fn()
