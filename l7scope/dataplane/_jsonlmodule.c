@@ -380,7 +380,7 @@ static int put_record(Encoder *self, buf *b, PyObject *rec) {
 
 static PyObject *ascii_str(const buf *b, Py_ssize_t from) {
     PyObject *text = PyUnicode_New(b->len - from, 127);
-    if (text != NULL)
+    if (text != NULL && b->len > from) /* an empty buffer may have no memory at all */
         memcpy(PyUnicode_1BYTE_DATA(text), b->p + from, (size_t)(b->len - from));
     return text;
 }
