@@ -31,7 +31,7 @@ setup(ext_modules=[
         sources=[DATAPLANE + "_wiremodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
-    Extension("l7scope.dataplane._sinks", sources=[DATAPLANE + "_sinksmodule.c"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),
+    Extension("l7scope.dataplane._sinks", sources=[DATAPLANE + "_sinksmodule.c", DATAPLANE + "sinks_sampling.c"], depends=[DATAPLANE + "sinks.h"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),
     Extension(
         "l7scope.dataplane._jsonl",
         sources=[DATAPLANE + "_jsonlmodule.c"],

@@ -19,6 +19,10 @@ request and feed both durations. A request is an error by its protocol's rule (t
 
 Bounded: at most `max_pairs` pairs per interval; records beyond land in one "(overflow)" pair
 and are counted.
+
+The work per record is compiled code over the pipeline's batch (dataplane/_sinksmodule.c,
+``Aggregator``): the rules above, with Python called for a route cache miss (``pair_of``), for
+the error rule of a protocol other than HTTP's and once per interval for the PairMetrics.
 """
 from __future__ import annotations
 
@@ -123,7 +127,7 @@ class MetricsAggregator:
         self.max_pairs = max_pairs
         self.name = name
         self._agg = Aggregator(_FIELDS, self._route_of, getattr(name, "version", None),
-                               registry.is_error, max_pairs, MAX_ROUTES, SIZE_BYTES_BOUNDS,
+                               is_error, max_pairs, MAX_ROUTES, SIZE_BYTES_BOUNDS,
                                DURATION_MS_BOUNDS)
 
     @property

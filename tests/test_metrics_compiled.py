@@ -175,3 +175,16 @@ def test_a_batch_of_exchanges_keeps_no_reference():
     assert sys.getrefcount(ex) == before
     agg.snapshot(0, 1)
     assert isinstance(ex, Exchange)
+
+
+def test_a_failing_error_rule_leaves_what_the_python_aggregator_left(monkeypatch):
+    def boom(ex):
+        raise ValueError("registry bug")
+
+    old, new = ref.MetricsAggregator(), MetricsAggregator()
+    monkeypatch.setattr(registry, "is_error", boom)
+    bad = record(protocol="redis")
+    with pytest.raises(ValueError):
+        old.record(bad)
+    assert [type(e) for e in new.record_batch([bad])] == [ValueError]
+    assert _dicts(new.snapshot(0, 1)) == _dicts(old.snapshot(0, 1))

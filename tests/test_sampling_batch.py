@@ -95,3 +95,11 @@ def test_a_failing_offer_is_returned_and_the_others_offered():
     errors = sampler.offer_batch([make_exchange(), make_exchange(path="/bad"), make_exchange()])
     assert [type(e) for e in errors] == [KeyError]
     assert sampler.counters["kept"] == 2
+
+
+def test_an_unhashable_protocol_goes_to_offer_and_fails_there_alone():
+    sampler = Sampler(SamplingConfig(top_n=5, rules=(SamplingRule(min_duration_ms=0),)))
+    errors = sampler.offer_batch([make_exchange(), make_exchange(protocol=["x"]),
+                                  make_exchange()])
+    assert [type(e) for e in errors] == [TypeError]
+    assert sampler.counters["offered"] == 3 and sampler.counters["kept"] == 2

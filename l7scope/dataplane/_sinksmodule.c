@@ -34,10 +34,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "sinks.h"
+
 #define NSIZE 16      /* size buckets held (bounds + 1 must fit) */
 #define NDUR 24       /* duration buckets held */
 #define NSTATUS 8     /* distinct statuses kept in place per pair */
-#define STATUS_NONE INT64_MIN
 
 enum { F_SIDE, F_PID, F_COMM, F_PEER_PID, F_LOCAL, F_REMOTE, F_PROTOCOL, F_STATUS, F_GRPC,
        F_REQ_BYTES, F_RESP_BYTES, F_START, F_END, F_PEER_NAME, NFIELDS };
@@ -364,31 +365,13 @@ typedef struct {
     int64_t status, grpc, req, resp, start, end; /* status/grpc: STATUS_NONE for None */
 } numbers;
 
-/* 0: read, 1: not an int of 64 bits (the record is dropped) */
-static int read_int(PyObject *v, int64_t *out, int none_ok) {
-    if (v == Py_None && none_ok) {
-        *out = STATUS_NONE;
-        return 0;
-    }
-    if (!PyLong_CheckExact(v))
-        return 1;
-    int overflow = 0;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (overflow || (x == -1 && PyErr_Occurred()) || (none_ok && x == STATUS_NONE)) {
-        PyErr_Clear();
-        return 1;
-    }
-    *out = x;
-    return 0;
-}
-
 static int read_numbers(Aggregator *self, PyObject *rec, numbers *n) {
-    return read_int(FIELD(rec, F_STATUS), &n->status, 1)
-        | read_int(FIELD(rec, F_GRPC), &n->grpc, 1)
-        | read_int(FIELD(rec, F_REQ_BYTES), &n->req, 0)
-        | read_int(FIELD(rec, F_RESP_BYTES), &n->resp, 0)
-        | read_int(FIELD(rec, F_START), &n->start, 0)
-        | read_int(FIELD(rec, F_END), &n->end, 0);
+    return sinks_read_int(FIELD(rec, F_STATUS), &n->status, 1)
+        | sinks_read_int(FIELD(rec, F_GRPC), &n->grpc, 1)
+        | sinks_read_int(FIELD(rec, F_REQ_BYTES), &n->req, 0)
+        | sinks_read_int(FIELD(rec, F_RESP_BYTES), &n->resp, 0)
+        | sinks_read_int(FIELD(rec, F_START), &n->start, 0)
+        | sinks_read_int(FIELD(rec, F_END), &n->end, 0);
 }
 
 /* 1/0 by the protocol's rule (HTTP's in C: no response, 5xx and above, grpc-status not 0),
@@ -413,12 +396,15 @@ static int side_is(PyObject *side, PyObject *name) {
     return side == name || (PyUnicode_Check(side) && PyUnicode_Compare(side, name) == 0);
 }
 
+/* in metrics.py's order: the request and its status, then the error rule (which may fail) */
 static int count_request(Aggregator *self, Pair *p, PyObject *rec, const numbers *n,
                          PyObject *http) {
-    int err = error_of(self, rec, n, http);
-    if (err < 0 || count_status(p, n->status) < 0)
-        return -1;
     p->requests++;
+    if (count_status(p, n->status) < 0)
+        return -1;
+    int err = error_of(self, rec, n, http);
+    if (err < 0)
+        return -1;
     p->errors += (uint64_t)err;
     observe_size(self, &p->req, n->req);
     if (n->status != STATUS_NONE)
@@ -461,82 +447,8 @@ static int record_one(Aggregator *self, PyObject *rec, PyObject *peer_comm, PyOb
     return 0;
 }
 
-/* ---------------------------------------------------------------- sampling */
-
-/* candidates(batch, fields, floor, http) -> [records]
- *
- * Sampling's common case (sampling.py, Sampler.offer): a record of a protocol in ``http`` with
- * no failure by HTTP's rule (a status below 400 and a grpc-status None or 0) whose duration
- * max(0, end - start) is below ``floor`` (an int; past 64 bits: no limit) is sampled by no rule.
- * Every other record is returned, in order, for Python to offer: those it cannot read
- * (not a record, a field not a 64-bit int) too. ``fields``: the positions of protocol,
- * status, grpc_status, start_ns, end_ns. */
-enum { S_PROTOCOL, S_STATUS, S_GRPC, S_START, S_END, NSFIELDS };
-
-static int read_positions(PyObject *fields, Py_ssize_t *at, Py_ssize_t *min_size) {
-    if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != NSFIELDS) {
-        PyErr_Format(PyExc_ValueError, "fields: %d positions expected", NSFIELDS);
-        return -1;
-    }
-    *min_size = 0;
-    for (int i = 0; i < NSFIELDS; i++) {
-        at[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(fields, i));
-        if (at[i] < 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a field position below 0");
-            return -1;
-        }
-        *min_size = at[i] + 1 > *min_size ? at[i] + 1 : *min_size;
-    }
-    return 0;
-}
-
-/* 1: the floor holds for every rule (not sampled), 0: a candidate, -1: error */
-static int below_floor(PyObject *rec, const Py_ssize_t *at, Py_ssize_t min_size,
-                       long long floor, int infinite, PyObject *http) {
-    if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) < min_size)
-        return 0;
-    int64_t status, grpc, start, end, d;
-    if (read_int(PyTuple_GET_ITEM(rec, at[S_STATUS]), &status, 1)
-        || read_int(PyTuple_GET_ITEM(rec, at[S_GRPC]), &grpc, 1)
-        || read_int(PyTuple_GET_ITEM(rec, at[S_START]), &start, 0)
-        || read_int(PyTuple_GET_ITEM(rec, at[S_END]), &end, 0)
-        || __builtin_sub_overflow(end, start, &d))
-        return 0;
-    if (status == STATUS_NONE || status >= 400 || (grpc != STATUS_NONE && grpc != 0))
-        return 0;
-    if (!infinite && (d > 0 ? d : 0) >= floor)
-        return 0;
-    return PySequence_Contains(http, PyTuple_GET_ITEM(rec, at[S_PROTOCOL]));
-}
-
-static PyObject *candidates(PyObject *module, PyObject *args) {
-    (void)module;
-    PyObject *batch, *fields, *floor_obj, *http;
-    Py_ssize_t at[NSFIELDS], min_size;
-    if (!PyArg_ParseTuple(args, "O!OO!O:candidates", &PyList_Type, &batch, &fields,
-                          &PyLong_Type, &floor_obj, &http)
-        || read_positions(fields, at, &min_size) < 0)
-        return NULL;
-    int overflow = 0;
-    long long floor = PyLong_AsLongLongAndOverflow(floor_obj, &overflow);
-    if (floor == -1 && PyErr_Occurred())
-        return NULL;
-    if (overflow < 0) /* every duration is at least the floor */
-        return PySequence_List(batch);
-    PyObject *out = PyList_New(0);
-    for (Py_ssize_t i = 0; out != NULL && i < PyList_GET_SIZE(batch); i++) {
-        PyObject *rec = Py_NewRef(PyList_GET_ITEM(batch, i)); /* ``in http`` may run Python */
-        int skip = below_floor(rec, at, min_size, floor, overflow > 0, http);
-        if (skip < 0 || (!skip && PyList_Append(out, rec) < 0))
-            Py_CLEAR(out);
-        Py_DECREF(rec);
-    }
-    return out;
-}
-
 static PyMethodDef module_methods[] = {
-    {"candidates", candidates, METH_VARARGS,
+    {"candidates", sinks_candidates, METH_VARARGS,
      "candidates(batch, fields, floor, http) -> the records sampling must look at"},
     {NULL, NULL, 0, NULL},
 };
