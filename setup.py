@@ -32,6 +32,11 @@ setup(ext_modules=[
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(
+        "l7scope.dataplane._ringbuf",
+        sources=[DATAPLANE + "_ringbufmodule.c"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
+    Extension(
         "l7scope.dataplane._jsonl",
         sources=[DATAPLANE + "_jsonlmodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
