@@ -47,7 +47,7 @@ MAX_ENDPOINTS = 65536
 _build.setup(exchange=Exchange, message=HttpMessage, wallclock=WallClock,
              role_client=Role.CLIENT, role_server=Role.SERVER, extract=extract_trace,
              wanted=TRACE_HEADERS, format_endpoint=format_endpoint,
-             redact_path=Redactor.redact_path)
+             redact_path=Redactor.redact_path, connection=Connection, parsed=ExchangeParsed)
 
 
 class PeerIndex:

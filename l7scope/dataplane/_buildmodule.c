@@ -36,6 +36,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
+#include <structmember.h>
 #include <string.h>
 
 #define EXCHANGE_FIELDS 31
@@ -64,7 +66,7 @@ enum { M_START_NS, M_END_NS, M_WIRE_BYTES, M_HEADERS, M_METHOD, M_PATH, M_AUTHOR
 
 static struct {
     PyTypeObject *exchange, *message, *wallclock;
-    PyObject *one, *role_client, *role_server, *extract, *format_endpoint, *redact_func;
+    PyObject *one, *redactor, *redactor_names, *role_client, *role_server, *extract, *format_endpoint, *redact_func;
     Py_ssize_t msg_at[M_COUNT];
     Py_ssize_t msg_size;
     int nwanted;
@@ -104,6 +106,49 @@ static int intern_all(void) {
     return 0;
 }
 
+/* Attributes of the connection and of the ExchangeParsed, read straight from their slots
+ * when the object is of the exact class setup() was given (where the class's own member
+ * descriptor would read them), else by the ordinary attribute lookup. */
+enum { A_REQUEST, A_RESPONSE, A_NOTES, A_PROTOCOL, A_STREAM_ID, A_ENDPOINT_TEXT, A_LOCAL,
+       A_REMOTE, A_ROLE, A_PID, A_COMM, A_IDENTITY, A_CONN_ID, A_TLS, A_COUNT };
+static PyObject **const ATTR_NAME[A_COUNT] = {
+    &s_request, &s_response, &s_notes, &s_protocol, &s_stream_id, &s_endpoint_text, &s_local,
+    &s_remote, &s_role, &s_pid, &s_comm, &s_identity, &s_conn_id, &s_tls};
+static struct {
+    PyTypeObject *type;
+    Py_ssize_t offset[A_COUNT]; /* -1: not a slot of that class */
+} SLOTS[2];
+
+/* getattr(obj, ATTR_NAME[id]): a new reference or NULL. */
+static PyObject *attr(PyObject *obj, int id) {
+    for (int k = 0; k < 2; k++)
+        if (Py_TYPE(obj) == SLOTS[k].type && SLOTS[k].offset[id] >= 0) {
+            PyObject *v = *(PyObject **)((char *)obj + SLOTS[k].offset[id]);
+            if (v != NULL)
+                return Py_NewRef(v);
+            break; /* unset: the lookup raises AttributeError */
+        }
+    return PyObject_GetAttr(obj, *ATTR_NAME[id]);
+}
+
+/* The slot offsets of ``type`` (a class with __slots__) for the attributes above. */
+static int set_slots(int k, PyObject *type) {
+    for (int id = 0; id < A_COUNT; id++) {
+        PyObject *d = PyObject_GetAttr(type, *ATTR_NAME[id]);
+        if (d == NULL) {
+            PyErr_Clear();
+            SLOTS[k].offset[id] = -1;
+            continue;
+        }
+        PyMemberDef *m = Py_IS_TYPE(d, &PyMemberDescr_Type) ? ((PyMemberDescrObject *)d)->d_member
+                                                              : NULL;
+        SLOTS[k].offset[id] = m != NULL && m->type == T_OBJECT_EX ? m->offset : -1;
+        Py_DECREF(d);
+    }
+    Py_XSETREF(SLOTS[k].type, (PyTypeObject *)Py_NewRef(type));
+    return 0;
+}
+
 static inline unsigned char lower_ascii(unsigned char c) {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
@@ -133,14 +178,45 @@ static void civil_from_days(long long z, long long *y, int *m, int *d) {
     *y = yoe + era * 400 + (*m <= 2);
 }
 
+static void put_digits(char *out, long long v, int width) {
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        out[i] = (char)('0' + v % 10);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS." of the last second formatted: most records share their second. */
+static struct {
+    long long secs;
+    char text[20];
+} last_second = {-1, {0}};
+
 static PyObject *format_time(long long secs_shown, long long ns) {
-    long long days = secs_shown / 86400, rem = secs_shown % 86400, y;
-    int m, d;
-    civil_from_days(days, &y, &m, &d);
-    char text[48];
-    int n = snprintf(text, sizeof text, "%04lld-%02d-%02dT%02lld:%02lld:%02lld.%06lldZ", y, m, d,
-                     rem / 3600, rem / 60 % 60, rem % 60, ns / 1000);
-    return PyUnicode_FromStringAndSize(text, n);
+    if (secs_shown != last_second.secs) {
+        long long days = secs_shown / 86400, rem = secs_shown % 86400, y;
+        int m, d;
+        civil_from_days(days, &y, &m, &d);
+        char *t = last_second.text;
+        put_digits(t, y, 4);
+        t[4] = '-';
+        put_digits(t + 5, m, 2);
+        t[7] = '-';
+        put_digits(t + 8, d, 2);
+        t[10] = 'T';
+        put_digits(t + 11, rem / 3600, 2);
+        t[13] = ':';
+        put_digits(t + 14, rem / 60 % 60, 2);
+        t[16] = ':';
+        put_digits(t + 17, rem % 60, 2);
+        t[19] = '.';
+        last_second.secs = secs_shown;
+    }
+    PyObject *text = PyUnicode_New(27, 127);
+    if (text == NULL)
+        return NULL;
+    char *out = (char *)PyUnicode_1BYTE_DATA(text);
+    memcpy(out, last_second.text, 20);
+    put_digits(out + 20, ns / 1000, 6);
+    out[26] = 'Z';
+    return text;
 }
 
 /* secs, ns = divmod(value, 10**9) for any Python int; secs held to 0..MAX_SHOWN. */
@@ -177,14 +253,22 @@ static PyObject *time_text(PyObject *mono_ns, PyObject *offset_ns) {
         Py_XDECREF(total);
         return text;
     }
-    __int128 total = (__int128)a + b;
-    __int128 secs = total / NS, ns = total % NS;
-    if (ns < 0) { /* floor division, as divmod */
+    if (a > LLONG_MAX / 2 || a < LLONG_MIN / 2 || b > LLONG_MAX / 2 || b < LLONG_MIN / 2) {
+        __int128 total = (__int128)a + b;
+        __int128 secs = total / NS, ns = total % NS;
+        if (ns < 0) { /* floor division, as divmod */
+            ns += NS;
+            secs -= 1;
+        }
+        return format_time(secs < 0 ? 0 : secs > MAX_SHOWN ? MAX_SHOWN : (long long)secs,
+                           (long long)ns);
+    }
+    long long total = a + b, secs = total / NS, ns = total % NS;
+    if (ns < 0) {
         ns += NS;
         secs -= 1;
     }
-    return format_time(secs < 0 ? 0 : secs > MAX_SHOWN ? MAX_SHOWN : (long long)secs,
-                       (long long)ns);
+    return format_time(secs < 0 ? 0 : secs > MAX_SHOWN ? MAX_SHOWN : secs, ns);
 }
 
 static PyObject *py_rfc3339(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -365,9 +449,17 @@ static PyObject *record_path(PyObject *pipeline, PyObject *path) {
     }
     int same = 0;
     if (PyMethod_Check(redact) && PyMethod_GET_FUNCTION(redact) == S.redact_func) {
-        PyObject *names = PyObject_GetAttr(PyMethod_GET_SELF(redact), s_params);
-        same = names ? path_unchanged(path, names) : -1;
-        Py_XDECREF(names);
+        PyObject *redactor = PyMethod_GET_SELF(redact);
+        if (redactor != S.redactor) { /* a Redactor is immutable: its names kept with it */
+            PyObject *names = PyObject_GetAttr(redactor, s_params);
+            if (names == NULL) {
+                Py_DECREF(redact);
+                return NULL;
+            }
+            Py_XSETREF(S.redactor_names, names);
+            Py_XSETREF(S.redactor, Py_NewRef(redactor));
+        }
+        same = path_unchanged(path, S.redactor_names);
     }
     PyObject *out = same < 0 ? NULL : same ? Py_NewRef(path) : PyObject_CallOneArg(redact, path);
     Py_DECREF(redact);
@@ -417,7 +509,7 @@ fail:
 
 /* f[F_NOTES] and f[F_PARTIAL]: 0, or -1 with an exception. */
 static int notes_and_partial(PyObject **f, PyObject *ep, PyObject *req, PyObject *resp) {
-    PyObject *ep_notes = PyObject_GetAttr(ep, s_notes);
+    PyObject *ep_notes = attr(ep, A_NOTES);
     if (ep_notes == NULL)
         return -1;
     int any = PyObject_IsTrue(ep_notes);
@@ -447,10 +539,10 @@ static int notes_and_partial(PyObject **f, PyObject *ep, PyObject *req, PyObject
 
 /* f[F_LOCAL] and f[F_REMOTE] from conn.endpoint_text, formatted on first use. */
 static int endpoints(PyObject **f, PyObject *conn) {
-    PyObject *text = PyObject_GetAttr(conn, s_endpoint_text);
+    PyObject *text = attr(conn, A_ENDPOINT_TEXT);
     if (text == Py_None) {
         Py_DECREF(text);
-        PyObject *ends[2] = {PyObject_GetAttr(conn, s_local), PyObject_GetAttr(conn, s_remote)};
+        PyObject *ends[2] = {attr(conn, A_LOCAL), attr(conn, A_REMOTE)};
         PyObject *txt[2] = {NULL, NULL};
         for (int i = 0; i < 2; i++)
             if (ends[i] != NULL)
@@ -485,12 +577,11 @@ static PyObject *lookup(PyObject *procs, PyObject *pid) {
     return PyObject_CallMethodOneArg(procs, s_lookup, pid);
 }
 
-/* f[F_COMM], f[F_NAME], f[F_EXE], f[F_CONTAINER_ID], f[F_THREAD]: the observing process. */
+/* f[F_COMM], f[F_NAME], f[F_EXE], f[F_CONTAINER_ID], f[F_THREAD]: the observing process
+ * (f[F_PID]'s). */
 static int identity(PyObject **f, PyObject *conn, PyObject *procs) {
-    PyObject *pid = PyObject_GetAttr(conn, s_pid);
-    PyObject *info = pid ? lookup(procs, pid) : NULL;
-    Py_XDECREF(pid);
-    PyObject *comm = info ? PyObject_GetAttr(conn, s_comm) : NULL;
+    PyObject *info = lookup(procs, f[F_PID]); /* conn.pid, read by the caller */
+    PyObject *comm = info ? attr(conn, A_COMM) : NULL;
     if (comm == NULL) {
         Py_XDECREF(info);
         return -1;
@@ -504,7 +595,7 @@ static int identity(PyObject **f, PyObject *conn, PyObject *procs) {
         f[F_THREAD] = comm;
         return 0;
     }
-    PyObject *who = NULL, *kept = PyObject_GetAttr(conn, s_identity);
+    PyObject *who = NULL, *kept = attr(conn, A_IDENTITY);
     if (kept != NULL && PyTuple_Check(kept) && PyTuple_GET_SIZE(kept) == 2
         && PyTuple_GET_ITEM(kept, 0) == info)
         who = Py_NewRef(PyTuple_GET_ITEM(kept, 1));
@@ -540,7 +631,7 @@ static int identity(PyObject **f, PyObject *conn, PyObject *procs) {
 
 /* "client" or "server" as conn.client_is_local() says (new reference or NULL). */
 static PyObject *side(PyObject *conn) {
-    PyObject *role = PyObject_GetAttr(conn, s_role);
+    PyObject *role = attr(conn, A_ROLE);
     if (role == NULL)
         return NULL;
     int local = role == S.role_client ? 1 : role == S.role_server ? 0 : -2;
@@ -697,7 +788,7 @@ static int process_fields(PyObject **f, PyObject *pipeline, PyObject *conn) {
     if (procs == NULL)
         return -1;
     /* the observer's lookup before the peer's, as the table has always been asked */
-    int rc = (f[F_SIDE] = side(conn)) == NULL || (f[F_PID] = PyObject_GetAttr(conn, s_pid)) == NULL
+    int rc = (f[F_SIDE] = side(conn)) == NULL || (f[F_PID] = attr(conn, A_PID)) == NULL
         || identity(f, conn, procs) < 0 || peer(f, pipeline, procs) < 0 ? -1 : 0;
     Py_DECREF(procs);
     return rc;
@@ -712,8 +803,8 @@ static int check_message(PyObject *m) {
 
 /* The record's fields into f (new references): 1 made, 0 no messages (counted), -1 error. */
 static int fields(PyObject **f, PyObject *pipeline, PyObject *conn, PyObject *ep) {
-    PyObject *req = PyObject_GetAttr(ep, s_request);
-    PyObject *resp = req ? PyObject_GetAttr(ep, s_response) : NULL;
+    PyObject *req = attr(ep, A_REQUEST);
+    PyObject *resp = req ? attr(ep, A_RESPONSE) : NULL;
     int rc = -1;
     if (resp == NULL || check_message(req) < 0 || check_message(resp) < 0)
         goto done;
@@ -733,10 +824,10 @@ static int fields(PyObject **f, PyObject *pipeline, PyObject *conn, PyObject *ep
     f[F_END_NS] = Py_NewRef(msg_item(last, M_END_NS));
     f[F_REQUEST] = Py_NewRef(req);
     f[F_RESPONSE] = Py_NewRef(resp);
-    if ((f[F_PROTOCOL] = PyObject_GetAttr(ep, s_protocol)) == NULL
-        || (f[F_STREAM_ID] = PyObject_GetAttr(ep, s_stream_id)) == NULL
-        || (f[F_CONN_ID] = PyObject_GetAttr(conn, s_conn_id)) == NULL
-        || (f[F_TLS] = PyObject_GetAttr(conn, s_tls)) == NULL
+    if ((f[F_PROTOCOL] = attr(ep, A_PROTOCOL)) == NULL
+        || (f[F_STREAM_ID] = attr(ep, A_STREAM_ID)) == NULL
+        || (f[F_CONN_ID] = attr(conn, A_CONN_ID)) == NULL
+        || (f[F_TLS] = attr(conn, A_TLS)) == NULL
         || notes_and_partial(f, ep, rq, rs) < 0 || endpoints(f, conn) < 0
         || process_fields(f, pipeline, conn) < 0 || request_fields(f, pipeline, rq) < 0
         || response_fields(f, rs) < 0 || time_field(f, pipeline) < 0)
@@ -844,11 +935,14 @@ static int set_wanted(PyObject *wanted) {
 static PyObject *py_setup(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *keywords[] = {"exchange", "message", "wallclock", "role_client", "role_server",
-                               "extract", "wanted", "format_endpoint", "redact_path", NULL};
-    PyObject *exchange, *message, *wallclock, *client, *server, *extract, *wanted, *fmt, *redact;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!OOOOOO", keywords, &PyType_Type, &exchange,
-                                     &PyType_Type, &message, &PyType_Type, &wallclock, &client,
-                                     &server, &extract, &wanted, &fmt, &redact))
+                               "extract", "wanted", "format_endpoint", "redact_path",
+                               "connection", "parsed", NULL};
+    PyObject *exchange, *message, *wallclock, *client, *server, *extract, *wanted, *fmt, *redact,
+        *connection, *parsed;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!OOOOOOO!O!", keywords, &PyType_Type,
+                                     &exchange, &PyType_Type, &message, &PyType_Type, &wallclock,
+                                     &client, &server, &extract, &wanted, &fmt, &redact,
+                                     &PyType_Type, &connection, &PyType_Type, &parsed))
         return NULL;
     PyTypeObject *ex = (PyTypeObject *)exchange, *msg = (PyTypeObject *)message;
     if (!PyType_IsSubtype(ex, &PyTuple_Type) || ex->tp_basicsize != PyTuple_Type.tp_basicsize
@@ -858,7 +952,8 @@ static PyObject *py_setup(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     if (check_fields(exchange, FIELD_ORDER, EXCHANGE_FIELDS, NULL) < 0
-        || check_fields(message, MSG_FIELDS, M_COUNT, S.msg_at) < 0 || set_wanted(wanted) < 0)
+        || check_fields(message, MSG_FIELDS, M_COUNT, S.msg_at) < 0 || set_wanted(wanted) < 0
+        || set_slots(0, connection) < 0 || set_slots(1, parsed) < 0)
         return NULL;
     S.ready = 0;
     Py_XSETREF(S.exchange, (PyTypeObject *)Py_NewRef(exchange));
@@ -876,7 +971,8 @@ static PyObject *py_setup(PyObject *self, PyObject *args, PyObject *kw) {
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))py_setup, METH_VARARGS | METH_KEYWORDS,
      "setup(*, exchange, message, wallclock, role_client, role_server, extract, wanted, "
-     "format_endpoint, redact_path): the types and functions build() reads (pipeline.py)"},
+     "format_endpoint, redact_path, connection, parsed): the types and functions build() reads "
+     "(pipeline.py)"},
     {"rfc3339", (PyCFunction)(void (*)(void))py_rfc3339, METH_FASTCALL,
      "rfc3339(mono_ns, offset_ns) -> RFC 3339 UTC text, microseconds (WallClock.rfc3339)"},
     {"grpc_status", py_grpc_status, METH_O, "grpc_status(response) -> int | None"},
