@@ -542,16 +542,16 @@ static int endpoints(PyObject **f, PyObject *conn) {
     PyObject *text = attr(conn, A_ENDPOINT_TEXT);
     if (text == Py_None) {
         Py_DECREF(text);
-        PyObject *ends[2] = {attr(conn, A_LOCAL), attr(conn, A_REMOTE)};
+        static const int ends[2] = {A_LOCAL, A_REMOTE};
         PyObject *txt[2] = {NULL, NULL};
-        for (int i = 0; i < 2; i++)
-            if (ends[i] != NULL)
-                txt[i] = PyObject_CallOneArg(S.format_endpoint, ends[i]);
-        text = txt[0] && txt[1] ? PyTuple_Pack(2, txt[0], txt[1]) : NULL;
-        for (int i = 0; i < 2; i++) {
-            Py_XDECREF(ends[i]);
-            Py_XDECREF(txt[i]);
+        for (int i = 0; i < 2 && (i == 0 || txt[0] != NULL); i++) {
+            PyObject *end = attr(conn, ends[i]);
+            txt[i] = end ? PyObject_CallOneArg(S.format_endpoint, end) : NULL;
+            Py_XDECREF(end);
         }
+        text = txt[0] && txt[1] ? PyTuple_Pack(2, txt[0], txt[1]) : NULL;
+        Py_XDECREF(txt[0]);
+        Py_XDECREF(txt[1]);
         if (text == NULL || PyObject_SetAttr(conn, s_endpoint_text, text) < 0) {
             Py_XDECREF(text);
             return -1;
