@@ -41,4 +41,5 @@ setup(ext_modules=[
         sources=[DATAPLANE + "_jsonlmodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
+    Extension("l7scope.dataplane._build", sources=[DATAPLANE + "_buildmodule.c"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),  # noqa: E501
 ])

@@ -6,10 +6,12 @@ sockets (two client sockets and the server sockets they talk to, the last one TL
 hole, open, close, end of stream, or the argument itself taken as a whole record; the records go
 through WireDecoder and a Pipeline whose observers are the agent's own outputs as
 app.build_outputs makes them (JSON Lines with headers, metrics, the sampler with redaction of
-JSON fields), and at the end the sampled exchanges are rendered as span events and top-N
-records. Invariant: no exception, no
+JSON fields), the path redacted by the Redactor as the agent does, and at the end the sampled
+exchanges are rendered as span events and top-N records. Invariant: no exception, no
 internal_error counter, every output record a JSON object with a status of three digits or null,
-and (where the table accounts memory) the table within its budget after every record.
+(where the table accounts memory) the table within its budget after every record, and every
+record's path, trace context, grpc-status and time what the Python rules make of its messages
+(the compiled builder's decisions, dataplane/_buildmodule.c).
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ from l7scope.pipeline import Pipeline
 from l7scope.redact import REDACTED, Redactor
 from l7scope.sampling import Sampler
 from l7scope.spanevents import build_span_events
+from l7scope.tracecontext import extract
+from tests.dataplane import build_reference
 
 from .parsers import SMALL_LIMITS, hole_length
 from .script import Finding, check, check_memory, ops
@@ -179,8 +183,9 @@ def pipeline(data: bytes) -> None:
     outputs = app.build_outputs(_settings(out, metrics, bool(config & 8)), cfg, redactor, clock,
                                 "fuzz", lambda: script.ts)
     lines: list = []
-    pipe = Pipeline(table=_table(config), clock=clock,
-                    observers=outputs.observers() + [lambda ex: lines.append(_both_lines(ex))])
+    built = lambda ex: _check_built(ex, clock, redactor)  # noqa: E731
+    pipe = Pipeline(table=_table(config), clock=clock, redact_path=redactor.redact_path,
+                    observers=outputs.observers() + [built, lambda ex: lines.append(_both_lines(ex))])
     caught = watch_internal_errors(pipe.table)
     source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
@@ -200,6 +205,20 @@ def pipeline(data: bytes) -> None:
     check_output_lines(metrics)
     for compiled, by_json in lines:
         check(compiled == by_json, f"compiled line {compiled[:200]!r} is not json's {by_json[:200]!r}")
+
+
+def _check_built(ex, clock, redactor) -> None:
+    """The record's fields the compiled builder decides, against the Python rules."""
+    req = ex.request
+    if req is not None:
+        want = redactor.redact_path(req.path) if req.path is not None else None
+        check(ex.path == want, f"path {ex.path!r}, the redactor says {want!r}")
+        trace = extract(req.headers)
+        check((ex.trace, ex.request_id) == trace, f"trace {ex.trace!r}, extract says {trace!r}")
+    grpc = build_reference.grpc_status(ex.response)
+    check(ex.grpc_status == grpc, f"grpc_status {ex.grpc_status!r}, the Python rule {grpc!r}")
+    text = build_reference.rfc3339(ex.start_ns, clock.offset_ns)
+    check(ex.time == text, f"time {ex.time!r}, datetime says {text!r}")
 
 
 _JSON_LINE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
