@@ -31,6 +31,7 @@ setup(ext_modules=[
         sources=[DATAPLANE + "_wiremodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
+    Extension("l7scope.dataplane._sockbytes", [DATAPLANE + "_sockbytesmodule.c"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),  # noqa: E501
     Extension(
         "l7scope.dataplane._jsonl",
         sources=[DATAPLANE + "_jsonlmodule.c"],
