@@ -7,12 +7,9 @@ hole, open, close, end of stream, or the argument itself taken as a whole record
 through WireDecoder and a Pipeline whose observers are the agent's own outputs as
 app.build_outputs makes them (JSON Lines with headers, metrics, the sampler with redaction of
 JSON fields), and at the end the sampled exchanges are rendered as span events and top-N
-records. The events also feed the agent's TCP metrics (tcpmetrics.TcpMetrics, its per-socket
-counting in C), and a second TcpMetrics counting in Python (tests/dataplane/
-sockbytes_reference.py). Invariant: no exception, no
+records. Invariant: no exception, no
 internal_error counter, every output record a JSON object with a status of three digits or null,
-(where the table accounts memory) the table within its budget after every record, and the same
-tcp_metrics records and counters from both TcpMetrics.
+and (where the table accounts memory) the table within its budget after every record.
 """
 from __future__ import annotations
 
@@ -38,9 +35,6 @@ from l7scope.pipeline import Pipeline
 from l7scope.redact import REDACTED, Redactor
 from l7scope.sampling import Sampler
 from l7scope.spanevents import build_span_events
-from l7scope.tcpmetrics import TcpMetrics, _Bytes
-
-from ..dataplane.sockbytes_reference import ReferenceSocketBytes
 
 from .parsers import SMALL_LIMITS, hole_length
 from .script import Finding, check, check_memory, ops
@@ -168,10 +162,34 @@ def check_output_lines(path: str) -> None:
             check(grpc is None or type(grpc) is int, f"grpc_status {grpc!r}")
 
 
+def _tcp_pair(max_sockets: int):
+    """The agent's TCP metrics, and one whose per-socket counting is the Python reference."""
+    from l7scope.tcpmetrics import TcpMetrics, _Bytes
+
+    from ..dataplane.sockbytes_reference import ReferenceSocketBytes
+
+    compiled = TcpMetrics(max_sockets=max_sockets, reasons={})
+    reference = TcpMetrics(max_sockets=max_sockets, reasons={})
+    reference._open = ReferenceSocketBytes(max_sockets, reference.counters, _Bytes)
+    return compiled, reference
+
+
+def check_same_tcp(compiled, reference, ts: int) -> None:
+    """Both count the same: the interval's records (taken from the compiled one here, so
+    outputs.finish reports an empty interval after) and the counters."""
+    a, b = compiled.snapshot(0, ts), reference.snapshot(0, ts)
+    check(a == b, f"tcp_metrics records differ: {a[:2]} vs {b[:2]}")
+    check(compiled.counters == reference.counters,
+          f"tcp counters differ: {compiled.counters} vs {reference.counters}")
+
+
 def pipeline(data: bytes) -> None:
     """Raw records -> WireDecoder -> Pipeline -> the agent's outputs (module docstring).
     Config bits: 0 small analyzer limits, 1 two connections at most, 2 a 32 KiB memory budget
-    (where the table has one), 3 headers in the records."""
+    (where the table has one), 3 headers in the records. The events also feed the agent's TCP
+    metrics (TcpMetrics, its per-socket counting in C) and one counting in Python (the
+    reference, tests/dataplane/sockbytes_reference.py): the same tcp_metrics records and
+    counters from both."""
     if not data:
         return
     config = data[0]
@@ -188,9 +206,9 @@ def pipeline(data: bytes) -> None:
     pipe = Pipeline(table=_table(config), clock=clock,
                     observers=outputs.observers() + [lambda ex: lines.append(_both_lines(ex))])
     caught = watch_internal_errors(pipe.table)
-    outputs.tcp, tcp_reference = _tcp_pair(2 if config & 2 else 64)
     source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
+    outputs.tcp, tcp_reference = _tcp_pair(2 if config & 2 else 64)
     for op, arg in ops(data, 1):
         script.ts += IDLE_JUMP_NS if op >> 6 == 2 else 1_000_000
         events = decoder.decode_batch(script.records(op, arg))
@@ -210,23 +228,6 @@ def pipeline(data: bytes) -> None:
     check_output_lines(metrics)
     for compiled, by_json in lines:
         check(compiled == by_json, f"compiled line {compiled[:200]!r} is not json's {by_json[:200]!r}")
-
-
-def _tcp_pair(max_sockets: int) -> tuple[TcpMetrics, TcpMetrics]:
-    """The agent's TCP metrics, and one whose per-socket counting is the Python reference."""
-    compiled = TcpMetrics(max_sockets=max_sockets, reasons={})
-    reference = TcpMetrics(max_sockets=max_sockets, reasons={})
-    reference._open = ReferenceSocketBytes(max_sockets, reference.counters, _Bytes)
-    return compiled, reference
-
-
-def check_same_tcp(compiled: TcpMetrics, reference: TcpMetrics, ts: int) -> None:
-    """Both count the same: the interval's records (taken from the compiled one here, so
-    outputs.finish reports an empty interval after) and the counters."""
-    a, b = compiled.snapshot(0, ts), reference.snapshot(0, ts)
-    check(a == b, f"tcp_metrics records differ: {a[:2]} vs {b[:2]}")
-    check(compiled.counters == reference.counters,
-          f"tcp counters differ: {compiled.counters} vs {reference.counters}")
 
 
 _JSON_LINE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
