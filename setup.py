@@ -14,6 +14,7 @@ setup(ext_modules=[
         depends=[DATAPLANE + "h1.h", DATAPLANE + "h1_internal.h"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
+    Extension("l7scope.dataplane._sockbytes", [DATAPLANE + "_sockbytesmodule.c"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),  # noqa: E501
     Extension(
         "l7scope.dataplane._hpack",
         sources=[DATAPLANE + "_hpackmodule.c", DATAPLANE + "hpack.c"],

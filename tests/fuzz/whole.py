@@ -166,10 +166,34 @@ def check_output_lines(path: str) -> None:
             check(grpc is None or type(grpc) is int, f"grpc_status {grpc!r}")
 
 
+def _tcp_pair(max_sockets: int):
+    """The agent's TCP metrics, and one whose per-socket counting is the Python reference."""
+    from l7scope.tcpmetrics import TcpMetrics, _Bytes
+
+    from ..dataplane.sockbytes_reference import ReferenceSocketBytes
+
+    compiled = TcpMetrics(max_sockets=max_sockets, reasons={})
+    reference = TcpMetrics(max_sockets=max_sockets, reasons={})
+    reference._open = ReferenceSocketBytes(max_sockets, reference.counters, _Bytes)
+    return compiled, reference
+
+
+def check_same_tcp(compiled, reference, ts: int) -> None:
+    """Both count the same: the interval's records (taken from the compiled one here, so
+    outputs.finish reports an empty interval after) and the counters."""
+    a, b = compiled.snapshot(0, ts), reference.snapshot(0, ts)
+    check(a == b, f"tcp_metrics records differ: {a[:2]} vs {b[:2]}")
+    check(compiled.counters == reference.counters,
+          f"tcp counters differ: {compiled.counters} vs {reference.counters}")
+
+
 def pipeline(data: bytes) -> None:
     """Raw records -> WireDecoder -> Pipeline -> the agent's outputs (module docstring).
     Config bits: 0 small analyzer limits, 1 two connections at most, 2 a 32 KiB memory budget
-    (where the table has one), 3 headers in the records."""
+    (where the table has one), 3 headers in the records. The events also feed the agent's TCP
+    metrics (TcpMetrics, its per-socket counting in C) and one counting in Python (the
+    reference, tests/dataplane/sockbytes_reference.py): the same tcp_metrics records and
+    counters from both."""
     if not data:
         return
     config = data[0]
@@ -189,14 +213,18 @@ def pipeline(data: bytes) -> None:
     caught = watch_internal_errors(pipe.table)
     source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
+    outputs.tcp, tcp_reference = _tcp_pair(2 if config & 2 else 64)
     for op, arg in ops(data, 1):
         script.ts += IDLE_JUMP_NS if op >> 6 == 2 else 1_000_000
         events = decoder.decode_batch(script.records(op, arg))
         pipe.feed(events)
+        outputs.tcp.feed(events)
+        tcp_reference.feed(events)
         if op >> 6:
             pipe.tick(script.ts)
         check_table_budget(pipe.table)
     pipe.finish()
+    check_same_tcp(outputs.tcp, tcp_reference, script.ts)
     _render_samples(outputs, clock, redactor)
     final = outputs.finish(script.ts, counters)
     outputs.close()
