@@ -14,6 +14,7 @@ setup(ext_modules=[
         depends=[DATAPLANE + "h1.h", DATAPLANE + "h1_internal.h"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
+    Extension("l7scope.dataplane._sockbytes", [DATAPLANE + "_sockbytesmodule.c"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),  # noqa: E501
     Extension(
         "l7scope.dataplane._hpack",
         sources=[DATAPLANE + "_hpackmodule.c", DATAPLANE + "hpack.c"],
@@ -31,10 +32,16 @@ setup(ext_modules=[
         sources=[DATAPLANE + "_wiremodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
-    Extension("l7scope.dataplane._sinks", sources=[DATAPLANE + "_sinksmodule.c", DATAPLANE + "sinks_sampling.c"], depends=[DATAPLANE + "sinks.h"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),
+    Extension("l7scope.dataplane._sinks", sources=[DATAPLANE + "_sinksmodule.c", DATAPLANE + "sinks_sampling.c"], depends=[DATAPLANE + "sinks.h"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),  # noqa: E501
+    Extension(
+        "l7scope.dataplane._ringbuf",
+        sources=[DATAPLANE + "_ringbufmodule.c"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
     Extension(
         "l7scope.dataplane._jsonl",
         sources=[DATAPLANE + "_jsonlmodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
+    Extension("l7scope.dataplane._build", sources=[DATAPLANE + "_buildmodule.c"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),  # noqa: E501
 ])

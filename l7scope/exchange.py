@@ -5,10 +5,10 @@ opt-in header fields (``--with-headers``) are added beyond the contract.
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from l7scope.dataplane._build import rfc3339 as _rfc3339
 from l7scope.protocols.message import HttpMessage
 
 CONTRACT_FIELDS = (
@@ -120,14 +120,9 @@ class WallClock:
 
             offset_ns = time.time_ns() - time.monotonic_ns()
         self.offset_ns = offset_ns
-        self._sec: int | None = None
-        self._prefix = ""
 
     def rfc3339(self, mono_ns: int) -> str:
-        secs, ns = divmod(mono_ns + self.offset_ns, 1_000_000_000)
-        if secs != self._sec:
-            # a capture file's times are anyone's: held to 1970-9999 (RFC 3339, four-digit years)
-            shown = min(max(secs, 0), 253_402_300_799)
-            t = _dt.datetime.fromtimestamp(shown, tz=_dt.timezone.utc)
-            self._sec, self._prefix = secs, t.strftime("%Y-%m-%dT%H:%M:%S.")
-        return self._prefix + "%06dZ" % (ns // 1000)
+        """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` of ``mono_ns + offset_ns``: microseconds truncated,
+        a capture file's times (anyone's) held to 1970-9999 (RFC 3339, four-digit years).
+        Made in C (dataplane/_buildmodule.c), the same text the record builder writes."""
+        return _rfc3339(mono_ns, self.offset_ns)

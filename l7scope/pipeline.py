@@ -41,47 +41,26 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 
-from l7scope.capture.events import ConnectionClosed, ConnectionOpened, DataChunk, format_endpoint
+from l7scope.capture.events import (
+    ConnectionClosed, ConnectionOpened, DataChunk, Role, format_endpoint,
+)
 from l7scope.capture.proc_events import ProcessExec, ProcessExit, feed_process_table
 from l7scope.conn.table import Connection, ConnectionTable
 from l7scope.exchange import Exchange, WallClock
+from l7scope.dataplane import _build
 from l7scope.outputs import each
 from l7scope.protocols.message import ExchangeParsed, HttpMessage, ParseError
-from l7scope.protocols.wirenum import parse_decimal
+from l7scope.redact import Redactor
+from l7scope.tracecontext import HEADER_NAMES as TRACE_HEADERS
 from l7scope.tracecontext import extract as extract_trace
 
 PEER_GRACE_NS = 5 * 10**9
-_new_record = tuple.__new__  # Exchange(*fields) without its Python-level __new__
 MAX_ENDPOINTS = 65536
 MAX_BATCH = 4096  # exchanges held before a long feed() hands them over
-
-
-def _grpc_status(resp: HttpMessage | None) -> int | None:
-    """gRPC over HTTP/2: ``Status -> "grpc-status" 1*DIGIT``; codes are small (0-16 defined),
-    so anything longer than 3 ASCII digits is not a status. The first grpc-status of the
-    headers, then of the trailers (resp.header's order), names compared by length first."""
-    if resp is None:
-        return None
-    for fields in (resp.headers, resp.trailers):
-        for k, v in fields:
-            if len(k) == 11 and k.lower() == "grpc-status":
-                return parse_decimal(v.strip(" \t"), max_digits=3)
-    return None
-
-
-_NOBODY = (None, None, None, None, None)
-
-
-def _merged_notes(ep: ExchangeParsed, req: HttpMessage | None,
-                  resp: HttpMessage | None) -> tuple[str, ...]:
-    """The exchange's notes, then each message's not already there, in order."""
-    notes = list(ep.notes)
-    for m in (req, resp):
-        if m is not None and m.notes:
-            for n in m.notes:
-                if n not in notes:
-                    notes.append(n)
-    return tuple(notes)  # packet captures name no process
+_build.setup(exchange=Exchange, message=HttpMessage, wallclock=WallClock,
+             role_client=Role.CLIENT, role_server=Role.SERVER, extract=extract_trace,
+             wanted=TRACE_HEADERS, format_endpoint=format_endpoint,
+             redact_path=Redactor.redact_path, connection=Connection, parsed=ExchangeParsed)
 
 
 class PeerIndex:
@@ -96,6 +75,7 @@ class PeerIndex:
             OrderedDict()
         self._by_conn: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self.known = self._by_conn  # conn_id -> endpoints: learn() has nothing to add for these
+        self.entries = self._by_tuple  # what peer() reads; the compiled builder reads it too
         self._closing: list[tuple[int, int]] = []
 
     def learn(self, conn_id: int, local, remote, pid, comm) -> None:
@@ -233,73 +213,16 @@ class Pipeline:
         elif type(out) is ParseError:
             self.parse_errors[out.code] += 1
 
-    def build(self, conn: Connection, ep: ExchangeParsed) -> Exchange | None:
-        """The Exchange record, or None (counted) when neither message was seen: an HTTP/2
-        stream known only by DATA frames says nothing a record could carry."""
-        req, resp = ep.request, ep.response
-        if req is None and resp is None:
-            self.counters["exchanges_without_messages"] += 1
-            return None
-        if ep.notes or (req is not None and req.notes) or (resp is not None and resp.notes):
-            notes, partial = _merged_notes(ep, req, resp), True
-        else:  # the common case: nothing to merge
-            notes = ()
-            partial = (req is not None and not req.complete) or \
-                (resp is not None and not resp.complete)
-        if conn.endpoint_text is None:
-            conn.endpoint_text = (format_endpoint(conn.local), format_endpoint(conn.remote))
-        local, remote = conn.endpoint_text
-        if self.capture_mode:
-            side, pid, peer_pid, peer_name, who = None, None, None, None, _NOBODY
-        else:
-            side = "client" if conn.client_is_local() else "server"
-            pid = conn.pid
-            peer_pid, peer_name = self.peers.peer(local, remote)
-            who = self._identity(conn)
-            if peer_pid is not None and self.processes is not None:
-                info = self.processes.lookup(peer_pid)
-                if info is not None:
-                    peer_name = info.name or peer_name
-        first = req or resp
-        last = resp or req
-        if req is not None:
-            trace, request_id = extract_trace(req.headers, self.trace_errors)
-            path = req.path
-            if path is not None and self.redact_path is not None:
-                path = self.redact_path(path)
-            method, authority, request_bytes = req.method, req.authority, req.wire_bytes
-        else:
-            trace = request_id = path = method = authority = None
-            request_bytes = 0
-        if resp is not None:
-            status, grpc_status, response_bytes = resp.status, _grpc_status(resp), resp.wire_bytes
-        else:
-            status = grpc_status = None
-            response_bytes = 0
-        # positional, in Exchange's field order, as NamedTuple's __new__ would make it
-        return _new_record(Exchange, (
-            ep.protocol, side, pid, who[0], local, remote, peer_pid, conn.conn_id, ep.stream_id,
-            method, path, authority, status, grpc_status, request_bytes, response_bytes,
-            first.start_ns, last.end_ns, self.clock.rfc3339(first.start_ns), trace, request_id,
-            conn.tls, partial, notes, req, resp, peer_name if peer_pid is not None else None,
-            who[1], who[2], who[3], who[4]))
-
-    def _identity(self, conn: Connection) -> tuple:
-        """(comm, name, exe, container_id, thread) of the observing process: the process
-        table's names (the thread-group leader's, never a worker thread's) when it knows the
-        pid, else the kernel's name as the record had it. Looked up every exchange (the
-        table revalidates and expires on lookups); the tuple is kept on the connection for
-        as long as the lookup gives the same ProcessInfo."""
-        procs = self.processes
-        info = procs.lookup(conn.pid) if procs is not None and conn.pid is not None else None
-        if info is None:
-            return conn.comm, None, None, None, conn.comm
-        kept = conn.identity
-        if kept is not None and kept[0] is info:
-            return kept[1]
-        who = (info.name, info.name, info.exe, info.container_id, conn.comm)
-        conn.identity = (info, who)
-        return who
+    # build(conn, ep) -> Exchange | None: the record of one ExchangeParsed, or None (counted
+    # in counters["exchanges_without_messages"]) when neither message was seen (an HTTP/2
+    # stream known only by DATA frames says nothing a record could carry). Made in C
+    # (dataplane/_buildmodule.c, its theory of operation at the top): the merged notes and the
+    # partial rule, the endpoint text once per connection, the process table looked up for
+    # both ends on every exchange (the observer's identity tuple kept on the connection while
+    # the lookup gives the same ProcessInfo), tracecontext.extract called only when a trace
+    # header is there, the Redactor's redact_path only when the path may change, the
+    # grpc-status, the time text.
+    build = _build.build_method
 
     @staticmethod
     def peer_comm(ex: Exchange) -> str | None:

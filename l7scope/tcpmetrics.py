@@ -9,7 +9,9 @@ retransmitted, resets sent and received, drops by reason. It is decoded into a `
 kernel: the DATA records already carry every send and receive of a traced socket (payload or
 not), so ``TcpMetrics.feed`` adds them up per socket, keyed by its endpoints (local, remote),
 and also learns the owning process from them and from OPEN records (an accepted socket's
-summary has no owner: the kernel sees its handshake in softirq).
+summary has no owner: the kernel sees its handshake in softirq). That per-record counting runs
+in C (``SocketBytes``, dataplane/_sockbytesmodule.c), a batch of events per call; Python sees
+the summaries, and each socket's counts when its summary or the interval takes them.
 
 When a summary arrives the socket's byte counts are joined to it and it waits for the interval.
 ``snapshot`` then pairs the two ends of connections whose both ends are local (the client's
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 
 from l7scope.capture.events import ConnectionOpened, DataChunk, Role
 from l7scope.capture.tcp_summary import TcpOpen, TcpSummary
+from l7scope.dataplane._sockbytes import SocketBytes
 from l7scope.metrics import process_name
 from l7scope.metrics_types import DURATION_MS_BOUNDS, Histogram
 
@@ -78,7 +81,8 @@ def unavailable(missing_tracepoints) -> list[str]:
 
 @dataclass(slots=True)
 class _Bytes:
-    """A socket's traffic from its DATA records, and its owner."""
+    """A socket's traffic from its DATA records, and its owner (SocketBytes counts them; this
+    is what it hands back)."""
 
     pid: int | None = None
     comm: str | None = None
@@ -88,7 +92,6 @@ class _Bytes:
     writes: int = 0
     reads: int = 0
     write_ns: int = 0
-    last_call: tuple = ()
 
 
 @dataclass(slots=True)
@@ -142,57 +145,24 @@ class TcpMetrics:
         self.counters = Counter(tcp_sockets_evicted=0, tcp_summaries_dropped=0,
                                 tcp_pairs_overflow=0, tcp_unowned_skipped=0,
                                 tcp_open_read_errors=0)
-        self._open: OrderedDict[tuple, _Bytes] = OrderedDict()
+        # open sockets' traffic, counted in C (dataplane/_sockbytesmodule.c): dict-like
+        # get/pop/len/in, plus reset(key) and take_moved() (the sockets with bytes since the
+        # last interval); full: the oldest inserted is evicted (tcp_sockets_evicted)
+        self._open = SocketBytes(max_sockets, self.counters, DataChunk, ConnectionOpened,
+                                 TcpSummary, Role.UNKNOWN, _Bytes)
         self._closed: list[tuple[TcpSummary, _Bytes]] = []
         # open sockets: ``live()`` gives the kernel's counters so far (KernelSource.tcp_open);
         # what an interval reported of them is kept, so that the next one and the close
         # report the rest
         self.live = live
         self._reported: OrderedDict[tuple, TcpOpen] = OrderedDict()
-        self._moved: set[tuple] = set()  # open sockets with bytes since the last interval
 
     # ---- events ----
 
     def feed(self, events) -> None:
-        for ev in events:
-            t = type(ev)
-            if t is DataChunk:
-                if not ev.tls:
-                    self._data(ev)
-            elif t is TcpSummary:
-                self._summary(ev)
-            elif t is ConnectionOpened:
-                b = self._socket((ev.local, ev.remote))
-                b.pid, b.comm, b.role = ev.pid, ev.comm, ev.role
-
-    def _socket(self, key: tuple) -> _Bytes:
-        b = self._open.get(key)
-        if b is None:
-            if len(self._open) >= self.max_sockets:
-                self._open.popitem(last=False)
-                self.counters["tcp_sockets_evicted"] += 1
-            b = self._open[key] = _Bytes()
-        return b
-
-    def _data(self, ev: DataChunk) -> None:
-        key = (ev.local, ev.remote)
-        self._moved.add(key)
-        b = self._socket(key)
-        if b.pid is None:
-            b.pid, b.comm = ev.pid, ev.comm
-        if b.role == Role.UNKNOWN:
-            b.role = ev.role
-        call = (ev.tid, ev.ts_enter, ev.ts_exit)
-        new_call = call != b.last_call  # the chunks of one syscall share its times
-        b.last_call = call
-        if ev.egress:
-            b.sent += ev.length
-            if new_call:
-                b.writes += 1
-                b.write_ns += max(0, (ev.ts_exit or 0) - (ev.ts_enter or 0))
-        else:
-            b.received += ev.length
-            b.reads += new_call
+        """DataChunks add to their socket's counts and ConnectionOpened names its owner (in C);
+        each TcpSummary comes to ``_summary`` at its place in the batch."""
+        self._open.feed(events, self._summary)
 
     def _summary(self, s: TcpSummary) -> None:
         b = self._open.pop((s.local, s.remote), None) or _Bytes()
@@ -220,8 +190,8 @@ class TcpMetrics:
                 live = {(o.local, o.remote): o for o in self.live()}
             except OSError:  # the kernel table unreadable: bytes only this interval
                 self.counters["tcp_open_read_errors"] += 1
-        out, moved, self._moved = [], self._moved, set()
-        for key in moved | live.keys():
+        out = []
+        for key in dict.fromkeys([*self._open.take_moved(), *live]):
             b, o = self._open.get(key), live.get(key)
             if b is None and o is None:
                 continue
@@ -243,9 +213,8 @@ class TcpMetrics:
             return None
         if o is not None:
             self._remember(key, o)
-        part = _Bytes(pid=b.pid, comm=b.comm, role=b.role, sent=b.sent, received=b.received,
-                      writes=b.writes, reads=b.reads, write_ns=b.write_ns)
-        b.sent = b.received = b.writes = b.reads = b.write_ns = 0
+        part = b  # a copy: the socket's counts start afresh
+        self._open.reset(key)
         role = o.role if o is not None and o.role != Role.UNKNOWN else b.role
         return _OpenPart(role=role, local=key[0], remote=key[1], pid=b.pid, comm=b.comm,
                          **d), part

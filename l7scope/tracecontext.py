@@ -41,6 +41,7 @@ _WANTED = frozenset({
     "sw8", "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid",
     "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "x-request-id",
 })
+HEADER_NAMES = _WANTED  # all extract() reads: the compiled builder calls it only when one is there
 _WANTED_LENGTHS = frozenset(map(len, _WANTED))  # str.lower() keeps the length of ASCII names
 
 

@@ -12,7 +12,6 @@ import ctypes.util
 import errno
 import os
 
-_SAMPLE_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _PRINT_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
@@ -79,10 +78,6 @@ def _declare(L: ctypes.CDLL) -> None:
         "bpf_map_delete_elem": (i, [i, vp]),
         "bpf_map_get_next_key": (i, [i, vp, vp]),
         "bpf_map_lookup_batch": (i, [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp]),
-        "ring_buffer__new": (vp, [i, _SAMPLE_CB, vp, vp]),
-        "ring_buffer__poll": (i, [vp, i]),
-        "ring_buffer__consume": (i, [vp]),
-        "ring_buffer__free": (None, [vp]),
         "libbpf_set_print": (vp, [vp]),
         "libbpf_num_possible_cpus": (i, []),
         "bpf_object__btf": (vp, [vp]),
@@ -317,63 +312,41 @@ BATCH_BYTES = 1 << 20  # record bytes taken per poll: what one batch can hold in
 class RingBuffer:
     """Reads records in batches: poll() returns the raw records that arrived (copied).
 
-    A batch stops at ``batch_bytes`` of records (the callback's negative return makes libbpf
-    stop after the record it just gave, consumer position included), so a reader that fell
-    behind a full ring holds one batch in memory, never the whole ring; the next poll then
-    consumes without waiting, as the producer's wakeup for those records was already spent."""
+    The ring's pages are read directly by compiled code (dataplane/_ringbufmodule.c): no
+    call back into Python per record. A batch stops at ``batch_bytes`` of records, so a
+    reader that fell behind a full ring holds one batch in memory, never the whole ring; the
+    next poll then reads on without waiting, as the producer's wakeup for those records was
+    already spent."""
 
     def __init__(self, map_fd: int, batch_bytes: int = BATCH_BYTES):
-        self._batch: list[bytes] = []
-        self._bytes = 0
-        self.cut = False  # the last batch stopped at the limit: records are still waiting
-        string_at = ctypes.string_at
-        append = self._batch.append
+        from l7scope.dataplane._ringbuf import Reader
+        self.batch_bytes = batch_bytes
+        try:
+            self._rb = Reader(map_fd)
+        except (OSError, ValueError) as e:
+            raise LibbpfError(getattr(e, "errno", None) or errno.EINVAL,
+                              f"creating ring buffer reader: {e}") from None
 
-        def _sample(_ctx, data, size):
-            append(string_at(data, size))
-            self._bytes += size
-            if self._bytes >= batch_bytes:
-                self.cut = True
-                return -1  # stop here; this record is consumed
-            return 0
-
-        self._cb = _SAMPLE_CB(_sample)
-        self._rb = lib().ring_buffer__new(map_fd, self._cb, None, None)
-        if not self._rb:
-            raise _err("creating ring buffer reader")
+    @property
+    def cut(self) -> bool:
+        """The last batch stopped at the limit: records are still waiting."""
+        return bool(self._rb.cut)
 
     def poll(self, timeout_ms: int) -> list[bytes]:
         """Records that arrived, at most one batch. The producer may hold back its wakeup until
-        a batch is pending, so what is there when the wait times out is consumed too."""
-        if self.cut:
-            return self._take(self._consume())
-        self.cut = False
-        rc = lib().ring_buffer__poll(self._rb, timeout_ms)
-        if rc == 0 or (rc < 0 and not self.cut and -rc == errno.EINTR):
-            rc = self._consume()
-        return self._take(rc)
+        a batch is pending, so what is there when the wait times out is read too."""
+        rb = self._rb
+        if not rb.cut:
+            rb.wait(timeout_ms)
+        return rb.read(self.batch_bytes)
 
     def drain(self) -> list[bytes]:
         """Everything still in the ring (at stop), batch after batch."""
-        out = self._take(self._consume())
-        while self.cut:
-            out += self._take(self._consume())
-        return out
-
-    def _consume(self) -> int:
-        self.cut = False
-        return lib().ring_buffer__consume(self._rb)
-
-    def _take(self, rc: int) -> list[bytes]:
-        """The batch the last call gathered; a negative rc not of our own cut is an error."""
-        if rc < 0 and not self.cut and -rc != errno.EINTR:
-            raise _err("reading ring buffer", rc)
-        out = self._batch[:]
-        self._batch.clear()
-        self._bytes = 0
+        rb = self._rb
+        out = rb.read(self.batch_bytes)
+        while rb.cut:
+            out += rb.read(self.batch_bytes)
         return out
 
     def close(self) -> None:
-        if self._rb:
-            lib().ring_buffer__free(self._rb)
-            self._rb = None
+        self._rb.close()

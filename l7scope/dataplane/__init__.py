@@ -4,5 +4,7 @@
 and _h1module.c, its CPython face); ``_wire`` turns ring-buffer DATA records into DataChunk
 events, a batch per call (_wiremodule.c, used by capture/wire.py); ``_jsonl`` writes an
 Exchange's JSON Lines line, byte for byte the json module's (_jsonlmodule.c, used by
-outputs/jsonl.py). All are built by ``pip install -e .`` (setup.py).
+outputs/jsonl.py); ``_build`` makes the Exchange record of each parsed exchange
+(_buildmodule.c, Pipeline.build) and WallClock's time text. All are built by
+``pip install -e .`` (setup.py).
 """

@@ -188,6 +188,22 @@ def pipeline_seeds(h1, h2) -> None:
                  + as_server([(True, head)])[:1]))
     write("pipeline", "h1_idle_budget", encode(4 | 2, as_client(h1["get"])[:2]
                                                + [(128, b"")] + as_client(h1["get"], 1)))
+    # both ends' TCP summaries (raw records) mid-conversation, then more traffic of those ends
+    summaries = [(7 << 3, tcp_summary_record(sock)) for sock in (0, 2)]
+    write("pipeline", "h1_tcp_summaries", encode(8, as_client(h1["get"])[:2] + summaries
+                                                 + as_server(h1["get"]) + as_client(h1["get"])))
+
+
+def tcp_summary_record(sock: int) -> bytes:
+    """An L7_KIND_TCP record of one of the pipeline target's sockets (tests/fuzz/whole.py)."""
+    from l7scope.capture import wire
+    from l7scope.capture.tcp_summary import STATS, _STATS_NAMES
+
+    from .whole import record
+
+    stats = dict.fromkeys(_STATS_NAMES, 0) | {"srtt_us": 90, "retransmits": 2,
+                                               "drop_reason0": 2, "drop_count0": 1}
+    return record(wire.KIND_TCP, sock, False, 10**12, data=STATS.pack(*stats.values()))
 
 
 def _tcp(src, dst, seq, ack, flags, payload=b""):

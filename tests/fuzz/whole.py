@@ -6,12 +6,14 @@ sockets (two client sockets and the server sockets they talk to, the last one TL
 hole, open, close, end of stream, or the argument itself taken as a whole record; the records go
 through WireDecoder and a Pipeline whose observers are the agent's own outputs as
 app.build_outputs makes them (JSON Lines with headers, metrics, the sampler with redaction of
-JSON fields), and at the end the sampled exchanges are rendered as span events and top-N
-records. Invariant: no exception, no
+JSON fields), the path redacted by the Redactor as the agent does, and at the end the sampled
+exchanges are rendered as span events and top-N records. Invariant: no exception, no
 internal_error counter, every output record a JSON object with a status of three digits or null,
-and (where the table accounts memory) the table within its budget after every record; the
-batch-written JSON Lines file is the json module's lines, and the compiled aggregator's pair
-metrics (fed batches) are the reference Python aggregator's (fed each record).
+(where the table accounts memory) the table within its budget after every record, every
+record's path, trace context, grpc-status and time what the Python rules make of its messages
+(the compiled builder's decisions, dataplane/_buildmodule.c), the batch-written JSON Lines file
+the json module's lines, and the compiled aggregator's pair metrics (fed batches) the reference
+Python aggregator's (fed each record).
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ from l7scope.pipeline import Pipeline
 from l7scope.redact import REDACTED, Redactor
 from l7scope.sampling import Sampler
 from l7scope.spanevents import build_span_events
+from l7scope.tracecontext import extract
+from tests.dataplane import build_reference
 
 from tests import metrics_reference
 
@@ -167,10 +171,34 @@ def check_output_lines(path: str) -> None:
             check(grpc is None or type(grpc) is int, f"grpc_status {grpc!r}")
 
 
+def _tcp_pair(max_sockets: int):
+    """The agent's TCP metrics, and one whose per-socket counting is the Python reference."""
+    from l7scope.tcpmetrics import TcpMetrics, _Bytes
+
+    from ..dataplane.sockbytes_reference import ReferenceSocketBytes
+
+    compiled = TcpMetrics(max_sockets=max_sockets, reasons={})
+    reference = TcpMetrics(max_sockets=max_sockets, reasons={})
+    reference._open = ReferenceSocketBytes(max_sockets, reference.counters, _Bytes)
+    return compiled, reference
+
+
+def check_same_tcp(compiled, reference, ts: int) -> None:
+    """Both count the same: the interval's records (taken from the compiled one here, so
+    outputs.finish reports an empty interval after) and the counters."""
+    a, b = compiled.snapshot(0, ts), reference.snapshot(0, ts)
+    check(a == b, f"tcp_metrics records differ: {a[:2]} vs {b[:2]}")
+    check(compiled.counters == reference.counters,
+          f"tcp counters differ: {compiled.counters} vs {reference.counters}")
+
+
 def pipeline(data: bytes) -> None:
     """Raw records -> WireDecoder -> Pipeline -> the agent's outputs (module docstring).
     Config bits: 0 small analyzer limits, 1 two connections at most, 2 a 32 KiB memory budget
-    (where the table has one), 3 headers in the records."""
+    (where the table has one), 3 headers in the records. The events also feed the agent's TCP
+    metrics (TcpMetrics, its per-socket counting in C) and one counting in Python (the
+    reference, tests/dataplane/sockbytes_reference.py): the same tcp_metrics records and
+    counters from both."""
     if not data:
         return
     config = data[0]
@@ -184,23 +212,28 @@ def pipeline(data: bytes) -> None:
     outputs = app.build_outputs(_settings(out, metrics, bool(config & 8)), cfg, redactor, clock,
                                 "fuzz", lambda: script.ts)
     lines: list = []
+    built = lambda ex: _check_built(ex, clock, redactor)  # noqa: E731
     compiled, reference = MetricsAggregator(max_pairs=3), metrics_reference.MetricsAggregator(
         max_pairs=3)
-    pipe = Pipeline(table=_table(config), clock=clock,
+    pipe = Pipeline(table=_table(config), clock=clock, redact_path=redactor.redact_path,
                     batch_observers=outputs.batch_observers() + [compiled.record_batch],
-                    observers=[lambda ex: lines.append(_both_lines(ex)),
+                    observers=[built, lambda ex: lines.append(_both_lines(ex)),
                                lambda ex: reference.record(ex, ex.peer_name)])
     caught = watch_internal_errors(pipe.table)
     source = SimpleNamespace(counters=lambda: {"malformed": decoder.malformed})
     counters = lambda: agent.all_counters(pipe, outputs, source)  # noqa: E731
+    outputs.tcp, tcp_reference = _tcp_pair(2 if config & 2 else 64)
     for op, arg in ops(data, 1):
         script.ts += IDLE_JUMP_NS if op >> 6 == 2 else 1_000_000
         events = decoder.decode_batch(script.records(op, arg))
         pipe.feed(events)
+        outputs.tcp.feed(events)
+        tcp_reference.feed(events)
         if op >> 6:
             pipe.tick(script.ts)
         check_table_budget(pipe.table)
     pipe.finish()
+    check_same_tcp(outputs.tcp, tcp_reference, script.ts)
     _render_samples(outputs, clock, redactor)
     final = outputs.finish(script.ts, counters)
     outputs.close()
@@ -214,6 +247,20 @@ def pipeline(data: bytes) -> None:
             check(f.read() == "".join(j + "\n" for _, j in lines), "batch lines differ")
     check([pm.to_dict() for pm in compiled.snapshot(0, 1)] ==
           [pm.to_dict() for pm in reference.snapshot(0, 1)], "compiled metrics differ")
+
+
+def _check_built(ex, clock, redactor) -> None:
+    """The record's fields the compiled builder decides, against the Python rules."""
+    req = ex.request
+    if req is not None:
+        want = redactor.redact_path(req.path) if req.path is not None else None
+        check(ex.path == want, f"path {ex.path!r}, the redactor says {want!r}")
+        trace = extract(req.headers)
+        check((ex.trace, ex.request_id) == trace, f"trace {ex.trace!r}, extract says {trace!r}")
+    grpc = build_reference.grpc_status(ex.response)
+    check(ex.grpc_status == grpc, f"grpc_status {ex.grpc_status!r}, the Python rule {grpc!r}")
+    text = build_reference.rfc3339(ex.start_ns, clock.offset_ns)
+    check(ex.time == text, f"time {ex.time!r}, datetime says {text!r}")
 
 
 _JSON_LINE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode

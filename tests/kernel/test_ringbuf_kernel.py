@@ -61,3 +61,21 @@ def test_a_full_ring_is_read_one_bounded_batch_at_a_time(python_server):
     received = b"".join(e.data for e in events if isinstance(e, DataChunk) and not e.egress)
     assert received == b"".join(b"GET /hello?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i
                                 for i in range(REQUESTS))
+
+
+def test_the_reader_refuses_a_map_that_is_not_a_ring_buffer():
+    from l7scope.capture import libbpf
+    from l7scope.capture.kernel import CaptureUnavailable, KernelCapture, KernelOptions
+
+    try:
+        capture = KernelCapture(KernelOptions(pids=(1,), tls=False))
+    except CaptureUnavailable as e:
+        cannot_run(str(e))
+    try:
+        with pytest.raises(libbpf.LibbpfError,
+                           match="creating ring buffer reader: not a BPF ring buffer map"):
+            libbpf.RingBuffer(capture._obj.map_fd("stats"))
+        with pytest.raises(libbpf.LibbpfError, match="creating ring buffer reader"):
+            libbpf.RingBuffer(0)  # not a BPF map at all
+    finally:
+        capture.close()
