@@ -5,9 +5,9 @@ turns each ExchangeParsed into an Exchange (naming the local peer process, ``pee
 ``peer_name``, when the other end is traced too) and collects it in the current batch. Nothing
 downstream reaches back: what an output needs travels on the record.
 
-Batches: the exchanges of one ``feed()`` call (one ring-buffer batch; at most MAX_BATCH, a longer
-feed hands over every MAX_BATCH), of one ``tick()`` (expired connections) and of ``finish()``
-are handed over at the end of that call, in the order they were built: each batch observer
+Batches: the exchanges of one ``feed()`` call (one ring-buffer batch), of one ``tick()``
+(expired connections) and of ``finish()`` are handed over at the end of that call, and every
+MAX_BATCH exchanges within it, in the order they were built: each batch observer
 (the sinks' ``on_exchanges``, outputs/__init__.py) gets the whole list once, then each
 per-exchange observer (``observers``, a callable per Exchange: tests, tools) every record of
 it. So the exchanges of a batch reach every sink before the tick that follows, and before an
@@ -56,7 +56,11 @@ from l7scope.tracecontext import extract as extract_trace
 
 PEER_GRACE_NS = 5 * 10**9
 MAX_ENDPOINTS = 65536
-MAX_BATCH = 4096  # exchanges held before a long feed() hands them over
+# Exchanges held before they are handed over within a feed: a whole ring-buffer batch (128
+# exchanges of the replay's 512 records) kept alive until the feed's end costs ~0.5 us per
+# exchange in the garbage collector's young generation walking them (docs/benchmarks.md); 32
+# keeps that off while each sink's call still covers many records.
+MAX_BATCH = 32
 _build.setup(exchange=Exchange, message=HttpMessage, wallclock=WallClock,
              role_client=Role.CLIENT, role_server=Role.SERVER, extract=extract_trace,
              wanted=TRACE_HEADERS, format_endpoint=format_endpoint,

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 Everything downstream of an Exchange record is a ``Sink``. The pipeline hands each batch of
-Exchanges (those of one ring-buffer batch, pipeline.py) to ``FanOut.batch_observers()``: each
-sink's ``on_exchanges(batch)`` once, sink after sink. The base ``on_exchanges`` gives the
-sink's ``on_exchange`` every record (``each``): a record it fails on is returned as an exception,
+Exchanges (those of one ring-buffer batch, in lists of at most pipeline.MAX_BATCH) to
+``FanOut.batch_observers()``: each sink's ``on_exchanges(batch)`` once, sink after sink. The
+base ``on_exchanges`` gives the sink's ``on_exchange`` every record (``each``): a record it fails on is returned as an exception,
 counted by the pipeline as ``internal_error_output``, and the sink still gets the rest; the
 other sinks get every record whatever one sink does. A sink that works on whole batches (JSON
 Lines, metrics, sampling: compiled code over the batch) overrides ``on_exchanges``.
