@@ -109,8 +109,9 @@ def http_records() -> frozenset:
     registry), for the registry installed now."""
     global _HTTP
     if _HTTP[0] is not registry.PROTOCOLS:
-        _HTTP = (registry.PROTOCOLS, frozenset(r for p in registry.PROTOCOLS
-                                               for r in p.records if p.failures is http_failures))
+        http = frozenset(r for p in registry.PROTOCOLS for r in p.records
+                         if p.failures is http_failures)
+        _HTTP = (registry.PROTOCOLS, http)
     return _HTTP[1]
 
 

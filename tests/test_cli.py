@@ -220,7 +220,7 @@ def test_an_internal_error_is_counted_in_the_stop_line_and_the_run_goes_on(tmp_p
     assert capsys.readouterr().err.splitlines()[-1] == (
         "l7scope: stopped; 1 exchanges; nothing dropped; no parse errors; internal errors: "
         "internal_error_http1=1, internal_error_output=1 (latest: output: ZeroDivisionError in "
-        "<lambda>; http1: IndexError in feed)")  # the exchange reached the sinks at the batch's end
+        "<lambda>; http1: IndexError in feed)")  # the sinks got the exchange at the batch's end
     [final] = [r for r in map(json.loads, metrics.read_text().splitlines())
                if r["kind"] == "agent_counters"]
     assert (final["internal_error_http1"], final["internal_error_output"]) == (1, 1)

@@ -322,7 +322,8 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *kw) {
 }
 
 static int put_duration(Encoder *self, buf *b, PyObject *rec) {
-    PyObject *end = PyTuple_GET_ITEM(rec, self->end), *start = PyTuple_GET_ITEM(rec, self->start);
+    PyObject *end = PyTuple_GET_ITEM(rec, self->end);
+    PyObject *start = PyTuple_GET_ITEM(rec, self->start);
     if (PyLong_CheckExact(end) && PyLong_CheckExact(start)) { /* the common case, in C */
         int o1 = 0, o2 = 0;
         long long e = PyLong_AsLongLongAndOverflow(end, &o1);
@@ -448,7 +449,8 @@ static PyObject *Encoder_lines(Encoder *self, PyObject *args) {
     int rc = 0;
     for (Py_ssize_t first = i; rc == 0 && i < PyList_GET_SIZE(batch) && b.len < MAX_TEXT; i++) {
         Py_ssize_t mark = b.len;
-        PyObject *rec = Py_NewRef(PyList_GET_ITEM(batch, i)); /* the fallback may change batch */
+        /* held: the fallback may change the batch */
+        PyObject *rec = Py_NewRef(PyList_GET_ITEM(batch, i));
         rc = put_line(self, &b, rec, fallback);
         Py_DECREF(rec);
         if (rc == 0 && max_bytes && size + mark > 0 && size + b.len > max_bytes

@@ -534,8 +534,8 @@ static PyObject *hist_tuple(const hist *h, int n) {
 static PyObject *statuses(const Pair *p) {
     PyObject *d = PyDict_New();
     for (int i = 0; d != NULL && i < p->nstatus; i++) {
-        PyObject *k = p->status[i] == STATUS_NONE ? PyUnicode_FromString("none")
-                                                   : PyUnicode_FromFormat("%lld", (long long)p->status[i]);
+        PyObject *k = p->status[i] == STATUS_NONE
+            ? PyUnicode_FromString("none") : PyUnicode_FromFormat("%lld", (long long)p->status[i]);
         PyObject *v = PyLong_FromUnsignedLongLong(p->status_n[i]);
         if (k == NULL || v == NULL || PyDict_SetItem(d, k, v) < 0)
             Py_CLEAR(d);

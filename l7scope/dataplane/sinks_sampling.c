@@ -28,7 +28,8 @@ int sinks_read_int(PyObject *v, int64_t *out, int none_ok) {
  *
  * Sampling's common case (sampling.py, Sampler.offer): a record of a protocol in ``http`` with
  * no failure by HTTP's rule (a status below 400 and a grpc-status None or 0) whose duration
- * max(0, end - start) is below ``floor`` (an int; past 64 bits: no limit) is sampled by no rule.
+ * max(0, end - start) is below ``floor`` (an int; past 64 bits: no limit) is sampled by no
+ * rule.
  * Every other record is returned, in order, for Python to offer: those it cannot read
  * (not a record, a field not a 64-bit int) too. ``fields``: the positions of protocol,
  * status, grpc_status, start_ns, end_ns. */

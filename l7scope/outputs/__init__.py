@@ -5,9 +5,9 @@ Theory of operation
 Everything downstream of an Exchange record is a ``Sink``. The pipeline hands each batch of
 Exchanges (those of one ring-buffer batch, in lists of at most pipeline.MAX_BATCH) to
 ``FanOut.batch_observers()``: each sink's ``on_exchanges(batch)`` once, sink after sink. The
-base ``on_exchanges`` gives the sink's ``on_exchange`` every record (``each``): a record it fails on is returned as an exception,
-counted by the pipeline as ``internal_error_output``, and the sink still gets the rest; the
-other sinks get every record whatever one sink does. A sink that works on whole batches (JSON
+base ``on_exchanges`` gives the sink's ``on_exchange`` every record (``each``): a record it
+fails on is returned as an exception, counted by the pipeline as ``internal_error_output``,
+and the sink still gets the rest; the other sinks get every record whatever one sink does. A sink that works on whole batches (JSON
 Lines, metrics, sampling: compiled code over the batch) overrides ``on_exchanges``.
 The run loop calls ``FanOut.tick(now_wall_ns, counters_fn)`` every turn; once per metrics
 interval the fan-out takes the interval's pair metrics (MetricsAggregator) and top-N samples
@@ -104,7 +104,7 @@ class FanOut:
         self._closed = False
 
     def batch_observers(self) -> list[Callable]:
-        """The pipeline's batch observers: ``on_exchanges`` of each sink that takes exchanges."""
+        """The pipeline's batch observers: each exchange-taking sink's ``on_exchanges``."""
         return [s.on_exchanges for s in self.sinks if s.takes_exchanges()]
 
     def tick(self, now_wall_ns: int, counters_fn: Callable[[], dict]) -> None:
@@ -137,7 +137,7 @@ class FanOut:
         out = {f"sampler_{k}": v for k, v in self.sampler.counters.items()}
         out["metrics_overflow_records"] = self.metrics.overflow_records
         bad = getattr(self.metrics, "bad_records", 0)
-        if bad:  # records the aggregator could not read (never from the pipeline): shown once seen
+        if bad:  # records the aggregator could not read (the pipeline makes none): once seen
             out["metrics_bad_records"] = bad
         if self.tcp is not None:
             out.update(self.tcp.counters)

@@ -89,7 +89,8 @@ def replay_outputs() -> tuple[str, str]:
         now = [WALL_OFFSET]
         outputs = app.build_outputs(settings, config, redactor, wall, "replay", lambda: now[0],
                                     processes=table)
-        pipe = Pipeline(table=ConnectionTable(), clock=wall, batch_observers=outputs.batch_observers(),
+        pipe = Pipeline(table=ConnectionTable(), clock=wall,
+                        batch_observers=outputs.batch_observers(),
                         redact_path=redactor.redact_path, processes=table)
         decoder = WireDecoder()
         source = type("Src", (), {"counters": lambda self: {"malformed": decoder.malformed}})()

@@ -106,7 +106,8 @@ def replay_lines() -> str:
         path = os.path.join(tmp, "out.jsonl")
         sink = JsonlSink(path)
         pipe = Pipeline(table=ConnectionTable(), clock=WallClock(offset_ns=WALL_OFFSET),
-                        batch_observers=[sink.write_exchanges], redact_path=Redactor().redact_path)
+                        batch_observers=[sink.write_exchanges],
+                        redact_path=Redactor().redact_path)
         pipe.feed([ev for ev in map(decoder.decode, records()) if ev is not None])
         pipe.finish()
         sink.close()
