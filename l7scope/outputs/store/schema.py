@@ -97,6 +97,9 @@ TCP_SUMS = ("connects", "accepts", "connect_failures", "connect_ms_count", "conn
             "drops")
 TCP_KEYED = ("connect_failures_by_reason", "connect_ms_buckets", "rtt_us_buckets",
              "drops_by_reason")
+# what the topology adds up per (client, server) pair over its window (an edge's "tcp")
+TCP_EDGE_SUMS = ("connects", "accepts", "connect_failures", "bytes_sent", "bytes_received",
+                 "retransmits", "resets_sent", "resets_received", "drops")
 PAIR_SLOT_COLUMNS = (
     ("ts_ns", "int"), ("node", "text"), ("client", "text"), ("server", "text"),
     ("protocol", "text"), ("kind", "text"), ("key", "int"), ("n", "int"), ("low", "int"),
