@@ -4,7 +4,7 @@ traces every process on the host, other runs' curl and nginx included: the pair
 ``proc:l7tcpcurl -> proc:nginx`` is this test's alone). The store's tcp_metrics rows, read through
 /api/tcp with the topology's node ids, add up to the agent's own tcp_metrics records
 (--metrics-output), the bytes match the exchanges' sizes exactly, and the page's TCP tab shows
-those numbers. A pair that speaks a protocol l7scope does not recognise (raw_tcp.py) is a
+those numbers, as does the topology's http1 line of that pair. A pair that speaks a protocol l7scope does not recognise (raw_tcp.py) is a
 ``tcp`` edge of the topology with its exact bytes and connects, and a click on it in the page
 opens its TCP tab.
 
@@ -81,6 +81,14 @@ def test_a_real_run_puts_tcp_rows_in_the_store_and_the_tab_shows_them(agent, ngi
             break
         time.sleep(0.5)
     assert sums == {k: t[k] for k in sums}, (sums, t)
+    # the topology's http1 line of that pair carries the same figures (its ends named alike)
+    topo = wait_api(base, "/api/topology?since=600", lambda d: any(
+        (e["client"], e["server"], e["protocol"]) == (f"proc:{CLIENT}", "proc:nginx", "http1")
+        for e in d["edges"]))
+    [line] = [e for e in topo["edges"] if (e["client"], e["server"]) == (f"proc:{CLIENT}",
+                                                                          "proc:nginx")]
+    assert (line["protocol"], line["requests"]) == ("http1", CALLS), line
+    assert line["tcp"] == {k: t[k] for k in line["tcp"]} and line["tcp"]["connects"] == CALLS
     upstream = wait_api(base, f"/api/tcp?client=proc:nginx&server={python}&since=600",
                         lambda d: d["totals"]["connects"] >= 1)
     assert upstream["totals"]["bytes_sent"] > 0, upstream["totals"]
