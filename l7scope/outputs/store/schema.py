@@ -24,7 +24,7 @@ share one ClickHouse database.
                    counts as columns, each histogram as its count, its sum (integer us) and its
                    buckets as JSON ``{"upper bound": n}``, failures and drops by reason as
                    JSON ``{"reason": n}``: what the API adds up per step (``TCP_SUMS``,
-                   ``TCP_KEYED``).
+                   ``TCP_KEYED``) and the topology per pair (``TCP_EDGE_SUMS``).
     pair_slots     per 10-second slot and node pair: request, status and error counts and
                    the buckets of durations and sizes, of every exchange offered, stored or
                    not (rollup.py); the topology and the metric charts read these.
