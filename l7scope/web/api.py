@@ -34,6 +34,7 @@ from l7scope.web.tcp import TcpApi
 
 JSON_TYPE = "application/json"
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+MAX_TCP_ONLY_EDGES = 300  # a host's every connection is a pair: the busiest are drawn
 DROP_WORDS = ("drop", "full", "lost", "shed", "evicted", "not_stored")
 
 
@@ -109,14 +110,11 @@ class Api:
         for e in out:  # an L7 edge gains its pair's TCP figures (the same on each protocol)
             e["tcp"] = tcp.get((e["client"], e["server"]))
         l7_pairs = {(e["client"], e["server"]) for e in out}
-        for (client, server), figures in tcp.items():  # TCP only: no recognised protocol
-            if (client, server) not in l7_pairs:
-                out.append({"client": client, "server": server, "protocol": "tcp",
-                            "requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None,
-                            "tcp": figures})
+        tcp_only, left_out = _tcp_only_edges({k: v for k, v in tcp.items() if k not in l7_pairs})
         out.sort(key=lambda d: (-d["requests"], d["client"], d["server"], d["protocol"]))
+        out += tcp_only
         ids = sorted({d["client"] for d in out} | {d["server"] for d in out})
-        return {"nodes": self._nodes(ids), "edges": out}
+        return {"nodes": self._nodes(ids), "edges": out, "tcp_only_left_out": left_out}
 
     def _nodes(self, ids: list[str]) -> list[dict]:
         procs = {p["name"]: p for p in self.store.processes()}
@@ -210,6 +208,18 @@ def _tcp_figures(rows: list[dict]) -> dict[tuple, dict]:
         for c in schema.TCP_EDGE_SUMS:
             cell[c] += r[c] or 0
     return out
+
+
+def _tcp_only_edges(pairs: dict[tuple, dict]) -> tuple[list[dict], int]:
+    """Edges of protocol "tcp" for pairs with TCP figures and no L7 edge: the
+    MAX_TCP_ONLY_EDGES that moved the most bytes (then by client, server), and how many more
+    there were."""
+    ranked = sorted(pairs.items(), key=lambda kv: (
+        -(kv[1]["bytes_sent"] + kv[1]["bytes_received"]), kv[0]))
+    edges = [{"client": client, "server": server, "protocol": "tcp", "requests": 0,
+              "errors": 0, "p50_ms": None, "p99_ms": None, "tcp": figures}
+             for (client, server), figures in ranked[:MAX_TCP_ONLY_EDGES]]
+    return edges, max(0, len(ranked) - MAX_TCP_ONLY_EDGES)
 
 
 _DISTRIBUTIONS = (("client_duration_ms", "dur_client", queries.ms),

@@ -122,6 +122,28 @@ def test_topology_edges_carry_their_pairs_tcp_figures_exact_json(api):
     ]
 
 
+def test_tcp_only_edges_are_bounded_busiest_first_and_the_rest_counted(tmp_path, monkeypatch):
+    from l7scope.web import api as api_module
+
+    monkeypatch.setattr(api_module, "MAX_TCP_ONLY_EDGES", 2)
+    store = SqliteStore(str(tmp_path / "many.db"))
+    sink = sc.fill(store)
+    sink.on_tcp_metrics([sc.tcp_record("app", f"10.5.5.{i}:6379", 400, None, 60, connect_ms=(1,),
+                                       bytes_sent=100 * i, bytes_received=10)
+                         for i in range(1, 5)])
+    assert sink.flush()
+    sink.close()
+    doc = ok(Api(store, now_ns=lambda: sc.NOW), "/api/topology")
+    tcp_only = [(e["server"], e["tcp"]["bytes_sent"]) for e in doc["edges"]
+                if e["protocol"] == "tcp"]
+    # 5 pairs without L7 (4 to the cache, nginx's timed-out connect): the 2 busiest are drawn
+    assert tcp_only == [("remote:10.5.5.4:6379", 400), ("remote:10.5.5.3:6379", 300)]
+    assert doc["tcp_only_left_out"] == 3
+    assert "remote:10.5.5.1:6379" not in {n["id"] for n in doc["nodes"]}
+    assert sum(e["protocol"] != "tcp" for e in doc["edges"]) == 5  # every L7 edge stays
+    store.close()
+
+
 def test_an_l7_pair_with_two_protocols_has_its_tcp_figures_on_each(tmp_path):
     store = SqliteStore(str(tmp_path / "two.db"))
     sink = sc.fill(store)
@@ -158,7 +180,8 @@ def test_topology_since(api):
     assert figures[("proc:nginx", "proc:python3")] is None
     # since starts at the beginning of its 10-second slot: 25 s back is 95 s -> the slot at 90 s
     assert ok(api, "/api/topology", since=25) == ok(api, "/api/topology", since=30)
-    assert ok(api, "/api/topology", since=5) == {"nodes": [], "edges": []}
+    assert ok(api, "/api/topology", since=5) == {"nodes": [], "edges": [],
+                                                  "tcp_only_left_out": 0}
 
 
 def test_exchanges_newest_first_with_every_field(api):

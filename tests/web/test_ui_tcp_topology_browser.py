@@ -3,7 +3,7 @@ headless): over the scripted run of scenario.py plus a pair that talks TCP with 
 protocol (``app -> 10.5.5.5:6379``, a cache), the page draws that pair as a dashed line
 labelled with its bytes and connections, a click opens the pair on its TCP tab with that
 pair's figures (the HTTP tabs disabled), a link opens the same place, and an L7 line names its
-pair's TCP figures in its description.
+pair's TCP figures in its description; TCP-only lines beyond the bound are said.
 
 A browser that cannot start is a failure, never a skip.
 """
@@ -101,6 +101,7 @@ def test_a_tcp_only_pair_is_a_dashed_line_labelled_with_its_bytes(page, tmp_path
     db = edge(page, "proc:nginx", "remote:10.9.9.9:5432", "tcp")
     assert texts(db.locator(".edge-label")) == ["TCP · 0 B → · 0 B ←", "0 conns · 1 failed"]
     assert page.locator("[data-testid=edge]").count() == 7
+    assert page.get_by_test_id("tcp-only-left-out").count() == 0  # none left out
     assert page.locator('[data-testid=node][data-id="remote:10.5.5.5:6379"] .node-name'
                         ).text_content() == "10.5.5.5:6379"
     screenshot(page, tmp_path, "ui-tcp-topology")
@@ -155,3 +156,21 @@ def test_an_l7_line_names_its_pairs_tcp_figures(page):
                           "6.3 KiB received, 3 retransmits, 1 reset, 3 drops")
     grpc = edge(page, "proc:app", "remote:10.1.1.1:50051", "grpc").get_attribute("aria-label")
     assert "TCP" not in grpc  # no TCP record for that pair
+
+
+def test_tcp_only_lines_left_out_are_said(browser, site, monkeypatch):
+    from playwright.sync_api import expect
+
+    from l7scope.web import api as api_module
+
+    monkeypatch.setattr(api_module, "MAX_TCP_ONLY_EDGES", 1)  # the busiest: the cache pair
+    w = Watched(browser, site)
+    try:
+        w.page.goto(site + "/")
+        expect(w.page.get_by_test_id("tcp-only-left-out")).to_have_text(
+            "1 more TCP-only pair not drawn: the busiest by bytes are shown.")
+        assert [e.get_attribute("data-server") for e in
+                w.page.locator("[data-testid=edge].tcp-only").all()] == ["remote:10.5.5.5:6379"]
+        assert w.errors == []
+    finally:
+        w.close()

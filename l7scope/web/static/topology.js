@@ -255,6 +255,10 @@ export function renderTopology(container, doc, ctx) {
   const nodesG = s("g", { class: "nodes" }, doc.nodes.map((n) => drawNode(n, pos.get(n.id))));
   svg.append(edgesG, nodesG);
   container.append(svg);
+  if (doc.tcp_only_left_out) {
+    container.append(h("p", { class: "note", "data-testid": "tcp-only-left-out",
+      text: `${plural(doc.tcp_only_left_out, "more TCP-only pair")} not drawn: the busiest by bytes are shown.` }));
+  }
   if (focused) {
     const again = svg.querySelector(`[data-key="${CSS.escape(focused)}"]`);
     if (again) again.focus();
