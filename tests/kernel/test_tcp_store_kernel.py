@@ -4,9 +4,9 @@ traces every process on the host, other runs' curl and nginx included: the pair
 ``proc:l7tcpcurl -> proc:nginx`` is this test's alone). The store's tcp_metrics rows, read through
 /api/tcp with the topology's node ids, add up to the agent's own tcp_metrics records
 (--metrics-output), the bytes match the exchanges' sizes exactly, and the page's TCP tab shows
-those numbers, as does the topology's http1 line of that pair. A pair that speaks a protocol l7scope does not recognise (raw_tcp.py) is a
-``tcp`` edge of the topology with its exact bytes and connects, and a click on it in the page
-opens its TCP tab.
+those numbers, as does the topology's http1 line of that pair. A pair that speaks a
+protocol l7scope does not recognise (raw_tcp.py) is a ``tcp`` edge of the topology with its
+exact bytes and connects, and a click on it in the page opens its TCP tab.
 
 A browser that cannot start is a failure, never a skip.
 """
