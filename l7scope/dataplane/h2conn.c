@@ -99,9 +99,10 @@ static void clear_block(h2c_dir *d) {
 static int collect_field(void *ctx, const hp_field *f) {
     h2c_block *b = &((h2c_conn *)ctx)->block;
     if (f->kind != HP_FIELD_KNOWN) {
-        b->unknown_kind[b->noted] = (uint8_t)f->kind; /* the face noted at most 8 of them */
-        b->unknown_index[b->noted] = f->index;
-        b->noted += b->noted < 8;
+        if (b->noted < 8) { /* at most 8 named in notes, then "<n> more" */
+            b->unknown_kind[b->noted] = (uint8_t)f->kind;
+            b->unknown_index[b->noted++] = f->index;
+        }
         return 0;
     }
     if (b->fields.n == b->fields.cap) {

@@ -248,3 +248,18 @@ def test_recorded_conversations_are_equal_whole_by_octet_split_and_with_holes():
         run_both(AnalyzerLimits(body_capture=100), True, 1 << 20, holed, "splits", [50, 4000],
                  preface=False)
         run_both(AnalyzerLimits(), False, 1 << 20, ops[5:], "whole", [], preface=False)
+
+
+def test_a_block_of_many_unlearned_references_names_eight_then_counts_the_rest():
+    """Picked up mid-way, ten references to dynamic entries never learned: eight named in
+    notes, then one note for the rest; every one counted."""
+    block = b"\x82\x84" + bytes(0x80 | i for i in range(62, 72))
+    ops = [("feed", True, frame(HEADERS, END_HEADERS | END_STREAM, 1, block))]
+    (exchange,) = run_both(AnalyzerLimits(), False, 1 << 20, ops, "whole", [])
+    assert exchange.request.method == "GET" and exchange.request.path == "/"
+    assert exchange.request.notes == tuple(
+        f"hpack: index {i} not learned" for i in range(62, 70)) + (
+        "hpack: 2 more headers not learned",)
+    analyzer = Http2Analyzer(seen_from_start=False)
+    analyzer.feed(True, ops[0][2], 1)
+    assert analyzer.counters()["hpack_unknown_headers"] == 10
