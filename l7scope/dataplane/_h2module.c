@@ -130,7 +130,7 @@ static PyObject *notes_tuple(const h2c_msg_view *v) {
     PyObject *t = PyTuple_New(n);
     for (; t && i < m->nnotes; i++) {
         uint32_t chars;
-        const uint8_t *p = m->arena.buf + m->notes[i].off;
+        const uint8_t *p = m->arena.buf ? m->arena.buf + m->notes[i].off : (const uint8_t *)"";
         int utf8 = h2c_utf8_chars(p, m->notes[i].len, &chars);
         PyObject *s = text(p, m->notes[i].len, utf8, chars);
         if (!s)

@@ -187,7 +187,8 @@ void h2c_count(h2c_conn *c, h2c_counter which, uint64_t n) { c->counters[which] 
 
 static int note_present(const h2c_message *m, const char *text, size_t len) {
     for (uint32_t i = 0; i < m->nnotes; i++)
-        if (m->notes[i].len == len && !memcmp(m->arena.buf + m->notes[i].off, text, len))
+        if (m->notes[i].len == len &&
+            (!len || !memcmp(m->arena.buf + m->notes[i].off, text, len)))
             return 1;
     return 0;
 }
@@ -228,10 +229,10 @@ int h2c_add_field(h2c_message *m, h2c_fields *to, const h2c_bytes *src, const h2
     }
     h2c_field copy = *f;
     copy.name.off = (uint32_t)m->arena.len;
-    if (h2c_bytes_append(&m->arena, src->buf + f->name.off, f->name.len))
+    if (f->name.len && h2c_bytes_append(&m->arena, src->buf + f->name.off, f->name.len))
         return -1;
     copy.value.off = (uint32_t)m->arena.len;
-    if (h2c_bytes_append(&m->arena, src->buf + f->value.off, f->value.len))
+    if (f->value.len && h2c_bytes_append(&m->arena, src->buf + f->value.off, f->value.len))
         return -1;
     to->items[to->n++] = copy;
     return 0;
@@ -385,9 +386,9 @@ static int content_type_grpc(const h2c_message *m) {
     for (int l = 0; l < 2; l++) {
         for (uint32_t i = 0; i < lists[l]->n; i++) {
             const h2c_field *f = &lists[l]->items[i];
-            const uint8_t *name = m->arena.buf + f->name.off;
             if (f->name.len != 12)
                 continue;
+            const uint8_t *name = m->arena.buf + f->name.off;
             int same = 1;
             for (int k = 0; k < 12 && same; k++)
                 same = (name[k] | (name[k] >= 'A' && name[k] <= 'Z' ? 0x20 : 0)) ==
