@@ -263,3 +263,38 @@ def test_a_block_of_many_unlearned_references_names_eight_then_counts_the_rest()
     analyzer = Http2Analyzer(seen_from_start=False)
     analyzer.feed(True, ops[0][2], 1)
     assert analyzer.counters()["hpack_unknown_headers"] == 10
+
+
+@st.composite
+def many_streams(draw) -> list:
+    """Many stream ids (more than the open and closed bounds of small limits): requests,
+    responses, DATA, resets and late WINDOW_UPDATEs in any order, ids reused."""
+    encoders = {True: hpack.Encoder(), False: hpack.Encoder()}
+    ops = []
+    for _ in range(draw(st.integers(1, 60))):
+        sid = draw(st.integers(0, 120)) * 2 + 1
+        kind = draw(st.integers(0, 5))
+        if kind == 0:
+            block = encoders[True].encode([(":method", "GET"), (":path", f"/{sid}")])
+            ops.append(("feed", True, frame(HEADERS, END_HEADERS | draw(st.sampled_from(
+                [0, END_STREAM])), sid, block)))
+        elif kind == 1:
+            block = encoders[False].encode([(":status", "200")])
+            ops.append(("feed", False, frame(HEADERS, END_HEADERS | draw(st.sampled_from(
+                [0, END_STREAM])), sid, block)))
+        elif kind == 2:
+            ops.append(("feed", draw(st.booleans()), frame(DATA, draw(st.sampled_from(
+                [0, END_STREAM])), sid, b"d" * draw(st.integers(0, 700)))))
+        elif kind == 3:
+            ops.append(("feed", draw(st.booleans()), frame(RST_STREAM, 0, sid, b"\0\0\0\x08")))
+        else:
+            ops.append(("feed", draw(st.booleans()), frame(WINDOW_UPDATE, 0, sid,
+                                                           b"\0\0\1\0")))
+    return ops
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([1, 2, 128]), st.sampled_from([1 << 20, 5000]), many_streams())
+def test_many_streams_past_the_bounds_are_equal(max_pending, max_stream_bytes, ops):
+    limits = AnalyzerLimits(max_pending=max_pending, body_capture=300)
+    run_both(limits, True, max_stream_bytes, ops, "whole", [])
