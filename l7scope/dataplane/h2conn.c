@@ -359,22 +359,23 @@ static void on_goaway(h2c_conn *c, int from_client, const h2f_event *ev, h2c_str
  * or equal to the limit ... A value that exceeds this limit MUST be treated as a decoding
  * error". Values above H2C_MAX_ACCEPTED_TABLE_SIZE are clamped (counted): an encoder using
  * more resets our decoder (records noted partial), never a large table. */
-static void on_settings(h2c_conn *c, int from_client, const h2f_event *ev, h2c_stream *s) {
-    (void)s;
+static void settings_acked(h2c_conn *c, int from_client) {
     h2c_dir *own = &c->dirs[from_client], *other = &c->dirs[!from_client];
-    if (ev->flags & FLAG_ACK) { /* this endpoint acknowledges the other's SETTINGS */
-        if (!other->sent_n)
-            return;
-        h2c_pending_size size = other->sent[other->sent_head];
-        other->sent_head = (other->sent_head + 1) % H2C_PENDING_SETTINGS;
-        other->sent_n--;
-        if (size.present) {
-            hp_set_max_table_size(&own->dec, size.limit);
-            own->has_advertised = size.clamped;
-            own->advertised = size.advertised;
-        }
+    if (!other->sent_n)
         return;
+    h2c_pending_size size = other->sent[other->sent_head];
+    other->sent_head = (other->sent_head + 1) % H2C_PENDING_SETTINGS;
+    other->sent_n--;
+    if (size.present) {
+        hp_set_max_table_size(&own->dec, size.limit);
+        own->has_advertised = size.clamped;
+        own->advertised = size.advertised;
     }
+}
+
+/* SETTINGS_HEADER_TABLE_SIZE of a SETTINGS payload (the last one); a valid
+ * SETTINGS_MAX_FRAME_SIZE raises the frame size the other direction may use. */
+static h2c_pending_size read_settings(const h2f_event *ev, h2f_splitter *other) {
     h2c_pending_size pending = {0};
     for (size_t off = 0; off + 6 <= ev->payload_len; off += 6) {
         uint32_t ident = (uint32_t)ev->payload[off] << 8 | ev->payload[off + 1];
@@ -383,11 +384,22 @@ static void on_settings(h2c_conn *c, int from_client, const h2f_event *ev, h2c_s
             pending.present = 1;
             pending.limit = value;
         } else if (ident == SETTINGS_MAX_FRAME_SIZE && value >= H2F_DEFAULT_MAX_FRAME_SIZE &&
-                   value <= H2F_MAX_FRAME_SIZE_LIMIT && value > other->sp.max_frame_size) {
+                   value <= H2F_MAX_FRAME_SIZE_LIMIT && value > other->max_frame_size) {
             /* 6.5.2: "Values outside this range MUST be treated as a connection error" */
-            other->sp.max_frame_size = value;
+            other->max_frame_size = value;
         }
     }
+    return pending;
+}
+
+static void on_settings(h2c_conn *c, int from_client, const h2f_event *ev, h2c_stream *s) {
+    (void)s;
+    if (ev->flags & FLAG_ACK) { /* this endpoint acknowledges the other's SETTINGS */
+        settings_acked(c, from_client);
+        return;
+    }
+    h2c_dir *own = &c->dirs[from_client];
+    h2c_pending_size pending = read_settings(ev, &c->dirs[!from_client].sp);
     if (pending.present && pending.limit > H2C_MAX_ACCEPTED_TABLE_SIZE) {
         h2c_count(c, H2C_HPACK_TABLE_SIZE_CLAMPED, 1);
         pending.clamped = 1;

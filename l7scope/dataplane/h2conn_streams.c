@@ -260,15 +260,11 @@ void h2c_charge(h2c_conn *c, h2c_stream *s, uint64_t n) {
     }
 }
 
-h2c_stream *h2c_stream_open(h2c_conn *c, uint32_t id) {
-    if (c->nopen >= c->max_streams && c->oldest) {
-        h2c_count(c, H2C_DROPPED_STREAMS, 1);
-        h2c_flush(c, c->oldest, "stream dropped: too many open streams");
-    }
+/* A new open stream, the newest (NULL: out of memory). */
+static h2c_stream *stream_new(h2c_conn *c, uint32_t id) {
     h2c_stream *s = calloc(1, sizeof *s);
     if (!s || h2c_idmap_put(&c->open, id, s)) {
         free(s);
-        h2c_fail(c, H2C_ERR_NOMEM);
         return NULL;
     }
     s->id = id;
@@ -282,6 +278,17 @@ h2c_stream *h2c_stream_open(h2c_conn *c, uint32_t id) {
     c->newest = s;
     c->nopen++;
     c->stream_bytes += s->cost;
+    return s;
+}
+
+h2c_stream *h2c_stream_open(h2c_conn *c, uint32_t id) {
+    if (c->nopen >= c->max_streams && c->oldest) {
+        h2c_count(c, H2C_DROPPED_STREAMS, 1);
+        h2c_flush(c, c->oldest, "stream dropped: too many open streams");
+    }
+    h2c_stream *s = stream_new(c, id);
+    if (!s)
+        h2c_fail(c, H2C_ERR_NOMEM);
     return s;
 }
 
@@ -572,24 +579,13 @@ h2c_result h2c_upgraded(h2c_conn *c, const h2c_upgrade *r) {
     c->rc = H2C_OK;
     if (h2c_stream_get(c, 1))
         return H2C_OK; /* only ever the connection's first stream */
-    h2c_stream *s = calloc(1, sizeof *s);
-    if (!s || h2c_idmap_put(&c->open, 1, s)) {
-        free(s);
+    h2c_stream *s = stream_new(c, 1);
+    if (!s)
         return H2C_ERR_NOMEM;
-    }
-    *s = (h2c_stream){.id = 1, .cost = H2C_STREAM_OVERHEAD, .prev = c->newest};
-    if (c->newest)
-        c->newest->next = s;
-    else
-        c->oldest = s;
-    c->newest = s;
-    c->nopen++;
-    c->stream_bytes += s->cost;
     h2c_message *m = &s->msg[1];
     *m = (h2c_message){.headers_seen = 1, .ended = 1, .first_ns = r->start_ns,
                        .start_ns = r->start_ns, .end_ns = r->end_ns, .wire_bytes = r->wire_bytes,
                        .body_len = r->body_len, .body_prefix_open = 1};
-    s->msg[0].body_prefix_open = 1;
     h2c_bytes staging = {0};
     for (uint32_t i = 0; i < r->nfields && c->rc == H2C_OK; i++) {
         h2c_field f = {.name = {0, r->name_lens[i]}, .value = {r->name_lens[i], r->value_lens[i]}};
