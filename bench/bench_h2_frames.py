@@ -90,7 +90,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100, help="per connection")
+    parser.add_argument("--dump", metavar="FILE", help="write the small workload's conversation "
+                        "for bench/bench_h2_c.c and stop")
     args = parser.parse_args()
+    if args.dump:
+        with open(args.dump, "wb") as out:
+            for from_client, data in record("small", args.requests):
+                out.write(bytes([from_client]) + len(data).to_bytes(4, "big") + data)
+        return
     print("workload  exchanges  python us/exchange  compiled us/exchange  ratio (min-max)")
     for workload in ("small", "grpc", "bodies"):
         conversation = record(workload, args.requests)
