@@ -28,6 +28,12 @@ setup(ext_modules=[
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(
+        "l7scope.dataplane._h2",
+        sources=[DATAPLANE + n for n in ("_h2module.c", "h2conn.c", "h2conn_streams.c", "h2frames.c", "hpack.c")],
+        depends=[DATAPLANE + n for n in ("h2conn.h", "h2conn_internal.h", "h2frames.h", "hpack.h")],
+        extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
+    ),
+    Extension(
         "l7scope.dataplane._wire",
         sources=[DATAPLANE + "_wiremodule.c"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],

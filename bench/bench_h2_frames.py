@@ -1,14 +1,16 @@
-"""The HTTP/2 analyzer alone (Http2Analyzer: framing, HPACK, pairing), compiled frame splitter
-against the Python one it replaced (tests/dataplane/h2frames_reference.py), on recorded h2
-conversations (two `h2` peers in memory, write by write as the agent sees them).
+"""The HTTP/2 analyzer alone (Http2Analyzer: framing, HPACK, streams, pairing): the compiled
+analyzer (l7scope/dataplane/h2conn.c) against the Python analyzer it replaced
+(tests/protocols/http2_reference.py, which runs over the compiled frame splitter and HPACK
+decoder), on recorded h2 conversations (two `h2` peers in memory, write by write as the agent
+sees them).
 
     python bench/bench_h2_frames.py [--rounds 9] [--connections 20] [--requests 100]
 
 Workloads: `small` (GET, 2-octet 200 responses, 10 streams in flight per connection, as
 h2load against nginx `return 200`), `grpc` (unary calls, 5-octet messages, trailers), `bodies`
-(GET, 48 KiB responses in 16 KiB DATA frames). Per workload and round both splitters run, in
+(GET, 48 KiB responses in 16 KiB DATA frames). Per workload and round both analyzers run, in
 alternating order (shared machine); CPU time (process_time) per exchange. Prints the median
-per splitter and the median of the per-round ratios, with their spread.
+per analyzer and the median of the per-round ratios, with their spread.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from l7scope.protocols import http2  # noqa: E402
 from l7scope.protocols.message import ExchangeParsed  # noqa: E402
 from tests.conn.h2_peers import H2Peers, get  # noqa: E402
-from tests.dataplane import h2frames_reference  # noqa: E402
+from tests.protocols import http2_reference  # noqa: E402
 
 GRPC = [(":method", "POST"), (":scheme", "http"), (":authority", "grpc.test"),
         (":path", "/pkg.Service/Call"), ("content-type", "application/grpc"), ("te", "trailers")]
@@ -52,23 +54,14 @@ def record(workload: str, requests: int, in_flight: int = 10) -> list[tuple[bool
     return peers.writes
 
 
-SPLITTERS = {
-    "compiled": (http2.FrameSplitter, http2.Frame, http2.FramingLost, http2.FramingResumed),
-    "python": (h2frames_reference.FrameSplitter, h2frames_reference.Frame,
-               h2frames_reference.FramingLost, h2frames_reference.FramingResumed),
-}
+ANALYZERS = {"compiled": http2.Http2Analyzer, "python": http2_reference.Http2Analyzer}
 
 
-def use(name: str) -> None:
-    (http2.FrameSplitter, http2.Frame, http2.FramingLost,
-     http2.FramingResumed) = SPLITTERS[name]
-
-
-def analyze(conversations) -> tuple[float, int]:
+def analyze(analyzer_type, conversations) -> tuple[float, int]:
     exchanges = 0
     start = time.process_time()
     for writes in conversations:
-        analyzer = http2.Http2Analyzer()
+        analyzer = analyzer_type()
         for ts, (from_client, data) in enumerate(writes, start=1):
             for event in analyzer.feed(from_client, data, ts):
                 exchanges += type(event) is ExchangeParsed
@@ -77,18 +70,16 @@ def analyze(conversations) -> tuple[float, int]:
 
 
 def measure(workload: str, conversations, rounds: int) -> dict:
-    per_exchange: dict[str, list[float]] = {name: [] for name in SPLITTERS}
+    per_exchange: dict[str, list[float]] = {name: [] for name in ANALYZERS}
     ratios = []
     for r in range(rounds):
-        order = list(SPLITTERS) if r % 2 == 0 else list(reversed(SPLITTERS))
+        order = list(ANALYZERS) if r % 2 == 0 else list(reversed(ANALYZERS))
         this = {}
         for name in order:
-            use(name)
-            seconds, exchanges = analyze(conversations)
+            seconds, exchanges = analyze(ANALYZERS[name], conversations)
             this[name] = seconds / exchanges * 1e6
             per_exchange[name].append(this[name])
         ratios.append(this["compiled"] / this["python"])
-    use("compiled")
     return {"workload": workload, "exchanges": exchanges,
             **{f"{n}_us": statistics.median(v) for n, v in per_exchange.items()},
             "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
@@ -99,7 +90,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100, help="per connection")
+    parser.add_argument("--dump", metavar="FILE", help="write the small workload's conversation "
+                        "for bench/bench_h2_c.c and stop")
     args = parser.parse_args()
+    if args.dump:
+        with open(args.dump, "wb") as out:
+            for from_client, data in record("small", args.requests):
+                out.write(bytes([from_client]) + len(data).to_bytes(4, "big") + data)
+        return
     print("workload  exchanges  python us/exchange  compiled us/exchange  ratio (min-max)")
     for workload in ("small", "grpc", "bodies"):
         conversation = record(workload, args.requests)

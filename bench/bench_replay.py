@@ -27,6 +27,11 @@ stage before, per exchange:
               sampling), the process table, TCP metrics, ticks; the metrics JSON Lines
               (pair metrics, top-N, counters) to FILE.metrics
 
+``--http2``: the same exchanges as HTTP/2 (h2c with prior knowledge, as h2load): per
+connection the client's preface and SETTINGS, the server's SETTINGS and both ACKs; per request
+the client's HEADERS frame (END_STREAM) and the server's HEADERS + DATA frames in one writev,
+header blocks from an HPACK encoder per direction (dynamic table in use).
+
 ``--trees A,B``: each tree's copy of this harness (this file's code, that tree's l7scope) in a
 child process, alternately A, B, A, B... ``--runs`` times; the medians of each stage and B/A.
 The JSON Lines files of the trees' last runs (exchanges, and the agent stage's metrics) are
@@ -137,6 +142,52 @@ def records(exchanges: int, connections: int, pids: tuple[int, int]) -> list[byt
                 c.record(DATA, INGRESS, ts + 15000, RESPONSE, SYS["L7_SYS_READ"])]
         ts += 20000
     for c, s in pairs:
+        out += [c.record(CLOSE, 0, ts), s.record(CLOSE, 0, ts + 1000)]
+        ts += 5000
+    return out
+
+
+def h2_frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + \
+        payload
+
+
+def records_h2(exchanges: int, connections: int, pids: tuple[int, int]) -> list[bytes]:
+    """--http2: raw records of exchanges/2 HTTP/2 requests (see the module docstring)."""
+    import hpack
+
+    server_pid, client_pid = pids
+    pairs = [(Side(1000 + i, client_pid, b"l7bench-h2load", CLIENT, 40000 + i, SERVER_PORT),
+              Side(2000 + i, server_pid, b"l7bench-nginx", SERVER, SERVER_PORT, 40000 + i),
+              hpack.Encoder(), hpack.Encoder()) for i in range(connections)]
+    settings = h2_frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64\x00\x04\x00\x00\xff\xff")
+    out, ts = [], BASE_TS
+
+    def write(sender, receiver, data):
+        nonlocal ts
+        out.extend([sender.record(DATA, EGRESS, ts, data, SYS["L7_SYS_WRITE"]),
+                    receiver.record(DATA, INGRESS, ts + 5000, data, SYS["L7_SYS_READ"])])
+        ts += 10000
+
+    for c, s, _, _ in pairs:
+        out += [c.record(OPEN, 0, ts), s.record(OPEN, 0, ts + 1000)]
+        ts += 5000
+        write(c, s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings)
+        write(s, c, settings + h2_frame(4, 1, 0))
+        write(c, s, h2_frame(4, 1, 0))
+    for n in range(exchanges // 2):
+        c, s, enc_c, enc_s = pairs[n % connections]
+        sid = 1 + 2 * (n // connections)
+        request = enc_c.encode([(":method", "GET"), (":scheme", "http"),
+                                (":authority", "127.0.0.1:8080"), (":path", f"/index.html?id={n}"),
+                                ("user-agent", "h2load nghttp2/1.52.0"), ("accept", "*/*")])
+        write(c, s, h2_frame(1, 0x5, sid, request))
+        response = enc_s.encode([(":status", "200"), ("server", "nginx/1.22.1"),
+                                 ("date", "Mon, 30 Nov 2026 21:00:00 GMT"),
+                                 ("content-type", "application/octet-stream"),
+                                 ("content-length", str(len(BODY)))])
+        write(s, c, h2_frame(1, 0x4, sid, response) + h2_frame(0, 0x1, sid, BODY))
+    for c, s, _, _ in pairs:
         out += [c.record(CLOSE, 0, ts), s.record(CLOSE, 0, ts + 1000)]
         ts += 5000
     return out
@@ -271,9 +322,9 @@ STAGES = {"decode": stage_decode, "table": stage_table, "build": stage_build,
           "jsonl": stage_jsonl, "agent": stage_agent}
 
 
-def measure(exchanges, connections, repeat, out_dir, pids) -> dict:
+def measure(exchanges, connections, repeat, out_dir, pids, http2=False) -> dict:
     """{stage: best CPU seconds per exchange over `repeat` runs} (cumulative stages)."""
-    recs = records(exchanges, connections, pids)
+    recs = (records_h2 if http2 else records)(exchanges, connections, pids)
     best = {}
     for _ in range(repeat):
         for name, fn in STAGES.items():
@@ -303,8 +354,8 @@ def show(stages: dict) -> None:
           f"({1e6 / stages['agent (all)'] / 2:,.0f} requests/s per core, both ends traced)")
 
 
-def profile(exchanges, connections, top, pids) -> None:
-    recs = records(exchanges, connections, pids)
+def profile(exchanges, connections, top, pids, http2=False) -> None:
+    recs = (records_h2 if http2 else records)(exchanges, connections, pids)
     with tempfile.TemporaryDirectory() as tmp:
         prof = cProfile.Profile()
         prof.enable()
@@ -324,7 +375,7 @@ def compare(trees, runs, args, pids) -> None:
                        PYTHONPATH=str(Path(t).resolve()))
             cmd = [sys.executable, __file__, "--exchanges", str(args.exchanges), "--connections",
                    str(args.connections), "--repeat", str(args.repeat), "--json", "--keep", out_dir,
-                   "--pids", "%d,%d" % pids]
+                   "--pids", "%d,%d" % pids] + (["--http2"] if args.http2 else [])
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             results[t].append(json.loads(done.stdout.splitlines()[-1]))
             outs[t] = out_dir
@@ -358,6 +409,7 @@ def main() -> None:
     ap.add_argument("--keep", metavar="DIR", help="write the JSON Lines outputs into DIR")
     ap.add_argument("--pids", help="SERVER,CLIENT pids the records name (default: two "
                     "processes started for the run)")
+    ap.add_argument("--http2", action="store_true", help="the exchanges as HTTP/2 (h2c)")
     args = ap.parse_args()
     peers = None if args.pids else Peers()
     pids = tuple(map(int, args.pids.split(","))) if args.pids else peers.pids
@@ -373,11 +425,12 @@ def run(args, pids) -> None:
         compare(args.trees.split(","), args.runs, args, pids)
         return
     if args.profile:
-        profile(args.exchanges, args.connections, args.profile, pids)
+        profile(args.exchanges, args.connections, args.profile, pids, args.http2)
         return
     out_dir = args.keep or tempfile.mkdtemp(prefix="l7replay-")
     os.makedirs(out_dir, exist_ok=True)
-    stages = by_stage(measure(args.exchanges, args.connections, args.repeat, out_dir, pids))
+    stages = by_stage(measure(args.exchanges, args.connections, args.repeat, out_dir, pids,
+                              args.http2))
     if args.json:
         print(json.dumps(stages))
         return

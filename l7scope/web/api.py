@@ -15,7 +15,10 @@ query; otherwise the paths are matched here, over a bounded number of candidates
 ``since`` counts back from ``now_ns()``: the wall clock for live capture; a capture-file run
 passes the time of its last packet, so "the last hour" means the file's last hour. The
 topology and the metrics read the 10-second rollup (store/rollup.py): their ``since`` starts
-at the beginning of the slot it falls in, and a metrics ``step`` is whole slots.
+at the beginning of the slot it falls in, and a metrics ``step`` is whole slots. The topology
+also reads the ``tcp_metrics`` rows since that same start (store.tcp_edges): a pair's TCP sums
+join its L7 edges (``tcp``), and a pair with TCP but no L7 edge becomes an edge of protocol
+"tcp" (a database, a custom protocol), so its TCP tab is one click away.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from l7scope.web.tcp import TcpApi
 
 JSON_TYPE = "application/json"
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+MAX_TCP_ONLY_EDGES = 300  # a host's every connection is a pair: the busiest are drawn
 DROP_WORDS = ("drop", "full", "lost", "shed", "evicted", "not_stored")
 
 
@@ -100,25 +104,17 @@ class Api:
 
     def topology(self, query: dict) -> dict:
         q = queries.parse_topology(query)
-        edges: dict[tuple, dict] = {}
-        for r in self.store.topology_edges(_slot_floor(self._since_ts(q.since_s))):
-            e = edges.setdefault((r["client"], r["server"], r["protocol"]),
-                                 {"requests": 0, "errors": 0, "dur": []})
-            if r["kind"] == "status":
-                e["requests"] += r["n"]
-            elif r["kind"] == "error":
-                e["errors"] += r["n"]
-            else:
-                e["dur"].append((r["key"], r["n"], r["low"], r["high"]))
-        out = []
-        for (client, server, protocol), e in edges.items():
-            out.append({"client": client, "server": server, "protocol": protocol,
-                        "requests": e["requests"], "errors": e["errors"],
-                        "p50_ms": queries.ms(queries.quantile(e["dur"], 0.5)),
-                        "p99_ms": queries.ms(queries.quantile(e["dur"], 0.99))})
+        since = _slot_floor(self._since_ts(q.since_s))
+        out = _l7_edges(self.store.topology_edges(since))
+        tcp = _tcp_figures(self.store.tcp_edges(since))
+        for e in out:  # an L7 edge gains its pair's TCP figures (the same on each protocol)
+            e["tcp"] = tcp.get((e["client"], e["server"]))
+        l7_pairs = {(e["client"], e["server"]) for e in out}
+        tcp_only, left_out = _tcp_only_edges({k: v for k, v in tcp.items() if k not in l7_pairs})
         out.sort(key=lambda d: (-d["requests"], d["client"], d["server"], d["protocol"]))
+        out += tcp_only
         ids = sorted({d["client"] for d in out} | {d["server"] for d in out})
-        return {"nodes": self._nodes(ids), "edges": out}
+        return {"nodes": self._nodes(ids), "edges": out, "tcp_only_left_out": left_out}
 
     def _nodes(self, ids: list[str]) -> list[dict]:
         procs = {p["name"]: p for p in self.store.processes()}
@@ -183,6 +179,47 @@ class Api:
             return dict(self._counters()), self._now()
         latest = self.store.latest_counters()
         return (json.loads(latest[1]), latest[0]) if latest else ({}, None)
+
+
+def _l7_edges(rows: list[dict]) -> list[dict]:
+    """The rollup's rows (store.topology_edges) as one edge per (client, server, protocol)."""
+    edges: dict[tuple, dict] = {}
+    for r in rows:
+        e = edges.setdefault((r["client"], r["server"], r["protocol"]),
+                             {"requests": 0, "errors": 0, "dur": []})
+        if r["kind"] == "status":
+            e["requests"] += r["n"]
+        elif r["kind"] == "error":
+            e["errors"] += r["n"]
+        else:
+            e["dur"].append((r["key"], r["n"], r["low"], r["high"]))
+    return [{"client": client, "server": server, "protocol": protocol,
+             "requests": e["requests"], "errors": e["errors"],
+             "p50_ms": queries.ms(queries.quantile(e["dur"], 0.5)),
+             "p99_ms": queries.ms(queries.quantile(e["dur"], 0.99))}
+            for (client, server, protocol), e in edges.items()]
+
+
+def _tcp_figures(rows: list[dict]) -> dict[tuple, dict]:
+    """(client, server) -> the pair's TCP sums over the window (store.tcp_edges)."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        cell = out.setdefault((r["client"], r["server"]), dict.fromkeys(schema.TCP_EDGE_SUMS, 0))
+        for c in schema.TCP_EDGE_SUMS:
+            cell[c] += r[c] or 0
+    return out
+
+
+def _tcp_only_edges(pairs: dict[tuple, dict]) -> tuple[list[dict], int]:
+    """Edges of protocol "tcp" for pairs with TCP figures and no L7 edge: the
+    MAX_TCP_ONLY_EDGES that moved the most bytes (then by client, server), and how many more
+    there were."""
+    ranked = sorted(pairs.items(), key=lambda kv: (
+        -(kv[1]["bytes_sent"] + kv[1]["bytes_received"]), kv[0]))
+    edges = [{"client": client, "server": server, "protocol": "tcp", "requests": 0,
+              "errors": 0, "p50_ms": None, "p99_ms": None, "tcp": figures}
+             for (client, server), figures in ranked[:MAX_TCP_ONLY_EDGES]]
+    return edges, max(0, len(ranked) - MAX_TCP_ONLY_EDGES)
 
 
 _DISTRIBUTIONS = (("client_duration_ms", "dur_client", queries.ms),

@@ -67,6 +67,7 @@ def test_topology_counts_each_request_once(api):
         ("remote:192.168.1.5", "proc:nginx", "http1", 2, 0, 30.0, 30.0),
         ("proc:app", "remote:10.1.1.1:50051", "grpc", 1, 1, 40.0, 40.0),
         ("proc:nginx", "remote:93.184.216.34:443", "http1", 1, 1, None, None),
+        ("proc:nginx", "remote:10.9.9.9:5432", "tcp", 0, 0, None, None),  # TCP only: last
     ]
     assert doc["nodes"] == [
         {"id": "proc:app", "kind": "process", "pid": 400, "name": "app", "exe": None,
@@ -80,6 +81,8 @@ def test_topology_counts_each_request_once(api):
          "container_id": None},
         {"id": "remote:10.1.1.1:50051", "kind": "remote", "pid": None, "name": "10.1.1.1:50051",
          "exe": None, "container_id": None},
+        {"id": "remote:10.9.9.9:5432", "kind": "remote", "pid": None, "name": "10.9.9.9:5432",
+         "exe": None, "container_id": None},
         {"id": "remote:192.168.1.5", "kind": "remote", "pid": None, "name": "192.168.1.5",
          "exe": None, "container_id": None},
         {"id": "remote:93.184.216.34:443", "kind": "remote", "pid": None,
@@ -87,19 +90,98 @@ def test_topology_counts_each_request_once(api):
     ]
 
 
+def tcp(**fields) -> dict:
+    """An edge's ``tcp``: zero but for ``fields``."""
+    return {"connects": 0, "accepts": 0, "connect_failures": 0, "bytes_sent": 0,
+            "bytes_received": 0, "retransmits": 0, "resets_sent": 0, "resets_received": 0,
+            "drops": 0, **fields}
+
+
+def test_topology_edges_carry_their_pairs_tcp_figures_exact_json(api):
+    edges = ok(api, "/api/topology")["edges"]
+    assert edges == [
+        {"client": "proc:curl", "server": "proc:nginx", "protocol": "http1", "requests": 9,
+         "errors": 1, "p50_ms": 10.0, "p99_ms": 600.0,
+         "tcp": tcp(connects=8, accepts=8, connect_failures=1, bytes_sent=1600,
+                    bytes_received=6400, retransmits=3, resets_received=1, drops=3)},
+        # the record named its server "python3 app.py" (its service): the same node here
+        {"client": "proc:nginx", "server": "proc:python3", "protocol": "http1", "requests": 3,
+         "errors": 1, "p50_ms": 18.0, "p99_ms": 590.0,
+         "tcp": tcp(connects=2, accepts=2, bytes_sent=300, bytes_received=900)},
+        {"client": "remote:192.168.1.5", "server": "proc:nginx", "protocol": "http1",
+         "requests": 2, "errors": 0, "p50_ms": 30.0, "p99_ms": 30.0,
+         "tcp": tcp(accepts=2, bytes_sent=200, bytes_received=400, resets_sent=1)},
+        {"client": "proc:app", "server": "remote:10.1.1.1:50051", "protocol": "grpc",
+         "requests": 1, "errors": 1, "p50_ms": 40.0, "p99_ms": 40.0, "tcp": None},
+        {"client": "proc:nginx", "server": "remote:93.184.216.34:443", "protocol": "http1",
+         "requests": 1, "errors": 1, "p50_ms": None, "p99_ms": None, "tcp": None},
+        # TCP and no recognised protocol (a database): an edge of its own, after the L7 ones
+        {"client": "proc:nginx", "server": "remote:10.9.9.9:5432", "protocol": "tcp",
+         "requests": 0, "errors": 0, "p50_ms": None, "p99_ms": None,
+         "tcp": tcp(connect_failures=1)},
+    ]
+
+
+def test_tcp_only_edges_are_bounded_busiest_first_and_the_rest_counted(tmp_path, monkeypatch):
+    from l7scope.web import api as api_module
+
+    monkeypatch.setattr(api_module, "MAX_TCP_ONLY_EDGES", 2)
+    store = SqliteStore(str(tmp_path / "many.db"))
+    sink = sc.fill(store)
+    sink.on_tcp_metrics([sc.tcp_record("app", f"10.5.5.{i}:6379", 400, None, 60, connect_ms=(1,),
+                                       bytes_sent=100 * i, bytes_received=10)
+                         for i in range(1, 5)])
+    assert sink.flush()
+    sink.close()
+    doc = ok(Api(store, now_ns=lambda: sc.NOW), "/api/topology")
+    tcp_only = [(e["server"], e["tcp"]["bytes_sent"]) for e in doc["edges"]
+                if e["protocol"] == "tcp"]
+    # 5 pairs without L7 (4 to the cache, nginx's timed-out connect): the 2 busiest are drawn
+    assert tcp_only == [("remote:10.5.5.4:6379", 400), ("remote:10.5.5.3:6379", 300)]
+    assert doc["tcp_only_left_out"] == 3
+    assert "remote:10.5.5.1:6379" not in {n["id"] for n in doc["nodes"]}
+    assert sum(e["protocol"] != "tcp" for e in doc["edges"]) == 5  # every L7 edge stays
+    store.close()
+
+
+def test_an_l7_pair_with_two_protocols_has_its_tcp_figures_on_each(tmp_path):
+    store = SqliteStore(str(tmp_path / "two.db"))
+    sink = sc.fill(store)
+    sink(sc.make("server", 300, "127.0.0.1:8000", "127.0.0.1:50002", 201, 200, 7, 60,
+                 "/shop.Cart/Get", protocol="grpc", grpc_status=0, conn_id=9))
+    assert sink.flush()
+    sink.close()
+    edges = ok(Api(store, now_ns=lambda: sc.NOW), "/api/topology")["edges"]
+    both = {e["protocol"]: e["tcp"] for e in edges
+            if (e["client"], e["server"]) == ("proc:nginx", "proc:python3")}
+    figures = tcp(connects=2, accepts=2, bytes_sent=300, bytes_received=900)
+    assert both == {"http1": figures, "grpc": figures}
+    store.close()
+
+
 def test_topology_since(api):
     assert edge_tuples(ok(api, "/api/topology", since=30)) == [
         ("remote:192.168.1.5", "proc:nginx", "http1", 2, 0, 30.0, 30.0)]
-    assert edge_tuples(ok(api, "/api/topology", since=90)) == [
+    doc = ok(api, "/api/topology", since=90)
+    assert edge_tuples(doc) == [
         ("proc:curl", "proc:nginx", "http1", 3, 1, 5.0, 20.0),
         ("remote:192.168.1.5", "proc:nginx", "http1", 2, 0, 30.0, 30.0),
         ("proc:app", "remote:10.1.1.1:50051", "grpc", 1, 1, 40.0, 40.0),
         ("proc:nginx", "proc:python3", "http1", 1, 1, 18.0, 18.0),
         ("proc:nginx", "remote:93.184.216.34:443", "http1", 1, 1, None, None),
+        ("proc:nginx", "remote:10.9.9.9:5432", "tcp", 0, 0, None, None),  # TCP only: last
     ]
+    # the TCP records whose interval starts in the window: curl -> nginx's at 30 s only, and
+    # none of nginx -> python3 (at 10 s), whose L7 edge stays
+    figures = {(e["client"], e["server"]): e["tcp"] for e in doc["edges"]}
+    assert figures[("proc:curl", "proc:nginx")] == tcp(
+        connects=3, accepts=3, connect_failures=1, bytes_sent=600, bytes_received=1400,
+        retransmits=1, resets_received=1, drops=2)
+    assert figures[("proc:nginx", "proc:python3")] is None
     # since starts at the beginning of its 10-second slot: 25 s back is 95 s -> the slot at 90 s
     assert ok(api, "/api/topology", since=25) == ok(api, "/api/topology", since=30)
-    assert ok(api, "/api/topology", since=5) == {"nodes": [], "edges": []}
+    assert ok(api, "/api/topology", since=5) == {"nodes": [], "edges": [],
+                                                  "tcp_only_left_out": 0}
 
 
 def test_exchanges_newest_first_with_every_field(api):

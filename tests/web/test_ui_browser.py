@@ -145,10 +145,11 @@ def test_topology_shows_each_pair_with_rate_and_error_colour(page):
     assert "err-red" in nginx_py.get_attribute("class")
     assert "err-green" in remote.get_attribute("class")
     assert "err-red" in edge(page, "proc:app", "remote:10.1.1.1:50051", "grpc").get_attribute("class")
-    assert page.locator("[data-testid=edge]").count() == 5
+    # and nginx -> 10.9.9.9:5432, TCP only (tests/web/test_ui_tcp_topology_browser.py)
+    assert page.locator("[data-testid=edge]").count() == 6
     names = texts(page.locator("[data-testid=node] .node-name"))
     assert sorted(names) == sorted(["app", "curl", "nginx", "python3", "192.168.1.5",
-                                    "10.1.1.1:50051", "93.184.216.34:443"])
+                                    "10.1.1.1:50051", "93.184.216.34:443", "10.9.9.9:5432"])
 
     def x(node_id):
         return page.locator(f'[data-testid=node][data-id="{node_id}"]').bounding_box()["x"]

@@ -125,7 +125,8 @@ def test_mounted_with_the_api_on_the_agent_listener(tmp_path):
         assert get("/") == (200, "text/html; charset=utf-8", (STATIC / "index.html").read_bytes())
         assert get("/app.js")[:2] == (200, "text/javascript; charset=utf-8")
         status, ctype, body = get("/api/topology")
-        assert (status, ctype, json.loads(body)) == (200, "application/json", {"nodes": [], "edges": []})
+        assert (status, ctype, json.loads(body)) == (
+            200, "application/json", {"nodes": [], "edges": [], "tcp_only_left_out": 0})
         assert get("/metrics") == (200, "text/plain; version=0.0.4", b"up 1\n")
         assert get("/nope")[:1] == (404,) and get("/../etc/passwd")[0] == 404
     finally:

@@ -279,6 +279,12 @@ class ClickHouseStore:
                  f"WHERE 1 = 1{where} GROUP BY t, kind, `key`" for kind in schema.TCP_KEYED]
         return self._rows(f"SELECT * FROM ({' UNION ALL '.join(parts)})")
 
+    def tcp_edges(self, since_ts: int | None) -> list[dict]:
+        where = _where(since_ts)
+        sums = ", ".join(f"toInt64(ifNull(sum({c}), 0)) AS {c}" for c in schema.TCP_EDGE_SUMS)
+        return self._rows(f"SELECT client, server, {sums} FROM {self.db}.tcp_metrics "
+                          f"WHERE 1 = 1{where} GROUP BY client, server")
+
     def tcp_oldest_ts(self) -> int | None:
         return self._rows(f"SELECT minOrNull(ts_ns) AS v FROM {self.db}.tcp_metrics")[0]["v"]
 

@@ -24,7 +24,7 @@ share one ClickHouse database.
                    counts as columns, each histogram as its count, its sum (integer us) and its
                    buckets as JSON ``{"upper bound": n}``, failures and drops by reason as
                    JSON ``{"reason": n}``: what the API adds up per step (``TCP_SUMS``,
-                   ``TCP_KEYED``).
+                   ``TCP_KEYED``) and the topology per pair (``TCP_EDGE_SUMS``).
     pair_slots     per 10-second slot and node pair: request, status and error counts and
                    the buckets of durations and sizes, of every exchange offered, stored or
                    not (rollup.py); the topology and the metric charts read these.
@@ -97,6 +97,9 @@ TCP_SUMS = ("connects", "accepts", "connect_failures", "connect_ms_count", "conn
             "drops")
 TCP_KEYED = ("connect_failures_by_reason", "connect_ms_buckets", "rtt_us_buckets",
              "drops_by_reason")
+# what the topology adds up per (client, server) pair over its window (an edge's "tcp")
+TCP_EDGE_SUMS = ("connects", "accepts", "connect_failures", "bytes_sent", "bytes_received",
+                 "retransmits", "resets_sent", "resets_received", "drops")
 PAIR_SLOT_COLUMNS = (
     ("ts_ns", "int"), ("node", "text"), ("client", "text"), ("server", "text"),
     ("protocol", "text"), ("kind", "text"), ("key", "int"), ("n", "int"), ("low", "int"),

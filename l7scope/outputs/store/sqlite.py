@@ -228,6 +228,14 @@ class SqliteStore:
         return self._rows(" UNION ALL ".join(parts),
                           ([int(t0), int(step_ns)] + args) * len(schema.TCP_KEYED))
 
+    def tcp_edges(self, since_ts: int | None) -> list[dict]:
+        """Per (client, server) over the tcp_metrics rows since ``since_ts``: the sum of each
+        schema.TCP_EDGE_SUMS column (the topology's TCP figures)."""
+        where, args = _where(since_ts=since_ts)
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in schema.TCP_EDGE_SUMS)
+        return self._rows(f"SELECT client, server, {sums} FROM tcp_metrics WHERE 1 = 1{where} "
+                          "GROUP BY 1, 2", args)
+
     def tcp_oldest_ts(self) -> int | None:
         return self._reader().execute("SELECT MIN(ts_ns) FROM tcp_metrics").fetchone()[0]
 

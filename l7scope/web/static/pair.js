@@ -1,5 +1,6 @@
 // The pair panel opened by a click on an edge: tabs HTTP/1.x and HTTP/2 / gRPC (charts over
-// time from /api/metrics), Requests (requests.js) and TCP (tcp.js, from /api/tcp).
+// time from /api/metrics), Requests (requests.js) and TCP (tcp.js, from /api/tcp). A TCP-only
+// edge (protocol "tcp") opens on its TCP tab, the others disabled.
 
 import { getJson } from "./api.js";
 import { h, clear, fmtSig, fmtRate, nodeLabel, plural, PROTOCOL_NAMES } from "./dom.js";
@@ -15,7 +16,15 @@ export const TABS = [
 ];
 
 export function defaultTab(protocol) {
-  return protocol === "http1" ? "http1" : "http2";
+  return protocol === "tcp" ? "tcp" : protocol === "http1" ? "http1" : "http2";
+}
+
+const NO_L7 = "no request of a recognised protocol between these two: a TCP-only pair";
+
+// The tabs for an edge: a TCP-only pair's HTTP tabs are disabled, with the reason as title.
+export function tabsFor(edge) {
+  if (!edge || edge.protocol !== "tcp") return TABS;
+  return TABS.map((t) => (t.id === "tcp" ? t : { ...t, disabled: NO_L7 }));
 }
 
 function sum(series, f) {
@@ -62,7 +71,7 @@ export class PairPanel {
     const same = this.edge && this.edge.client === edge.client && this.edge.server === edge.server;
     if (!same) this.requests = new RequestsTab();
     this.edge = { client: edge.client, server: edge.server, protocol: edge.protocol };
-    this.tab = tab && TABS.some((t) => t.id === tab && !t.disabled) ? tab : defaultTab(edge.protocol);
+    this.tab = tab && tabsFor(edge).some((t) => t.id === tab && !t.disabled) ? tab : defaultTab(edge.protocol);
     this.drawFrame();
     return this.refresh();
   }
@@ -77,7 +86,7 @@ export class PairPanel {
     const e = this.edge;
     this.root.hidden = false;
     this.body = h("div", { class: "tab-body", role: "tabpanel", "data-testid": `tabpanel-${this.tab}` });
-    const tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "pair views" }, TABS.map((t) =>
+    const tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "pair views" }, tabsFor(e).map((t) =>
       h("button", {
         type: "button", role: "tab", "data-testid": `tab-${t.id}`, "aria-selected": t.id === this.tab ? "true" : "false",
         disabled: t.disabled ? true : null, "aria-disabled": t.disabled ? "true" : null,
@@ -88,7 +97,7 @@ export class PairPanel {
     clear(this.root).append(
       h("header", { class: "pair-head" }, [
         h("h2", { "data-testid": "pair-title", text: `${nodeLabel(e.client)} → ${nodeLabel(e.server)}` }),
-        h("span", { class: "pair-ids", text: `${e.client} → ${e.server} · ${PROTOCOL_NAMES[e.protocol] || e.protocol}` }),
+        h("span", { class: "pair-ids", text: `${e.client} → ${e.server} · ${e.protocol === "tcp" ? "TCP only" : PROTOCOL_NAMES[e.protocol] || e.protocol}` }),
         h("button", { type: "button", class: "close", "data-testid": "pair-close", "aria-label": "close the pair",
                       onclick: () => this.onClose(), text: "×" }),
       ]),

@@ -7,8 +7,12 @@
 // gets a lane (a waypoint) in each column it crosses. Within a column nodes and lanes are
 // ordered by the mean row of what links into them, then by id, so the picture is stable
 // between refreshes.
+//
+// A pair with TCP but no recognised protocol (protocol "tcp": a database, a custom protocol)
+// is a dashed line labelled with its bytes, connections and retransmits; it opens on the TCP
+// tab. An L7 edge names its pair's TCP figures in its description (title, aria-label).
 
-import { s, h, clear, fmtMs, fmtRate, nodeLabel, PROTOCOL_NAMES } from "./dom.js";
+import { s, h, clear, fmtMs, fmtNum, fmtRate, fmtSig, nodeLabel, plural, PROTOCOL_NAMES } from "./dom.js";
 
 const COL_W = 340, ROW_H = 96, NODE_W = 168, NODE_H = 44, PAD = 24, LOOP_ROOM = 56;
 export const AMBER_RATIO = 0.01, RED_RATIO = 0.05;
@@ -17,7 +21,12 @@ export function edgeKey(e) {
   return `${e.client}|${e.server}|${e.protocol}`;
 }
 
+export function isTcpOnly(e) {
+  return e.protocol === "tcp";
+}
+
 export function errorClass(e) {
+  if (isTcpOnly(e)) return "tcp";
   if (!e.requests) return "idle";
   const ratio = e.errors / e.requests;
   return ratio >= RED_RATIO ? "red" : ratio >= AMBER_RATIO ? "amber" : "green";
@@ -132,24 +141,58 @@ function edgePath(a, b, offset, waypoints) {
            mid: { x: (x0 + x1) / 2, y: dip + 30 } };
 }
 
+// 1000 -> "1,000 B", 6400 -> "6.3 KiB", 1048576 -> "1 MiB"
+export function fmtSize(n) {
+  if (!(n >= 1024)) return `${fmtNum(n || 0, 0)} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${fmtSig(v)} ${units[i]}`;
+}
+
+function tcpCounts(t) {
+  const conns = Math.max(t.connects, t.accepts);
+  return [plural(conns, "conn"), t.connect_failures ? `${t.connect_failures} failed` : null,
+          t.retransmits ? `${fmtNum(t.retransmits, 0)} retrans` : null].filter(Boolean).join(" · ");
+}
+
+function tcpText(t) {
+  return `${plural(Math.max(t.connects, t.accepts), "connection")}, ${t.connect_failures} failed connects, `
+    + `${fmtSize(t.bytes_sent)} sent, ${fmtSize(t.bytes_received)} received, `
+    + `${plural(t.retransmits, "retransmit")}, ${plural(t.resets_sent + t.resets_received, "reset")}, ${plural(t.drops, "drop")}`;
+}
+
 function edgeLabels(e, windowS) {
+  if (isTcpOnly(e)) {
+    return [`TCP · ${fmtSize(e.tcp.bytes_sent)} → · ${fmtSize(e.tcp.bytes_received)} ←`, tcpCounts(e.tcp)];
+  }
   const err = e.errors ? ` · ${e.errors} err` : "";
   return [`${PROTOCOL_NAMES[e.protocol] || e.protocol} · p99 ${fmtMs(e.p99_ms)}`,
           `${e.requests} req · ${fmtRate(e.requests / windowS)}${err}`];
 }
 
 function describe(e, windowS) {
+  if (isTcpOnly(e)) {
+    return `${nodeLabel(e.client)} to ${nodeLabel(e.server)}, TCP only (no recognised protocol): ${tcpText(e.tcp)}`;
+  }
+  const tcp = e.tcp ? `; TCP: ${tcpText(e.tcp)}` : "";
   return `${nodeLabel(e.client)} to ${nodeLabel(e.server)}, ${PROTOCOL_NAMES[e.protocol] || e.protocol}: `
     + `${e.requests} requests (${fmtRate(e.requests / windowS)}), ${e.errors} errors, `
-    + `p50 ${fmtMs(e.p50_ms)}, p99 ${fmtMs(e.p99_ms)}`;
+    + `p50 ${fmtMs(e.p50_ms)}, p99 ${fmtMs(e.p99_ms)}${tcp}`;
+}
+
+function lineWidth(e) {
+  const weight = isTcpOnly(e) ? Math.log10(1 + e.tcp.bytes_sent + e.tcp.bytes_received) / 3
+    : Math.log10(1 + e.requests) * 1.5;
+  return 1.5 + Math.min(5, weight);
 }
 
 function drawEdge(e, a, b, offset, waypoints, ctx) {
   const { d, mid } = edgePath(a, b, offset, waypoints);
-  const width = 1.5 + Math.min(5, Math.log10(1 + e.requests) * 1.5);
+  const width = lineWidth(e);
   const key = edgeKey(e);
   const g = s("g", {
-    class: `edge err-${errorClass(e)}${key === ctx.selected ? " selected" : ""}`,
+    class: `edge err-${errorClass(e)}${isTcpOnly(e) ? " tcp-only" : ""}${key === ctx.selected ? " selected" : ""}`,
     "data-testid": "edge", "data-client": e.client, "data-server": e.server,
     "data-protocol": e.protocol, "data-key": key, role: "button", tabindex: "0",
     "aria-label": describe(e, ctx.windowS), "aria-pressed": key === ctx.selected ? "true" : "false",
@@ -180,7 +223,7 @@ function drawNode(n, p) {
 }
 
 function markers() {
-  return s("defs", {}, ["green", "amber", "red", "idle"].map((c) =>
+  return s("defs", {}, ["green", "amber", "red", "idle", "tcp"].map((c) =>
     s("marker", { id: `arrow-${c}`, viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7",
                   markerHeight: "7", orient: "auto-start-reverse", class: `arrow err-${c}` },
       [s("path", { d: "M0,0 L10,5 L0,10 z" })])));
@@ -212,6 +255,10 @@ export function renderTopology(container, doc, ctx) {
   const nodesG = s("g", { class: "nodes" }, doc.nodes.map((n) => drawNode(n, pos.get(n.id))));
   svg.append(edgesG, nodesG);
   container.append(svg);
+  if (doc.tcp_only_left_out) {
+    container.append(h("p", { class: "note", "data-testid": "tcp-only-left-out",
+      text: `${plural(doc.tcp_only_left_out, "more TCP-only pair")} not drawn: the busiest by bytes are shown.` }));
+  }
   if (focused) {
     const again = svg.querySelector(`[data-key="${CSS.escape(focused)}"]`);
     if (again) again.focus();

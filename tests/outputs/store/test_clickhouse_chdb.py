@@ -121,6 +121,19 @@ def test_the_cases_see_data(both):
     assert (doc["totals"]["retransmits"], doc["totals"]["bytes_sent"]) == (3, 2100)
     assert doc["totals"]["drops_by_reason"] == {"NETFILTER_DROP": 2, "TCP_OFO_DROP": 1}
     assert doc["totals"]["rtt_us"]["p99"] == 2500
+    _, doc = answer(both[0], "/api/topology", {})  # the edges' TCP figures, read by ClickHouse
+    figures = {(e["client"], e["server"], e["protocol"]): e["tcp"] for e in doc["edges"]}
+    assert figures[("proc:curl", "proc:nginx", "http1")]["bytes_received"] == 6400
+    assert figures[("proc:nginx", "remote:10.9.9.9:5432", "tcp")]["connect_failures"] == 1
+
+
+@pytest.mark.parametrize("since", [None, sc.T0 + 30 * sc.S, sc.T0 + 60 * sc.S, sc.NOW])
+def test_tcp_edges_rows_equal_sqlite(both, since):
+    ch, lite = both[0], both[1]
+    rows = [sorted(backend.tcp_edges(since), key=lambda r: (r["client"], r["server"]))
+            for backend in (ch, lite)]
+    assert rows[0] == rows[1]
+    assert len(rows[0]) == {None: 4, sc.T0 + 30 * sc.S: 3, sc.T0 + 60 * sc.S: 1, sc.NOW: 0}[since]
 
 
 def test_status_equal_but_for_the_store(both):
