@@ -190,16 +190,18 @@ def _assemble(r: _Run, config: Config):
     r.outputs = build_outputs(s, config, redactor, source.clock, source.label, now_ns,
                               processes=r.processes)
     r.web = web_of(r.outputs)
+    listening = None if source.capture_mode else ListeningPorts()  # the host's listening ports
     if not source.capture_mode:  # the kernel source's TCP health records (docs/metrics.md)
         from l7scope.tcpmetrics import TcpMetrics
 
         r.outputs.tcp = TcpMetrics(owned_only=bool(s.pids or s.comms),
                                    name=r.outputs.metrics.name,  # pairs named alike
-                                   live=getattr(source, "tcp_open", None))  # open sockets
+                                   live=getattr(source, "tcp_open", None),  # open sockets
+                                   listening=listening)
         store = next((x for x in r.outputs.sinks if isinstance(x, S.Store)), None)
         if store is not None:  # the store names TCP pairs' processes as its topology does
             store.sink.process_name = r.processes.name
-    table = ConnectionTable(listening=None if source.capture_mode else ListeningPorts(),
+    table = ConnectionTable(listening=listening,
                             max_memory=s.max_parser_memory_mb << 20)
     r.outputs.on_error = lambda exc: table.record_internal_error("output", exc)
     pipeline = Pipeline(table=table, clock=source.clock,

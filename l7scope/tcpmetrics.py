@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 from l7scope.capture.events import ConnectionOpened, DataChunk, Role
 from l7scope.capture.tcp_summary import TcpOpen, TcpSummary
+from l7scope.conn.table import guess_role
 from l7scope.dataplane._sockbytes import SocketBytes
 from l7scope.metrics import process_name
 from l7scope.metrics_types import DURATION_MS_BOUNDS, Histogram
@@ -136,8 +137,13 @@ class TcpMetrics:
     interval (``kind: tcp_metrics`` records for --metrics-output)."""
 
     def __init__(self, max_sockets: int = 65536, name=process_name, owned_only: bool = False,
-                 reasons: dict[int, str] | None = None, max_pairs: int = 4096, live=None):
+                 reasons: dict[int, str] | None = None, max_pairs: int = 4096, live=None,
+                 listening=None):
         self.max_sockets = max_sockets
+        # a socket whose connect/accept the kernel never saw (it predates the agent) is told
+        # client or server as the connection table tells it: a listening local port (this
+        # container of the host's listening ports), else the ports (conn/table.py guess_role)
+        self.listening = listening
         self.max_pairs = max_pairs
         self.name = name
         self.owned_only = owned_only  # --pid/--comm: sockets no traced process owns are left out
@@ -232,15 +238,22 @@ class TcpMetrics:
         """The interval's records, one per (client, server) pair; the interval starts afresh."""
         closed, self._closed = self._closed, []
         closed += self._open_reports()
-        servers = {(s.local, s.remote): (s, b) for s, b in closed if s.role == Role.SERVER}
+        roles = [self._role(s) for s, _ in closed]
+        servers = {(s.local, s.remote): (s, b)
+                   for (s, b), role in zip(closed, roles) if role == Role.SERVER}
         pairs: dict[tuple, _Pair] = {}
-        for s, b in closed:
-            if s.role == Role.SERVER:
+        for (s, b), role in zip(closed, roles):
+            if role == Role.SERVER:
                 continue
             self._add(pairs, (s, b), servers.pop((s.remote, s.local), None))
         for sb in servers.values():
             self._add(pairs, None, sb)
         return [self._record(k, p, start_wall_ns, end_wall_ns) for k, p in pairs.items()]
+
+    def _role(self, s) -> Role:
+        if s.role != Role.UNKNOWN:
+            return s.role
+        return guess_role(s.local, s.remote, self.listening)
 
     def _add(self, pairs: dict, client, server) -> None:
         cs, cb = client or (None, None)

@@ -171,3 +171,21 @@ def test_an_open_connection_reports_each_interval_and_the_rest_at_close():
     assert (r["bytes_sent"], r["bytes_received"], r["connects"], r["accepts"]) == (50, 0, 1, 1)
     assert (r["retransmits"], r["drops"], r["rtt_us"]["count"]) == (
         2, {"NETFILTER_DROP": 1}, 2)
+
+
+def test_sockets_older_than_the_agent_are_told_client_or_server_by_listening_ports():
+    # both ends of a local connection accepted before the agent: the kernel knows no role
+    nginx, client = ("127.0.0.1", 8080), ("127.0.0.1", 55336)
+    m = TcpMetrics(reasons={}, listening=frozenset({8080}))
+    m.feed([chunk(nginx, client, True, 5000, 17, "nginx", 10),
+            chunk(nginx, client, False, 300, 17, "nginx", 5),
+            chunk(client, nginx, True, 300, 7, "wrk", 4),
+            chunk(client, nginx, False, 5000, 7, "wrk", 11)])
+    [r] = m.snapshot(0, 10)
+    assert (r["client"], r["server"], r["client_pid"], r["server_pid"]) == ("wrk", "nginx", 7, 17)
+    assert (r["bytes_sent"], r["bytes_received"]) == (300, 5000)
+    # the server's side alone (its peer not traced): still the server, the peer the client
+    m = TcpMetrics(reasons={}, listening=frozenset({8080}))
+    m.feed([chunk(nginx, ("10.0.0.9", 41000), True, 700, 17, "nginx", 10)])
+    [r] = m.snapshot(0, 10)
+    assert (r["client"], r["server"], r["server_pid"]) == ("10.0.0.9", "nginx", 17)
