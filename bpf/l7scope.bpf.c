@@ -460,7 +460,8 @@ static __always_inline struct conn_info *conn_of_fd(int fd, struct sock **skp, i
 static __always_inline void fill_header(struct l7_event *ev, __u8 kind, struct conn_info *ci,
 					__u64 ts_enter, __s32 fd, __u8 sc)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	__u64 id = bpf_get_current_pid_tgid(), *comm;
+	const __u64 *name;
 
 	ev->ts_exit = bpf_ktime_get_ns();
 	ev->ts_enter = ts_enter ? ts_enter : ev->ts_exit; /* receives: no entry, one clock read */
@@ -483,7 +484,12 @@ static __always_inline void fill_header(struct l7_event *ev, __u8 kind, struct c
 	ev->rport = ci->rport;
 	__builtin_memcpy(ev->laddr, ci->laddr, 16);
 	__builtin_memcpy(ev->raddr, ci->raddr, 16);
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	/* the thread's name: two loads through the task's BTF pointer (the kernel keeps it
+	 * NUL-padded), not the bpf_get_current_comm string copy */
+	name = (const __u64 *)bpf_get_current_task_btf()->comm;
+	comm = (__u64 *)ev->comm;
+	comm[0] = name[0];
+	comm[1] = name[1];
 }
 
 static __always_inline struct l7_event *header(__u8 kind, struct conn_info *ci, __u64 ts_enter,
