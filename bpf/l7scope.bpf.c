@@ -95,10 +95,6 @@ struct sock_slot {
 	struct conn_info ci; /* ci.conn_id 0: no copy (look the entry up) */
 };
 
-struct thread_socks {
-	struct sock_slot slot[SOCK_SLOTS];
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20);
@@ -110,14 +106,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct conn_info);
 } conns SEC(".maps");
-
-/* made for traced threads only (1.3 KiB each), freed with the thread */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct thread_socks);
-} thread_socks SEC(".maps");
 
 /* TLS: a library call in progress per thread, the socket each SSL object writes to (learned
  * from the syscalls made inside SSL_read/SSL_write), and the plaintext stream of each SSL */
@@ -247,7 +235,8 @@ static __always_inline void count(__u32 stat, __u64 n)
 /* ---- who is traced ---- */
 
 /* Per thread, in the task's own local storage (no hash lookup: the task struct points at it,
- * and it goes away with the thread): the call in flight and the filter verdict.
+ * and it goes away with the thread; 1.4 KiB): the call in flight, the filter verdict and the
+ * cache of what the thread's fds are (struct sock_slot).
  * The call slot is reused call after call: an exit marks it done (shape 0), the next entry
  * overwrites it in place. `seen`: the thread's first syscall exit since attach has been seen
  * (only that exit can belong to a call that entered before the programs were attached).
@@ -263,6 +252,7 @@ struct thread_state {
 	__u8 decided;
 	__u8 traced;
 	__u8 seen;
+	struct sock_slot slot[SOCK_SLOTS]; /* what its fds are */
 };
 
 struct {
@@ -411,10 +401,10 @@ static __always_inline int conn_final(struct conn_info *ci)
 /* The TCP sock at fd (*skp) and its connection entry: from the thread's slot when it still
  * holds, else by a walk and a `conns` lookup (the entry made when create is set; else NULL
  * for a socket without one). NULL with *skp 0: the fd is no TCP socket. */
-static __always_inline struct conn_info *conn_of_fd(int fd, struct sock **skp, int create)
+static __always_inline struct conn_info *conn_of_fd(struct thread_state *ts, int fd,
+						    struct sock **skp, int create)
 {
 	__u64 file = file_of_fd(fd), priv, epoch = conn_epoch;
-	struct thread_socks *cache;
 	struct sock_slot *slot = NULL;
 	struct conn_info *ci;
 	struct sock *sk;
@@ -423,10 +413,8 @@ static __always_inline struct conn_info *conn_of_fd(int fd, struct sock **skp, i
 	if (!file)
 		return NULL;
 	priv = (__u64)BPF_CORE_READ((struct file *)file, private_data);
-	cache = bpf_task_storage_get(&thread_socks, bpf_get_current_task_btf(), 0,
-				     BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (cache)
-		slot = &cache->slot[fd & (SOCK_SLOTS - 1)];
+	if (ts)
+		slot = &ts->slot[fd & (SOCK_SLOTS - 1)];
 	if (slot && slot->file == file && slot->priv == priv &&
 	    (!slot->sk || (__u64)BPF_CORE_READ((struct socket *)priv, sk) == slot->sk)) {
 		*skp = (struct sock *)slot->sk;
@@ -917,10 +905,8 @@ static __always_inline int first_exit(struct thread_state *ts)
 }
 
 /* The entry time of a sending call, or 0 when it is not traced. */
-static __always_inline __u64 send_entry_time(long ret)
+static __always_inline __u64 send_entry_time(struct thread_state *ts, long ret)
 {
-	struct thread_state *ts = thread_state();
-
 	if (ts && ts->call.shape) {
 		ts->call.shape = 0;
 		return ts->call.ts_enter;
@@ -994,24 +980,26 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 {
 	struct active_call ac = {};
 	__u64 a0 = 0, a1 = 0, a2 = 0, ts;
+	struct thread_state *thread;
 	struct conn_info *ci;
 	struct sock *sk;
 
+	if (direction == L7_DIR_INGRESS && (ret < 0 || (ret == 0 && shape == SHAPE_MMSG)))
+		return;
+	thread = thread_state();
 	if (direction == L7_DIR_EGRESS) {
-		ts = send_entry_time(ret);
+		ts = send_entry_time(thread, ret);
 		if (!ts || ret <= 0)
 			return;
 	} else {
-		if (ret < 0 || (ret == 0 && shape == SHAPE_MMSG))
-			return;
-		if (!traced(bpf_get_current_pid_tgid() >> 32))
+		if (!traced_by(bpf_get_current_pid_tgid() >> 32, thread))
 			return;
 		ts = 0; /* the header's exit time stands for both */
 	}
 	saved_args(&a0, &a1, &a2);
 	if (direction == L7_DIR_INGRESS && peeked(sc, a2))
 		return;
-	ci = conn_of_fd((int)a0, &sk, ret > 0);
+	ci = conn_of_fd(thread, (int)a0, &sk, ret > 0);
 	if (!sk)
 		return;
 	learn_ssl_socket((__u64)sk);
