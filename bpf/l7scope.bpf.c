@@ -3,16 +3,18 @@
  *
  * Theory of operation
  * -------------------
- * sys_enter_<io syscall>: if the caller is traced (not the agent, pid/comm filters) and the fd is
- *   a TCP socket (task -> files -> fdt -> fd[] -> file -> inode is a socket -> sock, family
- *   AF_INET/AF_INET6, protocol TCP), remember the call in `active` keyed by thread: entry time,
- *   the sock, and where the bytes live (a buffer, an iovec array, or nothing for byte-count-only
- *   syscalls such as sendfile and sendmmsg).
- * sys_exit_<io syscall>: with a positive result, look the sock up in `conns` (creating it for a
- *   connection that predates the agent), read its TCP stream position (write_seq after a send,
- *   copied_seq after a receive, minus the result), and emit the bytes as DATA records of at most
- *   L7_CHUNK bytes each, up to cfg.max_payload per syscall; what is not copied is still covered
- *   by a last record with data_len 0 so that user space sees an exact known-length hole.
+ * Per thread, in its task local storage (`threads`): the call in flight, the filter verdict and
+ *   a cache of what its fds are (struct thread_state).
+ * sys_enter_<sending syscall>: if the caller is traced (not the agent, pid/comm filters), stamp
+ *   the entry time into the thread's call slot. Receiving syscalls have no entry program.
+ * sys_exit_<io syscall>: with a positive result, the call's arguments come from the user
+ *   registers saved at syscall entry; the fd's file (task -> files -> fdt -> fd[]) is looked up
+ *   in the thread's fd cache, else walked (inode is a socket -> sock, AF_INET/AF_INET6, TCP) and
+ *   its connection looked up in `conns` (made for a connection that predates the agent); then
+ *   the TCP stream position (write_seq after a send, copied_seq after a receive, minus the
+ *   result) and the bytes as DATA records of at most L7_CHUNK bytes each, up to cfg.max_payload
+ *   per syscall; what is not copied is still covered by the last record (chunk_len beyond
+ *   data_len) so that user space sees an exact known-length hole.
  *   A read returning 0 emits EOF (peer closed).
  * Protocol inference: a connection starts UNKNOWN; each message whose first bytes are not an
  *   HTTP/1 start line, the HTTP/2 preface or a plausible HTTP/2 frame bumps a counter, and after
@@ -20,8 +22,8 @@
  *   the others still send byte counts (flag PAYLOAD_SUPPRESSED).
  * connect/accept/accept4 exits enter the socket with its role (client/server) and emit OPEN;
  *   sock:inet_sock_set_state to TCP_CLOSE emits CLOSE and forgets the socket.
- * Every lost record (ring buffer full, in-flight table full, unreadable memory) is counted in
- *   the per-CPU `stats` array, which the agent reads and reports.
+ * Every lost record (ring buffer full, the thread's storage not made, unreadable memory) is
+ *   counted in the per-CPU `stats` array, which the agent reads and reports.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
