@@ -14,9 +14,9 @@ On a shared host the idle subtraction is only as good as the rest of the host is
 processes' syscalls run the tracepoint programs too (an early exit each, in --comm mode), and
 their number changes from one window to the next. --perf adds a figure that does not depend on
 them: `perf record -a -g` during each load window, counting only the samples taken inside this
-agent's programs (their addresses, from /proc/kallsyms) on the load's own processes (comm
-l7bench-nginx / l7bench-h2load), the helpers they call included; the sampled time over the
-requests is BPF ns per request. It is a sample (a few hundred per round: a few % of error),
+agent's programs (their JIT images' address ranges, from the kernel's program info) on the
+load's own processes (comm l7bench-nginx / l7bench-h2load), the helpers they call included;
+the sampled time over the requests is BPF ns per request. It is a sample (a few hundred per round: a few % of error),
 and the time perf itself adds to a program that it interrupts is in it.
 
     python bench/bench_bpf.py [--seconds 10] [--rate 5000] [--connections 10] [--rounds 3] [--all]
@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -97,32 +98,60 @@ def wrk_rps(exe: str, port: int, seconds: float, connections: int) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def bpf_symbols() -> dict[int, str]:
-    """address -> name of every BPF program image the kernel lists now."""
-    out = {}
-    for line in Path("/proc/kallsyms").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[3] == "[bpf]" and parts[2].startswith("bpf_prog_"):
-            out[int(parts[0], 16)] = parts[2]
-    return out
+_libc = None
+
+
+def _bpf(cmd: int, attr: bytes) -> tuple[int, bytes]:
+    """The bpf(2) syscall: (result, attr as the kernel left it)."""
+    import ctypes
+    global _libc
+    _libc = _libc or ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(attr, 128)
+    return _libc.syscall(321, cmd, buf, 128), buf.raw  # 321: __NR_bpf on x86-64
+
+
+def prog_images(ids, names: dict[int, str]) -> list[tuple[int, int, str]]:
+    """(start, end, program name) of the JIT images of these programs, subprograms included:
+    struct bpf_prog_info's jited_ksyms and jited_func_lens (BPF_OBJ_GET_INFO_BY_FD)."""
+    import ctypes
+    out = []
+    for pid in ids:
+        fd, _ = _bpf(13, struct.pack("<I", pid))  # BPF_PROG_GET_FD_BY_ID
+        if fd < 0:
+            continue
+        try:
+            info = ctypes.create_string_buffer(256)
+            _bpf(15, struct.pack("<IIQ", fd, 256, ctypes.addressof(info)))  # BPF_OBJ_GET_INFO_BY_FD
+            n = struct.unpack_from("<I", info.raw, 104)[0]
+            ksyms, lens = (ctypes.c_uint64 * n)(), (ctypes.c_uint32 * n)()
+            info = ctypes.create_string_buffer(256)
+            struct.pack_into("<IIQQ", info, 104, n, n, ctypes.addressof(ksyms), ctypes.addressof(lens))
+            _bpf(15, struct.pack("<IIQ", fd, 256, ctypes.addressof(info)))
+            out += [(ksyms[i], ksyms[i] + lens[i], names.get(pid, str(pid))) for i in range(n)]
+        finally:
+            os.close(fd)
+    return sorted(out)
 
 
 class Sampler:
-    """perf record -a -g for one load window; the BPF time sampled in the agent's programs on
-    the load's processes. mine: start addresses of the agent's program images."""
+    """perf record -a -g for one load window; the BPF time sampled in the agent's programs
+    (images: their JIT address ranges) on the load's processes."""
 
-    def __init__(self, tmp: Path, mine: set[int]):
-        self.data, self.mine = tmp / "perf.data", mine
+    def __init__(self, tmp: Path, images: list[tuple[int, int, str]]):
+        self.data, self.images = tmp / "perf.data", images
+        self.starts = [start for start, _, _ in images]
         self.proc = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "2999", "-o", str(self.data)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # perf is recording before the load starts
+
+    def owner(self, ip: int) -> str | None:
+        i = bisect.bisect_right(self.starts, ip) - 1
+        return self.images[i][2] if i >= 0 and ip < self.images[i][1] else None
 
     def stop(self, comms: tuple[str, ...]) -> dict[str, float]:
         """program name -> ns sampled in it (and in the helpers it called)."""
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(60)
-        symbols = bpf_symbols()
-        starts = sorted(symbols)
         text = subprocess.run(["perf", "script", "-i", str(self.data), "-F", "comm,period,ip"],
                               capture_output=True, text=True).stdout
         out: dict[str, float] = {}
@@ -130,16 +159,11 @@ class Sampler:
             lines = sample.strip().splitlines()
             if not lines or lines[0].split()[0] not in comms:
                 continue
-            period = int(lines[0].split()[-1])
             owner = None
             for frame in lines[1:]:
-                ip = int(frame.split()[0], 16)
-                i = bisect.bisect_right(starts, ip) - 1
-                if i >= 0 and starts[i] in self.mine:
-                    owner = symbols[starts[i]]  # the outermost program frame wins
+                owner = self.owner(int(frame.split()[0], 16)) or owner  # the outermost wins
             if owner:
-                name = owner.split("_", 3)[-1]
-                out[name] = out.get(name, 0) + period
+                out[owner] = out.get(owner, 0) + int(lines[0].split()[-1])
         self.data.unlink(missing_ok=True)
         return out
 
@@ -234,16 +258,16 @@ def main() -> None:
     wait_port(port)
     try:
         STATS_SYSCTL.write_text("1")
-        before = set(bpf_symbols())
         agent = Agent(tmp, [] if args.all else [NGINX_COMM, H2LOAD_COMM])
-        mine = set(bpf_symbols()) - before
+        ids = prog_stats(agent.proc.pid)
+        images = prog_images(ids, prog_names(ids)) if args.perf else []
         rounds, sampled, total = [], [], 0
         try:
             for _ in range(args.rounds):
                 s0 = prog_stats(agent.proc.pid)
                 time.sleep(args.seconds)
                 s1 = prog_stats(agent.proc.pid)
-                sampler = Sampler(tmp, mine) if args.perf else None
+                sampler = Sampler(tmp, images) if args.perf else None
                 n = h2load(h2load_exe, port, args.seconds, args.rate, args.connections)
                 s2 = prog_stats(agent.proc.pid)
                 if sampler:
