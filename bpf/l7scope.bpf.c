@@ -724,6 +724,48 @@ static __always_inline int emit_direct(struct l7_scratch *s, __u32 size_class)
 	return 1;
 }
 
+/* Two segments (a head and a body buffer, nginx's writev) of at most size_class bytes together:
+ * both copied from user memory straight into one ring reservation, the second right after the
+ * first. The reservation is twice the class (each copy can be proven to fit only on its own);
+ * data_len says how much is payload. 1 when the call was handled here. */
+static __always_inline int emit_pair_direct(struct l7_scratch *s, __u32 size_class)
+{
+	struct emit_ctx *c = &s->c;
+	struct l7_event *rec;
+	__u32 n0, n1;
+	__u8 *data;
+
+	if (!c->iov || c->iov_cnt != 2 || c->iov_have != 2 || c->result > size_class ||
+	    c->budget < c->result)
+		return 0;
+	rec = bpf_ringbuf_reserve(&events, L7_EVENT_HDR_LEN + 2 * size_class, 0);
+	if (!rec) {
+		count(L7_STAT_RINGBUF_FULL, 1);
+		return 1;
+	}
+	n0 = c->iovs[0].iov_len < c->result ? c->iovs[0].iov_len : c->result;
+	n1 = c->result - n0;
+	s->ev.chunk_off = 0;
+	s->ev.chunk_len = c->result;
+	s->ev.data_len = c->result;
+	__builtin_memcpy(rec, &s->ev, L7_EVENT_HDR_LEN);
+	data = (__u8 *)rec + L7_EVENT_HDR_LEN;
+	asm volatile("" : "+r"(n0), "+r"(n1));
+	n0 &= 2 * size_class - 1;
+	n1 &= 2 * size_class - 1;
+	if (n0 > size_class || n1 > size_class || bpf_probe_read_user(data, n0, c->iovs[0].iov_base) ||
+	    bpf_probe_read_user(data + n0, n1, c->iovs[1].iov_base)) {
+		count(L7_STAT_READ_FAULTS, 1);
+		rec->data_len = 0; /* the whole call becomes a known-length hole */
+		rec->flags |= L7_FLAG_TRUNCATED;
+		count(L7_STAT_BYTES_NOT_CAPTURED, c->result);
+	}
+	bpf_ringbuf_submit(rec, wake_flags(L7_EVENT_HDR_LEN + 2 * size_class));
+	count(L7_STAT_EVENTS, 1);
+	c->sent = c->result;
+	return 1;
+}
+
 /* Two segments (a head and a body buffer) of at most L7_CHUNK bytes together: gathered into the
  * scratch record by two copies (the second may start anywhere below L7_CHUNK: the scratch has
  * room) and sent as one record, without the bpf_loop machinery. */
@@ -758,6 +800,12 @@ static __always_inline int emit_direct_classes(struct l7_scratch *s)
 {
 	return emit_direct(s, 128) || emit_direct(s, 256) || emit_direct(s, 512) ||
 	       emit_direct(s, 1024) || emit_direct(s, 2048) || emit_direct(s, L7_CHUNK);
+}
+
+static __always_inline int emit_pair_classes(struct l7_scratch *s)
+{
+	return emit_pair_direct(s, 128) || emit_pair_direct(s, 256) || emit_pair_direct(s, 512) ||
+	       emit_pair_direct(s, 1024);
 }
 
 /* A subprogram, not inlined: the syscall and TLS paths share one verified copy. */
@@ -808,7 +856,7 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
 		if (want_payload(ci, c, result)) {
 			c->budget = result < cfg.max_payload ? result : cfg.max_payload;
-			if (!emit_direct_classes(s) && !emit_pair(s))
+			if (!emit_direct_classes(s) && !emit_pair_classes(s) && !emit_pair(s))
 				bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
 		} else {
 			ev->flags |= L7_FLAG_PAYLOAD_SUPPRESSED;
