@@ -73,6 +73,26 @@ def test_writev_buffers_become_one_request_with_every_byte(agent, python_server)
     assert sorted(r["side"] for r in recs) == ["client", "server"]
 
 
+def test_two_buffer_send_is_copied_whole_at_its_place(agent, python_server):
+    """A request sent by one sendmsg of two small buffers (the head cut in the middle of its
+    request line, then the rest of the head and the body: under 1 KiB, one ring reservation for
+    both) is parsed as sent: the second buffer's bytes sit right after the first's."""
+    port, _ = python_server
+    a = agent()
+    body = b"0123456789" * 30
+    rest = (b"TP/1.1\r\nHost: t\r\nContent-Type: application/x-test\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        assert s.sendmsg([b"POST /echo HT", rest]) == 13 + len(rest)
+        reply = _read_response(s)
+    assert reply.endswith(body)
+    recs = a.wait_for(lambda r: len(r) >= 2, port)
+    for r in recs:
+        assert (r["method"], r["path"], r["status"], r["partial"]) == ("POST", "/echo", 200, False)
+        assert r["request_bytes"] == 13 + len(rest)
+    assert sorted(r["side"] for r in recs) == ["client", "server"]
+
+
 def test_close_delimited_response_read_with_the_fin_is_whole(agent):
     """An HTTP/1.0 response without Content-Length ends at the FIN; the client's last read
     returns the body and takes the FIN too. Its bytes sit at their exact stream position, so
