@@ -84,7 +84,8 @@ struct conn_info {
  * file's private_data then, and when that is a TCP socket the sock and a copy of its connection
  * entry, once the entry's class is final (no more updates: HTTP or OTHER, or every connection
  * carries payload). A slot holds while the fd still holds the same file with the same
- * private_data, that socket the same sock, and no traced connection has been made or closed
+ * private_data, a socket still has the same sock (of any kind: a UNIX socket's file and socket
+ * reused for a TCP one have a new sock), and no traced connection has been made or closed
  * since (conn_epoch: a sock address reused for a new connection gets a new conn_id). Else the
  * file is walked again and the connection looked up in `conns`. */
 #define SOCK_SLOTS 16
@@ -92,7 +93,10 @@ struct conn_info {
 struct sock_slot {
 	__u64 file;
 	__u64 priv;  /* file->private_data (the struct socket of a socket) */
-	__u64 sk;    /* 0: the file is no TCP socket */
+	__u64 inner; /* that socket's sock, of any kind (0: no socket): a socket reused at the same
+		      * address for a new connection has a new sock (TCP and UNIX socks, say,
+		      * come from different caches) */
+	__u64 sk;    /* the TCP sock (inner when TCP; 0: the file is no TCP socket) */
 	__u64 epoch; /* conn_epoch when ci was copied */
 	struct conn_info ci; /* ci.conn_id 0: no copy (look the entry up) */
 };
@@ -335,8 +339,10 @@ static __always_inline __u64 file_of_fd(int fd)
 	return file;
 }
 
-static __always_inline struct sock *tcp_sock_of_file(struct file *file)
+/* The file's TCP sock, else NULL; *inner: the sock of any socket file (0: no socket). */
+static __always_inline struct sock *tcp_sock_of_file(struct file *file, __u64 *inner)
 {
+	*inner = 0;
 	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
@@ -345,6 +351,7 @@ static __always_inline struct sock *tcp_sock_of_file(struct file *file)
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		return NULL;
+	*inner = (__u64)sk;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
@@ -406,7 +413,7 @@ static __always_inline int conn_final(struct conn_info *ci)
 static __always_inline struct conn_info *conn_of_fd(struct thread_state *ts, int fd,
 						    struct sock **skp, int create)
 {
-	__u64 file = file_of_fd(fd), priv, epoch = conn_epoch;
+	__u64 file = file_of_fd(fd), priv, inner, epoch = conn_epoch;
 	struct sock_slot *slot = NULL;
 	struct conn_info *ci;
 	struct sock *sk;
@@ -418,15 +425,16 @@ static __always_inline struct conn_info *conn_of_fd(struct thread_state *ts, int
 	if (ts)
 		slot = &ts->slot[fd & (SOCK_SLOTS - 1)];
 	if (slot && slot->file == file && slot->priv == priv &&
-	    (!slot->sk || (__u64)BPF_CORE_READ((struct socket *)priv, sk) == slot->sk)) {
+	    (!slot->inner || (__u64)BPF_CORE_READ((struct socket *)priv, sk) == slot->inner)) {
 		*skp = (struct sock *)slot->sk;
 		if (slot->sk && slot->ci.conn_id && slot->epoch == epoch)
 			return &slot->ci;
 	} else {
-		*skp = tcp_sock_of_file((struct file *)file);
+		*skp = tcp_sock_of_file((struct file *)file, &inner);
 		if (slot) {
 			slot->file = file;
 			slot->priv = priv;
+			slot->inner = inner;
 			slot->sk = (__u64)*skp;
 			slot->ci.conn_id = 0;
 		}
@@ -1121,8 +1129,8 @@ SEND_PROBES(sendfile64, L7_SYS_SENDFILE, SHAPE_BYTES)
 
 static __always_inline void opened(int fd, __u8 role, __u8 sc, __u64 ts_enter)
 {
-	__u64 file = file_of_fd(fd);
-	struct sock *sk = file ? tcp_sock_of_file((struct file *)file) : NULL;
+	__u64 file = file_of_fd(fd), inner;
+	struct sock *sk = file ? tcp_sock_of_file((struct file *)file, &inner) : NULL;
 	struct conn_info *ci;
 	struct l7_event *ev;
 

@@ -93,6 +93,31 @@ def test_two_buffer_send_is_copied_whole_at_its_place(agent, python_server):
     assert sorted(r["side"] for r in recs) == ["client", "server"]
 
 
+def test_tcp_connection_on_the_fd_of_a_closed_unix_socket_is_traced(agent, python_server):
+    """A thread remembers what its fds are. A UNIX socket that moved bytes is closed and a TCP
+    connection then gets its fd number (and, the allocators being last-in first-out, often its
+    file and socket structs too): every request on it is still seen, the fd is not taken for
+    the UNIX socket it held before."""
+    import os
+    import time
+    port, _ = python_server
+    a = agent("--pid", str(os.getpid()))
+    for i in range(30):
+        u1, u2 = socket.socketpair()
+        u1.sendall(b"x" * 16)
+        assert u2.recv(16) == b"x" * 16
+        fd = u1.fileno()
+        u2.close()
+        u1.close()  # freed last: the first to be reused
+        time.sleep(0.02)  # a socket's memory is freed after an RCU grace period
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            assert c.fileno() == fd
+            c.sendall(b"GET /reuse-%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
+            _read_response(c)
+    recs = a.wait_for(lambda r: len(by_side(r, "client")) >= 30, port)
+    assert sorted(r["path"] for r in by_side(recs, "client")) == sorted(f"/reuse-{i}" for i in range(30))
+
+
 def test_close_delimited_response_read_with_the_fin_is_whole(agent):
     """An HTTP/1.0 response without Content-Length ends at the FIN; the client's last read
     returns the body and takes the FIN too. Its bytes sit at their exact stream position, so
