@@ -241,7 +241,7 @@ static __always_inline void count(__u32 stat, __u64 n)
 /* ---- who is traced ---- */
 
 /* Per thread, in the task's own local storage (no hash lookup: the task struct points at it,
- * and it goes away with the thread; 1.4 KiB): the call in flight, the filter verdict and the
+ * and it goes away with the thread; 1,480 bytes): the call in flight, the filter verdict and the
  * cache of what the thread's fds are (struct sock_slot).
  * The call slot is reused call after call: an exit marks it done (shape 0), the next entry
  * overwrites it in place. `seen`: the thread's first syscall exit since attach has been seen
