@@ -3,16 +3,18 @@
  *
  * Theory of operation
  * -------------------
- * sys_enter_<io syscall>: if the caller is traced (not the agent, pid/comm filters) and the fd is
- *   a TCP socket (task -> files -> fdt -> fd[] -> file -> inode is a socket -> sock, family
- *   AF_INET/AF_INET6, protocol TCP), remember the call in `active` keyed by thread: entry time,
- *   the sock, and where the bytes live (a buffer, an iovec array, or nothing for byte-count-only
- *   syscalls such as sendfile and sendmmsg).
- * sys_exit_<io syscall>: with a positive result, look the sock up in `conns` (creating it for a
- *   connection that predates the agent), read its TCP stream position (write_seq after a send,
- *   copied_seq after a receive, minus the result), and emit the bytes as DATA records of at most
- *   L7_CHUNK bytes each, up to cfg.max_payload per syscall; what is not copied is still covered
- *   by a last record with data_len 0 so that user space sees an exact known-length hole.
+ * Per thread, in its task local storage (`threads`): the call in flight, the filter verdict and
+ *   a cache of what its fds are (struct thread_state).
+ * sys_enter_<sending syscall>: if the caller is traced (not the agent, pid/comm filters), stamp
+ *   the entry time into the thread's call slot. Receiving syscalls have no entry program.
+ * sys_exit_<io syscall>: with a positive result, the call's arguments come from the user
+ *   registers saved at syscall entry; the fd's file (task -> files -> fdt -> fd[]) is looked up
+ *   in the thread's fd cache, else walked (inode is a socket -> sock, AF_INET/AF_INET6, TCP) and
+ *   its connection looked up in `conns` (made for a connection that predates the agent); then
+ *   the TCP stream position (write_seq after a send, copied_seq after a receive, minus the
+ *   result) and the bytes as DATA records of at most L7_CHUNK bytes each, up to cfg.max_payload
+ *   per syscall; what is not copied is still covered by the last record (chunk_len beyond
+ *   data_len) so that user space sees an exact known-length hole.
  *   A read returning 0 emits EOF (peer closed).
  * Protocol inference: a connection starts UNKNOWN; each message whose first bytes are not an
  *   HTTP/1 start line, the HTTP/2 preface or a plausible HTTP/2 frame bumps a counter, and after
@@ -20,8 +22,8 @@
  *   the others still send byte counts (flag PAYLOAD_SUPPRESSED).
  * connect/accept/accept4 exits enter the socket with its role (client/server) and emit OPEN;
  *   sock:inet_sock_set_state to TCP_CLOSE emits CLOSE and forgets the socket.
- * Every lost record (ring buffer full, in-flight table full, unreadable memory) is counted in
- *   the per-CPU `stats` array, which the agent reads and reports.
+ * Every lost record (ring buffer full, the thread's storage not made, unreadable memory) is
+ *   counted in the per-CPU `stats` array, which the agent reads and reports.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -78,12 +80,25 @@ struct conn_info {
 	__u8 raddr[16];
 };
 
-/* what an fd of a thread group was last found to be: its struct file and, when that file is a
- * TCP socket, the sock (else 0). Valid while the fd still holds the same file; close()
- * forgets it, so a file struct reused for the same fd number is walked again. */
-struct fd_sock {
+/* A thread's small cache of what its fds are (slot fd % SOCK_SLOTS): the struct file, the
+ * file's private_data then, and when that is a TCP socket the sock and a copy of its connection
+ * entry, once the entry's class is final (no more updates: HTTP or OTHER, or every connection
+ * carries payload). A slot holds while the fd still holds the same file with the same
+ * private_data, a socket still has the same sock (of any kind: a UNIX socket's file and socket
+ * reused for a TCP one have a new sock), and no traced connection has been made or closed
+ * since (conn_epoch: a sock address reused for a new connection gets a new conn_id). Else the
+ * file is walked again and the connection looked up in `conns`. */
+#define SOCK_SLOTS 16
+
+struct sock_slot {
 	__u64 file;
-	__u64 sk;
+	__u64 priv;  /* file->private_data (the struct socket of a socket) */
+	__u64 inner; /* that socket's sock, of any kind (0: no socket): a socket reused at the same
+		      * address for a new connection has a new sock (TCP and UNIX socks, say,
+		      * come from different caches) */
+	__u64 sk;    /* the TCP sock (inner when TCP; 0: the file is no TCP socket) */
+	__u64 epoch; /* conn_epoch when ci was copied */
+	struct conn_info ci; /* ci.conn_id 0: no copy (look the entry up) */
 };
 
 struct {
@@ -91,38 +106,12 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-/* one slot per thread, reused call after call: an exit marks it done (shape 0) instead of
- * deleting it, and the next entry overwrites it in place, so a traced call costs one lookup on
- * entry and one on exit. Threads that are gone age out of the LRU. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct active_call);
-} active SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct conn_info);
 } conns SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64); /* tgid << 32 | fd */
-	__type(value, struct fd_sock);
-} fd_socks SEC(".maps");
-
-/* threads whose first syscall exit since attach was seen: only that exit can belong to a call
- * that entered before the programs were attached */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} seen_threads SEC(".maps");
 
 /* TLS: a library call in progress per thread, the socket each SSL object writes to (learned
  * from the syscalls made inside SSL_read/SSL_write), and the plaintext stream of each SSL */
@@ -235,6 +224,9 @@ struct {
 } scratch SEC(".maps");
 
 __u64 next_conn_id = 1;
+/* bumped by every traced connection made (connect, accept) or closed: cached copies of
+ * connection entries made before are not used again */
+__u64 conn_epoch = 0;
 /* libssl calls in progress, at least: while there are none, syscalls skip the ssl_active lookup
  * (a call whose return was never seen only keeps the lookups on) */
 __s64 ssl_calls = 0;
@@ -248,69 +240,86 @@ static __always_inline void count(__u32 stat, __u64 n)
 
 /* ---- who is traced ---- */
 
-/* The --comm verdict of a process, remembered: keyed by tgid, decided on the process name (the
- * thread-group leader's comm, whichever thread makes the call). It holds while the leader keeps
- * its name and the filter its generation: a rename of the leader (exec, prctl, /proc/.../comm;
- * task_rename with pid == tgid) forgets it, a rename of another thread changes nothing, and the
- * leader's start time tells a reused tgid apart. A rename racing another thread's first call
- * may leave the old name's verdict until the next rename or filter change (the tracepoint runs
- * just before the new name is written). */
-struct comm_verdict {
-	__u64 start_time; /* the leader's */
-	__u32 generation; /* filter_state's when decided */
+/* Per thread, in the task's own local storage (no hash lookup: the task struct points at it,
+ * and it goes away with the thread; 1,480 bytes): the call in flight, the filter verdict and the
+ * cache of what the thread's fds are (struct sock_slot).
+ * The call slot is reused call after call: an exit marks it done (shape 0), the next entry
+ * overwrites it in place. `seen`: the thread's first syscall exit since attach has been seen
+ * (only that exit can belong to a call that entered before the programs were attached).
+ * The verdict holds for the filter generation and the process name (the thread-group
+ * leader's comm, whichever thread makes the call) it was decided for: both are compared on
+ * every call (two loads of the leader's comm), so a rename of the leader (exec, prctl,
+ * /proc/.../comm) or a filter change decides it again, and a rename of another thread
+ * changes nothing. */
+struct thread_state {
+	struct active_call call;
+	__u64 leader_comm[2];          /* as it was when the verdict was made */
+	__u32 generation;              /* filter_state's then */
+	__u8 decided;
 	__u8 traced;
+	__u8 seen;
+	struct sock_slot slot[SOCK_SLOTS]; /* what its fds are */
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32); /* tgid */
-	__type(value, struct comm_verdict);
-} comm_verdicts SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_state);
+} threads SEC(".maps");
 
-static __always_inline int comm_traced(__u32 tgid, __u32 generation)
+/* The calling thread's state, made on first use; NULL only when the kernel cannot make it
+ * (memory, or the storage is busy under a nested program on this CPU). */
+static __always_inline struct thread_state *thread_state(void)
 {
-	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
-	struct comm_verdict *known = bpf_map_lookup_elem(&comm_verdicts, &tgid);
-	struct comm_verdict fresh = {};
+	return bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
+
+static __always_inline int filter_verdict(__u32 tgid, struct l7_filter_state *f)
+{
 	char comm[L7_COMM_LEN] = {};
 
-	fresh.start_time = leader->start_time;
-	fresh.generation = generation;
-	if (known && known->start_time == fresh.start_time && known->generation == generation)
-		return known->traced;
-	bpf_probe_read_kernel_str(comm, sizeof(comm), leader->comm);
-	fresh.traced = bpf_map_lookup_elem(&comm_filter, comm) != NULL;
-	bpf_map_update_elem(&comm_verdicts, &tgid, &fresh, BPF_ANY);
-	return fresh.traced;
+	if (f->pids && bpf_map_lookup_elem(&pid_filter, &tgid))
+		return 1;
+	if (!f->comms)
+		return 0;
+	bpf_probe_read_kernel_str(comm, sizeof(comm), bpf_get_current_task_btf()->group_leader->comm);
+	return bpf_map_lookup_elem(&comm_filter, comm) != NULL;
 }
 
-SEC("tracepoint/task/task_rename")
-int task_renamed(struct trace_event_raw_task_rename *ctx)
+/* Not the agent; with filters on, a process named by its tgid OR by its name. ts: the calling
+ * thread's state (NULL: decided without remembering). */
+static __always_inline int traced_by(__u32 tgid, struct thread_state *ts)
 {
-	/* verdicts are keyed by tgid: a non-leader thread's id is no live process's tgid */
-	__u32 pid = ctx->pid;
-
-	bpf_map_delete_elem(&comm_verdicts, &pid);
-	return 0;
-}
-
-/* Not the agent; with filters on, a process named by its tgid OR by its name. */
-static __always_inline int traced(__u32 tgid)
-{
-	__u32 zero = 0;
+	struct task_struct *leader;
 	struct l7_filter_state *f;
+	__u32 zero = 0;
+	const __u64 *name;
 
 	if (tgid == cfg.self_tgid)
 		return 0;
 	f = bpf_map_lookup_elem(&filter_state, &zero);
 	if (!f || (!f->pids && !f->comms))
 		return 1;
-	if (f->pids && bpf_map_lookup_elem(&pid_filter, &tgid))
-		return 1;
-	if (f->comms)
-		return comm_traced(tgid, f->generation);
-	return 0;
+	if (!ts)
+		return filter_verdict(tgid, f);
+	leader = bpf_get_current_task_btf()->group_leader;
+	name = (const __u64 *)leader->comm; /* BTF pointer: two plain loads */
+	if (ts->decided && ts->generation == f->generation && ts->leader_comm[0] == name[0] &&
+	    ts->leader_comm[1] == name[1])
+		return ts->traced;
+	ts->traced = filter_verdict(tgid, f);
+	ts->generation = f->generation;
+	ts->leader_comm[0] = name[0];
+	ts->leader_comm[1] = name[1];
+	ts->decided = 1;
+	return ts->traced;
+}
+
+static __always_inline int traced(__u32 tgid)
+{
+	return traced_by(tgid, thread_state());
 }
 
 /* ---- fd -> TCP sock: the file at fd, then the cached answer or a walk by CO-RE reads ---- */
@@ -330,8 +339,10 @@ static __always_inline __u64 file_of_fd(int fd)
 	return file;
 }
 
-static __always_inline struct sock *tcp_sock_of_file(struct file *file)
+/* The file's TCP sock, else NULL; *inner: the sock of any socket file (0: no socket). */
+static __always_inline struct sock *tcp_sock_of_file(struct file *file, __u64 *inner)
 {
+	*inner = 0;
 	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
@@ -340,33 +351,13 @@ static __always_inline struct sock *tcp_sock_of_file(struct file *file)
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		return NULL;
+	*inner = (__u64)sk;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return NULL;
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || BPF_CORE_READ(sock, type) != 1)
 		return NULL;
 	return sk;
-}
-
-static __always_inline __u64 fd_key(int fd)
-{
-	return (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (__u32)fd;
-}
-
-static __always_inline struct sock *tcp_sock_of_fd(int fd)
-{
-	__u64 file = file_of_fd(fd), key = fd_key(fd);
-	struct fd_sock *known, fresh = {};
-
-	if (!file)
-		return NULL;
-	known = bpf_map_lookup_elem(&fd_socks, &key);
-	if (known && known->file == file)
-		return (struct sock *)known->sk;
-	fresh.file = file;
-	fresh.sk = (__u64)tcp_sock_of_file((struct file *)file);
-	bpf_map_update_elem(&fd_socks, &key, &fresh, BPF_ANY);
-	return (struct sock *)fresh.sk;
 }
 
 /* Unique per agent run: the agent's pid above a counter (stays below 2**53 for JSON). */
@@ -404,8 +395,62 @@ static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int
 	nci.role = role;
 	fill_endpoints(&nci, sk);
 	bpf_map_update_elem(&conns, &key, &nci, BPF_ANY);
+	if (fresh)
+		__sync_fetch_and_add(&conn_epoch, 1);
 	count(L7_STAT_CONNS_CREATED, 1);
 	return bpf_map_lookup_elem(&conns, &key);
+}
+
+/* The connection entry of a final class may be used from a copy (see struct sock_slot). */
+static __always_inline int conn_final(struct conn_info *ci)
+{
+	return cfg.capture_all || ci->klass != L7_CLASS_UNKNOWN;
+}
+
+/* The TCP sock at fd (*skp) and its connection entry: from the thread's slot when it still
+ * holds, else by a walk and a `conns` lookup (the entry made when create is set; else NULL
+ * for a socket without one). NULL with *skp 0: the fd is no TCP socket. */
+static __always_inline struct conn_info *conn_of_fd(struct thread_state *ts, int fd,
+						    struct sock **skp, int create)
+{
+	__u64 file = file_of_fd(fd), priv, inner, epoch = conn_epoch;
+	struct sock_slot *slot = NULL;
+	struct conn_info *ci;
+	struct sock *sk;
+
+	*skp = NULL;
+	if (!file)
+		return NULL;
+	priv = (__u64)BPF_CORE_READ((struct file *)file, private_data);
+	if (ts)
+		slot = &ts->slot[fd & (SOCK_SLOTS - 1)];
+	if (slot && slot->file == file && slot->priv == priv &&
+	    (!slot->inner || (__u64)BPF_CORE_READ((struct socket *)priv, sk) == slot->inner)) {
+		*skp = (struct sock *)slot->sk;
+		if (slot->sk && slot->ci.conn_id && slot->epoch == epoch)
+			return &slot->ci;
+	} else {
+		*skp = tcp_sock_of_file((struct file *)file, &inner);
+		if (slot) {
+			slot->file = file;
+			slot->priv = priv;
+			slot->inner = inner;
+			slot->sk = (__u64)*skp;
+			slot->ci.conn_id = 0;
+		}
+	}
+	sk = *skp;
+	if (!sk)
+		return NULL;
+	if (create)
+		ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
+	else
+		ci = bpf_map_lookup_elem(&conns, &(__u64){(__u64)sk});
+	if (ci && slot && conn_final(ci)) {
+		slot->ci = *ci;
+		slot->epoch = epoch;
+	}
+	return ci;
 }
 
 /* ---- record header: everything but the payload positions, from the connection entry ---- */
@@ -413,7 +458,8 @@ static __always_inline struct conn_info *conn_of(struct sock *sk, __u8 role, int
 static __always_inline void fill_header(struct l7_event *ev, __u8 kind, struct conn_info *ci,
 					__u64 ts_enter, __s32 fd, __u8 sc)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	__u64 id = bpf_get_current_pid_tgid(), *comm;
+	const __u64 *name;
 
 	ev->ts_exit = bpf_ktime_get_ns();
 	ev->ts_enter = ts_enter ? ts_enter : ev->ts_exit; /* receives: no entry, one clock read */
@@ -436,7 +482,12 @@ static __always_inline void fill_header(struct l7_event *ev, __u8 kind, struct c
 	ev->rport = ci->rport;
 	__builtin_memcpy(ev->laddr, ci->laddr, 16);
 	__builtin_memcpy(ev->raddr, ci->raddr, 16);
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	/* the thread's name: two loads through the task's BTF pointer (the kernel keeps it
+	 * NUL-padded), not the bpf_get_current_comm string copy */
+	name = (const __u64 *)bpf_get_current_task_btf()->comm;
+	comm = (__u64 *)ev->comm;
+	comm[0] = name[0];
+	comm[1] = name[1];
 }
 
 static __always_inline struct l7_event *header(__u8 kind, struct conn_info *ci, __u64 ts_enter,
@@ -681,6 +732,48 @@ static __always_inline int emit_direct(struct l7_scratch *s, __u32 size_class)
 	return 1;
 }
 
+/* Two segments (a head and a body buffer, nginx's writev) of at most size_class bytes together:
+ * both copied from user memory straight into one ring reservation, the second right after the
+ * first. The reservation is twice the class (each copy can be proven to fit only on its own);
+ * data_len says how much is payload. 1 when the call was handled here. */
+static __always_inline int emit_pair_direct(struct l7_scratch *s, __u32 size_class)
+{
+	struct emit_ctx *c = &s->c;
+	struct l7_event *rec;
+	__u32 n0, n1;
+	__u8 *data;
+
+	if (!c->iov || c->iov_cnt != 2 || c->iov_have != 2 || c->result > size_class ||
+	    c->budget < c->result)
+		return 0;
+	rec = bpf_ringbuf_reserve(&events, L7_EVENT_HDR_LEN + 2 * size_class, 0);
+	if (!rec) {
+		count(L7_STAT_RINGBUF_FULL, 1);
+		return 1;
+	}
+	n0 = c->iovs[0].iov_len < c->result ? c->iovs[0].iov_len : c->result;
+	n1 = c->result - n0;
+	s->ev.chunk_off = 0;
+	s->ev.chunk_len = c->result;
+	s->ev.data_len = c->result;
+	__builtin_memcpy(rec, &s->ev, L7_EVENT_HDR_LEN);
+	data = (__u8 *)rec + L7_EVENT_HDR_LEN;
+	asm volatile("" : "+r"(n0), "+r"(n1));
+	n0 &= 2 * size_class - 1;
+	n1 &= 2 * size_class - 1;
+	if (n0 > size_class || n1 > size_class || bpf_probe_read_user(data, n0, c->iovs[0].iov_base) ||
+	    bpf_probe_read_user(data + n0, n1, c->iovs[1].iov_base)) {
+		count(L7_STAT_READ_FAULTS, 1);
+		rec->data_len = 0; /* the whole call becomes a known-length hole */
+		rec->flags |= L7_FLAG_TRUNCATED;
+		count(L7_STAT_BYTES_NOT_CAPTURED, c->result);
+	}
+	bpf_ringbuf_submit(rec, wake_flags(L7_EVENT_HDR_LEN + 2 * size_class));
+	count(L7_STAT_EVENTS, 1);
+	c->sent = c->result;
+	return 1;
+}
+
 /* Two segments (a head and a body buffer) of at most L7_CHUNK bytes together: gathered into the
  * scratch record by two copies (the second may start anywhere below L7_CHUNK: the scratch has
  * room) and sent as one record, without the bpf_loop machinery. */
@@ -715,6 +808,12 @@ static __always_inline int emit_direct_classes(struct l7_scratch *s)
 {
 	return emit_direct(s, 128) || emit_direct(s, 256) || emit_direct(s, 512) ||
 	       emit_direct(s, 1024) || emit_direct(s, 2048) || emit_direct(s, L7_CHUNK);
+}
+
+static __always_inline int emit_pair_classes(struct l7_scratch *s)
+{
+	return emit_pair_direct(s, 128) || emit_pair_direct(s, 256) || emit_pair_direct(s, 512) ||
+	       emit_pair_direct(s, 1024);
 }
 
 /* A subprogram, not inlined: the syscall and TLS paths share one verified copy. */
@@ -765,7 +864,7 @@ static __noinline int emit_payload(struct active_call *ac, struct sock *sk, stru
 	if (ac->shape == SHAPE_BUF || ac->shape == SHAPE_IOV) {
 		if (want_payload(ci, c, result)) {
 			c->budget = result < cfg.max_payload ? result : cfg.max_payload;
-			if (!emit_direct_classes(s) && !emit_pair(s))
+			if (!emit_direct_classes(s) && !emit_pair_classes(s) && !emit_pair(s))
 				bpf_loop(L7_MAX_STEPS, emit_step, NULL, 0);
 		} else {
 			ev->flags |= L7_FLAG_PAYLOAD_SUPPRESSED;
@@ -837,58 +936,42 @@ static __always_inline int peeked(__u8 sc, __u64 a2)
 	return 0;
 }
 
-/* The thread's slot takes the call: overwritten in place when it exists, else inserted. */
-static __always_inline void store_call(__u64 id, struct active_call *ac)
-{
-	struct active_call *slot = bpf_map_lookup_elem(&active, &id);
-
-	if (slot) {
-		*slot = *ac;
-		return;
-	}
-	if (bpf_map_update_elem(&active, &id, ac, BPF_ANY))
-		count(L7_STAT_ACTIVE_FULL, 1);
-}
-
 /* Entry of a sending syscall: only its time, for the egress timestamp. */
 static __always_inline void remember_send(__u8 sc)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call *slot, ac = {};
+	struct thread_state *ts = thread_state();
 
-	if (!traced(id >> 32))
+	if (!traced_by(bpf_get_current_pid_tgid() >> 32, ts))
 		return;
-	slot = bpf_map_lookup_elem(&active, &id);
-	if (slot) {
-		slot->ts_enter = bpf_ktime_get_ns();
-		slot->syscall = sc;
-		slot->shape = SHAPE_BUF; /* live; the exit knows the real shape */
+	if (!ts) {
+		count(L7_STAT_ACTIVE_FULL, 1);
 		return;
 	}
-	ac.ts_enter = bpf_ktime_get_ns();
-	ac.syscall = sc;
-	ac.shape = SHAPE_BUF;
-	if (bpf_map_update_elem(&active, &id, &ac, BPF_ANY))
-		count(L7_STAT_ACTIVE_FULL, 1);
+	ts->call.ts_enter = bpf_ktime_get_ns();
+	ts->call.syscall = sc;
+	ts->call.shape = SHAPE_BUF; /* live; the exit knows the real shape */
 }
 
-/* The entry time of a sending call, or 0 when it is not traced. A call that entered before the
- * programs were attached has no slot: taken once per thread (its first exit), timed at exit. */
-static __always_inline __u64 send_entry_time(long ret)
+/* A call without a live slot on the thread's first exit since attach: it may have entered
+ * before the programs were attached. 1 when it is (then taken, timed at exit). */
+static __always_inline int first_exit(struct thread_state *ts)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call *slot = bpf_map_lookup_elem(&active, &id);
-	__u32 tid = (__u32)id;
-	__u8 one = 1;
-
-	if (slot && slot->shape) {
-		slot->shape = 0;
-		return slot->ts_enter;
-	}
-	if (ret <= 0 || bpf_map_lookup_elem(&seen_threads, &tid))
+	if (!ts || ts->seen)
 		return 0;
-	bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
-	return traced(id >> 32) ? bpf_ktime_get_ns() : 0;
+	ts->seen = 1;
+	return 1;
+}
+
+/* The entry time of a sending call, or 0 when it is not traced. */
+static __always_inline __u64 send_entry_time(struct thread_state *ts, long ret)
+{
+	if (ts && ts->call.shape) {
+		ts->call.shape = 0;
+		return ts->call.ts_enter;
+	}
+	if (ret <= 0 || !first_exit(ts))
+		return 0;
+	return traced_by(bpf_get_current_pid_tgid() >> 32, ts) ? bpf_ktime_get_ns() : 0;
 }
 
 static __always_inline __u64 msg_iov(__u64 msg, __u32 *cnt)
@@ -936,10 +1019,8 @@ static __always_inline long mmsg_bytes(__u64 vec, long messages)
 
 /* ---- syscall exit: emit ---- */
 
-static __always_inline void emit_eof(struct sock *sk, __u64 ts, int fd, __u8 sc)
+static __always_inline void emit_eof(struct conn_info *ci, __u64 ts, int fd, __u8 sc)
 {
-	__u64 key = (__u64)sk;
-	struct conn_info *ci = bpf_map_lookup_elem(&conns, &key);
 	struct l7_event *ev;
 
 	if (!ci || ci->klass != L7_CLASS_HTTP)
@@ -957,29 +1038,31 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 {
 	struct active_call ac = {};
 	__u64 a0 = 0, a1 = 0, a2 = 0, ts;
+	struct thread_state *thread;
 	struct conn_info *ci;
 	struct sock *sk;
 
+	if (direction == L7_DIR_INGRESS && (ret < 0 || (ret == 0 && shape == SHAPE_MMSG)))
+		return;
+	thread = thread_state();
 	if (direction == L7_DIR_EGRESS) {
-		ts = send_entry_time(ret);
+		ts = send_entry_time(thread, ret);
 		if (!ts || ret <= 0)
 			return;
 	} else {
-		if (ret < 0 || (ret == 0 && shape == SHAPE_MMSG))
-			return;
-		if (!traced(bpf_get_current_pid_tgid() >> 32))
+		if (!traced_by(bpf_get_current_pid_tgid() >> 32, thread))
 			return;
 		ts = 0; /* the header's exit time stands for both */
 	}
 	saved_args(&a0, &a1, &a2);
 	if (direction == L7_DIR_INGRESS && peeked(sc, a2))
 		return;
-	sk = tcp_sock_of_fd((int)a0);
+	ci = conn_of_fd(thread, (int)a0, &sk, ret > 0);
 	if (!sk)
 		return;
 	learn_ssl_socket((__u64)sk);
 	if (ret == 0) {
-		emit_eof(sk, ts, (int)a0, sc);
+		emit_eof(ci, ts, (int)a0, sc);
 		return;
 	}
 	if (shape == SHAPE_MMSG) {
@@ -993,7 +1076,6 @@ static __always_inline void finish(long ret, __u8 direction, __u8 sc, __u8 shape
 		if (!a1)
 			shape = SHAPE_BYTES;
 	}
-	ci = conn_of(sk, L7_ROLE_UNKNOWN, 0);
 	if (!ci)
 		return;
 	ac.ts_enter = ts;
@@ -1047,7 +1129,8 @@ SEND_PROBES(sendfile64, L7_SYS_SENDFILE, SHAPE_BYTES)
 
 static __always_inline void opened(int fd, __u8 role, __u8 sc, __u64 ts_enter)
 {
-	struct sock *sk = tcp_sock_of_fd(fd);
+	__u64 file = file_of_fd(fd), inner;
+	struct sock *sk = file ? tcp_sock_of_file((struct file *)file, &inner) : NULL;
 	struct conn_info *ci;
 	struct l7_event *ev;
 
@@ -1063,31 +1146,30 @@ static __always_inline void opened(int fd, __u8 role, __u8 sc, __u64 ts_enter)
 
 static __always_inline void remember_fd(int fd, __u8 sc)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call ac = {};
+	struct thread_state *ts = thread_state();
 
-	if (!traced(id >> 32))
+	if (!traced_by(bpf_get_current_pid_tgid() >> 32, ts))
 		return;
-	ac.ts_enter = bpf_ktime_get_ns();
-	ac.fd = fd;
-	ac.syscall = sc;
-	ac.shape = SHAPE_FD;
-	store_call(id, &ac);
+	if (!ts) {
+		count(L7_STAT_ACTIVE_FULL, 1);
+		return;
+	}
+	ts->call.ts_enter = bpf_ktime_get_ns();
+	ts->call.fd = fd;
+	ts->call.syscall = sc;
+	ts->call.shape = SHAPE_FD;
 }
 
 static __always_inline void finish_open(long ret, __u8 role)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct active_call *ac = bpf_map_lookup_elem(&active, &id);
+	struct thread_state *ts = thread_state();
+	struct active_call *ac = ts ? &ts->call : NULL;
 
 	if (!ac || !ac->shape) {
 		/* an accept() blocked since before attach: the new fd is the result */
-		__u32 tid = (__u32)id;
-		__u8 one = 1;
-		if (role != L7_ROLE_SERVER || ret < 0 || bpf_map_lookup_elem(&seen_threads, &tid))
+		if (role != L7_ROLE_SERVER || ret < 0 || !first_exit(ts))
 			return;
-		bpf_map_update_elem(&seen_threads, &tid, &one, BPF_ANY);
-		if (traced(id >> 32))
+		if (traced_by(bpf_get_current_pid_tgid() >> 32, ts))
 			opened((int)ret, role, L7_SYS_ACCEPT4, bpf_ktime_get_ns());
 		return;
 	}
@@ -1120,17 +1202,6 @@ OPEN_PROBES(connect, L7_SYS_CONNECT, L7_ROLE_CLIENT)
 OPEN_PROBES(accept, L7_SYS_ACCEPT, L7_ROLE_SERVER)
 OPEN_PROBES(accept4, L7_SYS_ACCEPT4, L7_ROLE_SERVER)
 
-/* The fd's cached socket is forgotten with the fd (any process: the delete is cheaper than
- * asking whether the caller is traced). */
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 key = fd_key((int)ARG(0));
-
-	bpf_map_delete_elem(&fd_socks, &key);
-	return 0;
-}
-
 SEC("tracepoint/sock/inet_sock_set_state")
 int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -1155,6 +1226,7 @@ int sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		output(ev, 0);
 	}
 	bpf_map_delete_elem(&conns, &key);
+	__sync_fetch_and_add(&conn_epoch, 1);
 	return 0;
 }
 
@@ -1652,11 +1724,9 @@ int proc_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	__u32 size = L7_EVENT_HDR_LEN + L7_EXEC_FILENAME;
 	__u32 off = ctx->__data_loc_filename & 0xffff;
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct l7_event *ev;
 	long n;
 
-	bpf_map_delete_elem(&comm_verdicts, &tgid); /* the new program's name (after task_rename) */
 	ev = proc_record(L7_KIND_EXEC, size);
 	if (!ev)
 		return 0;

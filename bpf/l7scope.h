@@ -54,7 +54,7 @@ enum l7_class {
 enum l7_stat {
 	L7_STAT_EVENTS = 0,          /* records written to the ring buffer */
 	L7_STAT_RINGBUF_FULL,        /* records lost: ring buffer had no room */
-	L7_STAT_ACTIVE_FULL,         /* syscalls lost: in-flight table full */
+	L7_STAT_ACTIVE_FULL,         /* syscalls lost: the thread's storage could not be made */
 	L7_STAT_BYTES_NOT_CAPTURED,  /* payload bytes beyond the capture limit */
 	L7_STAT_BYTES_SUPPRESSED,    /* payload bytes of non-HTTP connections (counted only) */
 	L7_STAT_CONNS_CREATED,       /* sockets entered in the connection table */

@@ -512,7 +512,7 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
     (r"ringbuf_full", "counter", "Dropped in the kernel: records lost because the ring buffer "
                                  "was full (raise --ringbuf-mb or lower the traffic traced)."),
     (r"active_full", "counter", "Dropped in the kernel: syscalls not traced because the "
-                                "in-flight syscall table was full."),
+                                "thread's BPF storage could not be made."),
     (r"bytes_not_captured", "counter", "Bytes of traced payloads beyond the per-record capture "
                                        "size, not copied to user space (lost for parsing)."),
     (r"bytes_suppressed", "counter", "Payload bytes not copied because the connection needs "

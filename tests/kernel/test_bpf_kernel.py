@@ -73,6 +73,51 @@ def test_writev_buffers_become_one_request_with_every_byte(agent, python_server)
     assert sorted(r["side"] for r in recs) == ["client", "server"]
 
 
+def test_two_buffer_send_is_copied_whole_at_its_place(agent, python_server):
+    """A request sent by one sendmsg of two small buffers (the head cut in the middle of its
+    request line, then the rest of the head and the body: under 1 KiB, one ring reservation for
+    both) is parsed as sent: the second buffer's bytes sit right after the first's."""
+    port, _ = python_server
+    a = agent()
+    body = b"0123456789" * 30
+    rest = (b"TP/1.1\r\nHost: t\r\nContent-Type: application/x-test\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        assert s.sendmsg([b"POST /echo HT", rest]) == 13 + len(rest)
+        reply = _read_response(s)
+    assert reply.endswith(body)
+    recs = a.wait_for(lambda r: len(r) >= 2, port)
+    for r in recs:
+        assert (r["method"], r["path"], r["status"], r["partial"]) == ("POST", "/echo", 200, False)
+        assert r["request_bytes"] == 13 + len(rest)
+    assert sorted(r["side"] for r in recs) == ["client", "server"]
+
+
+def test_tcp_connection_on_the_fd_of_a_closed_unix_socket_is_traced(agent, python_server):
+    """A thread remembers what its fds are. A UNIX socket that moved bytes is closed and a TCP
+    connection then gets its fd number (and, the allocators being last-in first-out, often its
+    file and socket structs too): every request on it is still seen, the fd is not taken for
+    the UNIX socket it held before."""
+    import os
+    import time
+    port, _ = python_server
+    a = agent("--pid", str(os.getpid()))
+    for i in range(30):
+        u1, u2 = socket.socketpair()
+        u1.sendall(b"x" * 16)
+        assert u2.recv(16) == b"x" * 16
+        fd = u1.fileno()
+        u2.close()
+        u1.close()  # freed last: the first to be reused
+        time.sleep(0.02)  # a socket's memory is freed after an RCU grace period
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            assert c.fileno() == fd
+            c.sendall(b"GET /reuse-%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
+            _read_response(c)
+    recs = a.wait_for(lambda r: len(by_side(r, "client")) >= 30, port)
+    assert sorted(r["path"] for r in by_side(recs, "client")) == sorted(f"/reuse-{i}" for i in range(30))
+
+
 def test_close_delimited_response_read_with_the_fin_is_whole(agent):
     """An HTTP/1.0 response without Content-Length ends at the FIN; the client's last read
     returns the body and takes the FIN too. Its bytes sit at their exact stream position, so
