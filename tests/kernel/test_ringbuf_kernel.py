@@ -50,6 +50,7 @@ def test_a_full_ring_is_read_one_bounded_batch_at_a_time(python_server):
                 break
             batches.append(batch)
         events = [e for b in batches for e in map(capture.decoder.decode, b) if e is not None]
+        counters = capture.counters()
     finally:
         capture.close()
     sizes = [sum(map(len, b)) for b in batches]
@@ -58,9 +59,13 @@ def test_a_full_ring_is_read_one_bounded_batch_at_a_time(python_server):
     # ~300 x 2 records of ~200 bytes: most batches stop at the limit (the last ones may not,
     # when the records of the connection's end arrive while the reader catches up)
     assert len(batches) > 20 and sum(was_cut) > len(batches) // 2, (sizes, was_cut)
-    received = b"".join(e.data for e in events if isinstance(e, DataChunk) and not e.egress)
-    assert received == b"".join(b"GET /hello?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i
-                                for i in range(REQUESTS))
+    received = [e.data for e in events if isinstance(e, DataChunk) and not e.egress]
+    sent = [b"GET /hello?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(REQUESTS)]
+    if b"".join(received) != b"".join(sent):  # every request, once, in order: say where not
+        first = next((i for i, (a, b) in enumerate(zip(received, sent)) if a != b), None)
+        pytest.fail(f"{len(received)} reads for {REQUESTS} requests; first difference at read "
+                    f"{first}: {received[first - 1:first + 2] if first else received[-3:]}; "
+                    f"counters {counters}; batches {[len(b) for b in batches]}")
 
 
 def test_the_reader_refuses_a_map_that_is_not_a_ring_buffer():
