@@ -1486,7 +1486,8 @@ static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *
  * context (connect, close, listen: the socket lock held, softirqs enabled) whose run a timer
  * interrupt cuts into, its softirq then running a retransmission timer that ends a connect
  * (SYN_SENT -> CLOSE) or completes a handshake (a passive open: SYN_RECV -> ESTABLISHED). The
- * skipped run made no entry or no record: the socket's summary never came. Each tracepoint
+ * skipped run would make no entry or no record: the socket's summary never comes. It is rare
+ * (none seen in stress runs), but nothing else could stand in for it. Each tracepoint
  * therefore has two programs (TCP_HEALTH_PROGRAMS below) running the same body `X_run`: the
  * first marks its CPU busy while it runs; the second runs the body only when it finds that
  * mark, which is exactly when the kernel skipped the first (interrupting itself), and counts
