@@ -1441,6 +1441,22 @@ struct {
 	__type(value, struct tcp_health);
 } tcp_health SEC(".maps");
 
+/* the TCP health programs' counters (enum l7_tcp_count), summed over CPUs by user space */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, L7_TCP_COUNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tcp_health_counts SEC(".maps");
+
+static __always_inline void tcp_count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&tcp_health_counts, &which);
+
+	if (v) /* atomic: a nested run may add to the same CPU's value */
+		__sync_fetch_and_add(v, 1);
+}
+
 static __always_inline __u32 total_retrans(__u64 key)
 {
 	return BPF_CORE_READ((struct tcp_sock *)key, total_retrans);
@@ -1460,7 +1476,10 @@ static __always_inline struct tcp_health *tcp_health_new(__u64 key, __u8 role, i
 		h.syn_ts = h.first_ts;
 		bpf_get_current_comm(h.comm, sizeof(h.comm));
 	}
-	bpf_map_update_elem(&tcp_health, &key, &h, BPF_ANY);
+	if (bpf_map_update_elem(&tcp_health, &key, &h, BPF_ANY)) {
+		tcp_count(L7_TCP_COUNT_NO_ENTRY); /* the socket will have no record */
+		return NULL;
+	}
 	return bpf_map_lookup_elem(&tcp_health, &key);
 }
 
@@ -1531,13 +1550,24 @@ static __always_inline void tcp_health_emit(struct sock *sk, struct tcp_health *
 	count(L7_STAT_EVENTS, 1);
 }
 
-/* The TCP health programs on socket state, destruction, retransmissions, resets and drops are
+/* The TCP health programs on socket state, destruction, retransmissions (SYN-ACKs too), resets and drops are
  * raw tracepoints: the kernel skips a (classic) tracepoint's program whenever any BPF program is
  * already running on the CPU, which softirq work (a retransmission timer, an arriving reset or
  * a drop) on top of one of the syscall programs often meets; a raw tracepoint's program is
- * skipped only when it interrupts itself. Their arguments are the kernel function's. */
-SEC("raw_tp/inet_sock_set_state") /* (sk, oldstate, newstate) */
-int tcp_health_state(struct bpf_raw_tracepoint_args *ctx)
+ * skipped only when it interrupts itself. That still happens: a state change in process
+ * context (connect, close, listen: the socket lock held, softirqs enabled) whose run a timer
+ * interrupt cuts into, its softirq then running a retransmission timer that ends a connect
+ * (SYN_SENT -> CLOSE) or completes a handshake (a passive open: SYN_RECV -> ESTABLISHED). The
+ * skipped run would make no entry or no record: the socket's summary never comes. It is rare
+ * (none seen in stress runs), but nothing else could stand in for it. Each tracepoint
+ * therefore has two programs (TCP_HEALTH_PROGRAMS below) running the same body `X_run`: the
+ * first marks its CPU busy while it runs; the second runs the body only when it finds that
+ * mark, which is exactly when the kernel skipped the first (interrupting itself), and counts
+ * it (L7_TCP_COUNT_NESTED). Softirqs do not nest, so a run of the second is never cut into by
+ * the same event source, and when the second is the one interrupted, the first runs the
+ * nested event as usual. Their arguments are the kernel function's. */
+/* inet_sock_set_state (sk, oldstate, newstate) */
+static __always_inline int state_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->args[0];
 	__u64 key = (__u64)sk;
@@ -1579,8 +1609,8 @@ int tcp_health_state(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("raw_tp/tcp_destroy_sock") /* (sk) */
-int tcp_health_destroy(struct bpf_raw_tracepoint_args *ctx)
+/* tcp_destroy_sock (sk) */
+static __always_inline int destroy_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->args[0];
 	__u64 key = (__u64)sk;
@@ -1596,8 +1626,8 @@ int tcp_health_destroy(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("raw_tp/tcp_retransmit_skb") /* (sk, skb, err: Linux 6.x) */
-int tcp_health_retransmit(struct bpf_raw_tracepoint_args *ctx)
+/* tcp_retransmit_skb (sk, skb, err: Linux 6.x) */
+static __always_inline int retransmit_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 key = ctx->args[0];
 	struct tcp_health *h;
@@ -1627,15 +1657,15 @@ int tcp_health_retransmit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_synack")
-int tcp_health_retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
+/* tcp_retransmit_synack (listener sk, request sock) */
+static __always_inline int synack_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	count(L7_STAT_TCP_SYNACK_RETRANS, 1);
 	return 0;
 }
 
-SEC("raw_tp/tcp_send_reset") /* (sk or NULL, skb, reason: 6.x) */
-int tcp_health_send_reset(struct bpf_raw_tracepoint_args *ctx)
+/* tcp_send_reset (sk or NULL, skb, reason: 6.x) */
+static __always_inline int send_reset_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	/* no entry made here: the socket may be a listener or a time-wait one, never destroyed */
 	struct tcp_health *h = tcp_health_of((const void *)ctx->args[0]);
@@ -1645,8 +1675,8 @@ int tcp_health_send_reset(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("raw_tp/tcp_receive_reset") /* (sk) */
-int tcp_health_receive_reset(struct bpf_raw_tracepoint_args *ctx)
+/* tcp_receive_reset (sk) */
+static __always_inline int receive_reset_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 key = ctx->args[0];
 	struct tcp_health *h = tcp_health_of((const void *)key);
@@ -1668,8 +1698,8 @@ static __always_inline int drop_slot(struct l7_tcp_stats *st, __u16 reason)
 	return -1;
 }
 
-SEC("raw_tp/kfree_skb") /* (skb, location, reason: 5.17+, rx_sk: 6.x) */
-int tcp_health_drop(struct bpf_raw_tracepoint_args *ctx)
+/* kfree_skb (skb, location, reason: 5.17+, rx_sk: 6.x) */
+static __always_inline int drop_run(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	const void *sk = NULL;
@@ -1694,6 +1724,52 @@ int tcp_health_drop(struct bpf_raw_tracepoint_args *ctx)
 	}
 	return 0;
 }
+
+/* Runs the kernel skips (see above): per CPU, which tracepoint's first program is running. */
+enum { TCP_BUSY_STATE, TCP_BUSY_DESTROY, TCP_BUSY_RETRANSMIT, TCP_BUSY_SYNACK,
+       TCP_BUSY_SEND_RESET, TCP_BUSY_RECEIVE_RESET, TCP_BUSY_DROP, TCP_BUSY_SLOTS };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCP_BUSY_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tcp_health_busy SEC(".maps");
+
+#define TCP_HEALTH_PROGRAMS(tp, name, slot)					\
+SEC("raw_tp/" #tp)								\
+int tcp_health_##name(struct bpf_raw_tracepoint_args *ctx)			\
+{										\
+	__u32 key = slot;							\
+	__u32 *busy = bpf_map_lookup_elem(&tcp_health_busy, &key);		\
+										\
+	if (busy)								\
+		*busy = 1;							\
+	name##_run(ctx);							\
+	if (busy)								\
+		*busy = 0;							\
+	return 0;								\
+}										\
+SEC("raw_tp/" #tp)								\
+int tcp_nested_##name(struct bpf_raw_tracepoint_args *ctx)			\
+{										\
+	__u32 key = slot;							\
+	__u32 *busy = bpf_map_lookup_elem(&tcp_health_busy, &key);		\
+										\
+	if (!busy || !*busy) /* the first program runs this event */		\
+		return 0;							\
+	tcp_count(L7_TCP_COUNT_NESTED);						\
+	name##_run(ctx);							\
+	return 0;								\
+}
+
+TCP_HEALTH_PROGRAMS(inet_sock_set_state, state, TCP_BUSY_STATE)
+TCP_HEALTH_PROGRAMS(tcp_destroy_sock, destroy, TCP_BUSY_DESTROY)
+TCP_HEALTH_PROGRAMS(tcp_retransmit_skb, retransmit, TCP_BUSY_RETRANSMIT)
+TCP_HEALTH_PROGRAMS(tcp_retransmit_synack, synack, TCP_BUSY_SYNACK)
+TCP_HEALTH_PROGRAMS(tcp_send_reset, send_reset, TCP_BUSY_SEND_RESET)
+TCP_HEALTH_PROGRAMS(tcp_receive_reset, receive_reset, TCP_BUSY_RECEIVE_RESET)
+TCP_HEALTH_PROGRAMS(kfree_skb, drop, TCP_BUSY_DROP)
 
 /* ---- process exec and exit, for the agent's process table ----
  * Every process (not only the traced ones: a traced process's peer is named from the table

@@ -131,6 +131,16 @@ enum l7_tcp_outcome {
 	L7_TCP_ABORTED = 3,     /* SYN_SENT -> CLOSE otherwise (closed by its owner, other error) */
 };
 
+/* The TCP health programs' own counters (per-CPU array tcp_health_counts, summed by user space).
+ * A raw tracepoint's program that interrupts itself on a CPU (a softirq on top of its run in
+ * process context) is skipped by the kernel; a second program on the same tracepoint runs
+ * exactly those events (bpf/l7scope.bpf.c, "runs the kernel skips"). */
+enum l7_tcp_count {
+	L7_TCP_COUNT_NESTED = 0,   /* events whose run the kernel skipped, run by the second program */
+	L7_TCP_COUNT_NO_ENTRY = 1, /* sockets whose tcp_health entry could not be made (no record) */
+	L7_TCP_COUNT_MAX = 2,
+};
+
 /* The layout of the kernel's per-socket struct conn_info (bpf/l7scope.bpf.c checks it), which
  * follows struct l7_tcp_stats in a tcp_health map entry: user space reads the open sockets'
  * entries each metrics interval. */

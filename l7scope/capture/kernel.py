@@ -35,6 +35,11 @@ assert FILTER_STATE.size == wire_layout.L7_FILTER_STATE_SIZE
 PID_FILTER_MAX = wire_layout.CONSTANTS["L7_PID_FILTER_MAX"]
 COMM_FILTER_MAX = wire_layout.CONSTANTS["L7_COMM_FILTER_MAX"]
 COMM_KEY_LEN = wire_layout.CONSTANTS["L7_COMM_LEN"]
+# the TCP health programs' own counters (enum l7_tcp_count: the tcp_health_counts array)
+_TCP_COUNT = wire_layout.ENUMS["l7_tcp_count"]
+TCP_COUNT_NESTED, TCP_COUNT_NO_ENTRY = (_TCP_COUNT["L7_TCP_COUNT_NESTED"],
+                                        _TCP_COUNT["L7_TCP_COUNT_NO_ENTRY"])
+TCP_COUNT_MAX = _TCP_COUNT["L7_TCP_COUNT_MAX"]
 # the reader is woken once this much is pending (else it finds records at its poll timeout)
 WAKEUP_BYTES_MAX = 256 << 10
 
@@ -247,11 +252,29 @@ class KernelCapture:
             raw = libbpf.map_lookup(self._stats_fd, struct.pack("<I", i), 8 * self._ncpu)
             out[name] = sum(struct.unpack(f"<{self._ncpu}Q", raw)) if raw else 0
         out["malformed_records"] = self.decoder.malformed
-        misses = [(name, libbpf.recursion_misses(fd)) for name, fd in self._prog_fds]
-        out["bpf_runs_missed"] = sum(n for _, n in misses)
-        out["tcp_health_runs_missed"] = sum(n for name, n in misses
-                                            if name.startswith("tcp_health"))
+        out.update(self._tcp_health_counters())
         return out
+
+    def _tcp_health_counters(self) -> dict[str, int]:
+        """The TCP health programs' counters and the runs the kernel skipped (recursion
+        misses). A skipped run of a ``tcp_health_*`` program is run by its ``tcp_nested_*``
+        twin (bpf/l7scope.bpf.c), which counts it: only what that did not run is missed (a
+        skipped run of a twin is one its first program ran)."""
+        # the misses first: the kernel counts one before the twin counts its run, so what is
+        # read never shows a run as missed that was not
+        misses = [(name, libbpf.recursion_misses(fd)) for name, fd in self._prog_fds
+                  if not name.startswith("tcp_nested_")]
+        counts = [0] * TCP_COUNT_MAX
+        fd = self._obj.map_fd("tcp_health_counts")
+        for i in range(TCP_COUNT_MAX):
+            raw = libbpf.map_lookup(fd, struct.pack("<I", i), 8 * self._ncpu)
+            counts[i] = sum(struct.unpack(f"<{self._ncpu}Q", raw)) if raw else 0
+        caught = counts[TCP_COUNT_NESTED]
+        tcp = sum(n for name, n in misses if name.startswith("tcp_health"))
+        return {"bpf_runs_missed": max(0, sum(n for _, n in misses) - caught),
+                "tcp_health_runs_missed": max(0, tcp - caught),
+                "tcp_health_runs_nested": caught,
+                "tcp_health_entries_failed": counts[TCP_COUNT_NO_ENTRY]}
 
     def close(self) -> None:
         if self._rb is not None:

@@ -161,5 +161,10 @@ ENUMS = {
         'L7_TCP_TIMED_OUT': 2,
         'L7_TCP_ABORTED': 3,
     },
+    'l7_tcp_count': {
+        'L7_TCP_COUNT_NESTED': 0,
+        'L7_TCP_COUNT_NO_ENTRY': 1,
+        'L7_TCP_COUNT_MAX': 2,
+    },
 }
 # fmt: on

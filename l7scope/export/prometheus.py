@@ -531,6 +531,11 @@ AGENT_HELP: tuple[tuple[str, str, str], ...] = (
                                     "BPF program was running on that CPU (recursion misses)."),
     (r"tcp_health_runs_missed", "counter", "Of the skipped runs, those of the TCP health programs "
                                            "(a socket's record may be lost or incomplete)."),
+    (r"tcp_health_runs_nested", "counter", "TCP health events the kernel skipped for their "
+                                           "program (it was interrupting itself), run by its "
+                                           "second program instead: not lost."),
+    (r"tcp_health_entries_failed", "counter", "Dropped in the kernel: sockets whose TCP health "
+                                              "entry could not be made (no record for them)."),
     (r"malformed_records", "counter", "Dropped: ring buffer records that could not be decoded."),
     # the connection table
     (r"connections_evicted", "counter", "Dropped: connections evicted from the full connection "
