@@ -160,6 +160,7 @@ class Agent:
             if f is not None:
                 f.unlink(missing_ok=True)
         self.stderr_tail: list[str] = []
+        self.peak_rss = 0.0  # MiB, VmHWM
         cmd = [sys.executable, "-m", "l7scope.cli", "run", "--no-summary", "--ui", "off",
                # never rotated: a rotation at the default 100 MiB would hide the records
                # before it from the count (trees before rotation existed read no '?')
@@ -201,11 +202,13 @@ class Agent:
     def stop(self) -> dict:
         """Stop the agent (SIGINT: it drains the ring buffer, flushes and exits) and reap it:
         its CPU seconds since start-up (rusage of the whole process, shutdown included), peak
-        RSS and the last agent_counters record."""
-        rss = peak_rss_mb(self.pid)
+        RSS (VmHWM, read just before the agent exits) and the last agent_counters record."""
+        # VmHWM alone: wait4's ru_maxrss is no measure of the agent, as the kernel carries the
+        # forking process's high-water mark across exec into it (this harness's own RSS)
+        self.peak_rss = peak_rss_mb(self.pid)
         ru = self._reap()
+        rss = self.peak_rss
         cpu = (ru.ru_utime + ru.ru_stime - self.cpu0) if ru else cpu_seconds(self.pid) - self.cpu0
-        rss = max(rss, ru.ru_maxrss / 1024 if ru else 0.0)
         counters: dict = {}
         if self.metrics.exists():
             for line in self.metrics.read_text().splitlines():
@@ -221,6 +224,10 @@ class Agent:
         self.proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout_s
         while True:
+            try:  # the drain at SIGINT counts too, until the process is gone
+                self.peak_rss = max(self.peak_rss, peak_rss_mb(self.pid))
+            except OSError:
+                pass
             pid, status, ru = os.wait4(self.pid, os.WNOHANG)
             if pid:
                 self.proc.returncode = os.waitstatus_to_exitcode(status)
