@@ -11,7 +11,7 @@ setup(ext_modules=[
     Extension(
         "l7scope.dataplane._h1",
         sources=[DATAPLANE + name for name in ("_h1module.c", "h1.c", "h1_reader.c", "h1_text.c")],
-        depends=[DATAPLANE + "h1.h", DATAPLANE + "h1_internal.h"],
+        depends=[DATAPLANE + "h1.h", DATAPLANE + "h1_internal.h", DATAPLANE + "pyface.h"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension("l7scope.dataplane._sockbytes", [DATAPLANE + "_sockbytesmodule.c"], extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"]),  # noqa: E501
@@ -30,7 +30,7 @@ setup(ext_modules=[
     Extension(
         "l7scope.dataplane._h2",
         sources=[DATAPLANE + n for n in ("_h2module.c", "h2conn.c", "h2conn_streams.c", "h2frames.c", "hpack.c")],
-        depends=[DATAPLANE + n for n in ("h2conn.h", "h2conn_internal.h", "h2frames.h", "hpack.h")],
+        depends=[DATAPLANE + n for n in ("h2conn.h", "h2conn_internal.h", "h2frames.h", "hpack.h", "pyface.h")],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(

@@ -14,6 +14,7 @@
 #include <structmember.h>
 
 #include "h1.h"
+#include "pyface.h"
 
 typedef struct {
     PyObject *HttpMessage, *ExchangeParsed, *ParseError, *ProtocolSwitched, *AnalyzerLimits;
@@ -140,28 +141,11 @@ static PyObject *message(const h1_msg *m) {
         notes_tuple(m),
         Py_NewRef(Py_None),
     };
-    PyObject *obj = type->tp_alloc(type, 16); /* HttpMessage is a tuple (a NamedTuple) */
-    for (int i = 0; i < 16; i++) {
-        if (!items[i] || !obj) {
-            for (int j = i; j < 16; j++)
-                Py_XDECREF(items[j]);
-            Py_XDECREF(obj);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(obj, i, items[i]);
-    }
-    return obj;
+    return pyface_tuple(type, items, 16); /* HttpMessage is a tuple (a NamedTuple) */
 }
 
-/* Build a frozen, slotted dataclass without its __init__: object.__setattr__ per field. */
 static PyObject *record(PyObject *cls, int n, PyObject *const *names, PyObject **values) {
-    PyObject *obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, S.empty_tuple, NULL);
-    for (int i = 0; i < n; i++) {
-        if (obj && (!values[i] || PyObject_GenericSetAttr(obj, names[i], values[i]) < 0))
-            Py_CLEAR(obj);
-        Py_XDECREF(values[i]);
-    }
-    return obj;
+    return pyface_record(cls, S.empty_tuple, n, names, values);
 }
 
 static PyObject *opt_message(const h1_msg *m) { return m ? message(m) : Py_NewRef(Py_None); }
@@ -210,18 +194,8 @@ static int share_counters(Analyzer *self) {
     for (int i = 0; self->shared && i < 6; i++) {
         if (cur[i] == old[i])
             continue;
-        PyObject *key = S.counter_keys[i];
-        PyObject *prev = PyDict_GetItemWithError(self->shared, key);
-        if (!prev && PyErr_Occurred())
+        if (pyface_count(self->shared, S.counter_keys[i], cur[i] - old[i]) < 0)
             return -1;
-        PyObject *delta = PyLong_FromUnsignedLongLong(cur[i] - old[i]);
-        PyObject *sum = delta && prev ? PyNumber_Add(prev, delta) : Py_XNewRef(delta);
-        Py_XDECREF(delta);
-        if (!sum || PyDict_SetItem(self->shared, key, sum) < 0) {
-            Py_XDECREF(sum);
-            return -1;
-        }
-        Py_DECREF(sum);
     }
     self->last = now;
     return 0;
@@ -262,21 +236,6 @@ static int begin_call(Analyzer *self) {
 
 /* ------------------------------------------------------------------ the analyzer type */
 
-static uint32_t limit_attr(PyObject *limits, const char *name, uint32_t dflt) {
-    PyObject *v = PyObject_GetAttrString(limits, name);
-    if (!v) {
-        PyErr_Clear();
-        return dflt;
-    }
-    long long n = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (n == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return dflt;
-    }
-    return n < 0 ? 0 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-}
-
 static int Analyzer_init(Analyzer *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"limits", "counters", NULL};
     PyObject *limits = Py_None, *counters = Py_None;
@@ -294,10 +253,10 @@ static int Analyzer_init(Analyzer *self, PyObject *args, PyObject *kwds) {
     limits = limits == Py_None ? PyObject_CallNoArgs(S.AnalyzerLimits) : Py_NewRef(limits);
     if (!limits)
         return -1;
-    h1_limits lim = {limit_attr(limits, "max_header_bytes", 65536),
-                     limit_attr(limits, "max_headers", 256),
-                     limit_attr(limits, "body_capture", 4096),
-                     limit_attr(limits, "max_pending", 128)};
+    h1_limits lim = {pyface_limit(limits, "max_header_bytes", 65536),
+                     pyface_limit(limits, "max_headers", 256),
+                     pyface_limit(limits, "body_capture", 4096),
+                     pyface_limit(limits, "max_pending", 128)};
     h1_free(self->a);
     self->a = h1_new(&lim, sink, self);
     Py_XSETREF(self->limits, limits);

@@ -20,6 +20,7 @@
 #include <limits.h>
 
 #include "h2conn.h"
+#include "pyface.h"
 
 typedef struct {
     PyObject *HttpMessage, *ExchangeParsed, *ParseError, *AnalyzerLimits;
@@ -174,28 +175,11 @@ static PyObject *message(const h2c_msg_view *v, uint32_t stream_id) {
         notes_tuple(v),
         PyLong_FromUnsignedLong(stream_id),
     };
-    PyObject *obj = type->tp_alloc(type, 16); /* HttpMessage is a tuple (a NamedTuple) */
-    for (int i = 0; i < 16; i++) {
-        if (!items[i] || !obj) {
-            for (int j = i; j < 16; j++)
-                Py_XDECREF(items[j]);
-            Py_XDECREF(obj);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(obj, i, items[i]);
-    }
-    return obj;
+    return pyface_tuple(type, items, 16); /* HttpMessage is a tuple (a NamedTuple) */
 }
 
-/* Build a frozen, slotted dataclass without its __init__: object.__setattr__ per field. */
 static PyObject *record(PyObject *cls, int n, PyObject *const *names, PyObject **values) {
-    PyObject *obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, S.empty_tuple, NULL);
-    for (int i = 0; i < n; i++) {
-        if (obj && (!values[i] || PyObject_GenericSetAttr(obj, names[i], values[i]) < 0))
-            Py_CLEAR(obj);
-        Py_XDECREF(values[i]);
-    }
-    return obj;
+    return pyface_record(cls, S.empty_tuple, n, names, values);
 }
 
 static PyObject *exchange_notes(const h2c_event *ev) {
@@ -248,18 +232,8 @@ static int share_counters(Analyzer *self) {
         self->last[i] = now[i];
         if (!self->shared)
             continue;
-        PyObject *key = S.counter_keys[i];
-        PyObject *prev = PyDict_GetItemWithError(self->shared, key);
-        if (!prev && PyErr_Occurred())
+        if (pyface_count(self->shared, S.counter_keys[i], delta_n) < 0)
             return -1;
-        PyObject *delta = PyLong_FromUnsignedLongLong(delta_n);
-        PyObject *sum = delta && prev ? PyNumber_Add(prev, delta) : Py_XNewRef(delta);
-        Py_XDECREF(delta);
-        if (!sum || PyDict_SetItem(self->shared, key, sum) < 0) {
-            Py_XDECREF(sum);
-            return -1;
-        }
-        Py_DECREF(sum);
     }
     return 0;
 }
@@ -305,21 +279,6 @@ static int as_ts(PyObject *obj, int64_t *ts) {
 
 /* ------------------------------------------------------------------ the analyzer type */
 
-static uint32_t limit_attr(PyObject *limits, const char *name, uint32_t dflt) {
-    PyObject *v = PyObject_GetAttrString(limits, name);
-    if (!v) {
-        PyErr_Clear();
-        return dflt;
-    }
-    long long n = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (n == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return dflt;
-    }
-    return n < 0 ? 0 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-}
-
 static int Analyzer_init(Analyzer *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"limits", "seen_from_start", "counters", "max_stream_bytes", NULL};
     PyObject *limits = Py_None, *counters = Py_None;
@@ -336,8 +295,8 @@ static int Analyzer_init(Analyzer *self, PyObject *args, PyObject *kwds) {
     PyObject *lim = given ? Py_NewRef(limits) : PyObject_CallNoArgs(S.AnalyzerLimits);
     if (!lim)
         return -1;
-    h2c_limits l = {limit_attr(lim, "max_header_bytes", 65536), limit_attr(lim, "max_headers", 256),
-                    limit_attr(lim, "body_capture", 4096), limit_attr(lim, "max_pending", 128),
+    h2c_limits l = {pyface_limit(lim, "max_header_bytes", 65536), pyface_limit(lim, "max_headers", 256),
+                    pyface_limit(lim, "body_capture", 4096), pyface_limit(lim, "max_pending", 128),
                     max_stream_bytes};
     h2c_conn *c = h2c_new(&l, seen_from_start);
     if (!c) {
