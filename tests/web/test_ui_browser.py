@@ -110,24 +110,6 @@ def site(tmp_path_factory):
     store.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    pw, b = start_browser()
-    yield b
-    b.close()
-    pw.stop()
-
-
-@pytest.fixture
-def page(browser, site):
-    w = Watched(browser, site)
-    w.page.goto(site + "/")
-    yield w.page
-    errors = list(w.errors)
-    w.close()
-    assert errors == []
-
-
 # --- tests ----------------------------------------------------------------------------------
 
 def test_topology_shows_each_pair_with_rate_and_error_colour(page):

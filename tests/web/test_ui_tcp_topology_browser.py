@@ -18,7 +18,7 @@ from l7scope.outputs.store.sqlite import SqliteStore
 from l7scope.web.api import Api
 from tests.web import scenario as sc
 from tests.web.scenario import fill
-from tests.web.test_ui_browser import Watched, edge, screenshot, serve, start_browser, texts
+from tests.web.test_ui_browser import Watched, edge, screenshot, serve, texts
 
 CACHE = ("proc:app", "remote:10.5.5.5:6379")
 
@@ -42,24 +42,6 @@ def site(tmp_path_factory):
     yield base
     stop()
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    pw, b = start_browser()
-    yield b
-    b.close()
-    pw.stop()
-
-
-@pytest.fixture
-def page(browser, site):
-    w = Watched(browser, site)
-    w.page.goto(site + "/")
-    yield w.page
-    errors = list(w.errors)
-    w.close()
-    assert errors == []
 
 
 def totals(page) -> dict:
