@@ -24,13 +24,13 @@ setup(ext_modules=[
     Extension(
         "l7scope.dataplane._h2frames",
         sources=[DATAPLANE + "_h2framesmodule.c", DATAPLANE + "h2frames.c"],
-        depends=[DATAPLANE + "h2frames.h"],
+        depends=[DATAPLANE + "h2frames.h", DATAPLANE + "dp_bytes.h"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(
         "l7scope.dataplane._h2",
         sources=[DATAPLANE + n for n in ("_h2module.c", "h2conn.c", "h2conn_streams.c", "h2frames.c", "hpack.c")],
-        depends=[DATAPLANE + n for n in ("h2conn.h", "h2conn_internal.h", "h2frames.h", "hpack.h", "pyface.h")],
+        depends=[DATAPLANE + n for n in ("h2conn.h", "h2conn_internal.h", "h2frames.h", "hpack.h", "pyface.h", "dp_bytes.h")],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=gnu11", "-fvisibility=hidden"],
     ),
     Extension(

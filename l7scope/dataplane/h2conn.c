@@ -116,8 +116,8 @@ static int collect_field(void *ctx, const hp_field *f) {
     h2c_field *out = &b->fields.items[b->fields.n];
     out->name = (h2c_span){(uint32_t)b->octets.len, f->name_len};
     out->value = (h2c_span){(uint32_t)(b->octets.len + f->name_len), f->value_len};
-    if (h2c_bytes_append(&b->octets, f->name, f->name_len) ||
-        h2c_bytes_append(&b->octets, f->value, f->value_len))
+    if (dp_bytes_append(&b->octets, f->name, f->name_len) ||
+        dp_bytes_append(&b->octets, f->value, f->value_len))
         return -1;
     out->name_utf8 = (uint8_t)h2c_utf8_chars(f->name, f->name_len, &out->name_chars);
     out->value_utf8 = (uint8_t)h2c_utf8_chars(f->value, f->value_len, &out->value_chars);
@@ -226,7 +226,7 @@ static void start_block(h2c_conn *c, int from_client, const h2f_event *ev, int i
     d->block_end_stream = (ev->flags & FLAG_END_STREAM) && !is_push;
     d->block_push = (uint8_t)is_push;
     d->block_ts = ev->ts_start;
-    if (h2c_bytes_append(&d->fragments, ev->payload + start, end - start))
+    if (dp_bytes_append(&d->fragments, ev->payload + start, end - start))
         h2c_fail(c, H2C_ERR_NOMEM);
     if (problem) {
         lose_block(c, from_client, problem, 1);
@@ -266,7 +266,7 @@ static void on_continuation(h2c_conn *c, int from_client, const h2f_event *ev, h
     if (ev->damaged || ev->truncated) {
         lose_block(c, from_client, "header block lost in a capture gap", 1);
     } else if (!d->block_lost) {
-        if (h2c_bytes_append(&d->fragments, ev->payload, ev->payload_len))
+        if (dp_bytes_append(&d->fragments, ev->payload, ev->payload_len))
             h2c_fail(c, H2C_ERR_NOMEM);
         if (d->fragments.len > c->lim.max_header_bytes)
             lose_block(c, from_client, "header block larger than the limit", 1);
@@ -304,7 +304,7 @@ static void on_data(h2c_conn *c, int from_client, const h2f_event *ev, h2c_strea
     if (m->body_prefix_open) {
         size_t room = c->lim.body_capture > m->body.len ? c->lim.body_capture - m->body.len : 0;
         size_t kept = kept_len < room ? kept_len : room;
-        if (h2c_bytes_append(&m->body, payload, kept))
+        if (dp_bytes_append(&m->body, payload, kept))
             h2c_fail(c, H2C_ERR_NOMEM);
         h2c_charge(c, s, kept);
     }
@@ -500,7 +500,7 @@ static int collect_event(void *ctx, const h2f_event *ev) {
     h2c_pending_event *p = &c->events[c->nevents];
     p->ev = *ev;
     p->payload_off = c->payloads.len;
-    if (ev->kind == H2F_EV_FRAME && h2c_bytes_append(&c->payloads, ev->payload, ev->payload_len))
+    if (ev->kind == H2F_EV_FRAME && dp_bytes_append(&c->payloads, ev->payload, ev->payload_len))
         return -1;
     c->nevents++;
     return 0;

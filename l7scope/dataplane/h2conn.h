@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dp_bytes.h"
+
 #define H2C_CONNECTION_OVERHEAD 4096 /* approximate bytes of an analyzer with nothing held */
 #define H2C_STREAM_OVERHEAD 512      /* approximate bytes of one open stream before content */
 #define H2C_CLOSED_ID_COST 72        /* one remembered closed stream id */
@@ -55,10 +57,7 @@ typedef struct {
     uint8_t name_utf8, value_utf8;
 } h2c_field;
 
-typedef struct {
-    uint8_t *buf;
-    size_t len, cap;
-} h2c_bytes;
+typedef dp_bytes h2c_bytes;
 
 typedef struct {
     h2c_field *items;

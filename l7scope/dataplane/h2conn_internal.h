@@ -83,7 +83,6 @@ int h2c_idmap_put(h2c_idmap *m, uint32_t key, void *val);
 void h2c_idmap_del(h2c_idmap *m, uint32_t key);
 void h2c_idmap_free(h2c_idmap *m);
 
-int h2c_bytes_append(h2c_bytes *b, const void *data, size_t n);
 void h2c_bytes_free(h2c_bytes *b);
 
 h2c_stream *h2c_stream_get(h2c_conn *c, uint32_t id);

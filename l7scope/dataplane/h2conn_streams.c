@@ -33,26 +33,6 @@
 
 /* --- small containers --------------------------------------------------------------- */
 
-#define KEEP_ALLOCATED 4096
-
-int h2c_bytes_append(h2c_bytes *b, const void *data, size_t n) {
-    if (!n)
-        return 0;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *grown = realloc(b->buf, cap);
-        if (!grown)
-            return -1;
-        b->buf = grown;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, data, n);
-    b->len += n;
-    return 0;
-}
-
 void h2c_bytes_free(h2c_bytes *b) {
     free(b->buf);
     memset(b, 0, sizeof *b);
@@ -195,7 +175,7 @@ static int note_present(const h2c_message *m, const char *text, size_t len) {
 
 static int add_note(h2c_message *m, const char *text, size_t len) {
     h2c_span span = {(uint32_t)m->arena.len, (uint32_t)len};
-    if (h2c_bytes_append(&m->arena, text, len))
+    if (dp_bytes_append(&m->arena, text, len))
         return -1;
     m->notes[m->nnotes++] = span;
     return 0;
@@ -229,10 +209,10 @@ int h2c_add_field(h2c_message *m, h2c_fields *to, const h2c_bytes *src, const h2
     }
     h2c_field copy = *f;
     copy.name.off = (uint32_t)m->arena.len;
-    if (f->name.len && h2c_bytes_append(&m->arena, src->buf + f->name.off, f->name.len))
+    if (f->name.len && dp_bytes_append(&m->arena, src->buf + f->name.off, f->name.len))
         return -1;
     copy.value.off = (uint32_t)m->arena.len;
-    if (f->value.len && h2c_bytes_append(&m->arena, src->buf + f->value.off, f->value.len))
+    if (f->value.len && dp_bytes_append(&m->arena, src->buf + f->value.off, f->value.len))
         return -1;
     to->items[to->n++] = copy;
     return 0;
@@ -592,8 +572,8 @@ h2c_result h2c_upgraded(h2c_conn *c, const h2c_upgrade *r) {
         staging.len = 0;
         f.name_utf8 = (uint8_t)h2c_utf8_chars(r->names[i], r->name_lens[i], &f.name_chars);
         f.value_utf8 = (uint8_t)h2c_utf8_chars(r->values[i], r->value_lens[i], &f.value_chars);
-        if (h2c_bytes_append(&staging, r->names[i], r->name_lens[i]) ||
-            h2c_bytes_append(&staging, r->values[i], r->value_lens[i]) ||
+        if (dp_bytes_append(&staging, r->names[i], r->name_lens[i]) ||
+            dp_bytes_append(&staging, r->values[i], r->value_lens[i]) ||
             h2c_add_field(m, &m->headers, &staging, &f))
             h2c_fail(c, H2C_ERR_NOMEM);
     }
@@ -601,7 +581,7 @@ h2c_result h2c_upgraded(h2c_conn *c, const h2c_upgrade *r) {
     for (uint32_t i = 0; i < r->nnotes && i < H2C_NOTE_SLOTS && c->rc == H2C_OK; i++)
         if (add_note(m, (const char *)r->notes[i], r->note_lens[i]))
             h2c_fail(c, H2C_ERR_NOMEM);
-    if (c->rc == H2C_OK && h2c_bytes_append(&m->body, r->body, r->body_len_kept))
+    if (c->rc == H2C_OK && dp_bytes_append(&m->body, r->body, r->body_len_kept))
         h2c_fail(c, H2C_ERR_NOMEM);
     h2c_charge(c, s, h2c_field_list_size(m->headers.items, m->headers.n) + r->body_len_kept);
     return c->rc;

@@ -194,24 +194,6 @@ int h2f_looks_like_http2(const uint8_t *data, size_t len) {
 
 #define KEEP_ALLOCATED 4096 /* buffers larger than this are freed when emptied */
 
-static int bytes_append(h2f_bytes *b, const uint8_t *data, size_t n) {
-    if (!n)
-        return 0;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *grown = realloc(b->buf, cap);
-        if (!grown)
-            return -1;
-        b->buf = grown;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, data, n);
-    b->len += n;
-    return 0;
-}
-
 static void bytes_clear(h2f_bytes *b) {
     b->len = 0;
     if (b->cap > KEEP_ALLOCATED) {
@@ -274,7 +256,7 @@ static h2f_result drop_scanned(h2f_splitter *sp, const sink *k) {
 static h2f_result scan_for_header(h2f_splitter *sp, const uint8_t *data, size_t n, int final,
                                   h2f_bytes *rest, const sink *k) {
     int64_t start;
-    if (bytes_append(&sp->scan, data, n))
+    if (dp_bytes_append(&sp->scan, data, n))
         return H2F_ERR_NOMEM;
     if (sp->scan.len > sp->scan_cap)
         final = 1; /* cannot wait any longer for a candidate to be confirmed */
@@ -372,7 +354,7 @@ static h2f_result read_header(h2f_splitter *sp, const uint8_t *data, size_t len,
     sp->pending_len = 0;
     if (be24(sp->pending) > length_bound(sp) || !h2f_conforming_header(sp->pending)) {
         sp->scan.len = 0; /* the frame may start at any later octet */
-        if (bytes_append(&sp->scan, sp->pending + 1, H2F_HEADER_LEN - 1))
+        if (dp_bytes_append(&sp->scan, sp->pending + 1, H2F_HEADER_LEN - 1))
             return H2F_ERR_NOMEM;
         sp->scan_pos = 0;
         go(sp, IN_HEADER_NOT_CONFORMING);
@@ -395,7 +377,7 @@ static h2f_result read_payload(h2f_splitter *sp, const uint8_t *data, size_t len
         take = (size_t)sp->remaining;
     if (sp->keep > sp->payload.len && !sp->damaged) {
         size_t room = sp->keep - sp->payload.len;
-        if (bytes_append(&sp->payload, data + *pos, take < room ? take : room))
+        if (dp_bytes_append(&sp->payload, data + *pos, take < room ? take : room))
             return H2F_ERR_NOMEM;
     }
     sp->remaining -= take;

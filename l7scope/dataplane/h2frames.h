@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dp_bytes.h"
+
 #define H2F_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define H2F_PREFACE_LEN 24
 #define H2F_HEADER_LEN 9
@@ -54,10 +56,7 @@ typedef struct {
 
 typedef int (*h2f_emit_fn)(void *ctx, const h2f_event *ev); /* nonzero: stop, H2F_ERR_SINK */
 
-typedef struct {
-    uint8_t *buf;
-    size_t len, cap;
-} h2f_bytes;
+typedef dp_bytes h2f_bytes;
 
 typedef struct {
     h2f_state state;
