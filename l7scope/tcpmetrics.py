@@ -209,8 +209,8 @@ class TcpMetrics:
     def _open_delta(self, key: tuple, b: _Bytes, o: TcpOpen | None):
         done = self._reported.get(key)
         now = o if o is not None else done
-        d = _minus(now, done) if now is not None and done is not None else (
-            _counts(now) if now is not None else _counts(None))
+        # with something reported earlier, now is that or newer (never None)
+        d = _counts(now) if done is None else _minus(now, done)
         moved = b.sent or b.received or b.writes or b.reads
         if not moved and not any(d[k] for k in ("retransmits", "resets_sent", "resets_received",
                                                 "drops_other")) and not d["drops"]:
