@@ -75,16 +75,17 @@ def _exchange_encoder() -> Encoder:
 _EXCHANGE_LINE = _exchange_encoder()
 
 
+def _json_line(ex: Exchange) -> str:
+    """The json module's line for a record (the compiled encoder's fallback)."""
+    return _ENCODE(ex.to_dict())
+
+
 def exchange_line(ex: Exchange) -> str:
-    """The record's JSON line (no newline), as ``_ENCODE(ex.to_dict())`` writes it."""
+    """The record's JSON line (no newline), as ``_json_line`` writes it."""
     try:
         return _EXCHANGE_LINE(ex)
     except TypeError:  # a value the compiled encoder leaves to the json module
-        return _ENCODE(ex.to_dict())
-
-
-def _json_line(ex: Exchange) -> str:
-    return _ENCODE(ex.to_dict())
+        return _json_line(ex)
 
 
 _LINES = _EXCHANGE_LINE.lines
