@@ -249,11 +249,15 @@ class KernelCapture:
         """Kernel-side counters summed over CPUs, plus undecodable records."""
         out = {}
         for i, name in enumerate(STATS):
-            raw = libbpf.map_lookup(self._stats_fd, struct.pack("<I", i), 8 * self._ncpu)
-            out[name] = sum(struct.unpack(f"<{self._ncpu}Q", raw)) if raw else 0
+            out[name] = self._percpu_sum(self._stats_fd, i)
         out["malformed_records"] = self.decoder.malformed
         out.update(self._tcp_health_counters())
         return out
+
+    def _percpu_sum(self, fd: int, index: int) -> int:
+        """Entry ``index`` of a per-CPU array of u64 counters, summed over the CPUs."""
+        raw = libbpf.map_lookup(fd, struct.pack("<I", index), 8 * self._ncpu)
+        return sum(struct.unpack(f"<{self._ncpu}Q", raw)) if raw else 0
 
     def _tcp_health_counters(self) -> dict[str, int]:
         """The TCP health programs' counters and the runs the kernel skipped (recursion
@@ -264,11 +268,8 @@ class KernelCapture:
         # read never shows a run as missed that was not
         misses = [(name, libbpf.recursion_misses(fd)) for name, fd in self._prog_fds
                   if not name.startswith("tcp_nested_")]
-        counts = [0] * TCP_COUNT_MAX
         fd = self._obj.map_fd("tcp_health_counts")
-        for i in range(TCP_COUNT_MAX):
-            raw = libbpf.map_lookup(fd, struct.pack("<I", i), 8 * self._ncpu)
-            counts[i] = sum(struct.unpack(f"<{self._ncpu}Q", raw)) if raw else 0
+        counts = [self._percpu_sum(fd, i) for i in range(TCP_COUNT_MAX)]
         caught = counts[TCP_COUNT_NESTED]
         tcp = sum(n for name, n in misses if name.startswith("tcp_health"))
         return {"bpf_runs_missed": max(0, sum(n for _, n in misses) - caught),
